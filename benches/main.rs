@@ -1,0 +1,2 @@
+//! tempo's benchmarks.
+fn main() {}

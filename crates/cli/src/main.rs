@@ -1,0 +1,4 @@
+//! The `tempo` command line.
+fn main() {
+    println!("tempo");
+}

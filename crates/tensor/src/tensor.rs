@@ -1,0 +1,156 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use ndarray::ArrayD;
+
+use crate::{Float, TensorError};
+
+/// A tensor's identity: equal for clones of one handle, distinct for distinct tensors.
+/// Optimizers use it to refuse a parameter that appears in two groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(u64);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl TensorId {
+    fn fresh() -> Self {
+        TensorId(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+struct Inner<T: Float> {
+    id: TensorId,
+    data: RwLock<ArrayD<T>>,
+    grad: RwLock<Option<ArrayD<T>>>,
+    requires_grad: bool,
+}
+
+/// A tensor handle. Cloning is cheap and shares the value and the gradient.
+///
+/// Invariant: a tensor's gradient, when present, has the tensor's shape.
+pub struct Tensor<T: Float> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T: Float> Clone for Tensor<T> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<T: Float> std::fmt::Debug for Tensor<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tensor")
+            .field("shape", &self.shape())
+            .field("dtype", &T::DTYPE)
+            .field("requires_grad", &self.inner.requires_grad)
+            .finish()
+    }
+}
+
+fn read<X>(lock: &RwLock<X>) -> RwLockReadGuard<'_, X> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<X>(lock: &RwLock<X>) -> RwLockWriteGuard<'_, X> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<T: Float> Tensor<T> {
+    fn new(data: ArrayD<T>, requires_grad: bool) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                id: TensorId::fresh(),
+                data: RwLock::new(data),
+                grad: RwLock::new(None),
+                requires_grad,
+            }),
+        }
+    }
+
+    /// A constant tensor (no grad).
+    pub fn from_array(data: ArrayD<T>) -> Self {
+        Self::new(data, false)
+    }
+
+    /// A leaf tensor that requires grad: a trainable parameter.
+    pub fn parameter(data: ArrayD<T>) -> Self {
+        Self::new(data, true)
+    }
+
+    /// A tensor from row-major data and a shape.
+    pub fn from_vec(shape: &[usize], data: Vec<T>) -> Result<Self, TensorError> {
+        let expected: usize = shape.iter().product();
+        let found = data.len();
+        ArrayD::from_shape_vec(shape.to_vec(), data)
+            .map(Self::from_array)
+            .map_err(|_| TensorError::ElementCount { shape: shape.to_vec(), expected, found })
+    }
+
+    /// This tensor's identity.
+    pub fn id(&self) -> TensorId {
+        self.inner.id
+    }
+
+    /// Whether two handles are the same tensor.
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Whether gradients flow into this tensor.
+    pub fn requires_grad(&self) -> bool {
+        self.inner.requires_grad
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> Vec<usize> {
+        read(&self.inner.data).shape().to_vec()
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> usize {
+        read(&self.inner.data).len()
+    }
+
+    /// Reads the value.
+    pub fn data(&self) -> RwLockReadGuard<'_, ArrayD<T>> {
+        read(&self.inner.data)
+    }
+
+    /// Writes the value in place (what an optimizer does, outside autograd).
+    pub fn data_mut(&self) -> RwLockWriteGuard<'_, ArrayD<T>> {
+        write(&self.inner.data)
+    }
+
+    /// Reads the gradient slot (`None` until a backward pass reaches this tensor, or
+    /// after `zero_grad`).
+    pub fn grad(&self) -> RwLockReadGuard<'_, Option<ArrayD<T>>> {
+        read(&self.inner.grad)
+    }
+
+    /// Writes the gradient slot.
+    pub fn grad_mut(&self) -> RwLockWriteGuard<'_, Option<ArrayD<T>>> {
+        write(&self.inner.grad)
+    }
+
+    /// Replaces the gradient. Errs if its shape is not the tensor's.
+    pub fn set_grad(&self, grad: Option<ArrayD<T>>) -> Result<(), TensorError> {
+        if let Some(g) = &grad {
+            let shape = self.shape();
+            if g.shape() != shape.as_slice() {
+                return Err(TensorError::ShapeMismatch {
+                    op: "set_grad",
+                    left: shape,
+                    right: g.shape().to_vec(),
+                });
+            }
+        }
+        *self.grad_mut() = grad;
+        Ok(())
+    }
+
+    /// Drops the gradient (PyTorch's `zero_grad(set_to_none=True)`).
+    pub fn zero_grad(&self) {
+        *self.grad_mut() = None;
+    }
+}

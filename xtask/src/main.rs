@@ -1,0 +1,2 @@
+//! tempo's automation tasks.
+fn main() {}
