@@ -24,6 +24,9 @@ pub enum Value {
     Tuple(Vec<Value>),
     /// A dict with string keys, in insertion order.
     Dict(Dict),
+    /// A dict whose keys are not all strings (MultiStepLR's `milestones` Counter maps
+    /// int epochs to counts), in insertion order.
+    Map(Vec<(Value, Value)>),
 }
 
 impl Value {
@@ -92,7 +95,7 @@ impl Value {
             Value::Str(_) => "str",
             Value::List(_) => "list",
             Value::Tuple(_) => "tuple",
-            Value::Dict(_) => "dict",
+            Value::Dict(_) | Value::Map(_) => "dict",
         }
     }
 
@@ -164,6 +167,16 @@ impl fmt::Display for Value {
                         f.write_str(", ")?;
                     }
                     write!(f, "'{k}': {v}")?;
+                }
+                f.write_str("}")
+            }
+            Value::Map(entries) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k}: {v}")?;
                 }
                 f.write_str("}")
             }

@@ -16,10 +16,12 @@
 //! assert!((w.data()[[0]] - 3.0).abs() < 1e-15);
 //! ```
 
+mod data;
 mod element;
 mod error;
 mod tensor;
 
+pub use data::TensorData;
 pub use element::{DType, Float};
 pub use error::TensorError;
 pub use tensor::{Tensor, TensorId};
