@@ -39,7 +39,9 @@ pub enum ParamGroupError {
         found: &'static str,
     },
     /// The group has neither `momentum` nor `betas`, so momentum cannot be cycled.
-    #[error("param group {group} has neither `momentum` nor `betas`: momentum cannot be read or cycled")]
+    #[error(
+        "param group {group} has neither `momentum` nor `betas`: momentum cannot be read or cycled"
+    )]
     NoMomentum {
         /// The group index.
         group: usize,

@@ -36,7 +36,10 @@ pub trait OptimizerParamGroups {
     fn get_f64(&self, group: usize, key: &str) -> Result<f64, ParamGroupError> {
         self.check_group(group)?;
         match self.get(group, key) {
-            None => Err(ParamGroupError::MissingKey { group, key: key.to_string() }),
+            None => Err(ParamGroupError::MissingKey {
+                group,
+                key: key.to_string(),
+            }),
             Some(v) => v.as_f64().ok_or_else(|| ParamGroupError::WrongType {
                 key: key.to_string(),
                 expected: "a number",
@@ -100,13 +103,15 @@ pub trait OptimizerParamGroups {
             MomentumKey::Momentum => self.get_f64(group, "momentum"),
             MomentumKey::Beta1 => {
                 let betas = self.get(group, "betas").unwrap_or_default();
-                betas.as_slice().and_then(|b| b.first()).and_then(Value::as_f64).ok_or(
-                    ParamGroupError::WrongType {
+                betas
+                    .as_slice()
+                    .and_then(|b| b.first())
+                    .and_then(Value::as_f64)
+                    .ok_or(ParamGroupError::WrongType {
                         key: "betas".into(),
                         expected: "a pair of numbers",
                         found: betas.type_name(),
-                    },
-                )
+                    })
             }
         }
     }
@@ -147,7 +152,10 @@ mod tests {
         }
         fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
             let groups = self.0.len();
-            let g = self.0.get_mut(group).ok_or(ParamGroupError::NoSuchGroup { group, groups })?;
+            let g = self
+                .0
+                .get_mut(group)
+                .ok_or(ParamGroupError::NoSuchGroup { group, groups })?;
             g.insert(key, value);
             Ok(())
         }
@@ -168,18 +176,36 @@ mod tests {
         let mut g = adam_and_sgd();
         assert_eq!(g.momentum_key(0), Ok(MomentumKey::Beta1));
         assert_eq!(g.momentum_key(1), Ok(MomentumKey::Momentum));
-        assert_eq!(g.momentum_key(2), Err(ParamGroupError::NoMomentum { group: 2 }));
+        assert_eq!(
+            g.momentum_key(2),
+            Err(ParamGroupError::NoMomentum { group: 2 })
+        );
         g.set_momentum(0, 0.85).unwrap();
         g.set_momentum(1, 0.95).unwrap();
-        assert_eq!(g.get(0, "betas"), Some(Value::Tuple(vec![0.85.into(), 0.999.into()])));
+        assert_eq!(
+            g.get(0, "betas"),
+            Some(Value::Tuple(vec![0.85.into(), 0.999.into()]))
+        );
         assert!((g.momentum(1).unwrap() - 0.95).abs() < 1e-15);
     }
 
     #[test]
     fn errors_name_what_is_missing() {
         let g = adam_and_sgd();
-        assert_eq!(g.lr(5), Err(ParamGroupError::NoSuchGroup { group: 5, groups: 3 }));
-        assert_eq!(g.lr(2), Err(ParamGroupError::MissingKey { group: 2, key: "lr".into() }));
+        assert_eq!(
+            g.lr(5),
+            Err(ParamGroupError::NoSuchGroup {
+                group: 5,
+                groups: 3
+            })
+        );
+        assert_eq!(
+            g.lr(2),
+            Err(ParamGroupError::MissingKey {
+                group: 2,
+                key: "lr".into()
+            })
+        );
         assert_eq!(g.initial_lr(0), None);
         let dynamic: &dyn OptimizerParamGroups = &g;
         assert_eq!(dynamic.num_groups(), 3);

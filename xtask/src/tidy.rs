@@ -1,0 +1,194 @@
+//! `cargo xtask tidy`: the dependency rules of ARCHITECTURE.md, checked against
+//! `cargo metadata`. The same check runs as a unit test, so `cargo test --workspace`
+//! fails when a boundary is crossed.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+/// For each tempo library crate, the tempo crates it may depend on (normal
+/// dependencies; dev-dependencies may also use `tempo-testkit`).
+pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
+    ("tempo-param-groups", &[]),
+    ("tempo-tensor", &[]),
+    ("tempo-testkit", &[]),
+    ("tempo-nn", &["tempo-tensor"]),
+    ("tempo-optim", &["tempo-tensor", "tempo-param-groups"]),
+    ("tempo-sched", &["tempo-param-groups"]),
+    (
+        "tempo-ckpt",
+        &[
+            "tempo-tensor",
+            "tempo-nn",
+            "tempo-optim",
+            "tempo-sched",
+            "tempo-param-groups",
+        ],
+    ),
+    (
+        "tempo",
+        &[
+            "tempo-tensor",
+            "tempo-nn",
+            "tempo-param-groups",
+            "tempo-optim",
+            "tempo-sched",
+            "tempo-ckpt",
+        ],
+    ),
+    ("tempo-cli", &["tempo"]),
+    ("tempo-conformance", &["tempo", "tempo-testkit"]),
+    ("benches", &["tempo"]),
+    ("xtask", &[]),
+];
+
+/// One violation: `package` depends on `dependency` (of kind `kind`) without leave.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Violation {
+    package: String,
+    dependency: String,
+    kind: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} must not depend on {} ({} dependency)",
+            self.package, self.dependency, self.kind
+        )
+    }
+}
+
+fn is_ours(name: &str) -> bool {
+    name == "tempo" || name.starts_with("tempo-") || name == "xtask" || name == "benches"
+}
+
+/// Checks the `packages` array of `cargo metadata --no-deps`.
+pub(crate) fn check(metadata: &serde_json::Value) -> anyhow::Result<Vec<Violation>> {
+    let packages = metadata["packages"]
+        .as_array()
+        .context("cargo metadata has no packages")?;
+    let mut out = Vec::new();
+    for pkg in packages {
+        let name = pkg["name"].as_str().context("package without a name")?;
+        let Some((_, allowed)) = ALLOWED.iter().find(|(n, _)| *n == name) else {
+            bail!("package `{name}` is not in the dependency rules of xtask/src/tidy.rs");
+        };
+        for dep in pkg["dependencies"].as_array().into_iter().flatten() {
+            let dep_name = dep["name"].as_str().unwrap_or_default();
+            if !is_ours(dep_name) {
+                continue;
+            }
+            let kind = dep["kind"].as_str().unwrap_or("normal");
+            let ok = allowed.contains(&dep_name)
+                || (kind == "dev"
+                    && (dep_name == "tempo-testkit" || allowed_transitively(name, dep_name)));
+            if !ok {
+                out.push(Violation {
+                    package: name.into(),
+                    dependency: dep_name.into(),
+                    kind: kind.into(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Dev-dependencies may use what a crate's allowed dependencies use, except that
+/// tempo-sched's tests must not see tensors or optimizers either.
+fn allowed_transitively(package: &str, dependency: &str) -> bool {
+    if package == "tempo-sched" {
+        return false;
+    }
+    let allowed = |p: &str| {
+        ALLOWED
+            .iter()
+            .find(|(n, _)| *n == p)
+            .map(|(_, a)| *a)
+            .unwrap_or(&[])
+    };
+    allowed(package)
+        .iter()
+        .any(|d| allowed(d).contains(&dependency))
+}
+
+fn metadata() -> anyhow::Result<serde_json::Value> {
+    let out = crate::cargo()
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("parsing cargo metadata")
+}
+
+pub(crate) fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
+    let violations = check(&metadata()?)?;
+    for v in &violations {
+        eprintln!("tidy: {v}");
+    }
+    if violations.is_empty() {
+        println!("tidy: dependency rules hold");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workspace_follows_the_dependency_rules() {
+        let violations = check(&metadata().expect("cargo metadata")).expect("check");
+        let text: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        assert!(violations.is_empty(), "{}", text.join("\n"));
+    }
+
+    #[test]
+    fn a_scheduler_that_depends_on_tensors_is_caught() {
+        let fake = serde_json::json!({"packages": [
+            {"name": "tempo-sched", "dependencies": [
+                {"name": "tempo-param-groups", "kind": null},
+                {"name": "tempo-tensor", "kind": null},
+                {"name": "tempo-optim", "kind": "dev"},
+                {"name": "serde", "kind": null}
+            ]}
+        ]});
+        let v = check(&fake).expect("check");
+        assert_eq!(
+            v,
+            vec![
+                Violation {
+                    package: "tempo-sched".into(),
+                    dependency: "tempo-tensor".into(),
+                    kind: "normal".into()
+                },
+                Violation {
+                    package: "tempo-sched".into(),
+                    dependency: "tempo-optim".into(),
+                    kind: "dev".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_package_is_an_error() {
+        let fake = serde_json::json!({"packages": [{"name": "tempo-new", "dependencies": []}]});
+        assert!(check(&fake).is_err());
+    }
+}
