@@ -1,6 +1,6 @@
 use ndarray::ArrayD;
 
-use crate::DType;
+use crate::{DType, Float, TensorError};
 
 /// An owned n-dimensional array whose element type is known only at run time: what
 /// state dicts and checkpoints hold, where f32 and f64 tensors sit side by side.
@@ -40,6 +40,16 @@ impl TensorData {
     /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The array, if it holds elements of type `T`; errs naming both dtypes otherwise.
+    pub fn into_array<T: Float>(self) -> Result<ArrayD<T>, TensorError> {
+        T::from_tensor_data(self)
+    }
+
+    /// Wraps an array of any float element type.
+    pub fn from_array<T: Float>(a: ArrayD<T>) -> Self {
+        T::into_tensor_data(a)
     }
 
     /// The elements in row-major order, widened to f64.

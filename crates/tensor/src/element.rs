@@ -1,5 +1,9 @@
 use std::fmt::{Debug, Display};
 
+use ndarray::ArrayD;
+
+use crate::{TensorData, TensorError};
+
 /// The element type of a tensor, as a runtime tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
@@ -55,6 +59,10 @@ pub trait Float:
     fn from_f64(v: f64) -> Self;
     /// Widens to f64 (exact).
     fn to_f64(self) -> f64;
+    /// Wraps an array of this type as dtype-tagged [`TensorData`].
+    fn into_tensor_data(a: ArrayD<Self>) -> TensorData;
+    /// Unwraps [`TensorData`] of this dtype; errs (naming both dtypes) on another dtype.
+    fn from_tensor_data(d: TensorData) -> Result<ArrayD<Self>, TensorError>;
 }
 
 impl Float for f32 {
@@ -67,6 +75,18 @@ impl Float for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    fn into_tensor_data(a: ArrayD<Self>) -> TensorData {
+        TensorData::F32(a)
+    }
+    fn from_tensor_data(d: TensorData) -> Result<ArrayD<Self>, TensorError> {
+        match d {
+            TensorData::F32(a) => Ok(a),
+            other => Err(TensorError::DType {
+                expected: DType::F32,
+                found: other.dtype(),
+            }),
+        }
+    }
 }
 
 impl Float for f64 {
@@ -78,5 +98,17 @@ impl Float for f64 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
+    }
+    fn into_tensor_data(a: ArrayD<Self>) -> TensorData {
+        TensorData::F64(a)
+    }
+    fn from_tensor_data(d: TensorData) -> Result<ArrayD<Self>, TensorError> {
+        match d {
+            TensorData::F64(a) => Ok(a),
+            other => Err(TensorError::DType {
+                expected: DType::F64,
+                found: other.dtype(),
+            }),
+        }
     }
 }

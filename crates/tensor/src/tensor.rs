@@ -3,6 +3,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ndarray::ArrayD;
 
+use crate::autograd::Node;
 use crate::{Float, TensorError};
 
 /// A tensor's identity: equal for clones of one handle, distinct for distinct tensors.
@@ -21,8 +22,13 @@ impl TensorId {
 struct Inner<T: Float> {
     id: TensorId,
     data: RwLock<ArrayD<T>>,
+    /// A leaf's accumulated gradient; for a non-leaf, scratch space used only while a
+    /// backward pass runs (empty otherwise, as PyTorch keeps no non-leaf grads).
     grad: RwLock<Option<ArrayD<T>>>,
     requires_grad: bool,
+    /// How this tensor was computed, when it is the result of an op on tensors that
+    /// require grad (PyTorch's `grad_fn`); `None` for leaves.
+    node: Option<Node<T>>,
 }
 
 /// A tensor handle. Cloning is cheap and shares the value and the gradient.
@@ -34,7 +40,9 @@ pub struct Tensor<T: Float> {
 
 impl<T: Float> Clone for Tensor<T> {
     fn clone(&self) -> Self {
-        Self { inner: Arc::clone(&self.inner) }
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
     }
 }
 
@@ -44,6 +52,7 @@ impl<T: Float> std::fmt::Debug for Tensor<T> {
             .field("shape", &self.shape())
             .field("dtype", &T::DTYPE)
             .field("requires_grad", &self.inner.requires_grad)
+            .field("grad_fn", &self.node().map(|n| n.name()))
             .finish()
     }
 }
@@ -64,8 +73,84 @@ impl<T: Float> Tensor<T> {
                 data: RwLock::new(data),
                 grad: RwLock::new(None),
                 requires_grad,
+                node: None,
             }),
         }
+    }
+
+    /// The result of an op: a non-leaf that requires grad, recording how it was made.
+    pub(crate) fn from_node(data: ArrayD<T>, node: Node<T>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                id: TensorId::fresh(),
+                data: RwLock::new(data),
+                grad: RwLock::new(None),
+                requires_grad: true,
+                node: Some(node),
+            }),
+        }
+    }
+
+    /// The recorded op, for non-leaf tensors.
+    pub(crate) fn node(&self) -> Option<&Node<T>> {
+        self.inner.node.as_ref()
+    }
+
+    /// Whether this tensor is a leaf: made directly rather than computed by an op that
+    /// records a graph. Constants and parameters are leaves.
+    pub fn is_leaf(&self) -> bool {
+        self.inner.node.is_none()
+    }
+
+    /// A 0-d constant holding `value`.
+    pub fn scalar(value: T) -> Self {
+        Self::from_array(ndarray::arr0(value).into_dyn())
+    }
+
+    /// A constant of zeros.
+    pub fn zeros(shape: &[usize]) -> Self {
+        Self::from_array(ArrayD::zeros(shape.to_vec()))
+    }
+
+    /// A constant of ones.
+    pub fn ones(shape: &[usize]) -> Self {
+        Self::from_array(ArrayD::ones(shape.to_vec()))
+    }
+
+    /// A parameter (requires grad) from row-major data and a shape.
+    pub fn parameter_from_vec(shape: &[usize], data: Vec<T>) -> Result<Self, TensorError> {
+        let t = Self::from_vec(shape, data)?;
+        Ok(Self::parameter(t.to_array()))
+    }
+
+    /// A copy of the value, cut off from the graph (a constant leaf). Unlike PyTorch's
+    /// `detach`, the copy does not share storage with `self`.
+    pub fn detach(&self) -> Self {
+        Self::from_array(self.to_array())
+    }
+
+    /// A copy of the value as an owned array.
+    pub fn to_array(&self) -> ArrayD<T> {
+        self.data().clone()
+    }
+
+    /// The elements in row-major order.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.data().iter().copied().collect()
+    }
+
+    /// The single element of a one-element tensor (PyTorch's `.item()`).
+    pub fn item(&self) -> Result<T, TensorError> {
+        let d = self.data();
+        if d.len() == 1 {
+            if let Some(v) = d.iter().next() {
+                return Ok(*v);
+            }
+        }
+        Err(TensorError::NotScalar {
+            op: "item",
+            shape: d.shape().to_vec(),
+        })
     }
 
     /// A constant tensor (no grad).
@@ -84,7 +169,11 @@ impl<T: Float> Tensor<T> {
         let found = data.len();
         ArrayD::from_shape_vec(shape.to_vec(), data)
             .map(Self::from_array)
-            .map_err(|_| TensorError::ElementCount { shape: shape.to_vec(), expected, found })
+            .map_err(|_| TensorError::ElementCount {
+                shape: shape.to_vec(),
+                expected,
+                found,
+            })
     }
 
     /// This tensor's identity.

@@ -1,0 +1,78 @@
+//! tempo-nn integration tests: PyTorch reference cases for initialisation, forward and
+//! backward passes, and state dict behaviour.
+
+mod cases;
+mod init;
+mod state_dict;
+mod training;
+
+use std::path::PathBuf;
+
+use ndarray::ArrayD;
+use serde_json::Value;
+use tempo_nn::StateDict;
+use tempo_tensor::Float;
+
+/// Loads a conformance case by file name.
+pub(crate) fn load_case(file: &str) -> Value {
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "..",
+        "..",
+        "testdata",
+        "conformance",
+        "cases",
+        file,
+    ]
+    .iter()
+    .collect();
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON in {}: {e}", path.display()))
+}
+
+/// A JSON array of numbers as f64s.
+pub(crate) fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|x| x.as_f64().expect("a number"))
+        .collect()
+}
+
+/// A JSON array of shape entries.
+pub(crate) fn usizes(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|x| x.as_u64().expect("an integer") as usize)
+        .collect()
+}
+
+/// The case's `init` weights as a state dict of element type `T`, in file order.
+pub(crate) fn init_state_dict<T: Float>(case: &Value) -> StateDict<T> {
+    let init = case["init"].as_object().expect("init object");
+    let entries = init
+        .iter()
+        .map(|(k, v)| {
+            let shape = usizes(&v["shape"]);
+            let data = f64s(&v["data"])
+                .into_iter()
+                .map(<T as Float>::from_f64)
+                .collect();
+            (
+                k.clone(),
+                ArrayD::from_shape_vec(shape, data).expect("shape fits data"),
+            )
+        })
+        .collect();
+    StateDict::from_entries(entries).expect("unique keys")
+}
+
+/// `|got - want| <= atol + rtol |want|`, the conformance tolerance.
+pub(crate) fn assert_close(what: &str, got: f64, want: f64, rtol: f64, atol: f64) {
+    assert!(
+        (got - want).abs() <= atol + rtol * want.abs(),
+        "{what}: got {got:e}, want {want:e} (rtol {rtol:e}, atol {atol:e})"
+    );
+}
