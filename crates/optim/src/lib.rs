@@ -1,1 +1,55 @@
-//! placeholder
+//! `tempo-optim`: every PyTorch optimizer, number for number.
+//!
+//! The [`Optimizer`] trait is PyTorch's `torch.optim.Optimizer` API: param groups with
+//! per-group overrides of the defaults, `add_param_group`, `zero_grad`, `step`,
+//! `state_dict` and `load_state_dict` in PyTorch's layout and names. Every step reads its
+//! hyperparameters from the group dicts, so a scheduler writing `lr` or `betas` through
+//! [`tempo_param_groups::OptimizerParamGroups`] takes effect at the next step.
+//!
+//! Updates follow PyTorch's single-tensor CPU code path operation by operation (scalar
+//! arithmetic in f64, rounded once where it meets a tensor; fused multiply-adds where
+//! PyTorch fuses), so f64 results match PyTorch to the last bits and f32 results within
+//! the one-ulp differences of PyTorch's MKL square root.
+//!
+//! ```
+//! use ndarray::ArrayD;
+//! use tempo_optim::{build_optimizer, Optimizer, OptimizerSpec};
+//! use tempo_param_groups::OptimizerParamGroups;
+//! use tempo_tensor::Tensor;
+//!
+//! let w = Tensor::<f32>::parameter(ArrayD::from_shape_vec(vec![2], vec![1.0, -1.0]).unwrap());
+//! let spec = OptimizerSpec::from_json(r#"{"type": "SGD", "kwargs": {"lr": 0.5}}"#)?;
+//! let mut opt = build_optimizer(&spec, &[w.clone()])?;
+//!
+//! w.set_grad(Some(ArrayD::from_shape_vec(vec![2], vec![1.0, 2.0]).unwrap()))?;
+//! assert!(opt.step()?); // a real step: w -= 0.5 * grad
+//! assert_eq!(w.data().as_slice().unwrap(), &[0.5, -2.0]);
+//!
+//! opt.set_lr(0, 0.1)?; // what a scheduler does between steps
+//! opt.zero_grad();
+//! assert!(!opt.step()?); // no gradients: nothing to do
+//! assert_eq!(opt.state_dict().param_groups[0].get("lr").and_then(|v| v.as_f64()), Some(0.1));
+//! # Ok::<(), tempo_optim::OptimError>(())
+//! ```
+
+mod adam;
+mod adamw;
+mod engine;
+mod error;
+mod kernels;
+mod kwargs;
+mod optimizer;
+mod param_group;
+mod sgd;
+mod spec;
+mod state;
+mod validate;
+
+pub use adam::{Adam, AdamConfig};
+pub use adamw::{AdamW, AdamWConfig};
+pub use error::OptimError;
+pub use optimizer::Optimizer;
+pub use param_group::ParamGroup;
+pub use sgd::{Sgd, SgdConfig};
+pub use spec::{build_optimizer, GroupSpec, OptimizerSpec, ParamSelection, OPTIMIZER_NAMES};
+pub use state::{OptimizerStateDict, ParamState, StateValue};

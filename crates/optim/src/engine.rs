@@ -1,0 +1,336 @@
+//! The machinery shared by every elementwise optimizer: groups, lazily created
+//! per-parameter state in first-touch order, the step loop, and the state dict.
+
+use tempo_param_groups::{Dict, ParamGroupError, Value};
+use tempo_tensor::{Float, Tensor};
+
+use crate::param_group::{GroupReader, Groups};
+use crate::state::{ParamState, StateReader};
+use crate::{OptimError, OptimizerStateDict, ParamGroup};
+
+/// One elementwise algorithm (its config struct implements this).
+pub(crate) trait Algorithm<T: Float>: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// PyTorch's class name.
+    const NAME: &'static str;
+    /// A group's hyperparameters, parsed once per step.
+    type Hyper: Send + Sync + std::fmt::Debug;
+    /// One parameter's state.
+    type State: Default + Send + Sync + std::fmt::Debug;
+
+    /// The constructor's checks (PyTorch's `ValueError`s).
+    fn validate(&self) -> Result<(), OptimError>;
+    /// The defaults dict, in PyTorch's key order.
+    fn defaults(&self) -> Dict;
+    /// Reads a group's hyperparameters.
+    fn hyper(&self, group: &GroupReader<'_>) -> Result<Self::Hyper, OptimError>;
+    /// Whether a parameter stepped under `hyper` gets state (SGD without momentum: no).
+    fn has_state(&self, _hyper: &Self::Hyper) -> bool {
+        true
+    }
+    /// Whether state is created in the constructor (Adagrad).
+    fn eager_init(&self) -> bool {
+        false
+    }
+    /// Fresh state for a parameter with `numel` elements.
+    fn init_state(&self, hyper: &Self::Hyper, numel: usize) -> Self::State;
+    /// Checks, before anything changes, that `state` can be stepped under `hyper`.
+    fn check_state(&self, _hyper: &Self::Hyper, _state: &Self::State, _param: usize) -> Result<(), OptimError> {
+        Ok(())
+    }
+    /// The update of one parameter (its step counter included).
+    fn update(&self, hyper: &Self::Hyper, state: &mut Self::State, p: &mut [T], g: &[T]);
+    /// The state in PyTorch's names and order.
+    fn save_state(&self, state: &Self::State, shape: &[usize]) -> ParamState;
+    /// Reads state saved by `save_state` (or by PyTorch).
+    fn load_state(&self, reader: &StateReader<'_>) -> Result<Self::State, OptimError>;
+    /// PyTorch's `__setstate__` fix-ups of a loaded group, after missing keys were
+    /// filled from the defaults (AdamW forces `decoupled_weight_decay`).
+    fn fix_loaded_group(&self, _group: &mut Dict) {}
+}
+
+/// Groups + state + the step loop for an [`Algorithm`].
+#[derive(Debug)]
+pub(crate) struct Engine<T: Float, A: Algorithm<T>> {
+    pub(crate) config: A,
+    defaults: Dict,
+    pub(crate) groups: Groups<T>,
+    /// Indexed by state-dict id.
+    states: Vec<Option<A::State>>,
+    /// State-dict ids in first-touch order.
+    order: Vec<usize>,
+    /// Reused every step, so a step does not allocate.
+    hypers: Vec<A::Hyper>,
+}
+
+impl<T: Float, A: Algorithm<T>> Engine<T, A> {
+    pub(crate) fn new(groups: Vec<ParamGroup<T>>, config: A, overrides: Option<&Dict>) -> Result<Self, OptimError> {
+        config.validate()?;
+        let mut defaults = config.defaults();
+        if let Some(o) = overrides {
+            for (k, v) in o.iter() {
+                if defaults.contains_key(k) {
+                    defaults.insert(k, v.clone());
+                }
+            }
+        }
+        let groups = Groups::build(groups, &defaults)?;
+        let n = groups.num_params();
+        let mut engine = Self {
+            config,
+            defaults,
+            groups,
+            states: (0..n).map(|_| None).collect(),
+            order: Vec::new(),
+            hypers: Vec::new(),
+        };
+        if engine.config.eager_init() {
+            engine.init_all()?;
+        }
+        Ok(engine)
+    }
+
+    fn init_all(&mut self) -> Result<(), OptimError> {
+        let mut id = 0;
+        for (gi, (ps, d)) in self.groups.params.iter().zip(&self.groups.options).enumerate() {
+            let h = self.config.hyper(&GroupReader { dict: d, group: gi })?;
+            for p in ps {
+                if self.states[id].is_none() {
+                    self.states[id] = Some(self.config.init_state(&h, p.numel()));
+                    self.order.push(id);
+                }
+                id += 1;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn step(&mut self) -> Result<bool, OptimError> {
+        self.hypers.clear();
+        for (gi, d) in self.groups.options.iter().enumerate() {
+            let h = self.config.hyper(&GroupReader { dict: d, group: gi })?;
+            self.hypers.push(h);
+        }
+        // Check everything that can fail before changing anything.
+        let mut id = 0;
+        for (ps, h) in self.groups.params.iter().zip(&self.hypers) {
+            for p in ps {
+                if let Some(g) = p.grad().as_ref() {
+                    let shape = p.shape();
+                    if g.shape() != shape.as_slice() {
+                        return Err(OptimError::GradShapeMismatch { param: id, expected: shape, got: g.shape().to_vec() });
+                    }
+                    if let Some(st) = &self.states[id] {
+                        self.config.check_state(h, st, id)?;
+                    }
+                }
+                id += 1;
+            }
+        }
+        let mut updated = false;
+        let mut id = 0;
+        for (ps, h) in self.groups.params.iter().zip(&self.hypers) {
+            for p in ps {
+                let grad = p.grad();
+                if let Some(g) = grad.as_ref() {
+                    let mut data = p.data_mut();
+                    if data.as_slice().is_none() {
+                        *data = data.as_standard_layout().into_owned();
+                    }
+                    let contiguous;
+                    let g = match g.as_slice() {
+                        Some(s) => s,
+                        None => {
+                            contiguous = g.as_standard_layout().into_owned();
+                            contiguous.as_slice().unwrap_or(&[])
+                        }
+                    };
+                    let pd = data.as_slice_mut().unwrap_or(&mut []);
+                    if self.config.has_state(h) {
+                        if self.states[id].is_none() {
+                            self.order.push(id);
+                        }
+                        let st = self.states[id].get_or_insert_with(|| self.config.init_state(h, pd.len()));
+                        self.config.update(h, st, pd, g);
+                    } else {
+                        let mut scratch = A::State::default();
+                        self.config.update(h, &mut scratch, pd, g);
+                    }
+                    updated = true;
+                }
+                id += 1;
+            }
+        }
+        Ok(updated)
+    }
+
+    pub(crate) fn zero_grad(&mut self) {
+        for p in self.groups.flat() {
+            p.zero_grad();
+        }
+    }
+
+    pub(crate) fn params(&self) -> Vec<Tensor<T>> {
+        self.groups.flat().cloned().collect()
+    }
+
+    pub(crate) fn add_param_group(&mut self, group: ParamGroup<T>) -> Result<(), OptimError> {
+        let n = group.params.len();
+        self.groups.add(group, &self.defaults)?;
+        self.states.extend((0..n).map(|_| None));
+        Ok(())
+    }
+
+    pub(crate) fn state_dict(&self) -> OptimizerStateDict {
+        let params: Vec<&Tensor<T>> = self.groups.flat().collect();
+        let state = self
+            .order
+            .iter()
+            .filter_map(|&id| {
+                let st = self.states[id].as_ref()?;
+                Some((id, self.config.save_state(st, &params[id].shape())))
+            })
+            .collect();
+        OptimizerStateDict { state, param_groups: self.groups.state_dict_groups() }
+    }
+
+    pub(crate) fn load_state_dict(&mut self, sd: &OptimizerStateDict) -> Result<(), OptimError> {
+        let map = self.groups.map_saved_ids(&sd.param_groups)?;
+        let params: Vec<&Tensor<T>> = self.groups.flat().collect();
+        let mut states: Vec<Option<A::State>> = (0..params.len()).map(|_| None).collect();
+        let mut order = Vec::new();
+        for (saved_id, ps) in &sd.state {
+            let id = map
+                .iter()
+                .find(|(s, _)| *s == *saved_id as i64)
+                .map(|&(_, k)| k)
+                .ok_or(OptimError::UnknownStateId { param: *saved_id })?;
+            let shape = params[id].shape();
+            let st = self.config.load_state(&StateReader { state: ps, shape: &shape, param: *saved_id })?;
+            if states[id].is_none() {
+                order.push(id);
+            }
+            states[id] = Some(st);
+        }
+        let mut options = Vec::with_capacity(sd.param_groups.len());
+        for saved in &sd.param_groups {
+            let mut d = Dict::new();
+            for (k, v) in saved.iter() {
+                if k != "params" {
+                    d.insert(k, v.clone());
+                }
+            }
+            for (k, v) in self.defaults.iter() {
+                d.setdefault(k, v.clone());
+            }
+            self.config.fix_loaded_group(&mut d);
+            options.push(d);
+        }
+        self.groups.options = options;
+        self.states = states;
+        self.order = order;
+        Ok(())
+    }
+
+    pub(crate) fn get(&self, group: usize, key: &str) -> Option<Value> {
+        self.groups.get(group, key)
+    }
+
+    pub(crate) fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+        self.groups.set(group, key, value)
+    }
+}
+
+/// Builds a parameter tensor's shape-agnostic view for tests and docs.
+#[cfg(test)]
+pub(crate) fn param<T: Float>(data: &[T]) -> Tensor<T> {
+    Tensor::parameter(ndarray::ArrayD::from_shape_vec(vec![data.len()], data.to_vec()).unwrap_or_else(|_| ndarray::ArrayD::zeros(vec![0])))
+}
+
+/// Declares the public optimizer type `$name` over `Engine<T, $config>`, with its
+/// constructors and the trait impls forwarding to the engine.
+macro_rules! elementwise_optimizer {
+    ($(#[$doc:meta])* $name:ident, $config:ty) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name<T: tempo_tensor::Float> {
+            engine: crate::engine::Engine<T, $config>,
+        }
+
+        impl<T: tempo_tensor::Float> $name<T> {
+            /// One group holding `params`, with `config` as its hyperparameters.
+            /// Validates `config` (an invalid value is an `Err` naming it).
+            pub fn new(
+                params: Vec<tempo_tensor::Tensor<T>>,
+                config: $config,
+            ) -> Result<Self, crate::OptimError> {
+                Self::with_groups(vec![crate::ParamGroup::new(params)], config)
+            }
+
+            /// Several groups; each group's options override `config`'s values for it
+            /// (group values are not validated, as in PyTorch).
+            pub fn with_groups(
+                groups: Vec<crate::ParamGroup<T>>,
+                config: $config,
+            ) -> Result<Self, crate::OptimError> {
+                Ok(Self { engine: crate::engine::Engine::new(groups, config, None)? })
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn from_spec(
+                groups: Vec<crate::ParamGroup<T>>,
+                config: $config,
+                kwargs: &tempo_param_groups::Dict,
+            ) -> Result<Self, crate::OptimError> {
+                Ok(Self { engine: crate::engine::Engine::new(groups, config, Some(kwargs))? })
+            }
+
+            /// The constructor's configuration (the defaults of new groups).
+            pub fn config(&self) -> &$config {
+                &self.engine.config
+            }
+        }
+
+        impl<T: tempo_tensor::Float> tempo_param_groups::OptimizerParamGroups for $name<T> {
+            fn num_groups(&self) -> usize {
+                self.engine.groups.len()
+            }
+            fn get(&self, group: usize, key: &str) -> Option<tempo_param_groups::Value> {
+                self.engine.get(group, key)
+            }
+            fn set(
+                &mut self,
+                group: usize,
+                key: &str,
+                value: tempo_param_groups::Value,
+            ) -> Result<(), tempo_param_groups::ParamGroupError> {
+                self.engine.set(group, key, value)
+            }
+        }
+
+        impl<T: tempo_tensor::Float> crate::Optimizer<T> for $name<T> {
+            fn name(&self) -> &'static str {
+                <$config as crate::engine::Algorithm<T>>::NAME
+            }
+            fn step(&mut self) -> Result<bool, crate::OptimError> {
+                self.engine.step()
+            }
+            fn zero_grad(&mut self) {
+                self.engine.zero_grad()
+            }
+            fn params(&self) -> Vec<tempo_tensor::Tensor<T>> {
+                self.engine.params()
+            }
+            fn add_param_group(&mut self, group: crate::ParamGroup<T>) -> Result<(), crate::OptimError> {
+                self.engine.add_param_group(group)
+            }
+            fn state_dict(&self) -> crate::OptimizerStateDict {
+                self.engine.state_dict()
+            }
+            fn load_state_dict(&mut self, sd: &crate::OptimizerStateDict) -> Result<(), crate::OptimError> {
+                self.engine.load_state_dict(sd)
+            }
+        }
+    };
+}
+
+pub(crate) use elementwise_optimizer;

@@ -1,0 +1,166 @@
+//! Reading a spec's `kwargs` (PyTorch's constructor arguments) into a config.
+
+use serde_json::{Map, Value as Json};
+use tempo_param_groups::{Dict, Value};
+
+use crate::OptimError;
+
+/// Converts a JSON value to a group value: ints stay ints, arrays under `betas`, `etas`
+/// and `step_sizes` become tuples (as PyTorch's constructors store them).
+pub(crate) fn json_to_value(key: &str, v: &Json) -> Value {
+    match v {
+        Json::Null => Value::None,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::Str(s.clone()),
+        Json::Array(items) => {
+            let items: Vec<Value> = items.iter().map(|x| json_to_value("", x)).collect();
+            if matches!(key, "betas" | "etas" | "step_sizes") {
+                Value::Tuple(items)
+            } else {
+                Value::List(items)
+            }
+        }
+        Json::Object(m) => Value::Dict(m.iter().map(|(k, v)| (k.clone(), json_to_value(k, v))).collect()),
+    }
+}
+
+/// Typed access to a kwargs map, for one optimizer's accepted arguments.
+pub(crate) struct Kwargs<'a> {
+    pub(crate) optimizer: &'static str,
+    pub(crate) map: &'a Map<String, Json>,
+}
+
+fn json_type(v: &Json) -> String {
+    match v {
+        Json::Null => "null".into(),
+        Json::Bool(b) => format!("bool {b}"),
+        Json::Number(n) => format!("number {n}"),
+        Json::String(s) => format!("string {s:?}"),
+        Json::Array(_) => "a list".into(),
+        Json::Object(_) => "an object".into(),
+    }
+}
+
+impl<'a> Kwargs<'a> {
+    pub(crate) fn new(optimizer: &'static str, map: &'a Map<String, Json>) -> Self {
+        Self { optimizer, map }
+    }
+
+    fn wrong(&self, key: &str, expected: &'static str, v: &Json) -> OptimError {
+        OptimError::WrongArgumentType { optimizer: self.optimizer, name: key.into(), expected, found: json_type(v) }
+    }
+
+    /// Errs on any key outside `accepted` (`foreach` is always accepted: it only names a
+    /// PyTorch code path and does not change tempo's numbers).
+    pub(crate) fn check_known(&self, accepted: &[&str]) -> Result<(), OptimError> {
+        for k in self.map.keys() {
+            if k != "foreach" && !accepted.contains(&k.as_str()) {
+                let mut all: Vec<&str> = accepted.to_vec();
+                all.push("foreach");
+                return Err(OptimError::UnknownArgument {
+                    optimizer: self.optimizer,
+                    name: k.clone(),
+                    accepted: all.join(", "),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn f64(&self, key: &str, default: f64) -> Result<f64, OptimError> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_f64().ok_or_else(|| self.wrong(key, "a number", v)),
+        }
+    }
+
+    pub(crate) fn i64(&self, key: &str, default: i64) -> Result<i64, OptimError> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_i64().ok_or_else(|| self.wrong(key, "an integer", v)),
+        }
+    }
+
+    pub(crate) fn opt_i64(&self, key: &str) -> Result<Option<i64>, OptimError> {
+        match self.map.get(key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| self.wrong(key, "an integer or null", v)),
+        }
+    }
+
+    pub(crate) fn bool(&self, key: &str, default: bool) -> Result<bool, OptimError> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| self.wrong(key, "a bool", v)),
+        }
+    }
+
+    pub(crate) fn opt_bool(&self, key: &str, default: Option<bool>) -> Result<Option<bool>, OptimError> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(Json::Null) => Ok(None),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.wrong(key, "a bool or null", v)),
+        }
+    }
+
+    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<String>, OptimError> {
+        match self.map.get(key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(self.wrong(key, "a string or null", v)),
+        }
+    }
+
+    pub(crate) fn pair(&self, key: &str, default: (f64, f64)) -> Result<(f64, f64), OptimError> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => match v.as_array().map(Vec::as_slice) {
+                Some([a, b]) => match (a.as_f64(), b.as_f64()) {
+                    (Some(a), Some(b)) => Ok((a, b)),
+                    _ => Err(self.wrong(key, "a pair of numbers", v)),
+                },
+                _ => Err(self.wrong(key, "a pair of numbers", v)),
+            },
+        }
+    }
+
+    /// PyTorch's Adam checks that both betas are floats: JSON ints (`[0, 0.99]`) are refused.
+    pub(crate) fn float_pair(&self, key: &str, default: (f64, f64)) -> Result<(f64, f64), OptimError> {
+        if let Some(v @ Json::Array(items)) = self.map.get(key) {
+            if items.iter().any(|x| x.is_i64() || x.is_u64()) {
+                return Err(OptimError::InvalidHyperparameter {
+                    optimizer: self.optimizer,
+                    name: key.into(),
+                    value: v.to_string(),
+                    expected: "betas that are both floats (or both tensors)",
+                });
+            }
+        }
+        self.pair(key, default)
+    }
+
+    /// Accepts PyTorch's default for a code-path flag tempo does not implement
+    /// (`capturable`, `differentiable`, `fused`), refuses `true`.
+    pub(crate) fn unsupported_flag(&self, key: &str, reason: &'static str) -> Result<(), OptimError> {
+        match self.map.get(key) {
+            None | Some(Json::Null) | Some(Json::Bool(false)) => Ok(()),
+            Some(Json::Bool(true)) => {
+                Err(OptimError::Unsupported { optimizer: self.optimizer, option: format!("{key}=True"), reason })
+            }
+            Some(v) => Err(self.wrong(key, "a bool", v)),
+        }
+    }
+
+    /// The kwargs as group values, for the defaults dict (keeps ints as ints).
+    pub(crate) fn as_dict(&self) -> Dict {
+        self.map.iter().map(|(k, v)| (k.clone(), json_to_value(k, v))).collect()
+    }
+}
+
+/// The reason given when a code-path flag is set.
+pub(crate) const SINGLE_TENSOR_ONLY: &str =
+    "tempo implements PyTorch's default single-tensor CPU path only; leave it unset or false";

@@ -1,0 +1,276 @@
+//! Param groups: parameters plus a PyTorch-style dict of hyperparameters.
+
+use tempo_param_groups::{Dict, ParamGroupError, Value};
+use tempo_tensor::{Float, Tensor};
+
+use crate::OptimError;
+
+/// A param group as given to a constructor or to `add_param_group`: the parameters and
+/// the hyperparameters that override the optimizer's defaults for them (PyTorch's
+/// `{"params": [...], "lr": 0.01}`).
+#[derive(Debug, Clone)]
+pub struct ParamGroup<T: Float> {
+    /// The parameters, in order.
+    pub params: Vec<Tensor<T>>,
+    /// Per-group overrides, by PyTorch's names, in the user's order. Keys the optimizer
+    /// does not know are kept and saved, as in PyTorch.
+    pub options: Dict,
+}
+
+impl<T: Float> ParamGroup<T> {
+    /// A group with no overrides.
+    pub fn new(params: Vec<Tensor<T>>) -> Self {
+        Self { params, options: Dict::new() }
+    }
+
+    /// Adds an override (builder style).
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.options.insert(key, value);
+        self
+    }
+}
+
+/// The groups of an optimizer. Invariant: no parameter appears twice, across or within
+/// groups; `options[i]` never holds `"params"`.
+#[derive(Debug, Clone)]
+pub(crate) struct Groups<T: Float> {
+    pub(crate) params: Vec<Vec<Tensor<T>>>,
+    pub(crate) options: Vec<Dict>,
+}
+
+impl<T: Float> Groups<T> {
+    pub(crate) fn build(groups: Vec<ParamGroup<T>>, defaults: &Dict) -> Result<Self, OptimError> {
+        if groups.iter().all(|g| g.params.is_empty()) && groups.len() <= 1 {
+            return Err(OptimError::EmptyParameters);
+        }
+        let mut out = Self { params: Vec::new(), options: Vec::new() };
+        for g in groups {
+            out.add(g, defaults)?;
+        }
+        Ok(out)
+    }
+
+    /// PyTorch's `add_param_group`: the user's keys in the user's order, then the
+    /// remaining defaults in defaults order; refuses a parameter that is already in a group.
+    pub(crate) fn add(&mut self, group: ParamGroup<T>, defaults: &Dict) -> Result<(), OptimError> {
+        let new_index = self.params.len();
+        for (i, p) in group.params.iter().enumerate() {
+            if let Some(j) = group.params[..i].iter().position(|q| q.ptr_eq(p)) {
+                return Err(OptimError::DuplicateParam { group: new_index, first: j, second: i });
+            }
+            if let Some(other) = self.params.iter().position(|ps| ps.iter().any(|q| q.ptr_eq(p))) {
+                return Err(OptimError::ParamInTwoGroups { group: new_index, other });
+            }
+        }
+        let mut options = Dict::new();
+        for (k, v) in group.options.iter() {
+            if k != "params" {
+                options.insert(k, v.clone());
+            }
+        }
+        for (k, v) in defaults.iter() {
+            options.setdefault(k, v.clone());
+        }
+        self.params.push(group.params);
+        self.options.push(options);
+        Ok(())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    /// All parameters in state-dict id order.
+    pub(crate) fn flat(&self) -> impl Iterator<Item = &Tensor<T>> {
+        self.params.iter().flatten()
+    }
+
+    pub(crate) fn num_params(&self) -> usize {
+        self.params.iter().map(Vec::len).sum()
+    }
+
+    /// The `param_groups` of a state dict: every key but `params`, then `params` last.
+    pub(crate) fn state_dict_groups(&self) -> Vec<Dict> {
+        let mut next = 0i64;
+        self.options
+            .iter()
+            .zip(&self.params)
+            .map(|(o, ps)| {
+                let mut d = o.clone();
+                let ids = (next..next + ps.len() as i64).map(Value::Int).collect();
+                next += ps.len() as i64;
+                d.insert("params", Value::List(ids));
+                d
+            })
+            .collect()
+    }
+
+    /// Checks a loaded state dict's groups against ours (PyTorch's two checks) and
+    /// returns, for every saved id, the flat index of the parameter it maps to.
+    pub(crate) fn map_saved_ids(&self, saved: &[Dict]) -> Result<Vec<(i64, usize)>, OptimError> {
+        if saved.len() != self.len() {
+            return Err(OptimError::GroupCountMismatch { expected: self.len(), got: saved.len() });
+        }
+        let mut map = Vec::with_capacity(self.num_params());
+        let mut flat = 0usize;
+        for (gi, (d, ps)) in saved.iter().zip(&self.params).enumerate() {
+            let ids = d
+                .get("params")
+                .and_then(Value::as_slice)
+                .ok_or(OptimError::MissingParamIds { group: gi })?;
+            if ids.len() != ps.len() {
+                return Err(OptimError::GroupSizeMismatch { group: gi, expected: ps.len(), got: ids.len() });
+            }
+            for id in ids {
+                let id = id.as_i64().ok_or(OptimError::MissingParamIds { group: gi })?;
+                match map.iter_mut().find(|(i, _)| *i == id) {
+                    // PyTorch's dict(zip(...)): a repeated id maps to its last position.
+                    Some(slot) => slot.1 = flat,
+                    None => map.push((id, flat)),
+                }
+                flat += 1;
+            }
+        }
+        Ok(map)
+    }
+
+    pub(crate) fn get(&self, group: usize, key: &str) -> Option<Value> {
+        if key == "params" {
+            return None;
+        }
+        self.options.get(group)?.get(key).cloned()
+    }
+
+    pub(crate) fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+        let groups = self.options.len();
+        let d = self.options.get_mut(group).ok_or(ParamGroupError::NoSuchGroup { group, groups })?;
+        if key == "params" {
+            return Err(ParamGroupError::UnknownKey { group, key: key.into() });
+        }
+        d.insert(key, value);
+        Ok(())
+    }
+}
+
+/// Typed reads of one group's hyperparameters, with errors that name the group and key.
+pub(crate) struct GroupReader<'a> {
+    pub(crate) dict: &'a Dict,
+    pub(crate) group: usize,
+}
+
+impl GroupReader<'_> {
+    fn value(&self, key: &str) -> Result<&Value, OptimError> {
+        self.dict
+            .get(key)
+            .ok_or_else(|| OptimError::MissingHyperparameter { group: self.group, key: key.into() })
+    }
+
+    fn wrong(&self, key: &str, expected: &'static str, v: &Value) -> OptimError {
+        OptimError::WrongHyperparameterType {
+            group: self.group,
+            key: key.into(),
+            expected,
+            found: v.to_string(),
+        }
+    }
+
+    pub(crate) fn f64(&self, key: &str) -> Result<f64, OptimError> {
+        let v = self.value(key)?;
+        v.as_f64().ok_or_else(|| self.wrong(key, "a number", v))
+    }
+
+    /// A bool; Python truthiness for ints and `None` (PyTorch tests flags with `if`).
+    pub(crate) fn bool(&self, key: &str) -> Result<bool, OptimError> {
+        let v = self.value(key)?;
+        match v {
+            Value::Bool(b) => Ok(*b),
+            Value::Int(i) => Ok(*i != 0),
+            Value::None => Ok(false),
+            _ => Err(self.wrong(key, "a bool", v)),
+        }
+    }
+
+    pub(crate) fn pair(&self, key: &str) -> Result<(f64, f64), OptimError> {
+        let v = self.value(key)?;
+        match v.as_slice() {
+            Some([a, b]) => match (a.as_f64(), b.as_f64()) {
+                (Some(a), Some(b)) => Ok((a, b)),
+                _ => Err(self.wrong(key, "a pair of numbers", v)),
+            },
+            _ => Err(self.wrong(key, "a pair of numbers", v)),
+        }
+    }
+
+    pub(crate) fn i64(&self, key: &str) -> Result<i64, OptimError> {
+        let v = self.value(key)?;
+        v.as_i64().ok_or_else(|| self.wrong(key, "an integer", v))
+    }
+
+    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<&str>, OptimError> {
+        let v = self.value(key)?;
+        match v {
+            Value::None => Ok(None),
+            Value::Str(s) => Ok(Some(s)),
+            _ => Err(self.wrong(key, "a string or None", v)),
+        }
+    }
+}
+
+/// A Python number for a defaults dict: an int where PyTorch's default is an int and the
+/// value is that default (PyTorch saves `weight_decay: 0`), else a float.
+pub(crate) fn py_num(v: f64, int_default: Option<i64>) -> Value {
+    match int_default {
+        Some(i) if v == i as f64 && !(v == 0.0 && v.is_sign_negative()) => Value::Int(i),
+        _ => Value::Float(v),
+    }
+}
+
+/// A Python tuple of two numbers.
+pub(crate) fn py_pair(v: (f64, f64), int_defaults: (Option<i64>, Option<i64>)) -> Value {
+    Value::Tuple(vec![py_num(v.0, int_defaults.0), py_num(v.1, int_defaults.1)])
+}
+
+/// `Some(b)` → bool, `None` → None.
+pub(crate) fn py_opt_bool(v: Option<bool>) -> Value {
+    v.map_or(Value::None, Value::Bool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ArrayD;
+
+    fn t(n: usize) -> Tensor<f64> {
+        Tensor::parameter(ArrayD::zeros(vec![n]))
+    }
+
+    #[test]
+    fn merge_order_is_user_keys_then_defaults() {
+        let defaults: Dict = [("lr", Value::Float(0.1)), ("momentum", Value::Int(0))].into_iter().collect();
+        let g = Groups::build(vec![ParamGroup::new(vec![t(1)]).with("momentum", 0.9).with("extra", 1i64)], &defaults)
+            .unwrap();
+        let keys: Vec<_> = g.options[0].keys().collect();
+        assert_eq!(keys, ["momentum", "extra", "lr"]);
+        let sd = g.state_dict_groups();
+        assert_eq!(sd[0].keys().last(), Some("params"));
+    }
+
+    #[test]
+    fn a_param_in_two_groups_is_refused() {
+        let a = t(2);
+        let d = Dict::new();
+        let r = Groups::build(vec![ParamGroup::new(vec![a.clone()]), ParamGroup::new(vec![t(1), a])], &d);
+        assert!(matches!(r, Err(OptimError::ParamInTwoGroups { group: 1, other: 0 })));
+        let b = t(1);
+        let r = Groups::build(vec![ParamGroup::new(vec![b.clone(), b])], &d);
+        assert!(matches!(r, Err(OptimError::DuplicateParam { group: 0, first: 0, second: 1 })));
+        assert!(matches!(Groups::<f64>::build(vec![], &d), Err(OptimError::EmptyParameters)));
+    }
+
+    #[test]
+    fn python_numbers_keep_int_defaults() {
+        assert_eq!(py_num(0.0, Some(0)), Value::Int(0));
+        assert_eq!(py_num(0.1, Some(0)), Value::Float(0.1));
+        assert_eq!(py_num(0.0, None), Value::Float(0.0));
+    }
+}

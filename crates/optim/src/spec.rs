@@ -1,0 +1,146 @@
+//! Building an optimizer from a serde description with PyTorch's names.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use tempo_tensor::{Float, Tensor};
+
+use crate::kwargs::{json_to_value, Kwargs};
+use crate::{Adam, AdamConfig, AdamW, AdamWConfig, OptimError, Optimizer, ParamGroup, Sgd, SgdConfig};
+
+/// An optimizer described by PyTorch's class and argument names: the `optimizer` field
+/// of tempo's conformance cases.
+///
+/// ```json
+/// {"type": "Adam", "kwargs": {"lr": 0.1, "betas": [0.9, 0.999]},
+///  "groups": [{"params": [0, 2], "lr": 0.05}, {"params": [1]}]}
+/// ```
+///
+/// `kwargs` are the constructor's keyword arguments (PyTorch's defaults fill the rest;
+/// `foreach` is accepted, stored in the groups, and changes no number). `groups` name
+/// parameters by index into the list given to [`build_optimizer`] (or `"all"`), with
+/// per-group overrides; without `groups` there is one group holding every parameter.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct OptimizerSpec {
+    /// PyTorch's class name: `SGD`, `Adam`, `AdamW`, `Adagrad`, `Adadelta`, `Adamax`,
+    /// `NAdam`, `RAdam`, `RMSprop`, `Rprop`, `ASGD`, `LBFGS`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Constructor keyword arguments, by PyTorch's names.
+    #[serde(default)]
+    pub kwargs: Map<String, Json>,
+    /// Param groups; `None` means one group with every parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<GroupSpec>>,
+}
+
+/// One param group of an [`OptimizerSpec`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct GroupSpec {
+    /// Which parameters the group holds.
+    pub params: ParamSelection,
+    /// Per-group hyperparameter overrides, by PyTorch's names, in order.
+    #[serde(flatten)]
+    pub options: Map<String, Json>,
+}
+
+/// The parameters of a [`GroupSpec`]: indices, or `"all"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "RawSelection", into = "RawSelection")]
+pub enum ParamSelection {
+    /// Every parameter, in order.
+    All,
+    /// These parameters, by index.
+    Indices(Vec<usize>),
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+enum RawSelection {
+    Indices(Vec<usize>),
+    Name(String),
+}
+
+impl TryFrom<RawSelection> for ParamSelection {
+    type Error = String;
+    fn try_from(raw: RawSelection) -> Result<Self, String> {
+        match raw {
+            RawSelection::Indices(v) => Ok(ParamSelection::Indices(v)),
+            RawSelection::Name(s) if s == "all" => Ok(ParamSelection::All),
+            RawSelection::Name(s) => Err(format!("group params must be a list of indices or \"all\", found {s:?}")),
+        }
+    }
+}
+
+impl From<ParamSelection> for RawSelection {
+    fn from(s: ParamSelection) -> Self {
+        match s {
+            ParamSelection::All => RawSelection::Name("all".into()),
+            ParamSelection::Indices(v) => RawSelection::Indices(v),
+        }
+    }
+}
+
+impl OptimizerSpec {
+    /// Parses a spec from JSON text.
+    pub fn from_json(text: &str) -> Result<Self, OptimError> {
+        serde_json::from_str(text).map_err(|e| OptimError::InvalidSpec { message: e.to_string() })
+    }
+}
+
+/// The optimizer class names [`build_optimizer`] knows.
+pub const OPTIMIZER_NAMES: &[&str] =
+    &["SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "RMSprop", "Rprop", "ASGD", "LBFGS"];
+
+fn groups_of<T: Float>(spec: &OptimizerSpec, params: &[Tensor<T>]) -> Result<Vec<ParamGroup<T>>, OptimError> {
+    let Some(groups) = &spec.groups else {
+        return Ok(vec![ParamGroup::new(params.to_vec())]);
+    };
+    groups
+        .iter()
+        .enumerate()
+        .map(|(gi, g)| {
+            let ps = match &g.params {
+                ParamSelection::All => params.to_vec(),
+                ParamSelection::Indices(ix) => ix
+                    .iter()
+                    .map(|&i| {
+                        params.get(i).cloned().ok_or(OptimError::ParamIndexOutOfRange {
+                            group: gi,
+                            index: i,
+                            len: params.len(),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            let mut group = ParamGroup::new(ps);
+            for (k, v) in &g.options {
+                group.options.insert(k.clone(), json_to_value(k, v));
+            }
+            Ok(group)
+        })
+        .collect()
+}
+
+/// Builds the optimizer `spec` describes over `params` (indexed by the groups' `params`).
+///
+/// Unknown class names and unknown keyword arguments are errors that name them; invalid
+/// hyperparameters are errors that name the hyperparameter and its value.
+pub fn build_optimizer<T: Float>(
+    spec: &OptimizerSpec,
+    params: &[Tensor<T>],
+) -> Result<Box<dyn Optimizer<T>>, OptimError> {
+    let groups = groups_of(spec, params)?;
+    macro_rules! build {
+        ($name:literal, $opt:ident, $cfg:ident) => {{
+            let kw = Kwargs::new($name, &spec.kwargs);
+            let cfg = $cfg::from_kwargs(&kw)?;
+            Ok(Box::new($opt::from_spec(groups, cfg, &kw.as_dict())?))
+        }};
+    }
+    match spec.kind.as_str() {
+        "SGD" => build!("SGD", Sgd, SgdConfig),
+        "Adam" => build!("Adam", Adam, AdamConfig),
+        "AdamW" => build!("AdamW", AdamW, AdamWConfig),
+        other => Err(OptimError::UnknownOptimizer { name: other.to_string(), accepted: OPTIMIZER_NAMES.join(", ") }),
+    }
+}

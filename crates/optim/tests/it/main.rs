@@ -1,0 +1,5 @@
+//! tempo-optim's integration tests: PyTorch conformance cases, resume properties and
+//! validation errors.
+
+mod case;
+mod conformance;
