@@ -139,11 +139,13 @@ impl<T: Float> Ord for ById<T> {
     }
 }
 
-/// Adds `g` into a gradient slot (sets it when empty).
+/// Adds `g` into a gradient slot (sets it when empty). Stored gradients are always in
+/// standard (row-major, contiguous) layout, so optimizers may use `as_slice`.
 fn accumulate<T: Float>(slot: &mut Option<ArrayD<T>>, g: ArrayD<T>) {
     match slot {
         Some(acc) => *acc += &g,
-        None => *slot = Some(g),
+        None if g.is_standard_layout() => *slot = Some(g),
+        None => *slot = Some(g.as_standard_layout().into_owned()),
     }
 }
 
