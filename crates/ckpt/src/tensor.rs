@@ -1,0 +1,640 @@
+//! Tensors as files hold them: any of PyTorch's common dtypes, contiguous, row-major.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use ndarray::{ArrayD, IxDyn};
+use tempo_tensor::TensorData;
+
+use crate::CkptError;
+
+/// The element type of a stored tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// `torch.bool`: one byte, 0 or 1.
+    Bool,
+    /// `torch.uint8`.
+    U8,
+    /// `torch.int8`.
+    I8,
+    /// `torch.int16`.
+    I16,
+    /// `torch.int32`.
+    I32,
+    /// `torch.int64`.
+    I64,
+    /// `torch.float16`, kept as its bits.
+    F16,
+    /// `torch.bfloat16`, kept as its bits.
+    BF16,
+    /// `torch.float32`.
+    F32,
+    /// `torch.float64`.
+    F64,
+}
+
+/// Every dtype, for tests and tables.
+pub(crate) const ALL_DTYPES: [DType; 10] = [
+    DType::Bool,
+    DType::U8,
+    DType::I8,
+    DType::I16,
+    DType::I32,
+    DType::I64,
+    DType::F16,
+    DType::BF16,
+    DType::F32,
+    DType::F64,
+];
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::Bool | DType::U8 | DType::I8 => 1,
+            DType::I16 | DType::F16 | DType::BF16 => 2,
+            DType::I32 | DType::F32 => 4,
+            DType::I64 | DType::F64 => 8,
+        }
+    }
+
+    /// PyTorch's name (`float32`, `bfloat16`, `bool`, ...).
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            DType::Bool => "bool",
+            DType::U8 => "uint8",
+            DType::I8 => "int8",
+            DType::I16 => "int16",
+            DType::I32 => "int32",
+            DType::I64 => "int64",
+            DType::F16 => "float16",
+            DType::BF16 => "bfloat16",
+            DType::F32 => "float32",
+            DType::F64 => "float64",
+        }
+    }
+
+    /// The safetensors name (`F32`, `BF16`, `BOOL`, ...).
+    pub fn safetensors_name(self) -> &'static str {
+        match self {
+            DType::Bool => "BOOL",
+            DType::U8 => "U8",
+            DType::I8 => "I8",
+            DType::I16 => "I16",
+            DType::I32 => "I32",
+            DType::I64 => "I64",
+            DType::F16 => "F16",
+            DType::BF16 => "BF16",
+            DType::F32 => "F32",
+            DType::F64 => "F64",
+        }
+    }
+
+    /// The dtype of a safetensors name.
+    pub fn from_safetensors_name(name: &str) -> Result<DType, CkptError> {
+        ALL_DTYPES
+            .into_iter()
+            .find(|d| d.safetensors_name() == name)
+            .ok_or_else(|| CkptError::UnknownDType {
+                found: name.to_string(),
+            })
+    }
+
+    /// The legacy storage class `torch.save` names for this dtype (`FloatStorage`, ...).
+    pub fn torch_storage(self) -> &'static str {
+        match self {
+            DType::Bool => "BoolStorage",
+            DType::U8 => "ByteStorage",
+            DType::I8 => "CharStorage",
+            DType::I16 => "ShortStorage",
+            DType::I32 => "IntStorage",
+            DType::I64 => "LongStorage",
+            DType::F16 => "HalfStorage",
+            DType::BF16 => "BFloat16Storage",
+            DType::F32 => "FloatStorage",
+            DType::F64 => "DoubleStorage",
+        }
+    }
+
+    /// The dtype of a storage class name (`FloatStorage` → `F32`).
+    pub fn from_torch_storage(name: &str) -> Result<DType, CkptError> {
+        ALL_DTYPES
+            .into_iter()
+            .find(|d| d.torch_storage() == name)
+            .ok_or_else(|| CkptError::UnknownDType {
+                found: name.to_string(),
+            })
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.torch_name())
+    }
+}
+
+/// The elements of a tensor in row-major order, one vector type per dtype.
+///
+/// 16-bit floats are kept as their raw bits (`u16`): tempo only moves them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Elements {
+    /// `bool`.
+    Bool(Vec<bool>),
+    /// `uint8`.
+    U8(Vec<u8>),
+    /// `int8`.
+    I8(Vec<i8>),
+    /// `int16`.
+    I16(Vec<i16>),
+    /// `int32`.
+    I32(Vec<i32>),
+    /// `int64`.
+    I64(Vec<i64>),
+    /// `float16` bits.
+    F16(Vec<u16>),
+    /// `bfloat16` bits.
+    BF16(Vec<u16>),
+    /// `float32`.
+    F32(Vec<f32>),
+    /// `float64`.
+    F64(Vec<f64>),
+}
+
+macro_rules! each_elements {
+    ($e:expr, $v:ident => $body:expr) => {
+        match $e {
+            Elements::Bool($v) => $body,
+            Elements::U8($v) => $body,
+            Elements::I8($v) => $body,
+            Elements::I16($v) => $body,
+            Elements::I32($v) => $body,
+            Elements::I64($v) => $body,
+            Elements::F16($v) => $body,
+            Elements::BF16($v) => $body,
+            Elements::F32($v) => $body,
+            Elements::F64($v) => $body,
+        }
+    };
+}
+
+/// Converts between little-endian file bytes and native elements in place.
+fn fix_endianness(bytes: &mut [u8], size: usize) {
+    if cfg!(target_endian = "big") && size > 1 {
+        for chunk in bytes.chunks_exact_mut(size) {
+            chunk.reverse();
+        }
+    }
+}
+
+impl Elements {
+    /// The dtype.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Elements::Bool(_) => DType::Bool,
+            Elements::U8(_) => DType::U8,
+            Elements::I8(_) => DType::I8,
+            Elements::I16(_) => DType::I16,
+            Elements::I32(_) => DType::I32,
+            Elements::I64(_) => DType::I64,
+            Elements::F16(_) => DType::F16,
+            Elements::BF16(_) => DType::BF16,
+            Elements::F32(_) => DType::F32,
+            Elements::F64(_) => DType::F64,
+        }
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        each_elements!(self, v => v.len())
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `len` zeroed elements of `dtype` (the allocation is lazily zeroed by the OS for
+    /// large sizes, so this costs no pass over memory).
+    pub(crate) fn zeroed(dtype: DType, len: usize) -> Elements {
+        match dtype {
+            DType::Bool => Elements::Bool(vec![false; len]),
+            DType::U8 => Elements::U8(vec![0; len]),
+            DType::I8 => Elements::I8(vec![0; len]),
+            DType::I16 => Elements::I16(vec![0; len]),
+            DType::I32 => Elements::I32(vec![0; len]),
+            DType::I64 => Elements::I64(vec![0; len]),
+            DType::F16 => Elements::F16(vec![0; len]),
+            DType::BF16 => Elements::BF16(vec![0; len]),
+            DType::F32 => Elements::F32(vec![0.0; len]),
+            DType::F64 => Elements::F64(vec![0.0; len]),
+        }
+    }
+
+    /// The elements as little-endian bytes: borrowed on little-endian machines.
+    pub fn le_bytes(&self) -> Cow<'_, [u8]> {
+        let bytes: &[u8] = match self {
+            Elements::Bool(v) => return Cow::Owned(v.iter().map(|&b| u8::from(b)).collect()),
+            Elements::U8(v) => v,
+            Elements::I8(v) => bytemuck::cast_slice(v),
+            Elements::I16(v) => bytemuck::cast_slice(v),
+            Elements::I32(v) => bytemuck::cast_slice(v),
+            Elements::I64(v) => bytemuck::cast_slice(v),
+            Elements::F16(v) | Elements::BF16(v) => bytemuck::cast_slice(v),
+            Elements::F32(v) => bytemuck::cast_slice(v),
+            Elements::F64(v) => bytemuck::cast_slice(v),
+        };
+        if cfg!(target_endian = "big") {
+            let mut owned = bytes.to_vec();
+            fix_endianness(&mut owned, self.dtype().size());
+            Cow::Owned(owned)
+        } else {
+            Cow::Borrowed(bytes)
+        }
+    }
+
+    /// Fills the elements from a reader of little-endian bytes, calling `observe` on each
+    /// chunk of raw bytes as it arrives (to checksum in the same pass). No per-element
+    /// work except for `bool`, whose bytes must be 0 or 1.
+    pub(crate) fn read_le(
+        dtype: DType,
+        len: usize,
+        reader: &mut dyn std::io::Read,
+        mut observe: impl FnMut(&[u8]),
+    ) -> Result<Elements, CkptError> {
+        const CHUNK: usize = 1 << 18;
+        let mut elements = Elements::zeroed(dtype, len);
+        let mut fill = |bytes: &mut [u8], observe: &mut dyn FnMut(&[u8])| -> std::io::Result<()> {
+            for chunk in bytes.chunks_mut(CHUNK) {
+                reader.read_exact(chunk)?;
+                observe(chunk);
+            }
+            Ok(())
+        };
+        match &mut elements {
+            Elements::Bool(v) => {
+                let mut raw = vec![0u8; len];
+                fill(&mut raw, &mut observe)?;
+                for (dst, &b) in v.iter_mut().zip(&raw) {
+                    *dst = match b {
+                        0 => false,
+                        1 => true,
+                        other => {
+                            return Err(CkptError::malformed(
+                                "bool tensor",
+                                "bytes 0 or 1",
+                                format!("{other}"),
+                            ))
+                        }
+                    };
+                }
+            }
+            Elements::U8(v) => fill(v, &mut observe)?,
+            Elements::I8(v) => fill(bytemuck::cast_slice_mut(v), &mut observe)?,
+            Elements::I16(v) => fill(bytemuck::cast_slice_mut(v), &mut observe)?,
+            Elements::I32(v) => fill(bytemuck::cast_slice_mut(v), &mut observe)?,
+            Elements::I64(v) => fill(bytemuck::cast_slice_mut(v), &mut observe)?,
+            Elements::F16(v) | Elements::BF16(v) => {
+                fill(bytemuck::cast_slice_mut(v), &mut observe)?
+            }
+            Elements::F32(v) => fill(bytemuck::cast_slice_mut(v), &mut observe)?,
+            Elements::F64(v) => fill(bytemuck::cast_slice_mut(v), &mut observe)?,
+        }
+        if cfg!(target_endian = "big") {
+            let size = dtype.size();
+            match &mut elements {
+                Elements::I16(v) => fix_endianness(bytemuck::cast_slice_mut(v), size),
+                Elements::I32(v) => fix_endianness(bytemuck::cast_slice_mut(v), size),
+                Elements::I64(v) => fix_endianness(bytemuck::cast_slice_mut(v), size),
+                Elements::F16(v) | Elements::BF16(v) => {
+                    fix_endianness(bytemuck::cast_slice_mut(v), size)
+                }
+                Elements::F32(v) => fix_endianness(bytemuck::cast_slice_mut(v), size),
+                Elements::F64(v) => fix_endianness(bytemuck::cast_slice_mut(v), size),
+                _ => {}
+            }
+        }
+        Ok(elements)
+    }
+
+    /// Elements from little-endian bytes (`bytes.len()` must be a multiple of the size).
+    pub(crate) fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Result<Elements, CkptError> {
+        let size = dtype.size();
+        if bytes.len() % size != 0 {
+            return Err(CkptError::malformed(
+                "tensor bytes",
+                format!("a multiple of {size} bytes for {dtype}"),
+                format!("{} bytes", bytes.len()),
+            ));
+        }
+        let mut reader = bytes;
+        Elements::read_le(dtype, bytes.len() / size, &mut reader, |_| {})
+    }
+
+    /// The elements at `indices` (in order), which the caller has bounds-checked.
+    fn gather(&self, indices: &[usize]) -> Elements {
+        match self {
+            Elements::Bool(v) => Elements::Bool(indices.iter().map(|&i| v[i]).collect()),
+            Elements::U8(v) => Elements::U8(indices.iter().map(|&i| v[i]).collect()),
+            Elements::I8(v) => Elements::I8(indices.iter().map(|&i| v[i]).collect()),
+            Elements::I16(v) => Elements::I16(indices.iter().map(|&i| v[i]).collect()),
+            Elements::I32(v) => Elements::I32(indices.iter().map(|&i| v[i]).collect()),
+            Elements::I64(v) => Elements::I64(indices.iter().map(|&i| v[i]).collect()),
+            Elements::F16(v) => Elements::F16(indices.iter().map(|&i| v[i]).collect()),
+            Elements::BF16(v) => Elements::BF16(indices.iter().map(|&i| v[i]).collect()),
+            Elements::F32(v) => Elements::F32(indices.iter().map(|&i| v[i]).collect()),
+            Elements::F64(v) => Elements::F64(indices.iter().map(|&i| v[i]).collect()),
+        }
+    }
+}
+
+/// A tensor as a checkpoint holds it: a shape and its elements in row-major order.
+///
+/// Invariant: the product of `shape` equals the number of elements (checked by every
+/// constructor). A 0-d tensor (PyTorch's `tensor(5.)`) has shape `[]` and one element.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnyTensor {
+    shape: Vec<usize>,
+    elements: Elements,
+}
+
+/// The number of elements of `shape`, or an error if it overflows.
+pub(crate) fn numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+impl AnyTensor {
+    /// A tensor of `shape` holding `elements`; `Err` if their counts differ.
+    pub fn new(shape: Vec<usize>, elements: Elements) -> Result<AnyTensor, CkptError> {
+        match numel(&shape) {
+            Some(n) if n == elements.len() => Ok(AnyTensor { shape, elements }),
+            _ => Err(CkptError::BadTensor {
+                name: String::new(),
+                detail: format!("shape {shape:?} does not hold {} elements", elements.len()),
+            }),
+        }
+    }
+
+    /// A tensor from little-endian bytes.
+    pub fn from_le_bytes(
+        dtype: DType,
+        shape: Vec<usize>,
+        bytes: &[u8],
+    ) -> Result<AnyTensor, CkptError> {
+        AnyTensor::new(shape, Elements::from_le_bytes(dtype, bytes)?)
+    }
+
+    /// The dtype.
+    pub fn dtype(&self) -> DType {
+        self.elements.dtype()
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.elements.len()
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.elements.is_empty()
+    }
+
+    /// The elements in row-major order.
+    pub fn elements(&self) -> &Elements {
+        &self.elements
+    }
+
+    /// The shape and the elements.
+    pub fn into_parts(self) -> (Vec<usize>, Elements) {
+        (self.shape, self.elements)
+    }
+
+    /// The size of the data in bytes.
+    pub fn nbytes(&self) -> usize {
+        self.len() * self.dtype().size()
+    }
+
+    /// The data as little-endian bytes (borrowed on little-endian machines).
+    pub fn le_bytes(&self) -> Cow<'_, [u8]> {
+        self.elements.le_bytes()
+    }
+
+    /// The single value of a one-element float or int tensor (PyTorch's `t.item()`),
+    /// widened to f64; `None` for other tensors.
+    pub fn item_f64(&self) -> Option<f64> {
+        if self.len() != 1 {
+            return None;
+        }
+        match &self.elements {
+            Elements::F32(v) => Some(f64::from(v[0])),
+            Elements::F64(v) => Some(v[0]),
+            Elements::I64(v) => Some(v[0] as f64),
+            Elements::I32(v) => Some(f64::from(v[0])),
+            _ => None,
+        }
+    }
+
+    /// Converts an f32 or f64 tensor to a [`TensorData`] without copying the elements;
+    /// `Err` for other dtypes (tempo computes in f32 and f64 only).
+    pub fn into_tensor_data(self) -> Result<TensorData, CkptError> {
+        let dtype = self.dtype();
+        let shape = IxDyn(&self.shape);
+        let bad_shape = |e: ndarray::ShapeError| CkptError::BadTensor {
+            name: String::new(),
+            detail: e.to_string(),
+        };
+        match self.elements {
+            Elements::F32(v) => Ok(TensorData::F32(
+                ArrayD::from_shape_vec(shape, v).map_err(bad_shape)?,
+            )),
+            Elements::F64(v) => Ok(TensorData::F64(
+                ArrayD::from_shape_vec(shape, v).map_err(bad_shape)?,
+            )),
+            _ => Err(CkptError::schema(
+                "",
+                "a float32 or float64 tensor",
+                format!("a {dtype} tensor"),
+            )),
+        }
+    }
+
+    /// Reads a view of a storage: `offset`, `size` and `stride` in elements, as in
+    /// `torch.as_strided`. Every index is bounds-checked against the storage.
+    pub(crate) fn from_view(
+        storage: &Elements,
+        offset: usize,
+        size: &[usize],
+        stride: &[usize],
+    ) -> Result<AnyTensor, String> {
+        let n = numel(size).ok_or_else(|| format!("size {size:?} overflows"))?;
+        if size.len() != stride.len() {
+            return Err(format!(
+                "size {size:?} and stride {stride:?} differ in length"
+            ));
+        }
+        if n == 0 {
+            return Ok(AnyTensor {
+                shape: size.to_vec(),
+                elements: storage.gather(&[]),
+            });
+        }
+        let mut last = offset;
+        for (&d, &s) in size.iter().zip(stride) {
+            last = (d - 1)
+                .checked_mul(s)
+                .and_then(|x| x.checked_add(last))
+                .ok_or_else(|| format!("view {size:?}/{stride:?} overflows"))?;
+        }
+        if last >= storage.len() {
+            return Err(format!(
+                "view (offset {offset}, size {size:?}, stride {stride:?}) reaches element {last}, the storage has {}",
+                storage.len()
+            ));
+        }
+        let mut indices = Vec::with_capacity(n);
+        let mut index = vec![0usize; size.len()];
+        for _ in 0..n {
+            let flat = offset + index.iter().zip(stride).map(|(i, s)| i * s).sum::<usize>();
+            indices.push(flat);
+            for axis in (0..size.len()).rev() {
+                index[axis] += 1;
+                if index[axis] < size[axis] {
+                    break;
+                }
+                index[axis] = 0;
+            }
+        }
+        Ok(AnyTensor {
+            shape: size.to_vec(),
+            elements: storage.gather(&indices),
+        })
+    }
+}
+
+impl From<TensorData> for AnyTensor {
+    fn from(data: TensorData) -> AnyTensor {
+        fn parts<T: Clone>(a: ArrayD<T>) -> (Vec<usize>, Vec<T>) {
+            let shape = a.shape().to_vec();
+            let n = a.len();
+            if !a.is_standard_layout() {
+                return (shape, a.iter().cloned().collect());
+            }
+            // Standard layout: the elements are contiguous from the array's offset.
+            let (mut v, offset) = a.into_raw_vec_and_offset();
+            let start = offset.unwrap_or(0);
+            if start == 0 && v.len() == n {
+                return (shape, v);
+            }
+            v.truncate(start + n);
+            (shape, v.split_off(start))
+        }
+        match data {
+            TensorData::F32(a) => {
+                let (shape, v) = parts(a);
+                AnyTensor {
+                    shape,
+                    elements: Elements::F32(v),
+                }
+            }
+            TensorData::F64(a) => {
+                let (shape, v) = parts(a);
+                AnyTensor {
+                    shape,
+                    elements: Elements::F64(v),
+                }
+            }
+        }
+    }
+}
+
+impl From<&TensorData> for AnyTensor {
+    fn from(data: &TensorData) -> AnyTensor {
+        match data {
+            TensorData::F32(a) => AnyTensor {
+                shape: a.shape().to_vec(),
+                elements: Elements::F32(a.iter().copied().collect()),
+            },
+            TensorData::F64(a) => AnyTensor {
+                shape: a.shape().to_vec(),
+                elements: Elements::F64(a.iter().copied().collect()),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_for_every_dtype() {
+        for d in ALL_DTYPES {
+            assert_eq!(
+                DType::from_safetensors_name(d.safetensors_name()).unwrap(),
+                d
+            );
+            assert_eq!(DType::from_torch_storage(d.torch_storage()).unwrap(), d);
+        }
+        assert!(matches!(
+            DType::from_safetensors_name("C64"),
+            Err(CkptError::UnknownDType { found }) if found == "C64"
+        ));
+    }
+
+    #[test]
+    fn views_gather_in_row_major_order() {
+        let storage = Elements::I64((0..12).collect());
+        // The transpose of a 3x4 matrix starting at element 0.
+        let t = AnyTensor::from_view(&storage, 0, &[4, 3], &[1, 4]).unwrap();
+        assert_eq!(
+            t.elements(),
+            &Elements::I64(vec![0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11])
+        );
+        // A row with an offset; an expanded scalar (stride 0).
+        let row = AnyTensor::from_view(&storage, 4, &[4], &[1]).unwrap();
+        assert_eq!(row.elements(), &Elements::I64(vec![4, 5, 6, 7]));
+        let expanded = AnyTensor::from_view(&storage, 11, &[3], &[0]).unwrap();
+        assert_eq!(expanded.elements(), &Elements::I64(vec![11, 11, 11]));
+        let scalar = AnyTensor::from_view(&storage, 3, &[], &[]).unwrap();
+        assert_eq!(scalar.shape(), &[] as &[usize]);
+        assert_eq!(scalar.item_f64(), Some(3.0));
+    }
+
+    #[test]
+    fn views_past_the_storage_are_errors() {
+        let storage = Elements::F32(vec![0.0; 6]);
+        assert!(AnyTensor::from_view(&storage, 0, &[2, 4], &[4, 1]).is_err());
+        assert!(AnyTensor::from_view(&storage, 6, &[1], &[1]).is_err());
+        assert!(AnyTensor::from_view(&storage, 0, &[usize::MAX, 2], &[1, 1]).is_err());
+        assert!(AnyTensor::from_view(&storage, 0, &[2], &[1, 1]).is_err());
+        assert!(AnyTensor::from_view(&storage, 100, &[0, 5], &[5, 1]).is_ok());
+    }
+
+    #[test]
+    fn bytes_round_trip_and_bools_are_checked() {
+        let t = AnyTensor::new(vec![2], Elements::F32(vec![1.5, -0.25])).unwrap();
+        let back = AnyTensor::from_le_bytes(DType::F32, vec![2], &t.le_bytes()).unwrap();
+        assert_eq!(back, t);
+        assert!(AnyTensor::from_le_bytes(DType::Bool, vec![2], &[0, 2]).is_err());
+        assert!(AnyTensor::from_le_bytes(DType::F64, vec![1], &[0; 7]).is_err());
+        assert!(AnyTensor::new(vec![3], Elements::U8(vec![1, 2])).is_err());
+    }
+
+    #[test]
+    fn tensor_data_converts_both_ways() {
+        let a = ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![1.0f64, 2.0, 3.0, 4.0]).unwrap();
+        let t = AnyTensor::from(TensorData::F64(a.t().to_owned()));
+        assert_eq!(t.elements(), &Elements::F64(vec![1.0, 3.0, 2.0, 4.0]));
+        let data = t.into_tensor_data().unwrap();
+        assert_eq!(data.shape(), &[2, 2]);
+        let ints = AnyTensor::new(vec![1], Elements::I32(vec![1])).unwrap();
+        assert!(matches!(
+            ints.into_tensor_data(),
+            Err(CkptError::Schema { .. })
+        ));
+    }
+}

@@ -1,0 +1,1154 @@
+//! A pickle virtual machine for protocols 0 to 5 that builds plain data and tensors,
+//! and nothing else: like `torch.load(weights_only=True)`, it resolves only an
+//! allow-list of globals, and none of them runs code.
+//!
+//! Objects live in an arena and the stack holds handles, so that a container stored in
+//! the memo and filled later (`EMPTY_DICT`, `BINPUT`, `MARK`, ..., `SETITEMS`) is the same
+//! container wherever it is referenced, as in Python. Every length is checked against
+//! the bytes that remain; the arena, the stack and the memo grow by at most one entry
+//! per opcode; the tree built at the end is limited in depth and in size.
+
+use std::collections::HashMap;
+
+use crate::object::MAX_DEPTH;
+use crate::{AnyTensor, CkptError, DType, Object};
+
+/// What a `_rebuild_tensor_v2` call asks for: a view of a storage record.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TensorSpec {
+    /// The storage key (`data/<key>` in the archive).
+    pub(crate) key: String,
+    /// The storage's dtype.
+    pub(crate) dtype: DType,
+    /// The storage's length in elements.
+    pub(crate) storage_numel: u64,
+    /// The view's offset in elements.
+    pub(crate) offset: usize,
+    /// The view's size.
+    pub(crate) size: Vec<usize>,
+    /// The view's stride in elements.
+    pub(crate) stride: Vec<usize>,
+}
+
+type H = usize;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Global {
+    OrderedDict,
+    Counter,
+    RebuildTensorV2,
+    RebuildTensor,
+    RebuildParameter,
+    RebuildParameterWithState,
+    Storage(DType),
+    Set,
+    FrozenSet,
+    ByteArray,
+    Bytes,
+    CodecsEncode,
+    TorchSize,
+}
+
+#[derive(Debug)]
+enum Node {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    List(Vec<H>),
+    Tuple(Vec<H>),
+    Set(Vec<H>),
+    FrozenSet(Vec<H>),
+    Dict(Vec<(H, H)>),
+    OrderedDict {
+        entries: Vec<(H, H)>,
+        attrs: Vec<(H, H)>,
+    },
+    Counter(Vec<(H, H)>),
+    Global(Global),
+    Storage {
+        key: String,
+        dtype: DType,
+        numel: u64,
+    },
+    Tensor(Box<TensorSpec>),
+}
+
+impl Node {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Node::None => "None",
+            Node::Bool(_) => "bool",
+            Node::Int(_) => "int",
+            Node::Float(_) => "float",
+            Node::Str(_) => "str",
+            Node::Bytes(_) => "bytes",
+            Node::List(_) => "list",
+            Node::Tuple(_) => "tuple",
+            Node::Set(_) => "set",
+            Node::FrozenSet(_) => "frozenset",
+            Node::Dict(_) => "dict",
+            Node::OrderedDict { .. } => "OrderedDict",
+            Node::Counter(_) => "Counter",
+            Node::Global(_) => "a global",
+            Node::Storage { .. } => "a storage",
+            Node::Tensor(_) => "Tensor",
+        }
+    }
+}
+
+/// Maps Python 2 module names (pickle protocol 2 writes them) to Python 3's.
+fn resolve_global(module: &str, name: &str) -> Result<Global, CkptError> {
+    let module = match module {
+        "__builtin__" => "builtins",
+        "copy_reg" => "copyreg",
+        m => m,
+    };
+    let g = match (module, name) {
+        ("collections", "OrderedDict") => Global::OrderedDict,
+        ("collections", "Counter") => Global::Counter,
+        ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
+        ("torch._utils", "_rebuild_tensor") => Global::RebuildTensor,
+        ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
+        ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
+        ("builtins", "set") => Global::Set,
+        ("builtins", "frozenset") => Global::FrozenSet,
+        ("builtins", "bytearray") => Global::ByteArray,
+        ("builtins", "bytes") => Global::Bytes,
+        ("_codecs", "encode") => Global::CodecsEncode,
+        ("torch", "Size") => Global::TorchSize,
+        ("torch", storage) if storage.ends_with("Storage") => {
+            Global::Storage(DType::from_torch_storage(storage)?)
+        }
+        _ => {
+            return Err(CkptError::ForbiddenGlobal {
+                module: module.to_string(),
+                name: name.to_string(),
+            })
+        }
+    };
+    Ok(g)
+}
+
+struct Vm<'a> {
+    data: &'a [u8],
+    pos: usize,
+    op_pos: usize,
+    op: u8,
+    nodes: Vec<Node>,
+    stack: Vec<H>,
+    marks: Vec<usize>,
+    memo: HashMap<u64, H>,
+}
+
+/// Runs the pickle in `data` and returns its root, calling `load` for each tensor.
+pub(crate) fn unpickle(
+    data: &[u8],
+    load: &mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,
+) -> Result<Object, CkptError> {
+    let mut vm = Vm {
+        data,
+        pos: 0,
+        op_pos: 0,
+        op: 0,
+        nodes: Vec::new(),
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+    };
+    let root = vm.run()?;
+    let mut builder = Builder {
+        nodes: &vm.nodes,
+        budget: 8 * data.len() + 1024,
+        load,
+    };
+    builder.build(root, 0)
+}
+
+impl<'a> Vm<'a> {
+    fn err(&self, detail: impl Into<String>) -> CkptError {
+        CkptError::Pickle {
+            offset: self.op_pos,
+            opcode: self.op,
+            detail: detail.into(),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CkptError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.data.len())
+            .ok_or_else(|| {
+                self.err(format!(
+                    "needs {n} bytes of argument, only {} remain",
+                    self.data.len() - self.pos
+                ))
+            })?;
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, CkptError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, CkptError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, CkptError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, CkptError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    /// A length argument, checked against the bytes that remain.
+    fn len_arg(&mut self, n: u64) -> Result<usize, CkptError> {
+        let remaining = (self.data.len() - self.pos) as u64;
+        if n > remaining {
+            return Err(self.err(format!("announces {n} bytes, only {remaining} remain")));
+        }
+        Ok(n as usize)
+    }
+    fn line(&mut self) -> Result<&'a str, CkptError> {
+        let rest = &self.data[self.pos..];
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| self.err("a text argument has no terminating newline"))?;
+        self.pos += end + 1;
+        std::str::from_utf8(&rest[..end]).map_err(|_| self.err("a text argument is not UTF-8"))
+    }
+
+    fn push(&mut self, node: Node) {
+        self.nodes.push(node);
+        self.stack.push(self.nodes.len() - 1);
+    }
+
+    fn pop(&mut self) -> Result<H, CkptError> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() <= floor {
+            return Err(self.err("pops from an empty stack"));
+        }
+        self.stack
+            .pop()
+            .ok_or_else(|| self.err("pops from an empty stack"))
+    }
+
+    fn top(&self) -> Result<H, CkptError> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() <= floor {
+            return Err(self.err("reads an empty stack"));
+        }
+        self.stack
+            .last()
+            .copied()
+            .ok_or_else(|| self.err("reads an empty stack"))
+    }
+
+    fn pop_mark(&mut self) -> Result<Vec<H>, CkptError> {
+        let mark = self
+            .marks
+            .pop()
+            .ok_or_else(|| self.err("needs a MARK, there is none"))?;
+        Ok(self.stack.split_off(mark))
+    }
+
+    fn str_node(&mut self, bytes: &[u8]) -> Result<(), CkptError> {
+        let s = std::str::from_utf8(bytes).map_err(|_| self.err("a string is not valid UTF-8"))?;
+        self.push(Node::Str(s.to_string()));
+        Ok(())
+    }
+
+    fn int_node(&mut self, bytes: &[u8]) -> Result<(), CkptError> {
+        // Little-endian two's complement of any length; it must fit in an i64.
+        let negative = bytes.last().is_some_and(|&b| b & 0x80 != 0);
+        let fill = if negative { 0xFF } else { 0 };
+        if bytes.len() > 8 && bytes[8..].iter().any(|&b| b != fill) {
+            return Err(self.err(format!(
+                "an int of {} bytes does not fit in 64 bits",
+                bytes.len()
+            )));
+        }
+        let mut a = [fill; 8];
+        let n = bytes.len().min(8);
+        a[..n].copy_from_slice(&bytes[..n]);
+        let v = i64::from_le_bytes(a);
+        if bytes.len() >= 8 && (v < 0) != negative {
+            return Err(self.err("an int does not fit in 64 bits"));
+        }
+        self.push(Node::Int(v));
+        Ok(())
+    }
+
+    fn memo_get(&mut self, idx: u64) -> Result<(), CkptError> {
+        let h = *self
+            .memo
+            .get(&idx)
+            .ok_or_else(|| self.err(format!("memo index {idx} was never stored")))?;
+        self.stack.push(h);
+        Ok(())
+    }
+
+    fn memo_put(&mut self, idx: u64) -> Result<(), CkptError> {
+        let h = self.top()?;
+        self.memo.insert(idx, h);
+        Ok(())
+    }
+
+    fn ints(&self, h: H, what: &str) -> Result<Vec<usize>, CkptError> {
+        match &self.nodes[h] {
+            Node::Tuple(items) | Node::List(items) => items
+                .iter()
+                .map(|&i| match self.nodes[i] {
+                    Node::Int(v) if v >= 0 => Ok(v as usize),
+                    ref other => Err(self.err(format!(
+                        "{what} must hold non-negative ints, found {}",
+                        other.type_name()
+                    ))),
+                })
+                .collect(),
+            other => Err(self.err(format!(
+                "{what} must be a tuple, found {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn int(&self, h: H, what: &str) -> Result<i64, CkptError> {
+        match self.nodes[h] {
+            Node::Int(v) => Ok(v),
+            ref other => Err(self.err(format!(
+                "{what} must be an int, found {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// The items of an iterable argument (list, tuple, set).
+    fn iterable(&self, h: H, what: &str) -> Result<Vec<H>, CkptError> {
+        match &self.nodes[h] {
+            Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => Ok(v.clone()),
+            other => Err(self.err(format!(
+                "{what} must be a list, found {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn pairs(&self, h: H, what: &str) -> Result<Vec<(H, H)>, CkptError> {
+        match &self.nodes[h] {
+            Node::Dict(e) | Node::Counter(e) | Node::OrderedDict { entries: e, .. } => {
+                Ok(e.clone())
+            }
+            Node::List(items) | Node::Tuple(items) => items
+                .iter()
+                .map(|&i| match &self.nodes[i] {
+                    Node::Tuple(p) | Node::List(p) if p.len() == 2 => Ok((p[0], p[1])),
+                    other => Err(self.err(format!(
+                        "{what} must hold pairs, found {}",
+                        other.type_name()
+                    ))),
+                })
+                .collect(),
+            other => Err(self.err(format!(
+                "{what} must be a dict, found {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// Calls an allowed global with `args` (a tuple handle).
+    fn call(&mut self, g: Global, args: H) -> Result<(), CkptError> {
+        let args = match &self.nodes[args] {
+            Node::Tuple(a) => a.clone(),
+            other => {
+                return Err(self.err(format!(
+                    "call arguments must be a tuple, found {}",
+                    other.type_name()
+                )))
+            }
+        };
+        let arity = |n: &[usize]| n.contains(&args.len());
+        let want = |this: &Self, n: &[usize]| -> Result<(), CkptError> {
+            if arity(n) {
+                Ok(())
+            } else {
+                Err(this.err(format!("{g:?} takes {n:?} arguments, got {}", args.len())))
+            }
+        };
+        match g {
+            Global::OrderedDict => {
+                want(self, &[0, 1])?;
+                let entries = match args.first() {
+                    Some(&a) => self.pairs(a, "OrderedDict's argument")?,
+                    None => Vec::new(),
+                };
+                self.push(Node::OrderedDict {
+                    entries,
+                    attrs: Vec::new(),
+                });
+            }
+            Global::Counter => {
+                want(self, &[0, 1])?;
+                let entries = match args.first() {
+                    Some(&a) => self.pairs(a, "Counter's argument")?,
+                    None => Vec::new(),
+                };
+                self.push(Node::Counter(entries));
+            }
+            Global::Set | Global::FrozenSet => {
+                want(self, &[0, 1])?;
+                let items = match args.first() {
+                    Some(&a) => self.iterable(a, "set's argument")?,
+                    None => Vec::new(),
+                };
+                self.push(if g == Global::Set {
+                    Node::Set(items)
+                } else {
+                    Node::FrozenSet(items)
+                });
+            }
+            Global::ByteArray | Global::Bytes => {
+                want(self, &[0, 1])?;
+                let bytes = match args.first().map(|&a| &self.nodes[a]) {
+                    None => Vec::new(),
+                    Some(Node::Bytes(b)) => b.clone(),
+                    Some(other) => {
+                        return Err(
+                            self.err(format!("bytes() of {} is not supported", other.type_name()))
+                        )
+                    }
+                };
+                self.push(Node::Bytes(bytes));
+            }
+            Global::CodecsEncode => {
+                want(self, &[2])?;
+                let (text, codec) = match (&self.nodes[args[0]], &self.nodes[args[1]]) {
+                    (Node::Str(t), Node::Str(c)) => (t, c),
+                    _ => return Err(self.err("_codecs.encode takes two strings")),
+                };
+                if codec != "latin1" && codec != "latin-1" {
+                    return Err(self.err(format!("_codecs.encode with `{codec}` (only latin1)")));
+                }
+                let bytes: Option<Vec<u8>> =
+                    text.chars().map(|c| u8::try_from(c as u32).ok()).collect();
+                let bytes = bytes
+                    .ok_or_else(|| self.err("a latin1 string holds a character above U+00FF"))?;
+                self.push(Node::Bytes(bytes));
+            }
+            Global::TorchSize => {
+                want(self, &[0, 1])?;
+                let items = match args.first() {
+                    Some(&a) => self.iterable(a, "torch.Size's argument")?,
+                    None => Vec::new(),
+                };
+                self.push(Node::Tuple(items));
+            }
+            Global::RebuildTensorV2 | Global::RebuildTensor => {
+                if g == Global::RebuildTensorV2 {
+                    want(self, &[6, 7])?;
+                } else {
+                    want(self, &[4])?;
+                }
+                let (key, dtype, numel) = match &self.nodes[args[0]] {
+                    Node::Storage { key, dtype, numel } => (key.clone(), *dtype, *numel),
+                    other => {
+                        return Err(self.err(format!(
+                            "a tensor's first argument must be a storage, found {}",
+                            other.type_name()
+                        )))
+                    }
+                };
+                let offset = self.int(args[1], "a storage offset")?;
+                let offset = usize::try_from(offset)
+                    .map_err(|_| self.err(format!("negative storage offset {offset}")))?;
+                let size = self.ints(args[2], "a tensor's size")?;
+                let stride = self.ints(args[3], "a tensor's stride")?;
+                if size.len() != stride.len() {
+                    return Err(self.err(format!(
+                        "size {size:?} and stride {stride:?} differ in length"
+                    )));
+                }
+                if size.len() > 64 {
+                    return Err(self.err(format!("a tensor of {} dimensions", size.len())));
+                }
+                self.push(Node::Tensor(Box::new(TensorSpec {
+                    key,
+                    dtype,
+                    storage_numel: numel,
+                    offset,
+                    size,
+                    stride,
+                })));
+            }
+            Global::RebuildParameter | Global::RebuildParameterWithState => {
+                want(
+                    self,
+                    if g == Global::RebuildParameter {
+                        &[3]
+                    } else {
+                        &[4]
+                    },
+                )?;
+                if !matches!(self.nodes[args[0]], Node::Tensor(_)) {
+                    return Err(self.err("a parameter's data must be a tensor"));
+                }
+                // A parameter is loaded as its data, as `state_dict()` would give it.
+                self.stack.push(args[0]);
+            }
+            Global::Storage(_) => return Err(self.err("storage classes cannot be called")),
+        }
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<H, CkptError> {
+        loop {
+            self.op_pos = self.pos;
+            let op = self.take(1).map_err(|_| CkptError::Pickle {
+                offset: self.pos,
+                opcode: 0,
+                detail: "the pickle ends without STOP".into(),
+            })?[0];
+            self.op = op;
+            match op {
+                0x80 => {
+                    let proto = self.u8()?;
+                    if proto > 5 {
+                        return Err(
+                            self.err(format!("protocol {proto} (this reader knows 0 to 5)"))
+                        );
+                    }
+                }
+                0x95 => {
+                    self.u64()?; // FRAME: a hint only
+                }
+                b'.' => {
+                    let root = self.pop()?;
+                    return Ok(root);
+                }
+                b'(' => self.marks.push(self.stack.len()),
+                b'0' => {
+                    let floor = self.marks.last().copied().unwrap_or(0);
+                    if self.stack.len() > floor {
+                        self.stack.pop();
+                    } else {
+                        self.pop_mark()?;
+                    }
+                }
+                b'1' => {
+                    self.pop_mark()?;
+                }
+                b'2' => {
+                    let h = self.top()?;
+                    self.stack.push(h);
+                }
+                b'N' => self.push(Node::None),
+                0x88 => self.push(Node::Bool(true)),
+                0x89 => self.push(Node::Bool(false)),
+                b'I' => {
+                    let line = self.line()?;
+                    match line {
+                        "01" => self.push(Node::Bool(true)),
+                        "00" => self.push(Node::Bool(false)),
+                        _ => {
+                            let v = line
+                                .parse::<i64>()
+                                .map_err(|_| self.err(format!("bad INT `{line}`")))?;
+                            self.push(Node::Int(v));
+                        }
+                    }
+                }
+                b'L' => {
+                    let line = self.line()?;
+                    let digits = line.strip_suffix('L').unwrap_or(line);
+                    let v = digits
+                        .parse::<i64>()
+                        .map_err(|_| self.err(format!("LONG `{line}` does not fit in 64 bits")))?;
+                    self.push(Node::Int(v));
+                }
+                b'J' => {
+                    let v = self.u32()? as i32;
+                    self.push(Node::Int(i64::from(v)));
+                }
+                b'K' => {
+                    let v = self.u8()?;
+                    self.push(Node::Int(i64::from(v)));
+                }
+                b'M' => {
+                    let v = self.u16()?;
+                    self.push(Node::Int(i64::from(v)));
+                }
+                0x8a => {
+                    let n = self.u8()?;
+                    let b = self.take(usize::from(n))?;
+                    self.int_node(b)?;
+                }
+                0x8b => {
+                    let n = self.u32()? as i32;
+                    let n = u64::try_from(n).map_err(|_| self.err("negative LONG4 length"))?;
+                    let n = self.len_arg(n)?;
+                    let b = self.take(n)?;
+                    self.int_node(b)?;
+                }
+                b'F' => {
+                    let line = self.line()?;
+                    let v = line
+                        .trim()
+                        .parse::<f64>()
+                        .map_err(|_| self.err(format!("bad FLOAT `{line}`")))?;
+                    self.push(Node::Float(v));
+                }
+                b'G' => {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(self.take(8)?);
+                    self.push(Node::Float(f64::from_be_bytes(a)));
+                }
+                b'X' | 0x8c | 0x8d | b'T' | b'U' => {
+                    let n = match op {
+                        b'X' | b'T' => u64::from(self.u32()?),
+                        0x8c | b'U' => u64::from(self.u8()?),
+                        _ => self.u64()?,
+                    };
+                    let n = self.len_arg(n)?;
+                    let b = self.take(n)?;
+                    self.str_node(b)?;
+                }
+                b'V' | b'S' => {
+                    let line = self.line()?;
+                    let text = if op == b'S' {
+                        let inner = line
+                            .strip_prefix('\'')
+                            .and_then(|l| l.strip_suffix('\''))
+                            .or_else(|| line.strip_prefix('"').and_then(|l| l.strip_suffix('"')));
+                        inner.ok_or_else(|| self.err("STRING must be quoted"))?
+                    } else {
+                        line
+                    };
+                    if text.contains('\\') {
+                        return Err(self.err("escaped text strings are not supported"));
+                    }
+                    self.push(Node::Str(text.to_string()));
+                }
+                b'B' | b'C' | 0x8e | 0x96 => {
+                    let n = match op {
+                        b'B' => u64::from(self.u32()?),
+                        b'C' => u64::from(self.u8()?),
+                        _ => self.u64()?,
+                    };
+                    let n = self.len_arg(n)?;
+                    let b = self.take(n)?.to_vec();
+                    self.push(Node::Bytes(b));
+                }
+                b']' => self.push(Node::List(Vec::new())),
+                b')' => self.push(Node::Tuple(Vec::new())),
+                b'}' => self.push(Node::Dict(Vec::new())),
+                0x8f => self.push(Node::Set(Vec::new())),
+                b'l' => {
+                    let items = self.pop_mark()?;
+                    self.push(Node::List(items));
+                }
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.push(Node::Tuple(items));
+                }
+                0x91 => {
+                    let items = self.pop_mark()?;
+                    self.push(Node::FrozenSet(items));
+                }
+                0x85..=0x87 => {
+                    let n = usize::from(op - 0x84);
+                    let mut items = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        items.push(self.pop()?);
+                    }
+                    items.reverse();
+                    self.push(Node::Tuple(items));
+                }
+                b'd' => {
+                    let items = self.pop_mark()?;
+                    if items.len() % 2 != 0 {
+                        return Err(self.err("DICT needs an even number of items"));
+                    }
+                    let pairs = items.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+                    self.push(Node::Dict(pairs));
+                }
+                b'a' => {
+                    let item = self.pop()?;
+                    let target = self.top()?;
+                    match &mut self.nodes[target] {
+                        Node::List(v) => v.push(item),
+                        other => {
+                            let found = other.type_name();
+                            return Err(self.err(format!("APPEND to {found}")));
+                        }
+                    }
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    let target = self.top()?;
+                    match &mut self.nodes[target] {
+                        Node::List(v) => v.extend(items),
+                        other => {
+                            let found = other.type_name();
+                            return Err(self.err(format!("APPENDS to {found}")));
+                        }
+                    }
+                }
+                b's' | b'u' => {
+                    let items = if op == b's' {
+                        let v = self.pop()?;
+                        let k = self.pop()?;
+                        vec![k, v]
+                    } else {
+                        self.pop_mark()?
+                    };
+                    if items.len() % 2 != 0 {
+                        return Err(self.err("SETITEMS needs an even number of items"));
+                    }
+                    let target = self.top()?;
+                    match &mut self.nodes[target] {
+                        Node::Dict(e) | Node::Counter(e) | Node::OrderedDict { entries: e, .. } => {
+                            e.extend(items.chunks_exact(2).map(|p| (p[0], p[1])));
+                        }
+                        other => {
+                            let found = other.type_name();
+                            return Err(self.err(format!("SETITEM on {found}")));
+                        }
+                    }
+                }
+                0x90 => {
+                    let items = self.pop_mark()?;
+                    let target = self.top()?;
+                    match &mut self.nodes[target] {
+                        Node::Set(v) => v.extend(items),
+                        other => {
+                            let found = other.type_name();
+                            return Err(self.err(format!("ADDITEMS on {found}")));
+                        }
+                    }
+                }
+                b'g' => {
+                    let line = self.line()?;
+                    let idx = line
+                        .parse::<u64>()
+                        .map_err(|_| self.err(format!("bad GET `{line}`")))?;
+                    self.memo_get(idx)?;
+                }
+                b'h' => {
+                    let idx = u64::from(self.u8()?);
+                    self.memo_get(idx)?;
+                }
+                b'j' => {
+                    let idx = u64::from(self.u32()?);
+                    self.memo_get(idx)?;
+                }
+                b'p' => {
+                    let line = self.line()?;
+                    let idx = line
+                        .parse::<u64>()
+                        .map_err(|_| self.err(format!("bad PUT `{line}`")))?;
+                    self.memo_put(idx)?;
+                }
+                b'q' => {
+                    let idx = u64::from(self.u8()?);
+                    self.memo_put(idx)?;
+                }
+                b'r' => {
+                    let idx = u64::from(self.u32()?);
+                    self.memo_put(idx)?;
+                }
+                0x94 => {
+                    let idx = self.memo.len() as u64;
+                    self.memo_put(idx)?;
+                }
+                b'c' => {
+                    let module = self.line()?;
+                    let name = self.line()?;
+                    let g = resolve_global(module, name)?;
+                    self.push(Node::Global(g));
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    let (module, name) = match (&self.nodes[module], &self.nodes[name]) {
+                        (Node::Str(m), Node::Str(n)) => (m.clone(), n.clone()),
+                        _ => return Err(self.err("STACK_GLOBAL needs two strings")),
+                    };
+                    let g = resolve_global(&module, &name)?;
+                    self.push(Node::Global(g));
+                }
+                b'R' | 0x81 => {
+                    let args = self.pop()?;
+                    let callable = self.pop()?;
+                    match self.nodes[callable] {
+                        Node::Global(g) => {
+                            if op == 0x81
+                                && !matches!(
+                                    g,
+                                    Global::OrderedDict
+                                        | Global::Counter
+                                        | Global::Set
+                                        | Global::FrozenSet
+                                        | Global::TorchSize
+                                )
+                            {
+                                return Err(self.err(format!("NEWOBJ of {g:?}")));
+                            }
+                            self.call(g, args)?;
+                        }
+                        ref other => {
+                            let found = other.type_name();
+                            return Err(self.err(format!("calls {found}, which is not callable")));
+                        }
+                    }
+                }
+                b'b' => {
+                    let state = self.pop()?;
+                    let target = self.top()?;
+                    // OrderedDict's state is its instance dict (`_metadata`), possibly
+                    // paired with slot state.
+                    let dict_state = match &self.nodes[state] {
+                        Node::Dict(e) => e.clone(),
+                        Node::Tuple(p) if p.len() == 2 => {
+                            match (&self.nodes[p[0]], &self.nodes[p[1]]) {
+                                (Node::Dict(e), Node::None) => e.clone(),
+                                (Node::None, Node::None) => Vec::new(),
+                                _ => return Err(self.err("BUILD with slot state is not supported")),
+                            }
+                        }
+                        other => {
+                            let found = other.type_name();
+                            return Err(self.err(format!("BUILD with a state of type {found}")));
+                        }
+                    };
+                    for &(k, _) in &dict_state {
+                        if !matches!(self.nodes[k], Node::Str(_)) {
+                            return Err(self.err("attribute names must be strings"));
+                        }
+                    }
+                    match &mut self.nodes[target] {
+                        Node::OrderedDict { attrs, .. } => attrs.extend(dict_state),
+                        other => {
+                            let found = other.type_name();
+                            return Err(self.err(format!("BUILD on {found}")));
+                        }
+                    }
+                }
+                b'Q' | b'P' => {
+                    if op == b'P' {
+                        return Err(self.err("text persistent ids are not used by torch.save"));
+                    }
+                    let pid = self.pop()?;
+                    let items = match &self.nodes[pid] {
+                        Node::Tuple(items) if items.len() == 5 => items.clone(),
+                        other => {
+                            let found = other.type_name();
+                            return Err(self.err(format!(
+                                "a persistent id must be ('storage', type, key, location, numel), found {found}"
+                            )));
+                        }
+                    };
+                    match &self.nodes[items[0]] {
+                        Node::Str(s) if s == "storage" => {}
+                        _ => return Err(self.err("a persistent id must start with 'storage'")),
+                    }
+                    let dtype = match self.nodes[items[1]] {
+                        Node::Global(Global::Storage(d)) => d,
+                        ref other => {
+                            let found = other.type_name();
+                            return Err(self.err(format!(
+                                "a storage type must be a torch.*Storage class, found {found}"
+                            )));
+                        }
+                    };
+                    let key = match &self.nodes[items[2]] {
+                        Node::Str(k) => k.clone(),
+                        Node::Int(i) => i.to_string(),
+                        _ => return Err(self.err("a storage key must be a string")),
+                    };
+                    if !matches!(self.nodes[items[3]], Node::Str(_)) {
+                        return Err(self.err("a storage location must be a string"));
+                    }
+                    let numel = self.int(items[4], "a storage's size")?;
+                    let numel = u64::try_from(numel)
+                        .map_err(|_| self.err(format!("negative storage size {numel}")))?;
+                    self.push(Node::Storage { key, dtype, numel });
+                }
+                other => {
+                    let what = match other {
+                        b'i' | b'o' | 0x92 => "builds arbitrary objects",
+                        0x82..=0x84 => "uses the extension registry",
+                        0x97 | 0x98 => "uses out-of-band buffers",
+                        _ => "is not a pickle opcode",
+                    };
+                    return Err(self.err(format!("opcode {what}; it is not supported")));
+                }
+            }
+        }
+    }
+}
+
+/// A dict key reduced to what Python's `==`/`hash` compare (so `1`, `1.0` and `True`
+/// are the same key), for deduplicating keys as a Python dict does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum KeyRepr {
+    None,
+    Int(i64),
+    Float(u64),
+    Str(String),
+    Bytes(Vec<u8>),
+    Tuple(Vec<KeyRepr>),
+    Unique(usize),
+}
+
+fn key_repr(o: &Object, unique: &mut usize) -> KeyRepr {
+    match o {
+        Object::None => KeyRepr::None,
+        Object::Bool(b) => KeyRepr::Int(i64::from(*b)),
+        Object::Int(i) => KeyRepr::Int(*i),
+        Object::Float(f) => {
+            if f.fract() == 0.0 && f.abs() < 9.0e18 {
+                KeyRepr::Int(*f as i64)
+            } else {
+                KeyRepr::Float(f.to_bits())
+            }
+        }
+        Object::Str(s) => KeyRepr::Str(s.clone()),
+        Object::Bytes(b) => KeyRepr::Bytes(b.clone()),
+        Object::Tuple(items) => KeyRepr::Tuple(items.iter().map(|i| key_repr(i, unique)).collect()),
+        _ => {
+            *unique += 1;
+            KeyRepr::Unique(*unique)
+        }
+    }
+}
+
+/// Python dict semantics: a repeated key keeps its first position and its last value.
+fn dedup(pairs: Vec<(Object, Object)>) -> Vec<(Object, Object)> {
+    let mut seen: HashMap<KeyRepr, usize> = HashMap::with_capacity(pairs.len());
+    let mut unique = 0;
+    let mut out: Vec<(Object, Object)> = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        let r = key_repr(&k, &mut unique);
+        match seen.get(&r) {
+            Some(&i) => out[i].1 = v,
+            None => {
+                seen.insert(r, out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}
+
+fn dedup_set(items: Vec<Object>) -> Vec<Object> {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    let mut unique = 0;
+    items
+        .into_iter()
+        .filter(|o| seen.insert(key_repr(o, &mut unique)))
+        .collect()
+}
+
+struct Builder<'n, 'l> {
+    nodes: &'n [Node],
+    /// How many more nodes may be built: shared references are copied, so a small
+    /// pickle could otherwise describe an exponentially large tree.
+    budget: usize,
+    load: &'l mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,
+}
+
+impl Builder<'_, '_> {
+    fn build(&mut self, h: H, depth: usize) -> Result<Object, CkptError> {
+        if depth > MAX_DEPTH {
+            return Err(CkptError::TooDeep { limit: MAX_DEPTH });
+        }
+        self.budget = self.budget.checked_sub(1).ok_or(CkptError::TooLarge {
+            what: "the unpickled object tree (shared references are copied)",
+            found: u64::MAX,
+            limit: 0,
+        })?;
+        let nodes = self.nodes;
+        let list = |b: &mut Self, v: &[H]| -> Result<Vec<Object>, CkptError> {
+            v.iter().map(|&i| b.build(i, depth + 1)).collect()
+        };
+        let pairs = |b: &mut Self, e: &[(H, H)]| -> Result<Vec<(Object, Object)>, CkptError> {
+            let mut out = Vec::with_capacity(e.len());
+            for &(k, v) in e {
+                out.push((b.build(k, depth + 1)?, b.build(v, depth + 1)?));
+            }
+            Ok(dedup(out))
+        };
+        Ok(match &nodes[h] {
+            Node::None => Object::None,
+            Node::Bool(b) => Object::Bool(*b),
+            Node::Int(i) => Object::Int(*i),
+            Node::Float(f) => Object::Float(*f),
+            Node::Str(s) => Object::Str(s.clone()),
+            Node::Bytes(b) => Object::Bytes(b.clone()),
+            Node::List(v) => Object::List(list(self, v)?),
+            Node::Tuple(v) => Object::Tuple(list(self, v)?),
+            Node::Set(v) => Object::Set(dedup_set(list(self, v)?)),
+            Node::FrozenSet(v) => Object::FrozenSet(dedup_set(list(self, v)?)),
+            Node::Dict(e) => Object::Dict(pairs(self, e)?),
+            Node::Counter(e) => Object::Counter(pairs(self, e)?),
+            Node::OrderedDict { entries, attrs } => {
+                let entries = pairs(self, entries)?;
+                let attrs = pairs(self, attrs)?
+                    .into_iter()
+                    .map(|(k, v)| match k {
+                        Object::Str(k) => Ok((k, v)),
+                        other => Err(CkptError::malformed(
+                            "OrderedDict attribute",
+                            "a string name",
+                            other.type_name(),
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?;
+                Object::OrderedDict { entries, attrs }
+            }
+            Node::Tensor(spec) => Object::Tensor((self.load)(spec)?),
+            Node::Global(g) => {
+                return Err(CkptError::malformed(
+                    "pickle result",
+                    "data",
+                    format!("the global {g:?}"),
+                ))
+            }
+            Node::Storage { key, .. } => {
+                return Err(CkptError::malformed(
+                    "pickle result",
+                    "data",
+                    format!("the bare storage `{key}`"),
+                ))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(data: &[u8]) -> Result<Object, CkptError> {
+        unpickle(data, &mut |spec| {
+            let storage = crate::tensor::Elements::zeroed(spec.dtype, spec.storage_numel as usize);
+            AnyTensor::from_view(&storage, spec.offset, &spec.size, &spec.stride).map_err(
+                |detail| CkptError::BadTensor {
+                    name: spec.key.clone(),
+                    detail,
+                },
+            )
+        })
+    }
+
+    #[test]
+    fn memoized_containers_are_shared_like_in_python() {
+        // d = {}; l = [d, d]; d['a'] = 1  → [{'a': 1}, {'a': 1}]
+        let p = b"\x80\x02]q\x00(}q\x01h\x01e}q\x02X\x01\x00\x00\x00aK\x01s0h\x01X\x01\x00\x00\x00aK\x01s0.";
+        let o = run(p).unwrap();
+        let d = Object::str_dict([("a", Object::Int(1))]);
+        assert_eq!(o, Object::List(vec![d.clone(), d]));
+    }
+
+    #[test]
+    fn python_pickles_of_plain_data_load() {
+        // {'a': (1, 2.5, None, True), 3: (-2**63, -1)}
+        let p = b"\x80\x02}q\x00(X\x01\x00\x00\x00a(K\x01G@\x04\x00\x00\x00\x00\x00\x00N\x88tq\x01K\x03\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80J\xff\xff\xff\xff\x86u.";
+        let o = run(p).unwrap();
+        let e = o.entries().unwrap();
+        assert_eq!(e[0].0, Object::Str("a".into()));
+        assert_eq!(
+            e[0].1,
+            Object::Tuple(vec![
+                Object::Int(1),
+                Object::Float(2.5),
+                Object::None,
+                Object::Bool(true)
+            ])
+        );
+        assert_eq!(e[1].0, Object::Int(3));
+        // 0x80.. as 8 bytes is i64::MIN.
+        assert_eq!(
+            e[1].1,
+            Object::Tuple(vec![Object::Int(i64::MIN), Object::Int(-1)])
+        );
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_first_position_and_the_last_value() {
+        let p = b"\x80\x02}(K\x01K\x02K\x02K\x03\x88K\x04u.";
+        let o = run(p).unwrap();
+        assert_eq!(
+            o,
+            Object::Dict(vec![
+                (Object::Int(1), Object::Int(4)),
+                (Object::Int(2), Object::Int(3))
+            ])
+        );
+    }
+
+    #[test]
+    fn forbidden_globals_are_errors() {
+        let p = b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00lsq\x00\x85R.";
+        match run(p) {
+            Err(CkptError::ForbiddenGlobal { module, name }) => {
+                assert_eq!((module.as_str(), name.as_str()), ("os", "system"))
+            }
+            other => panic!("expected ForbiddenGlobal, got {other:?}"),
+        }
+        let p = b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93.";
+        assert!(matches!(run(p), Err(CkptError::ForbiddenGlobal { .. })));
+        assert!(matches!(
+            run(b"\x80\x02cbuiltins\nobject\n)\x81."),
+            Err(CkptError::ForbiddenGlobal { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_pickles_are_errors_not_panics() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\x80\x02",
+            b"\x80\x02h\x05.",
+            b"\x80\x02j\xff\xff\xff\xff.",
+            b"\x80\x02X\xff\xff\xff\x7f.",
+            b"\x80\x02\x8d\xff\xff\xff\xff\xff\xff\xff\xff.",
+            b"\x80\x02a.",
+            b"\x80\x02K\x01a.",
+            b"\x80\x02(u.",
+            b"\x80\x02)\x82\x01.",
+            b"\x80\x06.",
+            b"\x80\x02\x8b\x00\x00\x00\x80.",
+            b"\x80\x02\x8a\x10\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01.",
+            b"\x80\x02]q\x00h\x00a.",
+            b"\x80\x02I12345678901234567890123\n.",
+        ];
+        for c in cases {
+            assert!(run(c).is_err(), "{c:?} should be an error");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_and_exponential_sharing_are_refused() {
+        let mut p = b"\x80\x02".to_vec();
+        p.extend(std::iter::repeat_n(b']', 100_000));
+        p.extend(std::iter::repeat_n(b'a', 99_999));
+        p.push(b'.');
+        assert!(matches!(run(&p), Err(CkptError::TooDeep { .. })));
+        // l0 = []; l1 = [l0, l0]; l2 = [l1, l1]; ... a 2^40 node tree in a few hundred bytes.
+        let mut p = b"\x80\x02]".to_vec();
+        for _ in 0..40 {
+            p.extend_from_slice(b"q\x00h\x00\x86");
+        }
+        p.push(b'.');
+        assert!(matches!(run(&p), Err(CkptError::TooLarge { .. })));
+    }
+}

@@ -1,0 +1,13 @@
+//! Integration tests of tempo-ckpt: PyTorch files, the tempo format, conversion,
+//! corrupted input and the checkpointer.
+
+mod torch_files;
+
+use std::path::PathBuf;
+
+/// A file of the PyTorch reference checkpoints.
+pub(crate) fn torch_checkpoint(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/conformance/torch-checkpoints")
+        .join(name)
+}
