@@ -32,24 +32,40 @@
 //! # Ok::<(), tempo_optim::OptimError>(())
 //! ```
 
+mod adadelta;
+mod adagrad;
 mod adam;
+mod adamax;
 mod adamw;
+mod asgd;
 mod engine;
 mod error;
 mod kernels;
 mod kwargs;
+mod nadam;
 mod optimizer;
 mod param_group;
+mod radam;
+mod rmsprop;
+mod rprop;
 mod sgd;
 mod spec;
 mod state;
 mod validate;
 
+pub use adadelta::{Adadelta, AdadeltaConfig};
+pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig};
+pub use adamax::{Adamax, AdamaxConfig};
 pub use adamw::{AdamW, AdamWConfig};
+pub use asgd::{Asgd, AsgdConfig};
 pub use error::OptimError;
 pub use optimizer::Optimizer;
+pub use nadam::{NAdam, NAdamConfig};
 pub use param_group::ParamGroup;
+pub use radam::{RAdam, RAdamConfig};
+pub use rmsprop::{Rmsprop, RmspropConfig};
+pub use rprop::{Rprop, RpropConfig};
 pub use sgd::{Sgd, SgdConfig};
 pub use spec::{build_optimizer, GroupSpec, OptimizerSpec, ParamSelection, OPTIMIZER_NAMES};
 pub use state::{OptimizerStateDict, ParamState, StateValue};

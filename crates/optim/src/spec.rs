@@ -5,7 +5,11 @@ use serde_json::{Map, Value as Json};
 use tempo_tensor::{Float, Tensor};
 
 use crate::kwargs::{json_to_value, Kwargs};
-use crate::{Adam, AdamConfig, AdamW, AdamWConfig, OptimError, Optimizer, ParamGroup, Sgd, SgdConfig};
+use crate::{
+    Adadelta, AdadeltaConfig, Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Adamax, AdamaxConfig, Asgd,
+    AsgdConfig, NAdam, NAdamConfig, OptimError, Optimizer, ParamGroup, RAdam, RAdamConfig, Rmsprop, RmspropConfig,
+    Rprop, RpropConfig, Sgd, SgdConfig,
+};
 
 /// An optimizer described by PyTorch's class and argument names: the `optimizer` field
 /// of tempo's conformance cases.
@@ -141,6 +145,14 @@ pub fn build_optimizer<T: Float>(
         "SGD" => build!("SGD", Sgd, SgdConfig),
         "Adam" => build!("Adam", Adam, AdamConfig),
         "AdamW" => build!("AdamW", AdamW, AdamWConfig),
+        "Adagrad" => build!("Adagrad", Adagrad, AdagradConfig),
+        "Adadelta" => build!("Adadelta", Adadelta, AdadeltaConfig),
+        "Adamax" => build!("Adamax", Adamax, AdamaxConfig),
+        "NAdam" => build!("NAdam", NAdam, NAdamConfig),
+        "RAdam" => build!("RAdam", RAdam, RAdamConfig),
+        "RMSprop" => build!("RMSprop", Rmsprop, RmspropConfig),
+        "Rprop" => build!("Rprop", Rprop, RpropConfig),
+        "ASGD" => build!("ASGD", Asgd, AsgdConfig),
         other => Err(OptimError::UnknownOptimizer { name: other.to_string(), accepted: OPTIMIZER_NAMES.join(", ") }),
     }
 }

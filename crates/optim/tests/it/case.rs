@@ -9,54 +9,54 @@ use tempo_optim::OptimizerSpec;
 use tempo_tensor::{Float, Tensor};
 
 #[derive(Debug, Deserialize)]
-pub struct ParamSpec {
-    pub shape: Vec<usize>,
-    pub data: Vec<f64>,
+pub(crate) struct ParamSpec {
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: Vec<f64>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Tolerance {
-    pub rtol: f64,
-    pub atol: f64,
+pub(crate) struct Tolerance {
+    pub(crate) rtol: f64,
+    pub(crate) atol: f64,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Expect {
+pub(crate) struct Expect {
     #[serde(default)]
-    pub lr: Option<Vec<Vec<f64>>>,
+    pub(crate) lr: Option<Vec<Vec<f64>>>,
     #[serde(default)]
-    pub params: Option<Vec<Vec<Vec<f64>>>>,
+    pub(crate) params: Option<Vec<Vec<Vec<f64>>>>,
     #[serde(default)]
-    pub final_state: Option<Map<String, Json>>,
+    pub(crate) final_state: Option<Map<String, Json>>,
     #[serde(default)]
-    pub returned_loss: Option<Vec<f64>>,
+    pub(crate) returned_loss: Option<Vec<f64>>,
     #[serde(default)]
-    pub func_evals: Option<Vec<i64>>,
+    pub(crate) func_evals: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Case {
-    pub name: String,
-    pub dtype: String,
-    pub params: Vec<ParamSpec>,
-    pub optimizer: OptimizerSpec,
-    pub steps: usize,
+pub(crate) struct Case {
+    pub(crate) name: String,
+    pub(crate) dtype: String,
+    pub(crate) params: Vec<ParamSpec>,
+    pub(crate) optimizer: OptimizerSpec,
+    pub(crate) steps: usize,
     #[serde(default)]
-    pub grads: Option<Vec<Vec<Vec<f64>>>>,
+    pub(crate) grads: Option<Vec<Vec<Vec<f64>>>>,
     #[serde(default)]
-    pub resume_at: Option<usize>,
+    pub(crate) resume_at: Option<usize>,
     #[serde(default)]
-    pub objective: Option<Json>,
-    pub expect: Expect,
-    pub tolerance: Tolerance,
+    pub(crate) objective: Option<Json>,
+    pub(crate) expect: Expect,
+    pub(crate) tolerance: Tolerance,
 }
 
-pub fn cases_dir() -> PathBuf {
+pub(crate) fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/conformance/cases")
 }
 
 /// Every case whose file name starts with one of `prefixes`, sorted by name.
-pub fn load_cases(prefixes: &[&str]) -> Vec<Case> {
+pub(crate) fn load_cases(prefixes: &[&str]) -> Vec<Case> {
     let dir = cases_dir();
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
@@ -73,24 +73,24 @@ pub fn load_cases(prefixes: &[&str]) -> Vec<Case> {
         .collect()
 }
 
-pub fn to_t<T: Float>(v: &[f64]) -> Vec<T> {
+pub(crate) fn to_t<T: Float>(v: &[f64]) -> Vec<T> {
     v.iter().map(|&x| <T as Float>::from_f64(x)).collect()
 }
 
-pub fn array<T: Float>(shape: &[usize], data: &[f64]) -> ArrayD<T> {
+pub(crate) fn array<T: Float>(shape: &[usize], data: &[f64]) -> ArrayD<T> {
     ArrayD::from_shape_vec(shape.to_vec(), to_t(data)).expect("case data fills its shape")
 }
 
-pub fn fresh_params<T: Float>(case: &Case) -> Vec<Tensor<T>> {
+pub(crate) fn fresh_params<T: Float>(case: &Case) -> Vec<Tensor<T>> {
     case.params.iter().map(|p| Tensor::parameter(array(&p.shape, &p.data))).collect()
 }
 
-pub fn flat<T: Float>(t: &Tensor<T>) -> Vec<f64> {
+pub(crate) fn flat<T: Float>(t: &Tensor<T>) -> Vec<f64> {
     t.data().iter().map(|&x| <T as Float>::to_f64(x)).collect()
 }
 
 /// `Err(message)` naming the first element outside `|got - want| <= atol + rtol*|want|`.
-pub fn check_close(what: &str, got: &[f64], want: &[f64], tol: &Tolerance) -> Result<(), String> {
+pub(crate) fn check_close(what: &str, got: &[f64], want: &[f64], tol: &Tolerance) -> Result<(), String> {
     if got.len() != want.len() {
         return Err(format!("{what}: length {} != expected {}", got.len(), want.len()));
     }

@@ -3,7 +3,6 @@
 
 use serde_json::Value as Json;
 use tempo_optim::{build_optimizer, Optimizer, StateValue};
-use tempo_param_groups::OptimizerParamGroups;
 use tempo_tensor::{Float, Tensor};
 
 use crate::case::{array, check_close, flat, fresh_params, load_cases, Case};
