@@ -1,0 +1,205 @@
+//! ChainedScheduler.
+
+use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
+
+use super::{children_state, load_children, new_dict};
+use crate::base::{check_groups, current_lrs, invalid};
+use crate::state::{float_list, StateReader};
+use crate::{LrScheduler, SchedError};
+
+const NAME: &str = "ChainedScheduler";
+
+/// Steps all its children, in order, at every step, so their (multiplicative) rules
+/// compose: PyTorch's `torch.optim.lr_scheduler.ChainedScheduler`.
+///
+/// Unlike PyTorch, a child may be a [`ReduceLROnPlateau`](crate::ReduceLROnPlateau): with
+/// [`step_with_metric`](LrScheduler::step_with_metric) it gets the metric, the other
+/// children step. A failing child leaves every child and every group as they were.
+pub struct ChainedScheduler {
+    children: Vec<Box<dyn LrScheduler>>,
+    last_lr: Vec<f64>,
+}
+
+impl std::fmt::Debug for ChainedScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.children.iter().map(|c| c.name()).collect();
+        f.debug_struct("ChainedScheduler")
+            .field("children", &names)
+            .finish()
+    }
+}
+
+impl ChainedScheduler {
+    /// Takes children already built on `opt` (their initial steps have composed).
+    pub fn new(
+        opt: &mut dyn OptimizerParamGroups,
+        schedulers: Vec<Box<dyn LrScheduler>>,
+    ) -> Result<Self, SchedError> {
+        if schedulers.is_empty() {
+            return Err(invalid(
+                NAME,
+                "schedulers",
+                "at least one scheduler",
+                "an empty list",
+            ));
+        }
+        let n = opt.num_groups();
+        for c in &schedulers {
+            if c.last_lr().len() != n {
+                return Err(SchedError::GroupCountMismatch {
+                    arg: format!("{}'s param groups", c.name()),
+                    expected: n,
+                    got: c.last_lr().len(),
+                });
+            }
+        }
+        Ok(ChainedScheduler {
+            children: schedulers,
+            last_lr: current_lrs(opt)?,
+        })
+    }
+
+    /// The children, in order.
+    pub fn schedulers(&self) -> &[Box<dyn LrScheduler>] {
+        &self.children
+    }
+
+    /// Runs `f` on every child; on error, puts children and group values back.
+    fn each(
+        &mut self,
+        opt: &mut dyn OptimizerParamGroups,
+        mut f: impl FnMut(
+            &mut Box<dyn LrScheduler>,
+            &mut dyn OptimizerParamGroups,
+        ) -> Result<(), SchedError>,
+    ) -> Result<(), SchedError> {
+        check_groups(self.last_lr.len(), opt)?;
+        let n = opt.num_groups();
+        let saved: Vec<Vec<(&str, Option<Value>)>> = (0..n)
+            .map(|g| {
+                ["lr", "momentum", "betas"]
+                    .iter()
+                    .map(|&k| (k, opt.get(g, k)))
+                    .collect()
+            })
+            .collect();
+        let mut children = self.children.clone();
+        for c in &mut children {
+            if let Err(e) = f(c, opt) {
+                for (g, values) in saved.into_iter().enumerate() {
+                    for (k, v) in values {
+                        if let Some(v) = v {
+                            // Best effort: these keys were readable a moment ago.
+                            let _ = opt.set(g, k, v);
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        }
+        self.children = children;
+        self.last_lr = current_lrs(opt)?;
+        Ok(())
+    }
+}
+
+impl LrScheduler for ChainedScheduler {
+    fn step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
+        if self.children.iter().any(|c| c.needs_metric()) {
+            return Err(SchedError::MetricRequired { scheduler: NAME });
+        }
+        self.each(opt, |c, opt| c.step(opt))
+    }
+
+    fn step_with_metric(
+        &mut self,
+        opt: &mut dyn OptimizerParamGroups,
+        metric: f64,
+    ) -> Result<(), SchedError> {
+        self.each(opt, |c, opt| c.step_with_metric(opt, metric))
+    }
+
+    fn step_to_epoch(
+        &mut self,
+        _opt: &mut dyn OptimizerParamGroups,
+        epoch: f64,
+    ) -> Result<(), SchedError> {
+        Err(SchedError::InvalidEpoch {
+            scheduler: NAME,
+            epoch,
+            reason: "ChainedScheduler only steps one epoch at a time",
+        })
+    }
+
+    fn last_lr(&self) -> &[f64] {
+        &self.last_lr
+    }
+
+    fn state_dict(&self) -> Dict {
+        let mut d = new_dict();
+        d.insert("_last_lr", float_list(&self.last_lr));
+        d.insert("_schedulers", children_state(&self.children));
+        d
+    }
+
+    fn load_state_dict(&mut self, state: &Dict) -> Result<(), SchedError> {
+        let mut r = StateReader::new(state, NAME);
+        let last_lr = r.floats("_last_lr", self.last_lr.len())?;
+        let children = load_children(&mut r, NAME, &self.children)?;
+        r.finish()?;
+        self.last_lr = last_lr;
+        self.children = children;
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn lr_at(&self, _step: u64) -> Option<Vec<f64>> {
+        None
+    }
+
+    fn clone_box(&self) -> Box<dyn LrScheduler> {
+        Box::new(ChainedScheduler {
+            children: self.children.clone(),
+            last_lr: self.last_lr.clone(),
+        })
+    }
+
+    fn needs_metric(&self) -> bool {
+        self.children.iter().any(|c| c.needs_metric())
+    }
+
+    fn undo_epoch(&mut self) {
+        for c in &mut self.children {
+            c.undo_epoch();
+        }
+    }
+
+    fn initial_step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
+        self.each(opt, |c, opt| c.initial_step(opt))
+    }
+
+    /// Restarts the chain as if freshly built: every lr back to `initial_lr`, then each
+    /// child's initial step, composing (PyTorch raises here).
+    fn restart_at(
+        &mut self,
+        opt: &mut dyn OptimizerParamGroups,
+        _epoch: i64,
+    ) -> Result<(), SchedError> {
+        check_groups(self.last_lr.len(), opt)?;
+        let before = current_lrs(opt)?;
+        for (g, &current) in before.iter().enumerate() {
+            let lr = opt.initial_lr(g).unwrap_or(current);
+            opt.set_lr(g, lr)?;
+        }
+        let result = self.each(opt, |c, opt| c.initial_step(opt));
+        if result.is_err() {
+            for (g, &lr) in before.iter().enumerate() {
+                opt.set_lr(g, lr)?;
+            }
+        }
+        result
+    }
+}

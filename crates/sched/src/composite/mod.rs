@@ -1,0 +1,56 @@
+//! Schedulers made of schedulers.
+
+mod chained;
+mod sequential;
+
+pub use chained::ChainedScheduler;
+pub use sequential::{SequentialLR, SequentialLRConfig};
+
+use tempo_param_groups::{Dict, Value};
+
+use crate::state::StateReader;
+use crate::{LrScheduler, SchedError};
+
+/// Loads each child's dict of `_schedulers` into a copy of the children; all or nothing.
+pub(crate) fn load_children(
+    r: &mut StateReader<'_>,
+    scheduler: &'static str,
+    children: &[Box<dyn LrScheduler>],
+) -> Result<Vec<Box<dyn LrScheduler>>, SchedError> {
+    let items = r.list("_schedulers")?;
+    if items.len() != children.len() {
+        return Err(SchedError::StateWrongType {
+            scheduler,
+            key: "_schedulers".into(),
+            expected: "one state dict per child scheduler",
+            found: format!("{} dicts for {} children", items.len(), children.len()),
+        });
+    }
+    let mut loaded = Vec::with_capacity(children.len());
+    for (child, item) in children.iter().zip(items) {
+        let d = item.as_dict().ok_or_else(|| SchedError::StateWrongType {
+            scheduler,
+            key: "_schedulers".into(),
+            expected: "a list of dicts",
+            found: item.to_string(),
+        })?;
+        let mut c = child.clone_box();
+        c.load_state_dict(d)?;
+        loaded.push(c);
+    }
+    Ok(loaded)
+}
+
+pub(crate) fn children_state(children: &[Box<dyn LrScheduler>]) -> Value {
+    Value::List(
+        children
+            .iter()
+            .map(|c| Value::Dict(c.state_dict()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// An empty dict, for composites' lints-friendly construction.
+pub(crate) fn new_dict() -> Dict {
+    Dict::new()
+}

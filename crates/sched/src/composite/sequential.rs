@@ -1,0 +1,279 @@
+//! SequentialLR.
+
+use serde::{Deserialize, Serialize};
+use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
+
+use super::{children_state, load_children, new_dict};
+use crate::base::{check_groups, invalid};
+use crate::state::{float_list, StateReader};
+use crate::{LrScheduler, SchedError};
+
+/// The arguments of [`SequentialLR`] besides its children.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequentialLRConfig {
+    /// The epochs at which the next child takes over; one fewer than the children.
+    pub milestones: Vec<i64>,
+}
+
+const NAME: &str = "SequentialLR";
+
+/// Runs its children one after the other, switching at the milestones: PyTorch's
+/// `torch.optim.lr_scheduler.SequentialLR` (e.g. LinearLR warmup, then cosine).
+///
+/// Construction follows PyTorch: reset every lr to `initial_lr`, undo the epoch each
+/// child's constructor counted, redo the first child's initial step. At a milestone the
+/// next child restarts at its epoch 0 through its closed form (PyTorch's `_update_lr(0)`).
+///
+/// Unlike PyTorch, a child may be a [`ReduceLROnPlateau`](crate::ReduceLROnPlateau):
+/// [`step_with_metric`](LrScheduler::step_with_metric) passes the metric down (the
+/// metric of a milestone step is not used: the switch itself is that step). A nested
+/// composite child redoes its own initial step when it is first (PyTorch steps it once
+/// more) and restarts its active child at a milestone (PyTorch raises).
+pub struct SequentialLR {
+    children: Vec<Box<dyn LrScheduler>>,
+    milestones: Vec<i64>,
+    last_epoch: i64,
+    last_lr: Vec<f64>,
+}
+
+impl std::fmt::Debug for SequentialLR {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.children.iter().map(|c| c.name()).collect();
+        f.debug_struct("SequentialLR")
+            .field("children", &names)
+            .field("milestones", &self.milestones)
+            .field("last_epoch", &self.last_epoch)
+            .finish()
+    }
+}
+
+/// Python's `bisect_right` on the list as given (PyTorch does not sort the milestones).
+fn bisect_right(list: &[i64], x: i64) -> usize {
+    let (mut lo, mut hi) = (0, list.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if x < list[mid] {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
+}
+
+impl SequentialLR {
+    /// Takes children already built on `opt` (in order) and applies PyTorch's
+    /// construction to them.
+    pub fn new(
+        opt: &mut dyn OptimizerParamGroups,
+        schedulers: Vec<Box<dyn LrScheduler>>,
+        config: SequentialLRConfig,
+    ) -> Result<Self, SchedError> {
+        if schedulers.is_empty() {
+            return Err(invalid(
+                NAME,
+                "schedulers",
+                "at least one scheduler",
+                "an empty list",
+            ));
+        }
+        if config.milestones.len() != schedulers.len() - 1 {
+            return Err(SchedError::InvalidArgument {
+                scheduler: NAME,
+                arg: "milestones",
+                expected: "one fewer milestone than schedulers",
+                found: format!(
+                    "{} milestones for {} schedulers",
+                    config.milestones.len(),
+                    schedulers.len()
+                ),
+            });
+        }
+        let n = opt.num_groups();
+        for c in &schedulers {
+            if c.last_lr().len() != n {
+                return Err(SchedError::GroupCountMismatch {
+                    arg: format!("{}'s param groups", c.name()),
+                    expected: n,
+                    got: c.last_lr().len(),
+                });
+            }
+        }
+        let mut s = SequentialLR {
+            children: schedulers,
+            milestones: config.milestones,
+            last_epoch: 0,
+            last_lr: Vec::new(),
+        };
+        for g in 0..n {
+            let lr = match opt.initial_lr(g) {
+                Some(v) => v,
+                None => opt.lr(g)?,
+            };
+            opt.set_lr(g, lr)?;
+        }
+        s.undo_epoch();
+        s.initial_step(opt)?;
+        Ok(s)
+    }
+
+    /// The children, in order.
+    pub fn schedulers(&self) -> &[Box<dyn LrScheduler>] {
+        &self.children
+    }
+
+    fn step_inner(
+        &mut self,
+        opt: &mut dyn OptimizerParamGroups,
+        metric: Option<f64>,
+    ) -> Result<(), SchedError> {
+        check_groups(self.last_lr.len(), opt)?;
+        let epoch = self.last_epoch + 1;
+        let idx = bisect_right(&self.milestones, epoch);
+        let child = &mut self.children[idx];
+        if idx > 0 && self.milestones[idx - 1] == epoch {
+            child.restart_at(opt, 0)?;
+        } else {
+            match metric {
+                Some(m) => child.step_with_metric(opt, m)?,
+                None => child.step(opt)?,
+            }
+        }
+        self.last_lr = child.last_lr().to_vec();
+        self.last_epoch = epoch;
+        Ok(())
+    }
+}
+
+impl LrScheduler for SequentialLR {
+    fn step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
+        self.step_inner(opt, None)
+    }
+
+    fn step_with_metric(
+        &mut self,
+        opt: &mut dyn OptimizerParamGroups,
+        metric: f64,
+    ) -> Result<(), SchedError> {
+        self.step_inner(opt, Some(metric))
+    }
+
+    fn step_to_epoch(
+        &mut self,
+        _opt: &mut dyn OptimizerParamGroups,
+        epoch: f64,
+    ) -> Result<(), SchedError> {
+        Err(SchedError::InvalidEpoch {
+            scheduler: NAME,
+            epoch,
+            reason: "SequentialLR only steps one epoch at a time",
+        })
+    }
+
+    fn last_lr(&self) -> &[f64] {
+        &self.last_lr
+    }
+
+    fn state_dict(&self) -> Dict {
+        let mut d = new_dict();
+        d.insert(
+            "_milestones",
+            Value::List(self.milestones.iter().map(|&m| Value::Int(m)).collect()),
+        );
+        d.insert("last_epoch", Value::Int(self.last_epoch));
+        d.insert("_last_lr", float_list(&self.last_lr));
+        d.insert("_schedulers", children_state(&self.children));
+        d
+    }
+
+    fn load_state_dict(&mut self, state: &Dict) -> Result<(), SchedError> {
+        let mut r = StateReader::new(state, NAME);
+        let items = r.list("_milestones")?;
+        let milestones = items
+            .iter()
+            .map(|v| v.as_i64())
+            .collect::<Option<Vec<_>>>()
+            .filter(|m| m.len() + 1 == self.children.len())
+            .ok_or_else(|| SchedError::StateWrongType {
+                scheduler: NAME,
+                key: "_milestones".into(),
+                expected: "a list of ints, one fewer than the children",
+                found: Value::List(items.to_vec()).to_string(),
+            })?;
+        let last_epoch = r.int("last_epoch")?;
+        let last_lr = r.floats("_last_lr", self.last_lr.len())?;
+        let children = load_children(&mut r, NAME, &self.children)?;
+        r.finish()?;
+        self.milestones = milestones;
+        self.last_epoch = last_epoch;
+        self.last_lr = last_lr;
+        self.children = children;
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    /// Child `i`'s closed form at the epoch since its milestone. Equal to stepping when
+    /// each later child's schedule restarts at its base lr (every closed-form scheduler
+    /// does); `None` if a child has no closed form.
+    fn lr_at(&self, step: u64) -> Option<Vec<f64>> {
+        let e = i64::try_from(step).ok()?;
+        let idx = bisect_right(&self.milestones, e);
+        let local = if idx == 0 {
+            e
+        } else {
+            e - self.milestones[idx - 1]
+        };
+        self.children[idx].lr_at(u64::try_from(local).ok()?)
+    }
+
+    fn clone_box(&self) -> Box<dyn LrScheduler> {
+        Box::new(SequentialLR {
+            children: self.children.clone(),
+            milestones: self.milestones.clone(),
+            last_epoch: self.last_epoch,
+            last_lr: self.last_lr.clone(),
+        })
+    }
+
+    fn needs_metric(&self) -> bool {
+        let epoch = self.last_epoch + 1;
+        let idx = bisect_right(&self.milestones, epoch);
+        let switching = idx > 0 && self.milestones[idx - 1] == epoch;
+        !switching && self.children[idx].needs_metric()
+    }
+
+    fn undo_epoch(&mut self) {
+        for c in &mut self.children {
+            c.undo_epoch();
+        }
+    }
+
+    fn initial_step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
+        let idx = bisect_right(&self.milestones, 0);
+        self.children[idx].initial_step(opt)?;
+        self.last_epoch = 0;
+        self.last_lr = self.children[idx].last_lr().to_vec();
+        Ok(())
+    }
+
+    fn restart_at(
+        &mut self,
+        opt: &mut dyn OptimizerParamGroups,
+        epoch: i64,
+    ) -> Result<(), SchedError> {
+        let idx = bisect_right(&self.milestones, epoch);
+        let local = if idx == 0 {
+            epoch
+        } else {
+            epoch - self.milestones[idx - 1]
+        };
+        self.children[idx].restart_at(opt, local)?;
+        self.last_epoch = epoch;
+        self.last_lr = self.children[idx].last_lr().to_vec();
+        Ok(())
+    }
+}

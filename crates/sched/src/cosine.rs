@@ -1,0 +1,130 @@
+//! CosineAnnealingLR.
+
+use std::f64::consts::PI;
+
+use serde::{Deserialize, Serialize};
+use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
+
+use crate::base::{self, current_lrs, invalid, leaf_scheduler, Core, Rule};
+use crate::state::StateReader;
+use crate::SchedError;
+
+/// The arguments of [`CosineAnnealingLR`] (PyTorch's names; `T_max` loads as `t_max`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosineAnnealingLRConfig {
+    /// Half the period, in epochs (required, > 0).
+    #[serde(rename = "T_max")]
+    pub t_max: u64,
+    /// The minimum lr (0.0).
+    #[serde(default)]
+    pub eta_min: f64,
+}
+
+impl CosineAnnealingLRConfig {
+    /// `T_max` with PyTorch's default `eta_min = 0`.
+    pub fn new(t_max: u64) -> Self {
+        CosineAnnealingLRConfig {
+            t_max,
+            eta_min: 0.0,
+        }
+    }
+}
+
+/// Cosine annealing from the base lr to `eta_min` over `T_max` epochs, from SGDR
+/// (Loshchilov & Hutter, 2017, <https://arxiv.org/abs/1608.03983>), without restarts:
+/// PyTorch's `torch.optim.lr_scheduler.CosineAnnealingLR`.
+///
+/// Stepped, it follows PyTorch's recursive form, branch for branch, so its last bits
+/// match PyTorch's; past `T_max` it keeps oscillating with period `2 * T_max`, as
+/// PyTorch's does. [`lr_at`](crate::LrScheduler::lr_at) is the closed form
+/// `eta_min + (base - eta_min) * (1 + cos(pi * e / T_max)) / 2`.
+/// Unlike PyTorch (ZeroDivisionError), `T_max = 0` is refused.
+#[derive(Debug, Clone)]
+pub struct CosineAnnealingLR {
+    core: Core,
+    t_max: i64,
+    eta_min: f64,
+}
+
+impl CosineAnnealingLR {
+    /// Records `initial_lr` in every group; the lr is not changed.
+    pub fn new(
+        opt: &mut dyn OptimizerParamGroups,
+        config: CosineAnnealingLRConfig,
+    ) -> Result<Self, SchedError> {
+        let t_max = i64::try_from(config.t_max)
+            .ok()
+            .filter(|&t| t > 0)
+            .ok_or_else(|| invalid("CosineAnnealingLR", "T_max", "an int > 0", config.t_max))?;
+        base::construct(
+            CosineAnnealingLR {
+                core: Core::attach(opt)?,
+                t_max,
+                eta_min: config.eta_min,
+            },
+            opt,
+        )
+    }
+}
+
+impl Rule for CosineAnnealingLR {
+    const NAME: &'static str = "CosineAnnealingLR";
+    fn core(&self) -> &Core {
+        &self.core
+    }
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+    fn get_lr(
+        &self,
+        core: &Core,
+        opt: &mut dyn OptimizerParamGroups,
+        initial: bool,
+    ) -> Result<Vec<f64>, SchedError> {
+        let lrs = current_lrs(opt)?;
+        if initial {
+            return Ok(lrs);
+        }
+        let (e, t, eta) = (core.last_epoch, self.t_max, self.eta_min);
+        let (ef, tf) = (e as f64, t as f64);
+        let pairs = core.base_lrs.iter().zip(&lrs);
+        Ok(if core.step_count == 1 && e > 0 {
+            pairs
+                .map(|(b, _)| eta + (b - eta) * (1.0 + (ef * PI / tf).cos()) / 2.0)
+                .collect()
+        } else if (e - 1 - t).rem_euclid(2 * t) == 0 {
+            pairs
+                .map(|(b, lr)| lr + (b - eta) * (1.0 - (PI / tf).cos()) / 2.0)
+                .collect()
+        } else {
+            let ratio = (1.0 + (PI * ef / tf).cos()) / (1.0 + (PI * (ef - 1.0) / tf).cos());
+            pairs.map(|(_, lr)| ratio * (lr - eta) + eta).collect()
+        })
+    }
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
+        let eta = self.eta_min;
+        let c = 1.0 + (PI * epoch as f64 / self.t_max as f64).cos();
+        Some(base_lrs.iter().map(|b| eta + (b - eta) * c / 2.0).collect())
+    }
+    fn write_own(&self, d: &mut Dict) {
+        d.insert("T_max", Value::Int(self.t_max));
+        d.insert("eta_min", Value::Float(self.eta_min));
+    }
+    fn read_own(&mut self, r: &mut StateReader<'_>, _groups: usize) -> Result<(), SchedError> {
+        let t = r.int("T_max")?;
+        if t <= 0 {
+            return Err(SchedError::StateWrongType {
+                scheduler: Self::NAME,
+                key: "T_max".into(),
+                expected: "an int > 0",
+                found: t.to_string(),
+            });
+        }
+        self.t_max = t;
+        self.eta_min = r.float("eta_min")?;
+        Ok(())
+    }
+}
+
+leaf_scheduler!(CosineAnnealingLR);

@@ -1,0 +1,74 @@
+//! ExponentialLR.
+
+use serde::{Deserialize, Serialize};
+use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
+
+use crate::base::{self, current_lrs, leaf_scheduler, Core, Rule};
+use crate::state::StateReader;
+use crate::SchedError;
+
+/// The arguments of [`ExponentialLR`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExponentialLRConfig {
+    /// The decay factor per epoch (required).
+    pub gamma: f64,
+}
+
+/// `lr *= gamma` every epoch: PyTorch's `torch.optim.lr_scheduler.ExponentialLR`.
+#[derive(Debug, Clone)]
+pub struct ExponentialLR {
+    core: Core,
+    gamma: f64,
+}
+
+impl ExponentialLR {
+    /// Records `initial_lr` in every group; the lr is not changed.
+    pub fn new(
+        opt: &mut dyn OptimizerParamGroups,
+        config: ExponentialLRConfig,
+    ) -> Result<Self, SchedError> {
+        base::construct(
+            ExponentialLR {
+                core: Core::attach(opt)?,
+                gamma: config.gamma,
+            },
+            opt,
+        )
+    }
+}
+
+impl Rule for ExponentialLR {
+    const NAME: &'static str = "ExponentialLR";
+    fn core(&self) -> &Core {
+        &self.core
+    }
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+    fn get_lr(
+        &self,
+        _core: &Core,
+        opt: &mut dyn OptimizerParamGroups,
+        initial: bool,
+    ) -> Result<Vec<f64>, SchedError> {
+        let lrs = current_lrs(opt)?;
+        if initial {
+            return Ok(lrs);
+        }
+        Ok(lrs.iter().map(|lr| lr * self.gamma).collect())
+    }
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
+        let f = self.gamma.powf(epoch as f64);
+        Some(base_lrs.iter().map(|b| b * f).collect())
+    }
+    fn write_own(&self, d: &mut Dict) {
+        d.insert("gamma", Value::Float(self.gamma));
+    }
+    fn read_own(&mut self, r: &mut StateReader<'_>, _groups: usize) -> Result<(), SchedError> {
+        self.gamma = r.float("gamma")?;
+        Ok(())
+    }
+}
+
+leaf_scheduler!(ExponentialLR);

@@ -1,0 +1,177 @@
+//! LambdaLR, and the lr functions LambdaLR and MultiplicativeLR take.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
+
+use crate::base::{self, leaf_scheduler, Core, Rule};
+use crate::state::StateReader;
+use crate::{PerGroup, SchedError};
+
+/// A function of the epoch (PyTorch's `lr_lambda`): a shared closure, so a scheduler
+/// holding it can be cloned.
+///
+/// Closures are not state: to restore a LambdaLR, construct it with the same functions,
+/// then load its state dict.
+#[derive(Clone)]
+pub struct LrLambda(Arc<dyn Fn(i64) -> f64 + Send + Sync>);
+
+impl LrLambda {
+    /// Wraps a closure of the epoch (PyTorch passes `last_epoch`, an int).
+    pub fn new(f: impl Fn(i64) -> f64 + Send + Sync + 'static) -> Self {
+        LrLambda(Arc::new(f))
+    }
+
+    /// The function's value at `epoch`.
+    pub fn call(&self, epoch: i64) -> f64 {
+        (self.0)(epoch)
+    }
+}
+
+impl fmt::Debug for LrLambda {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LrLambda(<closure>)")
+    }
+}
+
+impl From<NamedLambda> for LrLambda {
+    fn from(named: NamedLambda) -> Self {
+        LrLambda::new(move |e| named.eval(e))
+    }
+}
+
+/// The named lr functions of tempo's scheduler specs (`{"fn": "pow", "base": 0.95}`),
+/// for LambdaLR and MultiplicativeLR (and CyclicLR's `scale_fn`) in config files.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "fn", rename_all = "snake_case")]
+pub enum NamedLambda {
+    /// `base ** epoch`.
+    Pow {
+        /// The base.
+        base: f64,
+    },
+    /// A constant `factor` (MultiplicativeLR's exponential decay).
+    Const {
+        /// The value.
+        factor: f64,
+    },
+    /// `min(1, (epoch + 1) / warmup)`.
+    WarmupLinear {
+        /// The number of warmup epochs.
+        warmup: f64,
+    },
+    /// `1 / sqrt(max(epoch, 1))`.
+    InvSqrt,
+}
+
+impl NamedLambda {
+    /// The function's value at `epoch`, as Python computes it.
+    pub fn eval(&self, epoch: i64) -> f64 {
+        match *self {
+            NamedLambda::Pow { base } => base.powf(epoch as f64),
+            NamedLambda::Const { factor } => factor,
+            NamedLambda::WarmupLinear { warmup } => {
+                let x = (epoch + 1) as f64 / warmup;
+                if x < 1.0 {
+                    x
+                } else {
+                    1.0
+                }
+            }
+            NamedLambda::InvSqrt => 1.0 / (epoch.max(1) as f64).sqrt(),
+        }
+    }
+}
+
+/// The arguments of [`LambdaLR`].
+#[derive(Debug, Clone)]
+pub struct LambdaLRConfig {
+    /// One function for every group, or one per group.
+    pub lr_lambda: PerGroup<LrLambda>,
+}
+
+/// `lr = base_lr * lr_lambda(epoch)`: PyTorch's `torch.optim.lr_scheduler.LambdaLR`.
+///
+/// Not recursive, and (as in PyTorch) the constructor already sets `lr = base *
+/// lambda(0)`. The state dict's `lr_lambdas` is a list of `None` (closures are not state).
+#[derive(Debug, Clone)]
+pub struct LambdaLR {
+    core: Core,
+    lambdas: Vec<LrLambda>,
+}
+
+impl LambdaLR {
+    /// Records `initial_lr` and sets `lr = initial_lr * lambda(0)` in every group.
+    pub fn new(
+        opt: &mut dyn OptimizerParamGroups,
+        config: LambdaLRConfig,
+    ) -> Result<Self, SchedError> {
+        let lambdas = config.lr_lambda.resolve("lr_lambda", opt.num_groups())?;
+        base::construct(
+            LambdaLR {
+                core: Core::attach(opt)?,
+                lambdas,
+            },
+            opt,
+        )
+    }
+}
+
+impl Rule for LambdaLR {
+    const NAME: &'static str = "LambdaLR";
+    fn core(&self) -> &Core {
+        &self.core
+    }
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+    fn get_lr(
+        &self,
+        core: &Core,
+        _opt: &mut dyn OptimizerParamGroups,
+        _initial: bool,
+    ) -> Result<Vec<f64>, SchedError> {
+        Ok(self.value_at(&core.base_lrs, core.last_epoch))
+    }
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
+        Some(self.value_at(base_lrs, epoch))
+    }
+    fn write_own(&self, _d: &mut Dict) {}
+    fn write_trailing(&self, d: &mut Dict) {
+        d.insert(
+            "lr_lambdas",
+            Value::List(vec![Value::None; self.lambdas.len()]),
+        );
+    }
+    fn read_own(&mut self, r: &mut StateReader<'_>, groups: usize) -> Result<(), SchedError> {
+        read_lr_lambdas(r, groups)
+    }
+}
+
+impl LambdaLR {
+    fn value_at(&self, base_lrs: &[f64], epoch: i64) -> Vec<f64> {
+        base_lrs
+            .iter()
+            .zip(&self.lambdas)
+            .map(|(b, f)| b * f.call(epoch))
+            .collect()
+    }
+}
+
+/// `lr_lambdas`: one entry per group (`None`, or a callable object's attributes, which
+/// tempo's closures do not have).
+pub(crate) fn read_lr_lambdas(r: &mut StateReader<'_>, groups: usize) -> Result<(), SchedError> {
+    let items = r.list("lr_lambdas")?;
+    if items.len() != groups {
+        return Err(SchedError::GroupCountMismatch {
+            arg: "lr_lambdas".into(),
+            expected: groups,
+            got: items.len(),
+        });
+    }
+    Ok(())
+}
+
+leaf_scheduler!(LambdaLR);

@@ -1,0 +1,116 @@
+//! PolynomialLR.
+
+use serde::{Deserialize, Serialize};
+use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
+
+use crate::base::{self, current_lrs, invalid, leaf_scheduler, Core, Rule};
+use crate::state::StateReader;
+use crate::SchedError;
+
+/// The arguments of [`PolynomialLR`] (PyTorch's names and defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolynomialLRConfig {
+    /// The epoch at which the lr reaches 0 (5).
+    pub total_iters: u64,
+    /// The polynomial's power (1.0).
+    pub power: f64,
+}
+
+impl Default for PolynomialLRConfig {
+    fn default() -> Self {
+        PolynomialLRConfig {
+            total_iters: 5,
+            power: 1.0,
+        }
+    }
+}
+
+/// `lr = base * (1 - min(e, T)/T) ** power`, reached recursively: PyTorch's
+/// `torch.optim.lr_scheduler.PolynomialLR`.
+///
+/// Unlike PyTorch (division by zero), `total_iters = 0` is refused.
+#[derive(Debug, Clone)]
+pub struct PolynomialLR {
+    core: Core,
+    total_iters: i64,
+    power: f64,
+}
+
+impl PolynomialLR {
+    /// Records `initial_lr` in every group; the lr is not changed.
+    pub fn new(
+        opt: &mut dyn OptimizerParamGroups,
+        config: PolynomialLRConfig,
+    ) -> Result<Self, SchedError> {
+        let total_iters = i64::try_from(config.total_iters)
+            .ok()
+            .filter(|&t| t > 0)
+            .ok_or_else(|| {
+                invalid(
+                    "PolynomialLR",
+                    "total_iters",
+                    "an int > 0",
+                    config.total_iters,
+                )
+            })?;
+        base::construct(
+            PolynomialLR {
+                core: Core::attach(opt)?,
+                total_iters,
+                power: config.power,
+            },
+            opt,
+        )
+    }
+}
+
+impl Rule for PolynomialLR {
+    const NAME: &'static str = "PolynomialLR";
+    fn core(&self) -> &Core {
+        &self.core
+    }
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+    fn get_lr(
+        &self,
+        core: &Core,
+        opt: &mut dyn OptimizerParamGroups,
+        initial: bool,
+    ) -> Result<Vec<f64>, SchedError> {
+        let lrs = current_lrs(opt)?;
+        let (e, t) = (core.last_epoch, self.total_iters);
+        if initial || e > t {
+            return Ok(lrs);
+        }
+        let (ef, tf) = (e as f64, t as f64);
+        let decay = ((1.0 - ef / tf) / (1.0 - (ef - 1.0) / tf)).powf(self.power);
+        Ok(lrs.iter().map(|lr| lr * decay).collect())
+    }
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
+        let t = self.total_iters;
+        let f = (1.0 - t.min(epoch) as f64 / t as f64).powf(self.power);
+        Some(base_lrs.iter().map(|b| b * f).collect())
+    }
+    fn write_own(&self, d: &mut Dict) {
+        d.insert("total_iters", Value::Int(self.total_iters));
+        d.insert("power", Value::Float(self.power));
+    }
+    fn read_own(&mut self, r: &mut StateReader<'_>, _groups: usize) -> Result<(), SchedError> {
+        let t = r.int("total_iters")?;
+        if t <= 0 {
+            return Err(SchedError::StateWrongType {
+                scheduler: Self::NAME,
+                key: "total_iters".into(),
+                expected: "an int > 0",
+                found: t.to_string(),
+            });
+        }
+        self.total_iters = t;
+        self.power = r.float("power")?;
+        Ok(())
+    }
+}
+
+leaf_scheduler!(PolynomialLR);

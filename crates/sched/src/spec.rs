@@ -1,0 +1,219 @@
+//! Schedulers described as data: the `scheduler` field of tempo's config and case files.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use tempo_param_groups::OptimizerParamGroups;
+
+use crate::{
+    ChainedScheduler, ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts, CyclicLR,
+    CyclicLRConfig, ExponentialLR, InverseSqrtLR, LambdaLR, LambdaLRConfig, LinearLR, LrLambda,
+    LrScheduler, MultiStepLR, MultiplicativeLR, MultiplicativeLRConfig, NamedLambda, OneCycleLR,
+    PerGroup, PolynomialLR, ReduceLROnPlateau, ScaleFn, SchedError, SequentialLR, StepLR,
+    WarmupCosineLR, WarmupStableDecayLR, SWALR,
+};
+
+/// A scheduler as data: PyTorch's class name, its keyword arguments by PyTorch's names,
+/// and, for SequentialLR and ChainedScheduler, the children (built in order on the same
+/// optimizer, before the parent).
+///
+/// This is exactly the `scheduler` field of the conformance case files:
+///
+/// ```
+/// use tempo_sched::SchedulerSpec;
+/// let spec: SchedulerSpec = serde_json::from_str(
+///     r#"{"type": "StepLR", "kwargs": {"step_size": 3, "gamma": 0.5}}"#,
+/// ).unwrap();
+/// assert_eq!(spec.r#type, "StepLR");
+/// assert_eq!(spec, "StepLR(step_size=3, gamma=0.5)".parse().unwrap());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchedulerSpec {
+    /// The PyTorch class name (`"CyclicLR"`), or a preset's name (`"WarmupCosineLR"`).
+    pub r#type: String,
+    /// The keyword arguments, by PyTorch's names; missing means none.
+    #[serde(default)]
+    pub kwargs: Map<String, Json>,
+    /// The children of SequentialLR and ChainedScheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedulers: Option<Vec<SchedulerSpec>>,
+}
+
+impl SchedulerSpec {
+    /// A spec without arguments.
+    pub fn new(r#type: impl Into<String>) -> Self {
+        SchedulerSpec {
+            r#type: r#type.into(),
+            kwargs: Map::new(),
+            schedulers: None,
+        }
+    }
+
+    /// Adds a keyword argument.
+    pub fn kwarg(mut self, name: impl Into<String>, value: impl Into<Json>) -> Self {
+        self.kwargs.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the children (SequentialLR, ChainedScheduler).
+    pub fn children(mut self, schedulers: Vec<SchedulerSpec>) -> Self {
+        self.schedulers = Some(schedulers);
+        self
+    }
+}
+
+impl std::str::FromStr for SchedulerSpec {
+    type Err = SchedError;
+    /// Parses a Python call, see [`parse_scheduler_call`](crate::parse_scheduler_call).
+    fn from_str(s: &str) -> Result<Self, SchedError> {
+        crate::call::parse_scheduler_call(s)
+    }
+}
+
+/// Every scheduler name [`build_scheduler`] knows.
+pub const SCHEDULER_NAMES: &[&str] = &[
+    "LambdaLR",
+    "MultiplicativeLR",
+    "StepLR",
+    "MultiStepLR",
+    "ConstantLR",
+    "LinearLR",
+    "ExponentialLR",
+    "PolynomialLR",
+    "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
+    "CyclicLR",
+    "OneCycleLR",
+    "ReduceLROnPlateau",
+    "SWALR",
+    "SequentialLR",
+    "ChainedScheduler",
+    "WarmupCosineLR",
+    "WarmupStableDecayLR",
+    "InverseSqrtLR",
+];
+
+fn spec_error(name: &str, reason: impl ToString) -> SchedError {
+    SchedError::InvalidSpec {
+        scheduler: name.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn config<T: DeserializeOwned>(name: &str, kwargs: &Map<String, Json>) -> Result<T, SchedError> {
+    serde_json::from_value(Json::Object(kwargs.clone())).map_err(|e| spec_error(name, e))
+}
+
+fn named(name: &str, arg: &str, v: &Json) -> Result<NamedLambda, SchedError> {
+    serde_json::from_value(v.clone()).map_err(|e| spec_error(name, format!("`{arg}`: {e}")))
+}
+
+/// `lr_lambda`: one named function, or a list of them (one per group).
+fn lr_lambdas(name: &str, kwargs: &Map<String, Json>) -> Result<PerGroup<LrLambda>, SchedError> {
+    if let Some(k) = kwargs.keys().find(|k| *k != "lr_lambda") {
+        return Err(spec_error(
+            name,
+            format!("unknown argument `{k}`, expected `lr_lambda`"),
+        ));
+    }
+    match kwargs.get("lr_lambda") {
+        None => Err(spec_error(name, "missing argument `lr_lambda`")),
+        Some(Json::Array(items)) => Ok(PerGroup::Each(
+            items
+                .iter()
+                .map(|v| named(name, "lr_lambda", v).map(LrLambda::from))
+                .collect::<Result<_, _>>()?,
+        )),
+        Some(v) => Ok(PerGroup::All(named(name, "lr_lambda", v)?.into())),
+    }
+}
+
+/// Builds the scheduler a spec describes on `opt` (children first, in order, as PyTorch
+/// code would), applying its construction to the groups.
+///
+/// LambdaLR and MultiplicativeLR take named functions (`{"fn": "pow", "base": 0.95}`,
+/// `const`, `warmup_linear`, `inv_sqrt`; one, or a list with one per group), and so does
+/// CyclicLR's `scale_fn`. An unknown scheduler or argument, or a bad value, is an `Err`
+/// naming it.
+pub fn build_scheduler(
+    spec: &SchedulerSpec,
+    opt: &mut dyn OptimizerParamGroups,
+) -> Result<Box<dyn LrScheduler>, SchedError> {
+    let name = spec.r#type.as_str();
+    let kw = &spec.kwargs;
+    let composite = matches!(name, "SequentialLR" | "ChainedScheduler");
+    if spec.schedulers.is_some() && !composite {
+        return Err(spec_error(
+            name,
+            "only SequentialLR and ChainedScheduler take `schedulers`",
+        ));
+    }
+    let mut children = || -> Result<Vec<Box<dyn LrScheduler>>, SchedError> {
+        let specs = spec
+            .schedulers
+            .as_deref()
+            .ok_or_else(|| spec_error(name, "missing `schedulers`"))?;
+        specs.iter().map(|s| build_scheduler(s, opt)).collect()
+    };
+    let boxed: Box<dyn LrScheduler> = match name {
+        "SequentialLR" => {
+            let cfg = config(name, kw)?;
+            let kids = children()?;
+            Box::new(SequentialLR::new(opt, kids, cfg)?)
+        }
+        "ChainedScheduler" => {
+            if let Some(k) = kw.keys().next() {
+                return Err(spec_error(name, format!("unknown argument `{k}`")));
+            }
+            let kids = children()?;
+            Box::new(ChainedScheduler::new(opt, kids)?)
+        }
+        "LambdaLR" => Box::new(LambdaLR::new(
+            opt,
+            LambdaLRConfig {
+                lr_lambda: lr_lambdas(name, kw)?,
+            },
+        )?),
+        "MultiplicativeLR" => Box::new(MultiplicativeLR::new(
+            opt,
+            MultiplicativeLRConfig {
+                lr_lambda: lr_lambdas(name, kw)?,
+            },
+        )?),
+        "StepLR" => Box::new(StepLR::new(opt, config(name, kw)?)?),
+        "MultiStepLR" => Box::new(MultiStepLR::new(opt, config(name, kw)?)?),
+        "ConstantLR" => Box::new(ConstantLR::new(opt, config(name, kw)?)?),
+        "LinearLR" => Box::new(LinearLR::new(opt, config(name, kw)?)?),
+        "ExponentialLR" => Box::new(ExponentialLR::new(opt, config(name, kw)?)?),
+        "PolynomialLR" => Box::new(PolynomialLR::new(opt, config(name, kw)?)?),
+        "CosineAnnealingLR" => Box::new(CosineAnnealingLR::new(opt, config(name, kw)?)?),
+        "CosineAnnealingWarmRestarts" => {
+            Box::new(CosineAnnealingWarmRestarts::new(opt, config(name, kw)?)?)
+        }
+        "CyclicLR" => {
+            let mut kw = kw.clone();
+            let scale_fn = match kw.remove("scale_fn") {
+                None | Some(Json::Null) => None,
+                Some(v) => {
+                    let f = named(name, "scale_fn", &v)?;
+                    Some(ScaleFn::new(move |x| f.eval(x as i64)))
+                }
+            };
+            let mut cfg: CyclicLRConfig = config(name, &kw)?;
+            cfg.scale_fn = scale_fn;
+            Box::new(CyclicLR::new(opt, cfg)?)
+        }
+        "OneCycleLR" => Box::new(OneCycleLR::new(opt, config(name, kw)?)?),
+        "ReduceLROnPlateau" => Box::new(ReduceLROnPlateau::new(opt, config(name, kw)?)?),
+        "SWALR" => Box::new(SWALR::new(opt, config(name, kw)?)?),
+        "WarmupCosineLR" => Box::new(WarmupCosineLR::new(opt, config(name, kw)?)?),
+        "WarmupStableDecayLR" => Box::new(WarmupStableDecayLR::new(opt, config(name, kw)?)?),
+        "InverseSqrtLR" => Box::new(InverseSqrtLR::new(opt, config(name, kw)?)?),
+        _ => {
+            return Err(SchedError::UnknownScheduler {
+                name: name.to_string(),
+            })
+        }
+    };
+    Ok(boxed)
+}

@@ -1,0 +1,111 @@
+//! StepLR.
+
+use serde::{Deserialize, Serialize};
+use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
+
+use crate::base::{self, current_lrs, invalid, leaf_scheduler, Core, Rule};
+use crate::state::StateReader;
+use crate::SchedError;
+
+fn point_one() -> f64 {
+    0.1
+}
+
+/// The arguments of [`StepLR`] (PyTorch's names and defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepLRConfig {
+    /// Epochs between two decays (required, > 0).
+    pub step_size: u64,
+    /// The decay factor (0.1).
+    #[serde(default = "point_one")]
+    pub gamma: f64,
+}
+
+impl StepLRConfig {
+    /// `step_size` with PyTorch's default `gamma = 0.1`.
+    pub fn new(step_size: u64) -> Self {
+        StepLRConfig {
+            step_size,
+            gamma: 0.1,
+        }
+    }
+}
+
+/// Decays the lr by `gamma` every `step_size` epochs: PyTorch's
+/// `torch.optim.lr_scheduler.StepLR`.
+///
+/// Unlike PyTorch (ZeroDivisionError at the first step), `step_size = 0` is refused by
+/// the constructor.
+#[derive(Debug, Clone)]
+pub struct StepLR {
+    core: Core,
+    step_size: i64,
+    gamma: f64,
+}
+
+impl StepLR {
+    /// Records `initial_lr` in every group; the lr is not changed.
+    pub fn new(
+        opt: &mut dyn OptimizerParamGroups,
+        config: StepLRConfig,
+    ) -> Result<Self, SchedError> {
+        let step_size = i64::try_from(config.step_size)
+            .ok()
+            .filter(|&s| s > 0)
+            .ok_or_else(|| invalid("StepLR", "step_size", "an int > 0", config.step_size))?;
+        let s = StepLR {
+            core: Core::attach(opt)?,
+            step_size,
+            gamma: config.gamma,
+        };
+        base::construct(s, opt)
+    }
+}
+
+impl Rule for StepLR {
+    const NAME: &'static str = "StepLR";
+    fn core(&self) -> &Core {
+        &self.core
+    }
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+    fn get_lr(
+        &self,
+        core: &Core,
+        opt: &mut dyn OptimizerParamGroups,
+        _initial: bool,
+    ) -> Result<Vec<f64>, SchedError> {
+        let lrs = current_lrs(opt)?;
+        let e = core.last_epoch;
+        if e == 0 || e.rem_euclid(self.step_size) != 0 {
+            return Ok(lrs);
+        }
+        Ok(lrs.iter().map(|lr| lr * self.gamma).collect())
+    }
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
+        let f = self.gamma.powf(epoch.div_euclid(self.step_size) as f64);
+        Some(base_lrs.iter().map(|b| b * f).collect())
+    }
+    fn write_own(&self, d: &mut Dict) {
+        d.insert("step_size", Value::Int(self.step_size));
+        d.insert("gamma", Value::Float(self.gamma));
+    }
+    fn read_own(&mut self, r: &mut StateReader<'_>, _groups: usize) -> Result<(), SchedError> {
+        let step_size = r.int("step_size")?;
+        if step_size <= 0 {
+            return Err(SchedError::StateWrongType {
+                scheduler: Self::NAME,
+                key: "step_size".into(),
+                expected: "an int > 0",
+                found: step_size.to_string(),
+            });
+        }
+        self.step_size = step_size;
+        self.gamma = r.float("gamma")?;
+        Ok(())
+    }
+}
+
+leaf_scheduler!(StepLR);

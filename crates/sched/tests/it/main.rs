@@ -1,0 +1,9 @@
+//! tempo-sched's integration tests: PyTorch's reference traces, resume, closed forms,
+//! composites, validation.
+
+mod cases;
+mod common;
+mod composites;
+mod errors;
+mod props;
+mod state;
