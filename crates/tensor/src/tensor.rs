@@ -33,7 +33,10 @@ struct Inner<T: Float> {
 
 /// A tensor handle. Cloning is cheap and shares the value and the gradient.
 ///
-/// Invariant: a tensor's gradient, when present, has the tensor's shape.
+/// Invariants: a tensor's gradient, when present, has the tensor's shape. Values made
+/// by constructors and ops, and gradients stored by backward passes, are in standard
+/// (row-major, contiguous) layout, so `as_slice()` succeeds on them; code that replaces
+/// a value through [`Tensor::data_mut`] should keep it so (ops do not rely on it).
 pub struct Tensor<T: Float> {
     inner: Arc<Inner<T>>,
 }
@@ -67,6 +70,11 @@ fn write<X>(lock: &RwLock<X>) -> RwLockWriteGuard<'_, X> {
 
 impl<T: Float> Tensor<T> {
     fn new(data: ArrayD<T>, requires_grad: bool) -> Self {
+        let data = if data.is_standard_layout() {
+            data
+        } else {
+            data.as_standard_layout().into_owned()
+        };
         Self {
             inner: Arc::new(Inner {
                 id: TensorId::fresh(),

@@ -2,6 +2,7 @@
 //! autograd records. One file per op family.
 
 mod elementwise;
+mod gemm;
 mod matmul;
 mod reduce;
 mod shape;
@@ -100,5 +101,14 @@ pub(crate) fn read2<T: Float, R>(
     } else {
         let gb = b.data();
         f(&ga, &gb)
+    }
+}
+
+/// An array of `shape` from row-major elements. The caller guarantees the count.
+pub(crate) fn array_from<T: Float>(shape: &[usize], v: Vec<T>) -> ArrayD<T> {
+    match ArrayD::from_shape_vec(IxDyn(shape), v) {
+        Ok(a) => a,
+        // Unreachable: every caller computes `v` with exactly `shape`'s element count.
+        Err(e) => panic!("tempo-tensor internal array construction failed: {e}"),
     }
 }
