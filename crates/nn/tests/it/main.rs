@@ -3,6 +3,7 @@
 
 mod cases;
 mod init;
+mod loss;
 mod state_dict;
 mod training;
 
