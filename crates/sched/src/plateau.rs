@@ -73,7 +73,9 @@ impl Default for ReduceLROnPlateauConfig {
 /// [`step`](LrScheduler::step) is [`SchedError::MetricRequired`]. It writes no
 /// `initial_lr` and changes nothing at construction. Unlike PyTorch, it can be a child
 /// of [`SequentialLR`](crate::SequentialLR) and [`ChainedScheduler`](crate::ChainedScheduler)
-/// (warmup, then plateau). A NaN metric is never an improvement.
+/// (warmup, then plateau): at its milestone it restarts from the base lr (the groups'
+/// `initial_lr` when it was built) and the metrics drive it from the next step on. A NaN
+/// metric is never an improvement.
 #[derive(Debug, Clone)]
 pub struct ReduceLROnPlateau {
     factor: f64,
@@ -90,6 +92,9 @@ pub struct ReduceLROnPlateau {
     best: f64,
     cooldown_counter: i64,
     num_bad_epochs: i64,
+    /// Where a SequentialLR milestone restarts it: each group's `initial_lr` (else its lr)
+    /// at construction. Not state: a rebuilt scheduler recomputes it.
+    restart_lrs: Vec<f64>,
 }
 
 const NAME: &str = "ReduceLROnPlateau";
@@ -113,6 +118,10 @@ impl ReduceLROnPlateau {
         let cooldown = i64::try_from(config.cooldown)
             .map_err(|_| invalid(NAME, "cooldown", "an int", config.cooldown))?;
         let worse = mode_worse(config.mode);
+        let last_lr = current_lrs(opt)?;
+        let restart_lrs = (0..n)
+            .map(|g| opt.initial_lr(g).unwrap_or(last_lr[g]))
+            .collect();
         Ok(ReduceLROnPlateau {
             factor: config.factor,
             default_min_lr,
@@ -121,13 +130,14 @@ impl ReduceLROnPlateau {
             cooldown,
             eps: config.eps,
             last_epoch: 0,
-            last_lr: current_lrs(opt)?,
+            last_lr,
             mode: config.mode,
             threshold: config.threshold,
             threshold_mode: config.threshold_mode,
             best: worse,
             cooldown_counter: 0,
             num_bad_epochs: 0,
+            restart_lrs,
         })
     }
 
@@ -333,14 +343,19 @@ impl LrScheduler for ReduceLROnPlateau {
         Ok(())
     }
 
+    /// At a SequentialLR milestone: back to the base lr (each group's `initial_lr` when
+    /// this scheduler was built), as a closed-form scheduler restarts at its base.
     fn restart_at(
         &mut self,
         opt: &mut dyn OptimizerParamGroups,
         epoch: i64,
     ) -> Result<(), SchedError> {
         check_groups(self.last_lr.len(), opt)?;
+        for (g, &lr) in self.restart_lrs.iter().enumerate() {
+            opt.set_lr(g, lr)?;
+        }
         self.last_epoch = epoch;
-        self.last_lr = current_lrs(opt)?;
+        self.last_lr = self.restart_lrs.clone();
         Ok(())
     }
 }

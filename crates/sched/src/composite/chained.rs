@@ -18,6 +18,9 @@ const NAME: &str = "ChainedScheduler";
 pub struct ChainedScheduler {
     children: Vec<Box<dyn LrScheduler>>,
     last_lr: Vec<f64>,
+    /// Each group's `initial_lr` (else lr) at construction, where a restart begins. Not
+    /// state: a rebuilt scheduler recomputes it.
+    bases: Vec<f64>,
 }
 
 impl std::fmt::Debug for ChainedScheduler {
@@ -53,9 +56,14 @@ impl ChainedScheduler {
                 });
             }
         }
+        let last_lr = current_lrs(opt)?;
+        let bases = (0..n)
+            .map(|g| opt.initial_lr(g).unwrap_or(last_lr[g]))
+            .collect();
         Ok(ChainedScheduler {
             children: schedulers,
-            last_lr: current_lrs(opt)?,
+            last_lr,
+            bases,
         })
     }
 
@@ -164,6 +172,7 @@ impl LrScheduler for ChainedScheduler {
         Box::new(ChainedScheduler {
             children: self.children.clone(),
             last_lr: self.last_lr.clone(),
+            bases: self.bases.clone(),
         })
     }
 

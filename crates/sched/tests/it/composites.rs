@@ -1,1 +1,203 @@
+//! SequentialLR and ChainedScheduler: PyTorch's examples, plateau children, nesting.
 
+use tempo_sched::{build_scheduler, SchedError, SchedulerSpec};
+
+use crate::common::{build_spec, check_lr_sequence, check_resume, run, Drive, FakeOptimizer};
+
+fn spec(s: &str) -> SchedulerSpec {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+fn lrs_of(spec: &SchedulerSpec, lr: f64, drive: &Drive, steps: usize) -> Vec<Vec<f64>> {
+    let build = build_spec(spec);
+    run(
+        &build,
+        &FakeOptimizer::sgd(&[lr], 0.0),
+        steps,
+        drive,
+        None,
+        false,
+    )
+    .expect("run")
+    .0
+}
+
+fn column(values: &[f64]) -> Vec<Vec<f64>> {
+    values.iter().map(|&v| vec![v]).collect()
+}
+
+#[test]
+fn sequential_switches_through_the_closed_form() {
+    // SEMANTICS §4.8's verified example.
+    let s = spec("SequentialLR(schedulers=[ConstantLR(factor=0.1, total_iters=2), ExponentialLR(gamma=0.5)], milestones=[3])");
+    let got = lrs_of(&s, 1.0, &Drive::Plain, 6);
+    check_lr_sequence(
+        "sequential",
+        &got,
+        &column(&[0.1, 0.1, 1.0, 1.0, 0.5, 0.25, 0.125]),
+        1e-15,
+        0.0,
+    );
+    check_resume(
+        "sequential",
+        &build_spec(&s),
+        &FakeOptimizer::sgd(&[1.0, 0.1], 0.0),
+        8,
+        &Drive::Plain,
+    );
+}
+
+#[test]
+fn chained_composes_its_children() {
+    // SEMANTICS §4.11's verified example.
+    let s = spec("ChainedScheduler(schedulers=[ConstantLR(factor=0.1, total_iters=2), ExponentialLR(gamma=0.5)])");
+    let got = lrs_of(&s, 1.0, &Drive::Plain, 5);
+    check_lr_sequence(
+        "chained",
+        &got,
+        &column(&[0.1, 0.05, 0.25, 0.125, 0.0625, 0.03125]),
+        1e-15,
+        0.0,
+    );
+}
+
+#[test]
+fn warmup_then_plateau() {
+    let s = spec(
+        "SequentialLR(schedulers=[LinearLR(start_factor=0.25, total_iters=2), \
+         ReduceLROnPlateau(patience=0, factor=0.5)], milestones=[2])",
+    );
+    let drive = Drive::Metrics(vec![9.0, 9.0, 1.0, 1.0, 0.5, 0.6, 0.4, 0.4]);
+    let got = lrs_of(&s, 1.0, &drive, 6);
+    // Warmup 0.25 -> 0.625, the milestone restarts at the base lr 1.0, then the plateau
+    // logic: improvement, no improvement (halve), improvement, no improvement (halve).
+    check_lr_sequence(
+        "warmup+plateau",
+        &got,
+        &column(&[0.25, 0.625, 1.0, 1.0, 0.5, 0.5, 0.25]),
+        1e-15,
+        0.0,
+    );
+    check_resume(
+        "warmup+plateau",
+        &build_spec(&s),
+        &FakeOptimizer::adam(&[1.0, 0.3], (0.9, 0.99)),
+        8,
+        &drive,
+    );
+}
+
+#[test]
+fn chained_with_a_plateau_child() {
+    let s = spec("ChainedScheduler(schedulers=[ExponentialLR(gamma=0.5), ReduceLROnPlateau(patience=0, factor=0.1)])");
+    let drive = Drive::Metrics(vec![1.0, 1.0, 0.5, 0.7, 0.2]);
+    let got = lrs_of(&s, 1.0, &drive, 3);
+    check_lr_sequence(
+        "chained+plateau",
+        &got,
+        &column(&[1.0, 0.5, 0.025, 0.0125]),
+        1e-15,
+        0.0,
+    );
+    check_resume(
+        "chained+plateau",
+        &build_spec(&s),
+        &FakeOptimizer::sgd(&[1.0], 0.9),
+        5,
+        &drive,
+    );
+}
+
+#[test]
+fn a_plateau_child_needs_a_metric_and_nothing_changes_without_one() {
+    let mut opt = FakeOptimizer::sgd(&[1.0], 0.0);
+    let mut seq = build_scheduler(
+        &spec("SequentialLR(schedulers=[ConstantLR(factor=0.5, total_iters=1), ReduceLROnPlateau()], milestones=[1])"),
+        &mut opt,
+    )
+    .expect("build");
+    // The milestone step itself needs no metric.
+    seq.step(&mut opt).expect("milestone step");
+    let (state, groups) = (seq.state_dict(), opt.clone());
+    assert_eq!(
+        seq.step(&mut opt),
+        Err(SchedError::MetricRequired {
+            scheduler: "ReduceLROnPlateau"
+        })
+    );
+    assert_eq!((seq.state_dict(), &opt), (state, &groups));
+
+    let mut opt = FakeOptimizer::sgd(&[1.0], 0.0);
+    let mut chained = build_scheduler(
+        &spec("ChainedScheduler(schedulers=[ExponentialLR(gamma=0.5), ReduceLROnPlateau()])"),
+        &mut opt,
+    )
+    .expect("build");
+    let (state, groups) = (chained.state_dict(), opt.clone());
+    assert_eq!(
+        chained.step(&mut opt),
+        Err(SchedError::MetricRequired {
+            scheduler: "ChainedScheduler"
+        })
+    );
+    assert_eq!((chained.state_dict(), &opt), (state, &groups));
+}
+
+#[test]
+fn a_failing_child_leaves_the_chain_unchanged() {
+    // OneCycleLR errs past total_steps; the ExponentialLR before it must not have stepped.
+    let mut opt = FakeOptimizer::sgd(&[1.0], 0.9);
+    let mut s = build_scheduler(
+        &spec("ChainedScheduler(schedulers=[ExponentialLR(gamma=0.5), OneCycleLR(max_lr=1.0, total_steps=2)])"),
+        &mut opt,
+    )
+    .expect("build");
+    s.step(&mut opt).expect("step 1");
+    s.step(&mut opt)
+        .expect("step 2 (== total_steps, extrapolates)");
+    let (state, groups) = (s.state_dict(), opt.clone());
+    assert_eq!(
+        s.step(&mut opt),
+        Err(SchedError::PastTotalSteps {
+            step: 3,
+            total_steps: 2
+        })
+    );
+    assert_eq!((s.state_dict(), &opt), (state, &groups));
+}
+
+#[test]
+fn nested_composites_resume_exactly_and_keep_pytorchs_state_shape() {
+    let s = spec(
+        "SequentialLR(schedulers=[ChainedScheduler(schedulers=[ConstantLR(factor=0.5, total_iters=2), \
+         ExponentialLR(gamma=0.9)]), SequentialLR(schedulers=[LinearLR(start_factor=0.5, total_iters=2), \
+         CosineAnnealingLR(T_max=5)], milestones=[3])], milestones=[4])",
+    );
+    let fresh = FakeOptimizer::sgd(&[0.1, 0.02], 0.0);
+    check_resume("nested", &build_spec(&s), &fresh, 14, &Drive::Plain);
+    let mut opt = fresh.clone();
+    let sched = build_scheduler(&s, &mut opt).expect("build");
+    let sd = sched.state_dict();
+    let keys: Vec<_> = sd.keys().collect();
+    assert_eq!(
+        keys,
+        ["_milestones", "last_epoch", "_last_lr", "_schedulers"]
+    );
+    let children = sd
+        .get("_schedulers")
+        .and_then(|v| v.as_slice())
+        .expect("a list of child dicts");
+    let chained = children[0].as_dict().expect("a dict");
+    assert_eq!(
+        chained.keys().collect::<Vec<_>>(),
+        ["_last_lr", "_schedulers"]
+    );
+    // The warmup chain started from the base: 0.1 * 0.5 at construction.
+    check_lr_sequence(
+        "nested row 0",
+        &[opt.lrs()],
+        &[vec![0.05, 0.01]],
+        1e-15,
+        0.0,
+    );
+}
