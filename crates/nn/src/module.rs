@@ -33,13 +33,13 @@ pub trait Module<T: Float>: Send + Sync {
 
     /// A copy of every parameter's value, by name, in parameter order.
     fn state_dict(&self) -> StateDict<T> {
-        let entries = self
-            .named_parameters()
-            .into_iter()
-            .map(|(k, t)| (k, t.to_array()))
-            .collect();
-        // Names from a module are unique (Sequential refuses duplicate child names).
-        StateDict::from_entries(entries).unwrap_or_default()
+        let mut sd = StateDict::new();
+        for (k, t) in self.named_parameters() {
+            // Names are unique for tempo's modules; for a custom module that repeats a
+            // name, the later value wins in the first position, as in a Python dict.
+            sd.set(k, t.to_array());
+        }
+        sd
     }
 
     /// Overwrites every parameter's value from `state`, strictly (PyTorch's default):

@@ -45,6 +45,16 @@ impl<T: Float> StateDict<T> {
         Ok(())
     }
 
+    /// Stores `value` under `key`: replaces the value in place if the key exists
+    /// (keeping its position, like a Python dict), appends it otherwise.
+    pub fn set(&mut self, key: impl Into<String>, value: ArrayD<T>) {
+        let key = key.into();
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => self.entries.push((key, value)),
+        }
+    }
+
     /// The value stored under `key`.
     pub fn get(&self, key: &str) -> Option<&ArrayD<T>> {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)

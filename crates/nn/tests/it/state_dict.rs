@@ -112,3 +112,36 @@ fn tensor_data_round_trip_checks_dtype() {
         Err(NnError::Tensor(_))
     ));
 }
+
+fn mlp(dims: &[usize], bias: bool, seed: u64) -> Sequential<f32> {
+    let mut rng = Generator::new(seed);
+    let mut s = Sequential::new();
+    for w in dims.windows(2) {
+        s.push(Linear::new(w[0], w[1], bias, &mut rng))
+            .expect("positional names");
+        s.push(ReLU).expect("positional names");
+    }
+    s
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(16))]
+
+    /// Loading a model's state dict into a same-shaped model makes their state dicts
+    /// equal, and loading it back into the source changes nothing.
+    #[test]
+    fn save_then_load_is_identity(
+        dims in proptest::collection::vec(1usize..6, 2..5),
+        bias in proptest::bool::ANY,
+        s1 in 0u64..1000,
+        s2 in 0u64..1000,
+    ) {
+        let a = mlp(&dims, bias, s1);
+        let b = mlp(&dims, bias, s2);
+        let sd = a.state_dict();
+        b.load_state_dict(&sd).expect("same structure");
+        proptest::prop_assert_eq!(b.state_dict(), sd.clone());
+        a.load_state_dict(&b.state_dict()).expect("same structure");
+        proptest::prop_assert_eq!(a.state_dict(), sd);
+    }
+}
