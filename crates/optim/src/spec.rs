@@ -7,7 +7,7 @@ use tempo_tensor::{Float, Tensor};
 use crate::kwargs::{json_to_value, Kwargs};
 use crate::{
     Adadelta, AdadeltaConfig, Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Adamax, AdamaxConfig, Asgd,
-    AsgdConfig, NAdam, NAdamConfig, OptimError, Optimizer, ParamGroup, RAdam, RAdamConfig, Rmsprop, RmspropConfig,
+    AsgdConfig, Lbfgs, LbfgsConfig, NAdam, NAdamConfig, OptimError, Optimizer, ParamGroup, RAdam, RAdamConfig, Rmsprop, RmspropConfig,
     Rprop, RpropConfig, Sgd, SgdConfig,
 };
 
@@ -153,6 +153,7 @@ pub fn build_optimizer<T: Float>(
         "RMSprop" => build!("RMSprop", Rmsprop, RmspropConfig),
         "Rprop" => build!("Rprop", Rprop, RpropConfig),
         "ASGD" => build!("ASGD", Asgd, AsgdConfig),
+        "LBFGS" => build!("LBFGS", Lbfgs, LbfgsConfig),
         other => Err(OptimError::UnknownOptimizer { name: other.to_string(), accepted: OPTIMIZER_NAMES.join(", ") }),
     }
 }

@@ -3,3 +3,4 @@
 
 mod case;
 mod conformance;
+mod lbfgs;
