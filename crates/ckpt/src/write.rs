@@ -1,10 +1,103 @@
-//! Crash-safe file replacement.
+//! Writing tempo checkpoints, and crash-safe file replacement.
 
 use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::CkptError;
+use crate::format::{Encoder, CHECKSUM_KEY, FORMAT_VERSION, MAGIC, MAX_HEADER};
+use crate::{CkptError, Object};
+
+/// Writes `object` as a tempo checkpoint at `path`, atomically (see [`write_atomic`]).
+pub fn save_object(path: impl AsRef<Path>, object: &Object) -> Result<(), CkptError> {
+    write_atomic(path, |file| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        write_tempo(&mut w, object)?;
+        w.flush()?;
+        Ok(())
+    })
+}
+
+/// Writes `object` as a tempo checkpoint to `w` (which must be positioned at the start
+/// of the checkpoint; it is left at its end).
+///
+/// One pass over the tensor data: the CRC-32 is computed while the bytes are written,
+/// then patched into the header.
+pub fn write_tempo<W: Write + Seek>(w: &mut W, object: &Object) -> Result<(), CkptError> {
+    let mut enc = Encoder::new();
+    let content = enc.encode(object, "", 0)?;
+    let content = serde_json::to_string(&content)
+        .map_err(|e| CkptError::malformed("content", "JSON", e.to_string()))?;
+    let mut tensors = enc.tensors;
+    // Wider dtypes first, so that every tensor starts at a multiple of its element size.
+    tensors.sort_by_key(|t| std::cmp::Reverse(t.tensor.dtype().size()));
+
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut header = Vec::with_capacity(content.len() + 128 + 96 * tensors.len());
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(FORMAT_VERSION.to_string().as_bytes());
+    header.extend_from_slice(b"\",");
+    let checksum_at = header.len() + CHECKSUM_KEY.len();
+    header.extend_from_slice(CHECKSUM_KEY);
+    header.extend_from_slice(b"00000000\",\"content\":");
+    header.extend_from_slice(quote(&content).as_bytes());
+    header.push(b'}');
+    let mut offset = 0u64;
+    for t in &tensors {
+        let end = offset + t.tensor.nbytes() as u64;
+        let shape: Vec<String> = t.tensor.shape().iter().map(|d| d.to_string()).collect();
+        header.extend_from_slice(
+            format!(
+                ",{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{offset},{end}]}}",
+                quote(&t.name),
+                t.tensor.dtype().safetensors_name(),
+                shape.join(",")
+            )
+            .as_bytes(),
+        );
+        offset = end;
+    }
+    header.push(b'}');
+    // Pad with spaces so that the data starts at a multiple of 8, as safetensors does.
+    while (header.len() + 8) % 8 != 0 {
+        header.push(b' ');
+    }
+    if header.len() as u64 > MAX_HEADER {
+        return Err(CkptError::TooLarge {
+            what: "the checkpoint header",
+            found: header.len() as u64,
+            limit: MAX_HEADER,
+        });
+    }
+
+    let start = w.stream_position()?;
+    let mut hasher = crc32fast::Hasher::new();
+    let len = (header.len() as u64).to_le_bytes();
+    hasher.update(&len);
+    hasher.update(&header);
+    w.write_all(&len)?;
+    w.write_all(&header)?;
+    for t in &tensors {
+        let bytes = t.tensor.le_bytes();
+        for chunk in bytes.chunks(1 << 18) {
+            hasher.update(chunk);
+            w.write_all(chunk)?;
+        }
+    }
+    let crc = format!("{:08x}", hasher.finalize());
+    let end = w.stream_position()?;
+    w.seek(SeekFrom::Start(start + 8 + checksum_at as u64))?;
+    w.write_all(crc.as_bytes())?;
+    w.seek(SeekFrom::Start(end))?;
+    Ok(())
+}
+
+/// [`write_tempo`] into a new byte vector.
+pub fn write_tempo_bytes(object: &Object) -> Result<Vec<u8>, CkptError> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    write_tempo(&mut out, object)?;
+    Ok(out.into_inner())
+}
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 

@@ -371,17 +371,9 @@ impl<W: Write> ZipWriter<W> {
                 extra.extend_from_slice(&(body.len() as u16).to_le_bytes());
                 extra.extend_from_slice(&body);
             }
-            let clamp = |v: u64| -> u32 { u32::try_from(v).unwrap_or(u32::MAX).min(0xFFFF_FFFF) };
-            let size32 = if c.size >= 0xFFFF_FFFF {
-                0xFFFF_FFFF
-            } else {
-                clamp(c.size)
-            };
-            let off32 = if c.offset >= 0xFFFF_FFFF {
-                0xFFFF_FFFF
-            } else {
-                clamp(c.offset)
-            };
+            // Sizes and offsets of 4 GiB and more are 0xFFFFFFFF here, real in the zip64 field.
+            let size32 = u32::try_from(c.size).unwrap_or(u32::MAX);
+            let off32 = u32::try_from(c.offset).unwrap_or(u32::MAX);
             let mut h = Vec::with_capacity(46 + c.name.len() + extra.len());
             h.extend_from_slice(&CENTRAL_SIG.to_le_bytes());
             let version: u16 = if extra.is_empty() { 0 } else { 45 };

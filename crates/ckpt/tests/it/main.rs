@@ -1,6 +1,8 @@
 //! Integration tests of tempo-ckpt: PyTorch files, the tempo format, conversion,
 //! corrupted input and the checkpointer.
 
+mod golden;
+mod tempo_format;
 mod torch_files;
 
 use std::path::PathBuf;

@@ -1,0 +1,418 @@
+//! The tempo checkpoint format, version 1 (specified in `docs/checkpoint-format.md`).
+//!
+//! A tempo checkpoint is a valid safetensors file. Its `__metadata__` comes first in
+//! the header and holds the format's magic and version, a CRC-32 of the whole file, and
+//! the checkpoint's content: an [`Object`] tree as JSON, in which every tensor is a
+//! reference (`{"$tensor": "name"}`) to a safetensors tensor.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value as Json};
+
+use crate::object::MAX_DEPTH;
+use crate::{AnyTensor, CkptError, Object};
+
+/// The format version this build writes, and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The bytes every tempo checkpoint has at offset 8 (after the safetensors header
+/// length): the start of its header, up to the version number.
+pub const MAGIC: &[u8] = br#"{"__metadata__":{"format":"tempo-checkpoint","format_version":""#;
+
+/// What precedes the 8 hex digits of the checksum in the header.
+pub(crate) const CHECKSUM_KEY: &[u8] = br#""checksum":"crc32:"#;
+
+/// The largest header tempo writes or reads (safetensors' own limit).
+pub(crate) const MAX_HEADER: u64 = 100_000_000;
+
+/// A tensor to be written: its name in the safetensors header.
+pub(crate) struct NamedTensor<'a> {
+    pub(crate) name: String,
+    pub(crate) tensor: &'a AnyTensor,
+}
+
+/// Encodes an object tree as JSON, collecting its tensors.
+pub(crate) struct Encoder<'a> {
+    pub(crate) tensors: Vec<NamedTensor<'a>>,
+    names: HashSet<String>,
+}
+
+fn float_json(f: f64) -> Json {
+    match serde_json::Number::from_f64(f) {
+        Some(n) => Json::Number(n),
+        None => {
+            let s = if f.is_nan() {
+                "nan"
+            } else if f > 0.0 {
+                "inf"
+            } else {
+                "-inf"
+            };
+            tagged("$float", Json::String(s.into()))
+        }
+    }
+}
+
+fn tagged(tag: &str, v: Json) -> Json {
+    let mut m = Map::new();
+    m.insert(tag.to_string(), v);
+    Json::Object(m)
+}
+
+/// `path/segment`, or `segment` at the root.
+fn join(path: &str, segment: &str) -> String {
+    if path.is_empty() {
+        segment.to_string()
+    } else {
+        format!("{path}/{segment}")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Whether entries can be a plain JSON object: unique string keys, none starting `$`.
+fn plain_keys(entries: &[(Object, Object)]) -> bool {
+    let mut seen = HashSet::with_capacity(entries.len());
+    entries.iter().all(|(k, _)| match k {
+        Object::Str(s) => !s.starts_with('$') && seen.insert(s.as_str()),
+        _ => false,
+    })
+}
+
+impl<'a> Encoder<'a> {
+    pub(crate) fn new() -> Self {
+        Encoder {
+            tensors: Vec::new(),
+            names: HashSet::new(),
+        }
+    }
+
+    fn name_for(&mut self, path: &str) -> String {
+        let base = if path.is_empty() || path == "__metadata__" {
+            format!("tensor/{path}")
+        } else {
+            path.to_string()
+        };
+        let mut name = base.clone();
+        let mut n = 1;
+        while !self.names.insert(name.clone()) {
+            n += 1;
+            name = format!("{base}#{n}");
+        }
+        name
+    }
+
+    fn pairs(
+        &mut self,
+        entries: &'a [(Object, Object)],
+        path: &str,
+        depth: usize,
+    ) -> Result<Json, CkptError> {
+        let mut out = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            let key = self.encode(k, &join(path, "key"), depth)?;
+            let value = self.encode(v, &join(path, &crate::object::key_repr(k)), depth)?;
+            out.push(Json::Array(vec![key, value]));
+        }
+        Ok(Json::Array(out))
+    }
+
+    fn plain(
+        &mut self,
+        entries: &'a [(Object, Object)],
+        path: &str,
+        depth: usize,
+    ) -> Result<Json, CkptError> {
+        let mut m = Map::new();
+        for (k, v) in entries {
+            let k = k.as_str().unwrap_or_default();
+            m.insert(k.to_string(), self.encode(v, &join(path, k), depth)?);
+        }
+        Ok(Json::Object(m))
+    }
+
+    /// The JSON form of `o`; `path` names its tensors (`model/fc1.weight`).
+    pub(crate) fn encode(
+        &mut self,
+        o: &'a Object,
+        path: &str,
+        depth: usize,
+    ) -> Result<Json, CkptError> {
+        if depth > MAX_DEPTH {
+            return Err(CkptError::TooDeep { limit: MAX_DEPTH });
+        }
+        let d = depth + 1;
+        let list = |e: &mut Self, items: &'a [Object]| -> Result<Json, CkptError> {
+            let v = items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| e.encode(x, &join(path, &i.to_string()), d))
+                .collect::<Result<_, _>>()?;
+            Ok(Json::Array(v))
+        };
+        Ok(match o {
+            Object::None => Json::Null,
+            Object::Bool(b) => Json::Bool(*b),
+            Object::Int(i) => Json::from(*i),
+            Object::Float(f) => float_json(*f),
+            Object::Str(s) => Json::String(s.clone()),
+            Object::Bytes(b) => tagged("$bytes", Json::String(hex(b))),
+            Object::List(items) => list(self, items)?,
+            Object::Tuple(items) => tagged("$tuple", list(self, items)?),
+            Object::Set(items) => tagged("$set", list(self, items)?),
+            Object::FrozenSet(items) => tagged("$frozenset", list(self, items)?),
+            Object::Dict(e) if plain_keys(e) => self.plain(e, path, d)?,
+            Object::Dict(e) => tagged("$dict", self.pairs(e, path, d)?),
+            Object::Counter(e) => tagged("$counter", self.pairs(e, path, d)?),
+            Object::OrderedDict { entries, attrs } => {
+                let body = if plain_keys(entries) {
+                    self.plain(entries, path, d)?
+                } else {
+                    self.pairs(entries, path, d)?
+                };
+                let mut m = Map::new();
+                m.insert("$ordered_dict".into(), body);
+                if !attrs.is_empty() {
+                    let mut a = Map::new();
+                    for (k, v) in attrs {
+                        a.insert(k.clone(), self.encode(v, &join(path, k), d)?);
+                    }
+                    m.insert("$attrs".into(), Json::Object(a));
+                }
+                Json::Object(m)
+            }
+            Object::Tensor(t) => {
+                let name = self.name_for(path);
+                self.tensors.push(NamedTensor {
+                    name: name.clone(),
+                    tensor: t,
+                });
+                tagged("$tensor", Json::String(name))
+            }
+        })
+    }
+}
+
+fn bad(found: impl Into<String>) -> CkptError {
+    CkptError::malformed(
+        "tempo checkpoint content",
+        "a value of the format's JSON encoding",
+        found,
+    )
+}
+
+/// Decodes the JSON form, taking tensors out of `tensors` by name (each exactly once).
+pub(crate) fn decode(
+    j: &Json,
+    tensors: &mut HashMap<String, AnyTensor>,
+    depth: usize,
+) -> Result<Object, CkptError> {
+    if depth > MAX_DEPTH {
+        return Err(CkptError::TooDeep { limit: MAX_DEPTH });
+    }
+    let d = depth + 1;
+    let list = |v: &Json, t: &mut HashMap<String, AnyTensor>| -> Result<Vec<Object>, CkptError> {
+        match v {
+            Json::Array(items) => items.iter().map(|x| decode(x, t, d)).collect(),
+            other => Err(bad(format!(
+                "a tag whose value is {other} instead of a list"
+            ))),
+        }
+    };
+    let pairs = |v: &Json,
+                 t: &mut HashMap<String, AnyTensor>|
+     -> Result<Vec<(Object, Object)>, CkptError> {
+        match v {
+            Json::Array(items) => items
+                .iter()
+                .map(|p| match p {
+                    Json::Array(kv) if kv.len() == 2 => {
+                        Ok((decode(&kv[0], t, d)?, decode(&kv[1], t, d)?))
+                    }
+                    other => Err(bad(format!("{other} instead of a [key, value] pair"))),
+                })
+                .collect(),
+            Json::Object(m) => m
+                .iter()
+                .map(|(k, v)| Ok((Object::Str(k.clone()), decode(v, t, d)?)))
+                .collect(),
+            other => Err(bad(format!("{other} instead of a list of pairs"))),
+        }
+    };
+    Ok(match j {
+        Json::Null => Object::None,
+        Json::Bool(b) => Object::Bool(*b),
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                if n.is_f64() {
+                    Object::Float(i as f64)
+                } else {
+                    Object::Int(i)
+                }
+            } else if n.is_u64() {
+                return Err(bad(format!("the int {n}, beyond 64 bits")));
+            } else {
+                Object::Float(n.as_f64().ok_or_else(|| bad(format!("the number {n}")))?)
+            }
+        }
+        Json::String(s) => Object::Str(s.clone()),
+        Json::Array(_) => Object::List(list(j, tensors)?),
+        Json::Object(m) => {
+            let tag = m.keys().next().filter(|k| k.starts_with('$'));
+            let Some(tag) = tag else {
+                return Ok(Object::Dict(pairs(j, tensors)?));
+            };
+            let v = &m[tag];
+            let single = |o: Object| {
+                if m.len() == 1 {
+                    Ok(o)
+                } else {
+                    Err(bad(format!("extra keys next to `{tag}`")))
+                }
+            };
+            match tag.as_str() {
+                "$tuple" => single(Object::Tuple(list(v, tensors)?))?,
+                "$set" => single(Object::Set(list(v, tensors)?))?,
+                "$frozenset" => single(Object::FrozenSet(list(v, tensors)?))?,
+                "$dict" => single(Object::Dict(pairs(v, tensors)?))?,
+                "$counter" => single(Object::Counter(pairs(v, tensors)?))?,
+                "$bytes" => {
+                    let b = v
+                        .as_str()
+                        .and_then(unhex)
+                        .ok_or_else(|| bad("`$bytes` that is not hex"))?;
+                    single(Object::Bytes(b))?
+                }
+                "$float" => {
+                    let f = match v.as_str() {
+                        Some("nan") => f64::NAN,
+                        Some("inf") => f64::INFINITY,
+                        Some("-inf") => f64::NEG_INFINITY,
+                        _ => return Err(bad(format!("`$float` of {v}"))),
+                    };
+                    single(Object::Float(f))?
+                }
+                "$tensor" => {
+                    let name = v
+                        .as_str()
+                        .ok_or_else(|| bad("a `$tensor` reference that is not a string"))?;
+                    let t = tensors.remove(name).ok_or_else(|| CkptError::BadTensor {
+                        name: name.to_string(),
+                        detail: "referenced but not in the file, or referenced twice".into(),
+                    })?;
+                    single(Object::Tensor(t))?
+                }
+                "$ordered_dict" => {
+                    let entries = pairs(v, tensors)?;
+                    let mut attrs = Vec::new();
+                    for (k, a) in m.iter().skip(1) {
+                        if k != "$attrs" {
+                            return Err(bad(format!("the key `{k}` in an `$ordered_dict`")));
+                        }
+                        let Json::Object(a) = a else {
+                            return Err(bad("`$attrs` that is not an object"));
+                        };
+                        for (name, value) in a {
+                            attrs.push((name.clone(), decode(value, tensors, d)?));
+                        }
+                    }
+                    Object::OrderedDict { entries, attrs }
+                }
+                other => return Err(bad(format!("the unknown tag `{other}`"))),
+            }
+        }
+    })
+}
+
+/// The `$tensor` names a JSON content references, in order.
+pub(crate) fn tensor_refs(j: &Json, out: &mut Vec<String>) {
+    match j {
+        Json::Array(items) => items.iter().for_each(|x| tensor_refs(x, out)),
+        Json::Object(m) => {
+            if let (Some(Json::String(name)), 1) = (m.get("$tensor"), m.len()) {
+                out.push(name.clone());
+            } else {
+                m.values().for_each(|x| tensor_refs(x, out));
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DType, Elements};
+
+    #[test]
+    fn every_kind_of_value_round_trips() {
+        let t = AnyTensor::new(vec![2], Elements::F32(vec![1.0, 2.0])).unwrap();
+        let o = Object::List(vec![
+            Object::Float(1.0),
+            Object::Int(1),
+            Object::Float(f64::NAN),
+            Object::Float(f64::NEG_INFINITY),
+            Object::Float(-0.0),
+            Object::Float(1e-8),
+            Object::Str("$tuple".into()),
+            Object::Bytes(vec![0, 255]),
+            Object::Tuple(vec![]),
+            Object::Set(vec![Object::Int(1)]),
+            Object::FrozenSet(vec![]),
+            Object::str_dict([("$weird", Object::None)]),
+            Object::Dict(vec![(Object::Int(0), Object::Bool(true))]),
+            Object::Dict(vec![
+                (Object::Str("a".into()), Object::Int(1)),
+                (Object::Str("a".into()), Object::Int(2)),
+            ]),
+            Object::Counter(vec![(Object::Int(5), Object::Int(1))]),
+            Object::OrderedDict {
+                entries: vec![(Object::Str("w".into()), Object::Tensor(t))],
+                attrs: vec![("_metadata".into(), Object::str_dict([("", Object::Int(1))]))],
+            },
+        ]);
+        let mut enc = Encoder::new();
+        let j = enc.encode(&o, "", 0).unwrap();
+        let text = serde_json::to_string(&j).unwrap();
+        let mut tensors: HashMap<_, _> = enc
+            .tensors
+            .iter()
+            .map(|n| (n.name.clone(), n.tensor.clone()))
+            .collect();
+        assert_eq!(tensors.keys().collect::<Vec<_>>(), ["15/w"]);
+        let back = decode(&serde_json::from_str(&text).unwrap(), &mut tensors, 0).unwrap();
+        // NaN != NaN: compare the debug forms, which print NaN the same way.
+        assert_eq!(format!("{back:?}"), format!("{o:?}"));
+        assert!(tensors.is_empty());
+        let Object::List(items) = back else { panic!() };
+        assert!(matches!(items[4], Object::Float(z) if z.to_bits() == (-0.0f64).to_bits()));
+        assert_eq!(DType::F32.size(), 4);
+    }
+
+    #[test]
+    fn unknown_tags_and_missing_tensors_are_errors() {
+        let mut none = HashMap::new();
+        for text in [
+            r#"{"$eval": "x"}"#,
+            r#"{"$tensor": "w"}"#,
+            r#"{"$tuple": 1}"#,
+            r#"{"$bytes": "abc"}"#,
+            "18446744073709551615",
+        ] {
+            let j: Json = serde_json::from_str(text).unwrap();
+            assert!(decode(&j, &mut none, 0).is_err(), "{text}");
+        }
+    }
+}

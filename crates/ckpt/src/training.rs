@@ -1,0 +1,247 @@
+//! A whole training state, and its layout as an object tree.
+
+use std::path::Path;
+
+use tempo_param_groups::{Dict, Value};
+
+use crate::torch::{
+    module_state_from_object, module_state_to_object, optimizer_state_from_object,
+    optimizer_state_to_object, scheduler_state_from_object, scheduler_state_to_object,
+};
+use crate::{load_object, save_object, CkptError, ModuleStateDict, Object, OptimizerStateDict};
+
+/// The `kind` a training state's tree carries.
+pub const TRAINING_STATE_KIND: &str = "tempo.TrainingState";
+
+/// One named array of a random generator's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RngArray {
+    /// 32-bit words (MT19937's 624-word state).
+    U32(Vec<u32>),
+    /// 64-bit words (an index, a seed, a counter).
+    U64(Vec<u64>),
+}
+
+/// A random generator's state: named arrays, generic over the generator
+/// (`[("mt", U32(624 words)), ("index", U64([i]))]` for MT19937).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RngState {
+    /// The generator's name (`mt19937`).
+    pub kind: String,
+    /// The arrays, in order.
+    pub arrays: Vec<(String, RngArray)>,
+}
+
+/// Everything needed to resume training, as one checkpoint holds it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrainingState {
+    /// The epoch counter.
+    pub epoch: i64,
+    /// The step (iteration) counter.
+    pub step: i64,
+    /// The model's state dict.
+    pub model: ModuleStateDict,
+    /// The optimizer's state dict, if there is an optimizer.
+    pub optimizer: Option<OptimizerStateDict>,
+    /// The scheduler's state dict, if there is a scheduler.
+    pub scheduler: Option<Dict>,
+    /// The random generator's state, if it is saved.
+    pub rng: Option<RngState>,
+    /// The user's metadata (metrics, config, notes).
+    pub metadata: Dict,
+}
+
+const KEYS: [&str; 8] = [
+    "kind",
+    "epoch",
+    "step",
+    "model",
+    "optimizer",
+    "scheduler",
+    "rng",
+    "metadata",
+];
+
+fn rng_to_object(rng: &RngState) -> Object {
+    let arrays = rng
+        .arrays
+        .iter()
+        .map(|(name, a)| {
+            let (dtype, values) = match a {
+                RngArray::U32(v) => (
+                    "uint32",
+                    v.iter().map(|&x| Object::Int(i64::from(x))).collect(),
+                ),
+                // u64 words are stored as the i64 with the same bits.
+                RngArray::U64(v) => ("uint64", v.iter().map(|&x| Object::Int(x as i64)).collect()),
+            };
+            (
+                name.clone(),
+                Object::str_dict([
+                    ("dtype", Object::Str(dtype.into())),
+                    ("values", Object::List(values)),
+                ]),
+            )
+        })
+        .collect::<Vec<_>>();
+    Object::str_dict([
+        ("kind", Object::Str(rng.kind.clone())),
+        ("arrays", Object::str_dict(arrays)),
+    ])
+}
+
+fn rng_from_object(o: &Object) -> Result<RngState, CkptError> {
+    let kind = o
+        .get("kind")
+        .and_then(Object::as_str)
+        .ok_or_else(|| CkptError::schema("rng.kind", "a string", "none"))?;
+    let arrays_obj = o
+        .get("arrays")
+        .and_then(Object::entries)
+        .ok_or_else(|| CkptError::schema("rng.arrays", "a dict", "none"))?;
+    let mut arrays = Vec::new();
+    for (k, v) in arrays_obj {
+        let name = k
+            .as_str()
+            .ok_or_else(|| CkptError::schema("rng.arrays", "string keys", k.type_name()))?;
+        let path = format!("rng.arrays.{name}");
+        let values = v
+            .get("values")
+            .and_then(Object::items)
+            .ok_or_else(|| CkptError::schema(&path, "a `values` list", "none"))?;
+        let ints: Vec<i64> = values
+            .iter()
+            .map(|x| {
+                x.as_i64()
+                    .ok_or_else(|| CkptError::schema(&path, "ints", x.type_name()))
+            })
+            .collect::<Result<_, _>>()?;
+        let array = match v.get("dtype").and_then(Object::as_str) {
+            Some("uint32") => RngArray::U32(
+                ints.iter()
+                    .map(|&x| {
+                        u32::try_from(x)
+                            .map_err(|_| CkptError::schema(&path, "uint32 values", x.to_string()))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Some("uint64") => RngArray::U64(ints.iter().map(|&x| x as u64).collect()),
+            other => {
+                return Err(CkptError::schema(
+                    &path,
+                    "dtype uint32 or uint64",
+                    format!("{other:?}"),
+                ))
+            }
+        };
+        arrays.push((name.to_string(), array));
+    }
+    Ok(RngState {
+        kind: kind.to_string(),
+        arrays,
+    })
+}
+
+impl TrainingState {
+    /// The object tree a checkpoint stores: a dict with `kind`, `epoch`, `step`,
+    /// `model` (an `OrderedDict` of tensors), `optimizer` and `scheduler` (PyTorch's
+    /// layouts, or None), `rng` (or None) and `metadata`. Converted to `.pt`, it is an
+    /// ordinary PyTorch checkpoint dict.
+    pub fn to_object(&self) -> Object {
+        Object::str_dict([
+            ("kind", Object::Str(TRAINING_STATE_KIND.into())),
+            ("epoch", Object::Int(self.epoch)),
+            ("step", Object::Int(self.step)),
+            ("model", module_state_to_object(&self.model)),
+            (
+                "optimizer",
+                self.optimizer
+                    .as_ref()
+                    .map_or(Object::None, optimizer_state_to_object),
+            ),
+            (
+                "scheduler",
+                self.scheduler
+                    .as_ref()
+                    .map_or(Object::None, scheduler_state_to_object),
+            ),
+            ("rng", self.rng.as_ref().map_or(Object::None, rng_to_object)),
+            ("metadata", Object::from(&self.metadata)),
+        ])
+    }
+
+    /// Reads the tree [`TrainingState::to_object`] makes, checking every part.
+    pub fn from_object(o: &Object) -> Result<TrainingState, CkptError> {
+        let entries = o
+            .entries()
+            .ok_or_else(|| CkptError::schema("training state", "a dict", o.type_name()))?;
+        for (k, _) in entries {
+            if !k.as_str().is_some_and(|k| KEYS.contains(&k)) {
+                return Err(CkptError::schema(
+                    "training state",
+                    format!("only the keys {KEYS:?}"),
+                    crate::object::key_repr(k),
+                ));
+            }
+        }
+        let get = |k: &str| {
+            o.get(k)
+                .ok_or_else(|| CkptError::schema(k, "a value", "none"))
+        };
+        if get("kind")?.as_str() != Some(TRAINING_STATE_KIND) {
+            return Err(CkptError::schema(
+                "kind",
+                TRAINING_STATE_KIND,
+                format!("{:?}", get("kind")?),
+            ));
+        }
+        let int = |k: &str| {
+            get(k)?
+                .as_i64()
+                .ok_or_else(|| CkptError::schema(k, "an int", "another value"))
+        };
+        let optional = |k: &str| -> Result<Option<&Object>, CkptError> {
+            let v = get(k)?;
+            Ok(if matches!(v, Object::None) {
+                None
+            } else {
+                Some(v)
+            })
+        };
+        let metadata = match get("metadata")?.to_value("metadata")? {
+            Value::Dict(d) => d,
+            other => {
+                return Err(CkptError::schema(
+                    "metadata",
+                    "a dict with string keys",
+                    other.type_name(),
+                ))
+            }
+        };
+        Ok(TrainingState {
+            epoch: int("epoch")?,
+            step: int("step")?,
+            model: module_state_from_object(get("model")?)?,
+            optimizer: optional("optimizer")?
+                .map(optimizer_state_from_object)
+                .transpose()?,
+            scheduler: optional("scheduler")?
+                .map(scheduler_state_from_object)
+                .transpose()?,
+            rng: optional("rng")?.map(rng_from_object).transpose()?,
+            metadata,
+        })
+    }
+}
+
+/// Saves a training state as a tempo checkpoint, atomically.
+pub fn save(path: impl AsRef<Path>, state: &TrainingState) -> Result<(), CkptError> {
+    save_object(path, &state.to_object())
+}
+
+/// Loads a training state from a tempo checkpoint. The returned value is fully
+/// validated (magic, version, checksum, layout, dtypes); apply it with the model's and
+/// optimizer's own load functions, which check it against the live objects first.
+pub fn load(path: impl AsRef<Path>) -> Result<TrainingState, CkptError> {
+    TrainingState::from_object(&load_object(path)?)
+}
