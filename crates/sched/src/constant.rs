@@ -108,6 +108,14 @@ impl Rule for ConstantLR {
         let f = self.factor + lifted;
         Some(base_lrs.iter().map(|b| b * f).collect())
     }
+    /// The closed form, except for `total_iters = 0`: PyTorch's closed form then says
+    /// `base` while its steps keep `base * factor` forever; `lr_at` is what stepping gives.
+    fn lr_at(&self, step: u64) -> Option<Vec<f64>> {
+        if self.total_iters == 0 {
+            return Some(self.core.base_lrs.iter().map(|b| b * self.factor).collect());
+        }
+        self.closed_form(&self.core.base_lrs, i64::try_from(step).ok()?)
+    }
     fn write_own(&self, d: &mut Dict) {
         d.insert("factor", Value::Float(self.factor));
         d.insert("total_iters", Value::Int(self.total_iters));

@@ -190,8 +190,9 @@ impl LrScheduler for ChainedScheduler {
         self.each(opt, |c, opt| c.initial_step(opt))
     }
 
-    /// Restarts the chain as if freshly built: every lr back to `initial_lr`, then each
-    /// child's initial step, composing (PyTorch raises here).
+    /// Restarts the chain as if freshly built: every lr back to its base (`initial_lr`
+    /// when the chain was built), then each child's initial step, composing (PyTorch
+    /// raises here).
     fn restart_at(
         &mut self,
         opt: &mut dyn OptimizerParamGroups,
@@ -199,8 +200,7 @@ impl LrScheduler for ChainedScheduler {
     ) -> Result<(), SchedError> {
         check_groups(self.last_lr.len(), opt)?;
         let before = current_lrs(opt)?;
-        for (g, &current) in before.iter().enumerate() {
-            let lr = opt.initial_lr(g).unwrap_or(current);
+        for (g, &lr) in self.bases.iter().enumerate() {
             opt.set_lr(g, lr)?;
         }
         let result = self.each(opt, |c, opt| c.initial_step(opt));

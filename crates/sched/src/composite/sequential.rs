@@ -218,7 +218,8 @@ impl LrScheduler for SequentialLR {
 
     /// Child `i`'s closed form at the epoch since its milestone. Equal to stepping when
     /// each later child's schedule restarts at its base lr (every closed-form scheduler
-    /// does); `None` if a child has no closed form.
+    /// does) and no later child rewrote `initial_lr` (OneCycleLR does, and then, as in
+    /// PyTorch, the first child starts from that); `None` if a child has no closed form.
     fn lr_at(&self, step: u64) -> Option<Vec<f64>> {
         let e = i64::try_from(step).ok()?;
         let idx = bisect_right(&self.milestones, e);

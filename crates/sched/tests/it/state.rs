@@ -5,7 +5,14 @@ use tempo_sched::{build_scheduler, LrScheduler, SchedulerSpec};
 
 use crate::common::{check_lr_sequence, FakeOptimizer};
 
-const TAIL: &[&str] = &["base_lrs", "last_epoch", "_step_count", "_is_initial", "_get_lr_called_within_step", "_last_lr"];
+const TAIL: &[&str] = &[
+    "base_lrs",
+    "last_epoch",
+    "_step_count",
+    "_is_initial",
+    "_get_lr_called_within_step",
+    "_last_lr",
+];
 
 fn build(s: &str, opt: &mut FakeOptimizer) -> Box<dyn LrScheduler> {
     let spec: SchedulerSpec = s.parse().unwrap_or_else(|e| panic!("{s}: {e}"));
@@ -22,34 +29,88 @@ fn steps(s: &mut dyn LrScheduler, opt: &mut FakeOptimizer, n: usize) -> Vec<f64>
 }
 
 fn same_bits(got: f64, want: f64, what: &str) {
-    assert_eq!(got.to_bits(), want.to_bits(), "{what}: got {got:e}, expected exactly {want:e}");
+    assert_eq!(
+        got.to_bits(),
+        want.to_bits(),
+        "{what}: got {got:e}, expected exactly {want:e}"
+    );
 }
 
 #[test]
 fn state_dict_keys_are_pytorchs_in_pytorchs_order() {
     let cases: &[(&str, &[&str], &[&str])] = &[
-        ("LambdaLR(lr_lambda={'fn': 'pow', 'base': 0.9})", &[], &["lr_lambdas"]),
-        ("MultiplicativeLR(lr_lambda={'fn': 'const', 'factor': 0.9})", &[], &["lr_lambdas"]),
+        (
+            "LambdaLR(lr_lambda={'fn': 'pow', 'base': 0.9})",
+            &[],
+            &["lr_lambdas"],
+        ),
+        (
+            "MultiplicativeLR(lr_lambda={'fn': 'const', 'factor': 0.9})",
+            &[],
+            &["lr_lambdas"],
+        ),
         ("StepLR(step_size=2)", &["step_size", "gamma"], &[]),
-        ("MultiStepLR(milestones=[2, 4])", &["milestones", "gamma"], &[]),
+        (
+            "MultiStepLR(milestones=[2, 4])",
+            &["milestones", "gamma"],
+            &[],
+        ),
         ("ConstantLR()", &["factor", "total_iters"], &[]),
-        ("LinearLR()", &["start_factor", "end_factor", "total_iters"], &[]),
+        (
+            "LinearLR()",
+            &["start_factor", "end_factor", "total_iters"],
+            &[],
+        ),
         ("ExponentialLR(gamma=0.9)", &["gamma"], &[]),
         ("PolynomialLR()", &["total_iters", "power"], &[]),
         ("CosineAnnealingLR(T_max=4)", &["T_max", "eta_min"], &[]),
-        ("CosineAnnealingWarmRestarts(T_0=4)", &["T_0", "T_i", "T_mult", "eta_min", "T_cur"], &[]),
+        (
+            "CosineAnnealingWarmRestarts(T_0=4)",
+            &["T_0", "T_i", "T_mult", "eta_min", "T_cur"],
+            &[],
+        ),
         (
             "CyclicLR(base_lr=0.01, max_lr=0.1)",
-            &["max_lrs", "total_size", "step_ratio", "mode", "gamma", "scale_mode", "cycle_momentum", "use_beta1", "base_momentums", "max_momentums"],
+            &[
+                "max_lrs",
+                "total_size",
+                "step_ratio",
+                "mode",
+                "gamma",
+                "scale_mode",
+                "cycle_momentum",
+                "use_beta1",
+                "base_momentums",
+                "max_momentums",
+            ],
             &["_scale_fn_custom"],
         ),
-        ("OneCycleLR(max_lr=0.1, total_steps=10)", &["total_steps", "_schedule_phases", "_anneal_func_type", "cycle_momentum", "use_beta1"], &[]),
-        ("SWALR(swa_lr=0.05)", &["_anneal_strategy", "anneal_epochs"], &[]),
+        (
+            "OneCycleLR(max_lr=0.1, total_steps=10)",
+            &[
+                "total_steps",
+                "_schedule_phases",
+                "_anneal_func_type",
+                "cycle_momentum",
+                "use_beta1",
+            ],
+            &[],
+        ),
+        (
+            "SWALR(swa_lr=0.05)",
+            &["_anneal_strategy", "anneal_epochs"],
+            &[],
+        ),
     ];
     for (s, head, trailing) in cases {
         let mut opt = FakeOptimizer::sgd(&[0.1, 0.01], 0.9);
         let sd = build(s, &mut opt).state_dict();
-        let want: Vec<&str> = head.iter().chain(TAIL).chain(trailing.iter()).copied().collect();
+        let want: Vec<&str> = head
+            .iter()
+            .chain(TAIL)
+            .chain(trailing.iter())
+            .copied()
+            .collect();
         assert_eq!(sd.keys().collect::<Vec<_>>(), want, "{s}");
         assert_eq!(sd.get("last_epoch"), Some(&Value::Int(0)), "{s}");
         assert_eq!(sd.get("_is_initial"), Some(&Value::Bool(false)), "{s}");
@@ -62,10 +123,17 @@ fn state_dict_keys_are_pytorchs_in_pytorchs_order() {
          'last_epoch': 0, '_last_lr': [0.1], 'mode_worse': inf, 'mode': 'min', 'threshold': 0.0001, \
          'threshold_mode': 'rel', 'best': inf, 'cooldown_counter': 0, 'num_bad_epochs': 0}"
     );
-    assert_eq!(opt.initial_lr(0), None, "ReduceLROnPlateau writes no initial_lr");
+    assert_eq!(
+        opt.initial_lr(0),
+        None,
+        "ReduceLROnPlateau writes no initial_lr"
+    );
     let mut opt = FakeOptimizer::sgd(&[0.1], 0.9);
     let sd = build("MultiStepLR(milestones=[2, 5, 5, 9], gamma=0.3)", &mut opt).state_dict();
-    assert_eq!(sd.get("milestones").map(ToString::to_string).as_deref(), Some("{2: 1, 5: 2, 9: 1}"));
+    assert_eq!(
+        sd.get("milestones").map(ToString::to_string).as_deref(),
+        Some("{2: 1, 5: 2, 9: 1}")
+    );
     let mut opt = FakeOptimizer::sgd(&[0.1], 0.9);
     let sd = build("OneCycleLR(max_lr=0.1, total_steps=10)", &mut opt).state_dict();
     assert_eq!(
@@ -107,11 +175,18 @@ fn a_pytorch_cyclic_state_loads_and_continues() {
     );
     // The optimizer's saved groups: lr 0.001, and here no initial_lr at all.
     let mut opt = FakeOptimizer::adam(&[0.001], (0.9, 0.999));
-    s.load_state_dict(&torch_state).expect("PyTorch's state loads");
+    s.load_state_dict(&torch_state)
+        .expect("PyTorch's state loads");
     assert_eq!(s.state_dict(), torch_state, "and round-trips unchanged");
     let got = steps(s.as_mut(), &mut opt, 2);
     // Epoch 11: cycle 6, x = 0.5, lr = base + (max - base) / 2**5.
-    check_lr_sequence("after loading", &[got], &[vec![0.001, 0.001 + 0.099 / 32.0, 0.001]], 1e-15, 0.0);
+    check_lr_sequence(
+        "after loading",
+        &[got],
+        &[vec![0.001, 0.001 + 0.099 / 32.0, 0.001]],
+        1e-15,
+        0.0,
+    );
 }
 
 #[test]
@@ -126,17 +201,36 @@ fn construction_writes_what_pytorch_writes() {
     let mut opt = FakeOptimizer::sgd(&[1.0], 0.0);
     let _first = build("ConstantLR(factor=0.5, total_iters=2)", &mut opt);
     let second = build("ExponentialLR(gamma=0.9)", &mut opt);
-    assert_eq!(second.state_dict().get("base_lrs"), Some(&Value::float_list([1.0])));
-    same_bits(opt.lrs()[0], 0.5, "ExponentialLR's initial step leaves the lr");
+    assert_eq!(
+        second.state_dict().get("base_lrs"),
+        Some(&Value::float_list([1.0]))
+    );
+    same_bits(
+        opt.lrs()[0],
+        0.5,
+        "ExponentialLR's initial step leaves the lr",
+    );
     // CyclicLR with a pre-existing initial_lr uses it for the initial step only.
     let mut opt = FakeOptimizer::sgd(&[1.0], 0.0);
     opt.set_initial_lr(0, 5.0).expect("set");
-    let mut c = build("CyclicLR(base_lr=0.1, max_lr=1.0, step_size_up=2, cycle_momentum=False)", &mut opt);
-    check_lr_sequence("cyclic, initial_lr 5.0", &[steps(c.as_mut(), &mut opt, 1)], &[vec![5.0, 0.55]], 1e-15, 0.0);
+    let mut c = build(
+        "CyclicLR(base_lr=0.1, max_lr=1.0, step_size_up=2, cycle_momentum=False)",
+        &mut opt,
+    );
+    check_lr_sequence(
+        "cyclic, initial_lr 5.0",
+        &[steps(c.as_mut(), &mut opt, 1)],
+        &[vec![5.0, 0.55]],
+        1e-15,
+        0.0,
+    );
     // CyclicLR with momentum: betas[0] and the two group keys; SGD momentum 0 becomes 0.9.
     let mut opt = FakeOptimizer::adam(&[0.1], (0.99, 0.999));
     let _c = build("CyclicLR(base_lr=0.01, max_lr=0.1)", &mut opt);
-    assert_eq!(opt.get(0, "betas"), Some(Value::Tuple(vec![0.9.into(), 0.999.into()])));
+    assert_eq!(
+        opt.get(0, "betas"),
+        Some(Value::Tuple(vec![0.9.into(), 0.999.into()]))
+    );
     assert_eq!(opt.get(0, "max_momentum"), Some(Value::Float(0.9)));
     assert_eq!(opt.get(0, "base_momentum"), Some(Value::Float(0.8)));
     let mut opt = FakeOptimizer::sgd(&[0.1], 0.0);
@@ -157,14 +251,20 @@ fn one_cycle_extrapolates_at_total_steps() {
     let mut opt = FakeOptimizer::sgd(&[0.1], 0.9);
     let mut s = build("OneCycleLR(max_lr=0.1, total_steps=5)", &mut opt);
     let lrs = steps(s.as_mut(), &mut opt, 5);
-    assert!((lrs[5] - 0.01883).abs() < 1e-5 && lrs[5] > lrs[4], "the 5th step goes back up: {lrs:?}");
+    assert!(
+        (lrs[5] - 0.01883).abs() < 1e-5 && lrs[5] > lrs[4],
+        "the 5th step goes back up: {lrs:?}"
+    );
     let mut opt = FakeOptimizer::sgd(&[0.1], 0.9);
     let mut s = build(
         "OneCycleLR(max_lr=0.1, total_steps=5, three_phase=True, anneal_strategy='linear')",
         &mut opt,
     );
     let lrs = steps(s.as_mut(), &mut opt, 5);
-    assert!((lrs[5] + 0.00133).abs() < 1e-5, "3-phase linear goes negative: {lrs:?}");
+    assert!(
+        (lrs[5] + 0.00133).abs() < 1e-5,
+        "3-phase linear goes negative: {lrs:?}"
+    );
 }
 
 #[test]
@@ -173,11 +273,19 @@ fn cosine_recursive_and_closed_forms_differ_in_the_last_bits_as_in_pytorch() {
     let mut s = build("CosineAnnealingLR(T_max=3, eta_min=0.01)", &mut opt);
     let lrs = steps(s.as_mut(), &mut opt, 4);
     same_bits(lrs[4], 0.0325, "recursive e=4");
-    same_bits(s.lr_at(4).expect("closed form")[0], 0.03249999999999998, "closed e=4");
+    same_bits(
+        s.lr_at(4).expect("closed form")[0],
+        0.03249999999999998,
+        "closed e=4",
+    );
     let mut opt = FakeOptimizer::sgd(&[0.1], 0.0);
     let mut s = build("CosineAnnealingLR(T_max=3, eta_min=0.01)", &mut opt);
     s.step_to_epoch(&mut opt, 4.0).expect("step(4)");
-    same_bits(opt.lrs()[0], 0.03249999999999998, "step(epoch) uses the closed form");
+    same_bits(
+        opt.lrs()[0],
+        0.03249999999999998,
+        "step(epoch) uses the closed form",
+    );
 }
 
 #[test]
@@ -185,13 +293,23 @@ fn warm_restarts_sequences() {
     let mut opt = FakeOptimizer::sgd(&[0.1], 0.0);
     let mut s = build("CosineAnnealingWarmRestarts(T_0=2, T_mult=2)", &mut opt);
     let lrs = steps(s.as_mut(), &mut opt, 6);
-    check_lr_sequence("T_0=2, T_mult=2", &[lrs], &[vec![0.1, 0.05, 0.1, 0.0854, 0.05, 0.0146, 0.1]], 0.0, 1e-4);
+    check_lr_sequence(
+        "T_0=2, T_mult=2",
+        &[lrs],
+        &[vec![0.1, 0.05, 0.1, 0.0854, 0.05, 0.0146, 0.1]],
+        0.0,
+        1e-4,
+    );
     let mut opt = FakeOptimizer::sgd(&[0.1], 0.0);
     let mut s = build("CosineAnnealingWarmRestarts(T_0=2, T_mult=2)", &mut opt);
     s.step_to_epoch(&mut opt, 13.9).expect("step(13.9)");
     s.step(&mut opt).expect("step()");
     let sd = s.state_dict();
-    same_bits(sd.get("T_cur").and_then(Value::as_f64).expect("T_cur"), 0.9000000000000004, "T_cur");
+    same_bits(
+        sd.get("T_cur").and_then(Value::as_f64).expect("T_cur"),
+        0.9000000000000004,
+        "T_cur",
+    );
     assert_eq!(sd.get("T_i"), Some(&Value::Int(16)));
     assert_eq!(sd.get("_step_count"), Some(&Value::Int(0)));
     assert_eq!(sd.get("last_epoch"), Some(&Value::Int(14)));
@@ -200,8 +318,14 @@ fn warm_restarts_sequences() {
 #[test]
 fn swalr_sequences() {
     for (spec, want) in [
-        ("SWALR(swa_lr=0.1, anneal_epochs=3)", vec![1.0, 0.775, 0.3250000000000001, 0.1, 0.1]),
-        ("SWALR(swa_lr=0.1, anneal_epochs=3, anneal_strategy='linear')", vec![1.0, 0.7000000000000001, 0.4, 0.1, 0.1]),
+        (
+            "SWALR(swa_lr=0.1, anneal_epochs=3)",
+            vec![1.0, 0.775, 0.3250000000000001, 0.1, 0.1],
+        ),
+        (
+            "SWALR(swa_lr=0.1, anneal_epochs=3, anneal_strategy='linear')",
+            vec![1.0, 0.7000000000000001, 0.4, 0.1, 0.1],
+        ),
         ("SWALR(swa_lr=0.1, anneal_epochs=0)", vec![0.1, 0.1, 0.1]),
     ] {
         let mut opt = FakeOptimizer::sgd(&[1.0], 0.0);
@@ -215,27 +339,47 @@ fn swalr_sequences() {
 #[test]
 fn plateau_cooldown_patience_eps_and_nan() {
     let mut opt = FakeOptimizer::sgd(&[0.1], 0.0);
-    let mut s = build("ReduceLROnPlateau(patience=1, cooldown=2, factor=0.5, min_lr=0.02)", &mut opt);
+    let mut s = build(
+        "ReduceLROnPlateau(patience=1, cooldown=2, factor=0.5, min_lr=0.02)",
+        &mut opt,
+    );
     let mut lrs = vec![];
     for _ in 0..12 {
         s.step_with_metric(&mut opt, 1.0).expect("step");
         lrs.push(opt.lrs()[0]);
     }
-    let want = [0.1, 0.1, 0.05, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.025, 0.02, 0.02];
-    check_lr_sequence("drops at calls 3, 7, 11", &[lrs], &[want.to_vec()], 1e-15, 0.0);
+    let want = [
+        0.1, 0.1, 0.05, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.025, 0.02, 0.02,
+    ];
+    check_lr_sequence(
+        "drops at calls 3, 7, 11",
+        &[lrs],
+        &[want.to_vec()],
+        1e-15,
+        0.0,
+    );
     // eps blocks a reduction smaller than itself.
     let mut opt = FakeOptimizer::sgd(&[0.1], 0.0);
-    let mut s = build("ReduceLROnPlateau(patience=0, factor=0.5, eps=0.06)", &mut opt);
+    let mut s = build(
+        "ReduceLROnPlateau(patience=0, factor=0.5, eps=0.06)",
+        &mut opt,
+    );
     for m in [1.0, 1.0, 1.0] {
         s.step_with_metric(&mut opt, m).expect("step");
     }
     same_bits(opt.lrs()[0], 0.1, "eps blocks");
     // NaN is never better; max mode with abs threshold.
     let mut opt = FakeOptimizer::sgd(&[0.1], 0.0);
-    let mut s = build("ReduceLROnPlateau(mode='max', threshold_mode='abs', threshold=0.1, patience=0)", &mut opt);
+    let mut s = build(
+        "ReduceLROnPlateau(mode='max', threshold_mode='abs', threshold=0.1, patience=0)",
+        &mut opt,
+    );
     s.step_with_metric(&mut opt, 0.5).expect("step");
     s.step_with_metric(&mut opt, f64::NAN).expect("step");
     same_bits(opt.lrs()[0], 0.1 * 0.1, "NaN counts as bad");
     s.step_with_metric(&mut opt, 0.55).expect("step");
-    assert!((opt.lrs()[0] - 0.001).abs() < 1e-15, "0.55 is not 0.1 better than 0.5");
+    assert!(
+        (opt.lrs()[0] - 0.001).abs() < 1e-15,
+        "0.55 is not 0.1 better than 0.5"
+    );
 }
