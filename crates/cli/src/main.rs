@@ -5,6 +5,7 @@
 //! handwritten digits, AdamW with OneCycleLR, a checkpoint every epoch.
 
 mod charts;
+mod checkpoint;
 mod config;
 mod convert;
 mod data;

@@ -1,27 +1,628 @@
 //! `tempo train`: an MLP on the digits (or a CSV), with checkpoints, resume and pictures.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ndarray::Axis;
+use tempo::nn::{cross_entropy, Linear, Module, ReLU, Reduction, Sequential, StateDict};
+use tempo::optim::{build_optimizer, Optimizer, OptimizerSpec};
+use tempo::param_groups::OptimizerParamGroups;
+use tempo::sched::{build_scheduler, LrScheduler, SchedulerSpec};
+use tempo::tensor::{no_grad, Generator, Tensor};
 
+use crate::checkpoint::{self, Progress};
+use crate::config::{StepEvery, TrainConfig};
+use crate::data::{self, Dataset};
+use crate::metrics::{EpochRecord, Metrics, StepRecord, CSV_LAYOUT};
 use crate::Outcome;
+
+const AFTER_HELP: &str = "\
+With no options, trains a 64-128-10 MLP on the embedded handwritten digits with AdamW
+and OneCycleLR (configs/default.toml), saving a checkpoint every epoch in
+runs/<timestamp>. Options override the config file.
+
+The run directory gets config.toml, the checkpoints (ckpt-step-NNNNNNN.tempo, the last
+--keep of them), metrics.csv, lr.svg (each group's lr and cycled momentum per step) and
+loss.svg (training loss per step, test accuracy per epoch). Ctrl-C saves a checkpoint at
+the next batch boundary and exits with code 130; --resume continues it bit for bit.
+
+Examples:
+  tempo train
+  tempo train --epochs 5 --batch-size 64 --lr 0.02 --run-dir runs/short
+  tempo train --config my.toml --data my.csv --target-column label
+  tempo train --resume runs/short
+
+";
 
 /// Arguments of `tempo train`.
 #[derive(Debug, Default, clap::Args)]
+#[command(after_help = format!("{AFTER_HELP}{CSV_LAYOUT}"))]
 pub(crate) struct TrainArgs {
-    /// A TOML configuration (see configs/default.toml); flags override it.
+    /// A TOML configuration (see configs/default.toml); the options below override it.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// Continue the run in RUN_DIR from its latest checkpoint.
-    #[arg(long, value_name = "RUN_DIR")]
+    /// Passes over the training set.
+    #[arg(long, value_name = "N")]
+    pub(crate) epochs: Option<usize>,
+    /// Samples per mini-batch.
+    #[arg(long, value_name = "N")]
+    pub(crate) batch_size: Option<usize>,
+    /// The optimizer's lr; for OneCycleLR and CyclicLR, their peak max_lr.
+    #[arg(long, value_name = "LR")]
+    pub(crate) lr: Option<f64>,
+    /// Seeds the split, the model's init and the shuffles.
+    #[arg(long, value_name = "N")]
+    pub(crate) seed: Option<u64>,
+    /// Hidden layer sizes, comma-separated (e.g. 256,128).
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    pub(crate) hidden: Option<Vec<usize>>,
+    /// A CSV file with a header row instead of the embedded digits.
+    #[arg(long, value_name = "CSV")]
+    pub(crate) data: Option<PathBuf>,
+    /// The CSV's integer class column (default: the last column).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) target_column: Option<String>,
+    /// Where checkpoints, metrics and pictures go (default: runs/<timestamp>).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) run_dir: Option<PathBuf>,
+    /// Save a checkpoint every N epochs (the last epoch is always saved).
+    #[arg(long, value_name = "N")]
+    pub(crate) checkpoint_every: Option<usize>,
+    /// Keep the newest N checkpoints.
+    #[arg(long, value_name = "N")]
+    pub(crate) keep: Option<usize>,
+    /// Continue the run in RUN_DIR from its latest checkpoint, with its saved config.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = [
+        "config", "epochs", "batch_size", "lr", "seed", "hidden", "data", "target_column", "run_dir",
+    ])]
     pub(crate) resume: Option<PathBuf>,
-    /// Suppress the progress bar and the per-epoch lines.
+    /// Print nothing but errors.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// Sleep this long after each batch (to watch or interrupt a short run).
+    #[arg(long, hide = true, value_name = "MS")]
+    pub(crate) step_delay_ms: Option<u64>,
+}
+
+/// The model: Linear layers with ReLU between them.
+fn build_model(sizes: &[usize], rng: &mut Generator) -> Result<Sequential<f32>> {
+    let mut model = Sequential::new();
+    for (i, pair) in sizes.windows(2).enumerate() {
+        if i > 0 {
+            model.push(ReLU)?;
+        }
+        model.push(Linear::new(pair[0], pair[1], true, rng))?;
+    }
+    Ok(model)
+}
+
+/// Everything a run needs, built from its config.
+struct Run {
+    config: TrainConfig,
+    dir: PathBuf,
+    train: Dataset,
+    test: Dataset,
+    model: Sequential<f32>,
+    optimizer: Box<dyn Optimizer<f32>>,
+    scheduler: Option<Box<dyn LrScheduler>>,
+    step_every: StepEvery,
+    progress: Progress,
 }
 
 /// Runs `tempo train`.
 pub(crate) fn run(args: TrainArgs) -> Result<Outcome> {
-    let _ = args;
-    bail!("not yet")
+    let started = Instant::now();
+    let mut run = match &args.resume {
+        Some(dir) => resume(dir, &args)?,
+        None => start(&args)?,
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = Arc::clone(&interrupted);
+        // A second handler cannot be installed in one process; training then simply
+        // cannot be interrupted gracefully, which is not worth failing for.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let quiet = args.quiet;
+    let outcome = train_loop(&mut run, &args, &interrupted)?;
+    run.progress.metrics.write_all(&run.dir)?;
+    match outcome {
+        Outcome::Interrupted => {
+            eprintln!(
+                "interrupted: saved a checkpoint after step {} in {}\nresume with: tempo train --resume {}",
+                run.progress.step,
+                run.dir.display(),
+                shell_quote(&run.dir)
+            );
+        }
+        Outcome::Done => {
+            if !quiet {
+                let acc = run
+                    .progress
+                    .metrics
+                    .epochs
+                    .last()
+                    .map_or(0.0, |e| e.test_accuracy);
+                println!(
+                    "done: test accuracy {:.2}% after {} epochs in {:.1}s; checkpoints, metrics.csv, lr.svg and loss.svg are in {}",
+                    100.0 * acc,
+                    run.config.epochs,
+                    started.elapsed().as_secs_f64(),
+                    run.dir.display()
+                );
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// A new run: config, overrides, a fresh run directory.
+fn start(args: &TrainArgs) -> Result<Run> {
+    let mut config = match &args.config {
+        Some(path) => TrainConfig::load(path)?,
+        None => TrainConfig::default_config()?,
+    };
+    apply_overrides(&mut config, args)?;
+    config
+        .validate()
+        .context("after applying the command-line options")?;
+    let dir = match &args.run_dir {
+        Some(d) => d.clone(),
+        None => default_run_dir(),
+    };
+    if dir.exists() && checkpoint::latest(&dir)?.is_some() {
+        bail!(
+            "{} already holds checkpoints: continue it with --resume {}, or choose another --run-dir",
+            dir.display(),
+            shell_quote(&dir)
+        );
+    }
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    let config_text = config.to_toml()?;
+    let config_path = dir.join("config.toml");
+    std::fs::write(&config_path, &config_text)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    build(config, config_text, dir)
+}
+
+/// An interrupted or finished run, from its directory's config and latest checkpoint.
+fn resume(dir: &Path, args: &TrainArgs) -> Result<Run> {
+    let path = checkpoint::latest(dir)?.with_context(|| {
+        format!(
+            "{} has no checkpoint (ckpt-step-*.tempo) to resume from",
+            dir.display()
+        )
+    })?;
+    let saved = checkpoint::load(&path)?;
+    let mut config = TrainConfig::parse(&saved.progress.config, &path.display().to_string())?;
+    if let Some(n) = args.checkpoint_every {
+        config.checkpoint.every = n;
+    }
+    if let Some(n) = args.keep {
+        config.checkpoint.keep = n;
+    }
+    let mut run = build(config, saved.progress.config.clone(), dir.to_path_buf())?;
+    let model = StateDict::from_tensor_data(saved.model)
+        .map_err(|e| anyhow::anyhow!("{}: model: {e}", path.display()))?;
+    run.model
+        .load_state_dict(&model)
+        .map_err(|e| anyhow::anyhow!("{}: model: {e}", path.display()))?;
+    run.optimizer
+        .load_state_dict(&saved.optimizer)
+        .map_err(|e| anyhow::anyhow!("{}: optimizer: {e}", path.display()))?;
+    match (&mut run.scheduler, &saved.scheduler) {
+        (Some(s), Some(state)) => s
+            .load_state_dict(state)
+            .map_err(|e| anyhow::anyhow!("{}: scheduler: {e}", path.display()))?,
+        (None, None) => {}
+        _ => bail!(
+            "{}: the checkpoint and its config disagree on whether there is a scheduler",
+            path.display()
+        ),
+    }
+    run.progress = saved.progress;
+    Ok(run)
+}
+
+fn apply_overrides(config: &mut TrainConfig, args: &TrainArgs) -> Result<()> {
+    if let Some(v) = args.epochs {
+        config.epochs = v;
+    }
+    if let Some(v) = args.batch_size {
+        config.batch_size = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    if let Some(v) = &args.hidden {
+        config.model.hidden = v.clone();
+    }
+    if let Some(v) = &args.data {
+        config.data.path = Some(v.clone());
+    }
+    if let Some(v) = &args.target_column {
+        config.data.target_column = Some(v.clone());
+    }
+    if let Some(v) = args.checkpoint_every {
+        config.checkpoint.every = v;
+    }
+    if let Some(v) = args.keep {
+        config.checkpoint.keep = v;
+    }
+    if let Some(lr) = args.lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!("--lr must be a positive number, found {lr}");
+        }
+        config.set_lr(lr)?;
+    }
+    Ok(())
+}
+
+/// Data, split, model, optimizer and scheduler, as a fresh run builds them.
+fn build(config: TrainConfig, config_text: String, dir: PathBuf) -> Result<Run> {
+    let data = match &config.data.path {
+        None => data::digits(config.data.scale.unwrap_or(data::DIGITS_SCALE))?,
+        Some(path) => data::csv_file(
+            path,
+            config.data.target_column.as_deref(),
+            config.data.scale.unwrap_or(1.0),
+        )?,
+    };
+    // One generator drives everything, in this order: the split, the model's init, then
+    // one shuffle per epoch.
+    let mut rng = Generator::new(config.seed);
+    let (train, test) = data::split(&data, config.data.test_fraction, || rng.next_u32())?;
+    let mut sizes = vec![data.num_features()];
+    sizes.extend(&config.model.hidden);
+    sizes.push(data.num_classes);
+    let model = build_model(&sizes, &mut rng)?;
+    let spec: OptimizerSpec = serde_json::from_value(config.optimizer.clone())
+        .map_err(|e| anyhow::anyhow!("bad [optimizer]: {e}"))?;
+    let mut optimizer = build_optimizer(&spec, &model.parameters())
+        .map_err(|e| anyhow::anyhow!("bad [optimizer]: {e}"))?;
+    let batches = train.len().div_ceil(config.batch_size);
+    let scheduler = match config.scheduler_spec(batches)? {
+        None => None,
+        Some(json) => {
+            let spec: SchedulerSpec = serde_json::from_value(json)
+                .map_err(|e| anyhow::anyhow!("bad [scheduler]: {e}"))?;
+            let groups: &mut dyn OptimizerParamGroups = optimizer.as_mut();
+            Some(
+                build_scheduler(&spec, groups)
+                    .map_err(|e| anyhow::anyhow!("bad [scheduler]: {e}"))?,
+            )
+        }
+    };
+    let step_every = config.step_every()?;
+    let progress = Progress {
+        epochs_done: 0,
+        batches_done: 0,
+        step: 0,
+        rng: rng.state(),
+        metrics: Metrics::default(),
+        config: config_text,
+    };
+    Ok(Run {
+        config,
+        dir,
+        train,
+        test,
+        model,
+        optimizer,
+        scheduler,
+        step_every,
+        progress,
+    })
+}
+
+/// What the loop saw when it stopped.
+fn train_loop(run: &mut Run, args: &TrainArgs, interrupted: &AtomicBool) -> Result<Outcome> {
+    let show_lines = !args.quiet;
+    let show_bar = !args.quiet && std::io::stdout().is_terminal();
+    let batch_size = run.config.batch_size;
+    let n_train = run.train.len();
+    let batches = n_train.div_ceil(batch_size) as u64;
+    let epochs = run.config.epochs as u64;
+    let groups = run.optimizer.num_groups();
+    if run.progress.epochs_done >= epochs {
+        if show_lines {
+            println!("{} already finished its {epochs} epochs", run.dir.display());
+        }
+        return Ok(Outcome::Done);
+    }
+    if show_lines {
+        let acc_hint = if run.progress.step > 0 {
+            format!(", resuming after step {}", run.progress.step)
+        } else {
+            String::new()
+        };
+        println!(
+            "training {} on {} ({} train / {} test samples, {} classes): {} + {}, {epochs} epochs of {batches} batches{acc_hint}",
+            describe_model(&run.model),
+            run.train.source,
+            n_train,
+            run.test.len(),
+            run.train.num_classes,
+            run.config.optimizer_type(),
+            run.config.scheduler_type().unwrap_or("no scheduler"),
+        );
+    }
+    while run.progress.epochs_done < epochs {
+        let epoch = run.progress.epochs_done + 1;
+        let epoch_started = Instant::now();
+        let mut rng = Generator::new(run.config.seed);
+        rng.set_state(&run.progress.rng)
+            .map_err(|e| anyhow::anyhow!("restoring the generator: {e}"))?;
+        let mut order: Vec<usize> = (0..n_train).collect();
+        data::shuffle(&mut order, || rng.next_u32());
+        let bar = progress_bar(show_bar, batches, epoch, epochs);
+        bar.set_position(run.progress.batches_done);
+        while run.progress.batches_done < batches {
+            if interrupted.load(Ordering::SeqCst) {
+                bar.abandon();
+                save_checkpoint(run)?;
+                return Ok(Outcome::Interrupted);
+            }
+            let b = run.progress.batches_done as usize;
+            let rows = &order[b * batch_size..((b + 1) * batch_size).min(n_train)];
+            let lrs: Vec<f64> = (0..groups)
+                .map(|g| run.optimizer.lr(g).unwrap_or(f64::NAN))
+                .collect();
+            let momenta: Vec<Option<f64>> = (0..groups)
+                .map(|g| run.optimizer.momentum(g).ok())
+                .collect();
+            let loss = train_batch(run, rows)?;
+            run.progress.step += 1;
+            run.progress.batches_done += 1;
+            if let (Some(s), StepEvery::Batch) = (run.scheduler.as_mut(), run.step_every) {
+                let groups: &mut dyn OptimizerParamGroups = run.optimizer.as_mut();
+                s.step(groups).context("scheduler step")?;
+            }
+            run.progress.metrics.steps.push(StepRecord {
+                step: run.progress.step,
+                epoch,
+                lrs: lrs.clone(),
+                momenta,
+                loss,
+            });
+            bar.set_message(format!("loss {loss:.4}  lr {}", fmt_lr(lrs[0])));
+            bar.inc(1);
+            if let Some(ms) = args.step_delay_ms {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+        }
+        bar.finish_and_clear();
+        // The epoch is complete: evaluate, step a per-epoch scheduler, maybe save.
+        let (test_loss, test_accuracy) = evaluate(&run.model, &run.test)?;
+        if let (Some(s), StepEvery::Epoch) = (run.scheduler.as_mut(), run.step_every) {
+            let groups: &mut dyn OptimizerParamGroups = run.optimizer.as_mut();
+            if s.needs_metric() {
+                s.step_with_metric(groups, test_loss)
+                    .context("scheduler step")?;
+            } else {
+                s.step(groups).context("scheduler step")?;
+            }
+        }
+        let epoch_steps = &run.progress.metrics.steps;
+        let this_epoch: Vec<f64> = epoch_steps
+            .iter()
+            .filter(|s| s.epoch == epoch)
+            .map(|s| s.loss)
+            .collect();
+        let train_loss = this_epoch.iter().sum::<f64>() / this_epoch.len().max(1) as f64;
+        let lrs: Vec<f64> = (0..groups)
+            .map(|g| run.optimizer.lr(g).unwrap_or(f64::NAN))
+            .collect();
+        run.progress.metrics.epochs.push(EpochRecord {
+            epoch,
+            step: run.progress.step,
+            lrs: lrs.clone(),
+            train_loss,
+            test_accuracy,
+        });
+        run.progress.epochs_done = epoch;
+        run.progress.batches_done = 0;
+        run.progress.rng = rng.state();
+        let every = run.config.checkpoint.every as u64;
+        let saved = if epoch == epochs || (every > 0 && epoch % every == 0) {
+            save_checkpoint(run)?;
+            "  [checkpoint]"
+        } else {
+            ""
+        };
+        if show_lines {
+            println!(
+                "epoch {epoch:>3}/{epochs}  train loss {train_loss:.4}  test accuracy {:>6.2}%  lr {}  {:.2}s{saved}",
+                100.0 * test_accuracy,
+                fmt_lr(lrs[0]),
+                epoch_started.elapsed().as_secs_f64(),
+            );
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+/// One optimizer step on the rows `rows` of the training set; returns the batch loss.
+fn train_batch(run: &mut Run, rows: &[usize]) -> Result<f64> {
+    let x = run.train.features.select(Axis(0), rows).into_dyn();
+    let y: Vec<usize> = rows.iter().map(|&r| run.train.labels[r]).collect();
+    run.optimizer.zero_grad();
+    let logits = run.model.forward(&Tensor::from_array(x))?;
+    let loss = cross_entropy(&logits, &y, Reduction::Mean)?;
+    loss.backward()?;
+    run.optimizer.step().context("optimizer step")?;
+    Ok(f64::from(loss.item()?))
+}
+
+/// Mean cross-entropy and accuracy on `data`.
+fn evaluate(model: &Sequential<f32>, data: &Dataset) -> Result<(f64, f64)> {
+    no_grad(|| {
+        let logits = model.forward(&Tensor::from_array(data.features.clone().into_dyn()))?;
+        let loss = cross_entropy(&logits, &data.labels, Reduction::Mean)?;
+        let values = logits.to_array();
+        let mut correct = 0usize;
+        for (row, &label) in values.outer_iter().zip(&data.labels) {
+            let predicted = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 {
+                        (i, v)
+                    } else {
+                        best
+                    }
+                })
+                .0;
+            correct += usize::from(predicted == label);
+        }
+        Ok((
+            f64::from(loss.item()?),
+            correct as f64 / data.len().max(1) as f64,
+        ))
+    })
+}
+
+fn save_checkpoint(run: &Run) -> Result<()> {
+    let path = checkpoint::path_for(&run.dir, run.progress.step);
+    checkpoint::save(
+        &path,
+        &run.model.state_dict().to_tensor_data(),
+        &run.optimizer.state_dict(),
+        run.scheduler.as_ref().map(|s| s.state_dict()).as_ref(),
+        &run.progress,
+    )?;
+    checkpoint::prune(&run.dir, run.config.checkpoint.keep)
+}
+
+fn progress_bar(visible: bool, batches: u64, epoch: u64, epochs: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(batches),
+        if visible {
+            ProgressDrawTarget::stdout()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    let style = ProgressStyle::with_template(
+        "epoch {prefix} [{bar:30}] {pos}/{len} batches  {msg}  {elapsed_precise}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(format!("{epoch:>3}/{epochs}"));
+    bar
+}
+
+fn describe_model(model: &Sequential<f32>) -> String {
+    let shapes: Vec<String> = model
+        .named_parameters()
+        .iter()
+        .filter(|(n, _)| n.ends_with("weight"))
+        .map(|(_, t)| t.shape())
+        .enumerate()
+        .flat_map(|(i, s)| {
+            // weight is [out, in]
+            let mut v = Vec::new();
+            if i == 0 {
+                v.push(s.get(1).copied().unwrap_or(0).to_string());
+            }
+            v.push(s.first().copied().unwrap_or(0).to_string());
+            v
+        })
+        .collect();
+    format!("a {} MLP", shapes.join("-"))
+}
+
+fn fmt_lr(lr: f64) -> String {
+    if lr != 0.0 && lr.abs() < 1e-3 {
+        format!("{lr:.3e}")
+    } else {
+        format!("{lr:.5}")
+    }
+}
+
+/// `runs/<UTC date and time>`, with a suffix if that exists already.
+fn default_run_dir() -> PathBuf {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let stamp = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+    let base = Path::new("runs").join(&stamp);
+    let mut dir = base.clone();
+    let mut n = 2;
+    while dir.exists() {
+        dir = Path::new("runs").join(format!("{stamp}-{n}"));
+        n += 1;
+    }
+    dir
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A path as it can be pasted into a shell.
+fn shell_quote(path: &Path) -> String {
+    let s = path.display().to_string();
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c))
+    {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_from_day_counts() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    }
+
+    #[test]
+    fn model_layers_follow_the_sizes() {
+        let mut rng = Generator::new(0);
+        let model = build_model(&[64, 128, 10], &mut rng).unwrap();
+        let names: Vec<String> = model
+            .named_parameters()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+        assert_eq!(describe_model(&model), "a 64-128-10 MLP");
+    }
+
+    #[test]
+    fn quoting_for_the_resume_hint() {
+        assert_eq!(shell_quote(Path::new("runs/a-1")), "runs/a-1");
+        assert_eq!(shell_quote(Path::new("my runs/a")), "'my runs/a'");
+    }
 }
