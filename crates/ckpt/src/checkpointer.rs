@@ -166,7 +166,8 @@ impl Checkpointer {
     }
 
     /// Saves `state` as `path_for(state.step)` (atomically), then deletes the
-    /// checkpoints that are neither among the last `keep_last` nor the best.
+    /// checkpoints that are neither among the last `keep_last` (by step) nor the best.
+    /// The file just written is never deleted, even if older steps are on disk.
     pub fn save(&self, state: &TrainingState) -> Result<PathBuf, CkptError> {
         let step = u64::try_from(state.step).map_err(|_| CkptError::InvalidConfig {
             what: "step",

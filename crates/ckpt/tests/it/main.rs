@@ -1,9 +1,11 @@
 //! Integration tests of tempo-ckpt: PyTorch files, the tempo format, conversion,
 //! corrupted input and the checkpointer.
 
+mod checkpointer;
 mod golden;
 mod tempo_format;
 mod torch_files;
+mod torch_write;
 
 use std::path::PathBuf;
 
