@@ -363,3 +363,24 @@ pub(crate) fn invalid(
         found: found.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::whole_epoch;
+    use crate::SchedError;
+
+    #[test]
+    fn only_whole_non_negative_epochs() {
+        assert_eq!(whole_epoch("StepLR", 4.0), Ok(4));
+        assert_eq!(whole_epoch("StepLR", 0.0), Ok(0));
+        for bad in [-1.0, 2.5, f64::NAN, f64::INFINITY] {
+            assert!(
+                matches!(
+                    whole_epoch("StepLR", bad),
+                    Err(SchedError::InvalidEpoch { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+}

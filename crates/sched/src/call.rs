@@ -289,3 +289,21 @@ pub fn parse_scheduler_call(s: &str) -> Result<SchedulerSpec, SchedError> {
     }
     Ok(spec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_python_int_or_float() {
+        let s = parse_scheduler_call("X(a=3, b=3.0, c=1e-3, d=-2, e=1_000, f=2.5E+2, g=.5)")
+            .expect("parse");
+        let k = &s.kwargs;
+        assert!(k["a"].is_i64() && k["d"].is_i64() && k["e"] == 1000);
+        assert!(k["b"].is_f64() && k["c"].is_f64() && k["g"].is_f64());
+        assert_eq!(k["f"], 250.0);
+        assert!(parse_scheduler_call("X(a=1e)").is_err());
+        assert!(parse_scheduler_call("X(a=1) trailing").is_err());
+        assert!(parse_scheduler_call("X(a='unclosed)").is_err());
+    }
+}

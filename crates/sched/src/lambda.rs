@@ -175,3 +175,20 @@ pub(crate) fn read_lr_lambdas(r: &mut StateReader<'_>, groups: usize) -> Result<
 }
 
 leaf_scheduler!(LambdaLR);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_lambdas_evaluate_as_python_does() {
+        let f = |s: &str| serde_json::from_str::<NamedLambda>(s).expect("a named lambda");
+        assert!((f(r#"{"fn": "pow", "base": 0.5}"#).eval(3) - 0.125).abs() < 1e-15);
+        assert!((f(r#"{"fn": "const", "factor": 0.9}"#).eval(7) - 0.9).abs() < 1e-15);
+        let w = f(r#"{"fn": "warmup_linear", "warmup": 4}"#);
+        assert!((w.eval(0) - 0.25).abs() < 1e-15 && (w.eval(9) - 1.0).abs() < 1e-15);
+        let inv = f(r#"{"fn": "inv_sqrt"}"#);
+        assert!((inv.eval(0) - 1.0).abs() < 1e-15 && (inv.eval(4) - 0.5).abs() < 1e-15);
+        assert!(serde_json::from_str::<NamedLambda>(r#"{"fn": "exp"}"#).is_err());
+    }
+}

@@ -40,3 +40,29 @@ impl From<Vec<f64>> for PerGroup<f64> {
         PerGroup::Each(v)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_value_is_broadcast_and_a_list_must_fit() {
+        assert_eq!(PerGroup::All(0.5).resolve("x", 3), Ok(vec![0.5; 3]));
+        assert_eq!(
+            PerGroup::Each(vec![1.0, 2.0]).resolve("x", 2),
+            Ok(vec![1.0, 2.0])
+        );
+        assert_eq!(
+            PerGroup::Each(vec![1.0]).resolve("max_lr", 2),
+            Err(SchedError::GroupCountMismatch {
+                arg: "max_lr".into(),
+                expected: 2,
+                got: 1
+            })
+        );
+        let parsed: PerGroup<f64> = serde_json::from_str("[0.1, 0.2]").expect("a list");
+        assert_eq!(parsed, PerGroup::Each(vec![0.1, 0.2]));
+        let parsed: PerGroup<f64> = serde_json::from_str("3").expect("an int is a number");
+        assert_eq!(parsed, PerGroup::All(3.0));
+    }
+}

@@ -278,3 +278,18 @@ impl LrScheduler for SequentialLR {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::bisect_right;
+
+    #[test]
+    fn bisect_right_is_pythons() {
+        assert_eq!(bisect_right(&[], 3), 0);
+        assert_eq!(bisect_right(&[5], 4), 0);
+        assert_eq!(bisect_right(&[5], 5), 1);
+        assert_eq!(bisect_right(&[2, 5, 5, 9], 5), 3);
+        // Unsorted, as PyTorch allows: the same probes as Python's loop.
+        assert_eq!(bisect_right(&[9, 2], 3), 2);
+    }
+}
