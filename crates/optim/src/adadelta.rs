@@ -30,13 +30,28 @@ pub struct AdadeltaConfig {
 
 impl Default for AdadeltaConfig {
     fn default() -> Self {
-        Self { lr: 1.0, rho: 0.9, eps: 1e-6, weight_decay: 0.0, foreach: None, maximize: false }
+        Self {
+            lr: 1.0,
+            rho: 0.9,
+            eps: 1e-6,
+            weight_decay: 0.0,
+            foreach: None,
+            maximize: false,
+        }
     }
 }
 
 impl AdadeltaConfig {
     pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        kw.check_known(&["lr", "rho", "eps", "weight_decay", "capturable", "maximize", "differentiable"])?;
+        kw.check_known(&[
+            "lr",
+            "rho",
+            "eps",
+            "weight_decay",
+            "capturable",
+            "maximize",
+            "differentiable",
+        ])?;
         kw.unsupported_flag("capturable", SINGLE_TENSOR_ONLY)?;
         kw.unsupported_flag("differentiable", SINGLE_TENSOR_ONLY)?;
         let d = Self::default();
@@ -84,7 +99,13 @@ impl<T: Float> Algorithm<T> for AdadeltaConfig {
     fn validate(&self) -> Result<(), OptimError> {
         let o = <Self as Algorithm<T>>::NAME;
         non_negative(o, "lr", self.lr)?;
-        require((0.0..=1.0).contains(&self.rho), o, "rho", repr(self.rho), "0 <= rho <= 1")?;
+        require(
+            (0.0..=1.0).contains(&self.rho),
+            o,
+            "rho",
+            repr(self.rho),
+            "0 <= rho <= 1",
+        )?;
         non_negative(o, "eps", self.eps)?;
         non_negative(o, "weight_decay", self.weight_decay)
     }
@@ -115,11 +136,15 @@ impl<T: Float> Algorithm<T> for AdadeltaConfig {
     }
 
     fn init_state(&self, _h: &AdadeltaHyper, n: usize) -> AdadeltaState<T> {
-        AdadeltaState { step: T::zero(), square_avg: vec![T::zero(); n], acc_delta: vec![T::zero(); n] }
+        AdadeltaState {
+            step: T::zero(),
+            square_avg: vec![T::zero(); n],
+            acc_delta: vec![T::zero(); n],
+        }
     }
 
     fn update(&self, h: &AdadeltaHyper, st: &mut AdadeltaState<T>, p: &mut [T], g: &[T]) {
-        st.step = st.step + T::one();
+        st.step += T::one();
         let k = AdadeltaKernel {
             prep: GradPrep::new(h.maximize, h.weight_decay),
             rho: f(h.rho),
@@ -127,7 +152,12 @@ impl<T: Float> Algorithm<T> for AdadeltaConfig {
             eps: f(h.eps),
             neg_lr: f(-h.lr),
         };
-        launch(&k, Lanes::new(p, g).with(0, &mut st.square_avg).with(1, &mut st.acc_delta));
+        launch(
+            &k,
+            Lanes::new(p, g)
+                .with(0, &mut st.square_avg)
+                .with(1, &mut st.acc_delta),
+        );
     }
 
     fn save_state(&self, st: &AdadeltaState<T>, shape: &[usize]) -> ParamState {
@@ -139,7 +169,11 @@ impl<T: Float> Algorithm<T> for AdadeltaConfig {
     }
 
     fn load_state(&self, r: &StateReader<'_>) -> Result<AdadeltaState<T>, OptimError> {
-        Ok(AdadeltaState { step: r.scalar("step")?, square_avg: r.tensor("square_avg")?, acc_delta: r.tensor("acc_delta")? })
+        Ok(AdadeltaState {
+            step: r.scalar("step")?,
+            square_avg: r.tensor("square_avg")?,
+            acc_delta: r.tensor("acc_delta")?,
+        })
     }
 }
 
@@ -155,7 +189,11 @@ impl<T: Float> Kernel<T> for AdadeltaKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
         let [sq, acc, _] = l.s;
-        for ((p, &g), (sq, acc)) in l.p.iter_mut().zip(l.g).zip(sq.iter_mut().zip(acc.iter_mut())) {
+        for ((p, &g), (sq, acc)) in
+            l.p.iter_mut()
+                .zip(l.g)
+                .zip(sq.iter_mut().zip(acc.iter_mut()))
+        {
             let g = self.prep.apply(g, *p);
             *sq = fma(self.one_minus_rho * g, g, *sq * self.rho);
             let std = (*sq + self.eps).sqrt();

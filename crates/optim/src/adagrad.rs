@@ -63,7 +63,8 @@ impl AdagradConfig {
             lr: kw.f64("lr", d.lr)?,
             lr_decay: kw.f64("lr_decay", d.lr_decay)?,
             weight_decay: kw.f64("weight_decay", d.weight_decay)?,
-            initial_accumulator_value: kw.f64("initial_accumulator_value", d.initial_accumulator_value)?,
+            initial_accumulator_value: kw
+                .f64("initial_accumulator_value", d.initial_accumulator_value)?,
             eps: kw.f64("eps", d.eps)?,
             foreach: kw.opt_bool("foreach", d.foreach)?,
             maximize: kw.bool("maximize", d.maximize)?,
@@ -108,7 +109,11 @@ impl<T: Float> Algorithm<T> for AdagradConfig {
         non_negative(o, "lr", self.lr)?;
         non_negative(o, "lr_decay", self.lr_decay)?;
         non_negative(o, "weight_decay", self.weight_decay)?;
-        non_negative(o, "initial_accumulator_value", self.initial_accumulator_value)?;
+        non_negative(
+            o,
+            "initial_accumulator_value",
+            self.initial_accumulator_value,
+        )?;
         non_negative(o, "eps", self.eps)
     }
 
@@ -118,7 +123,10 @@ impl<T: Float> Algorithm<T> for AdagradConfig {
             ("lr_decay", py_num(self.lr_decay, Some(0))),
             ("eps", Value::Float(self.eps)),
             ("weight_decay", py_num(self.weight_decay, Some(0))),
-            ("initial_accumulator_value", py_num(self.initial_accumulator_value, Some(0))),
+            (
+                "initial_accumulator_value",
+                py_num(self.initial_accumulator_value, Some(0)),
+            ),
             ("foreach", py_opt_bool(self.foreach)),
             ("maximize", Value::Bool(self.maximize)),
             ("differentiable", Value::Bool(false)),
@@ -143,23 +151,36 @@ impl<T: Float> Algorithm<T> for AdagradConfig {
     }
 
     fn init_state(&self, _h: &AdagradHyper, n: usize) -> AdagradState<T> {
-        AdagradState { step: T::zero(), sum: vec![f(self.initial_accumulator_value); n] }
+        AdagradState {
+            step: T::zero(),
+            sum: vec![f(self.initial_accumulator_value); n],
+        }
     }
 
     fn update(&self, h: &AdagradHyper, st: &mut AdagradState<T>, p: &mut [T], g: &[T]) {
-        st.step = st.step + T::one();
+        st.step += T::one();
         let t = wide(st.step);
         let clr = h.lr / (1.0 + (t - 1.0) * h.lr_decay);
-        let k = AdagradKernel { prep: GradPrep::new(h.maximize, h.weight_decay), eps: f(h.eps), neg_clr: f(-clr) };
+        let k = AdagradKernel {
+            prep: GradPrep::new(h.maximize, h.weight_decay),
+            eps: f(h.eps),
+            neg_clr: f(-clr),
+        };
         launch(&k, Lanes::new(p, g).with(0, &mut st.sum));
     }
 
     fn save_state(&self, st: &AdagradState<T>, shape: &[usize]) -> ParamState {
-        StateWriter::new(shape).scalar("step", st.step).tensor("sum", &st.sum).finish()
+        StateWriter::new(shape)
+            .scalar("step", st.step)
+            .tensor("sum", &st.sum)
+            .finish()
     }
 
     fn load_state(&self, r: &StateReader<'_>) -> Result<AdagradState<T>, OptimError> {
-        Ok(AdagradState { step: r.scalar("step")?, sum: r.tensor("sum")? })
+        Ok(AdagradState {
+            step: r.scalar("step")?,
+            sum: r.tensor("sum")?,
+        })
     }
 }
 
@@ -177,7 +198,7 @@ impl<T: Float> Kernel<T> for AdagradKernel<T> {
             let g = self.prep.apply(g, *p);
             *s = fma(g, g, *s);
             let std = s.sqrt() + self.eps;
-            *p = *p + (self.neg_clr * g) / std;
+            *p += (self.neg_clr * g) / std;
         }
     }
 }
@@ -190,11 +211,19 @@ mod tests {
 
     #[test]
     fn state_exists_before_the_first_step() {
-        let cfg = AdagradConfig { initial_accumulator_value: 0.5, ..Default::default() };
+        let cfg = AdagradConfig {
+            initial_accumulator_value: 0.5,
+            ..Default::default()
+        };
         let opt = Adagrad::new(vec![param(&[1.0f64, 2.0])], cfg).unwrap();
         let sd = opt.state_dict();
         assert_eq!(sd.state.len(), 1);
-        let sum = sd.state[0].1.get("sum").and_then(|v| v.as_tensor()).unwrap().to_f64_vec();
+        let sum = sd.state[0]
+            .1
+            .get("sum")
+            .and_then(|v| v.as_tensor())
+            .unwrap()
+            .to_f64_vec();
         assert_eq!(sum.len(), 2);
         assert!(sum.iter().all(|&s| (s - 0.5).abs() < 1e-15));
     }

@@ -96,7 +96,10 @@ impl AdamConfig {
             ("capturable", Value::Bool(false)),
             ("differentiable", Value::Bool(false)),
             ("fused", Value::None),
-            ("decoupled_weight_decay", Value::Bool(self.decoupled_weight_decay)),
+            (
+                "decoupled_weight_decay",
+                Value::Bool(self.decoupled_weight_decay),
+            ),
         ]
         .into_iter()
         .collect()
@@ -161,16 +164,23 @@ pub(crate) fn adam_init<T: Float>(h: &AdamHyper, n: usize) -> AdamState<T> {
     }
 }
 
-pub(crate) fn adam_check<T>(h: &AdamHyper, st: &AdamState<T>, param: usize) -> Result<(), OptimError> {
+pub(crate) fn adam_check<T>(
+    h: &AdamHyper,
+    st: &AdamState<T>,
+    param: usize,
+) -> Result<(), OptimError> {
     if h.amsgrad && st.max_exp_avg_sq.is_none() {
-        return Err(OptimError::MissingState { param, key: "max_exp_avg_sq".into() });
+        return Err(OptimError::MissingState {
+            param,
+            key: "max_exp_avg_sq".into(),
+        });
     }
     Ok(())
 }
 
 /// PyTorch's single-tensor Adam, fused into one pass (SEMANTICS.md §2.2).
 pub(crate) fn adam_update<T: Float>(h: &AdamHyper, st: &mut AdamState<T>, p: &mut [T], g: &[T]) {
-    st.step = st.step + T::one();
+    st.step += T::one();
     let t = crate::kernels::wide(st.step);
     let (b1, b2) = h.betas;
     let bc1 = 1.0 - b1.powf(t);
@@ -178,7 +188,10 @@ pub(crate) fn adam_update<T: Float>(h: &AdamHyper, st: &mut AdamState<T>, p: &mu
     let step_size = h.lr / bc1;
     let bc2_sqrt = bc2.powf(0.5);
     let (prep, decay) = if h.weight_decay != 0.0 && h.decoupled {
-        (GradPrep::new(h.maximize, 0.0), Some(f(1.0 - h.lr * h.weight_decay)))
+        (
+            GradPrep::new(h.maximize, 0.0),
+            Some(f(1.0 - h.lr * h.weight_decay)),
+        )
     } else {
         (GradPrep::new(h.maximize, h.weight_decay), None)
     };
@@ -192,7 +205,9 @@ pub(crate) fn adam_update<T: Float>(h: &AdamHyper, st: &mut AdamState<T>, p: &mu
         eps: f(h.eps),
         neg_step_size: f(-step_size),
     };
-    let lanes = Lanes::new(p, g).with(0, &mut st.exp_avg).with(1, &mut st.exp_avg_sq);
+    let lanes = Lanes::new(p, g)
+        .with(0, &mut st.exp_avg)
+        .with(1, &mut st.exp_avg_sq);
     match (&mut st.max_exp_avg_sq, h.amsgrad) {
         (Some(vmax), true) => launch(&AmsKernel(k), lanes.with(2, vmax)),
         _ => launch(&k, lanes),
@@ -223,7 +238,13 @@ impl<T: Float> Algorithm<T> for AdamConfig {
     type State = AdamState<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
-        adam_like(<Self as Algorithm<T>>::NAME, self.lr, self.eps, self.betas, self.weight_decay)
+        adam_like(
+            <Self as Algorithm<T>>::NAME,
+            self.lr,
+            self.eps,
+            self.betas,
+            self.weight_decay,
+        )
     }
     fn defaults(&self) -> Dict {
         self.defaults_with(Some(0))
@@ -234,7 +255,12 @@ impl<T: Float> Algorithm<T> for AdamConfig {
     fn init_state(&self, h: &AdamHyper, n: usize) -> AdamState<T> {
         adam_init(h, n)
     }
-    fn check_state(&self, h: &AdamHyper, st: &AdamState<T>, param: usize) -> Result<(), OptimError> {
+    fn check_state(
+        &self,
+        h: &AdamHyper,
+        st: &AdamState<T>,
+        param: usize,
+    ) -> Result<(), OptimError> {
         adam_check(h, st, param)
     }
     fn update(&self, h: &AdamHyper, st: &mut AdamState<T>, p: &mut [T], g: &[T]) {
@@ -266,7 +292,7 @@ impl<T: Float> AdamKernel<T> {
     fn moments(&self, p: &mut T, g: T, m: &mut T, v: &mut T) -> T {
         let g = self.prep.apply(g, *p);
         if let Some(d) = self.decay {
-            *p = *p * d;
+            *p *= d;
         }
         *m = self.lerp.apply(*m, g);
         *v = crate::kernels::fma(self.one_minus_beta2 * g, g, *v * self.beta2);
@@ -276,7 +302,7 @@ impl<T: Float> AdamKernel<T> {
     #[inline(always)]
     fn apply(&self, p: &mut T, m: T, s: T) {
         let denom = s.sqrt() / self.bc2_sqrt + self.eps;
-        *p = *p + (self.neg_step_size * m) / denom;
+        *p += (self.neg_step_size * m) / denom;
     }
 }
 
@@ -298,7 +324,10 @@ impl<T: Float> Kernel<T> for AmsKernel<T> {
     fn run(&self, l: Lanes<'_, T>) {
         let [m, v, vmax] = l.s;
         for (((p, &g), (m, v)), vmax) in
-            l.p.iter_mut().zip(l.g).zip(m.iter_mut().zip(v.iter_mut())).zip(vmax.iter_mut())
+            l.p.iter_mut()
+                .zip(l.g)
+                .zip(m.iter_mut().zip(v.iter_mut()))
+                .zip(vmax.iter_mut())
         {
             let v = self.0.moments(p, g, m, v);
             *vmax = maximum(*vmax, v);
@@ -318,13 +347,26 @@ mod tests {
     fn first_step_moves_each_element_by_about_lr() {
         // With bias correction, Adam's first step is lr * g/|g| (up to eps).
         let p = param(&[1.0f64, -1.0]);
-        let mut opt = Adam::new(vec![p.clone()], AdamConfig { lr: 0.1, ..Default::default() }).unwrap();
-        p.set_grad(Some(ArrayD::from_shape_vec(vec![2], vec![3.0, -0.5]).unwrap())).unwrap();
+        let mut opt = Adam::new(
+            vec![p.clone()],
+            AdamConfig {
+                lr: 0.1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        p.set_grad(Some(
+            ArrayD::from_shape_vec(vec![2], vec![3.0, -0.5]).unwrap(),
+        ))
+        .unwrap();
         opt.step().unwrap();
         assert!((p.data()[[0]] - 0.9).abs() < 1e-7);
         assert!((p.data()[[1]] + 0.9).abs() < 1e-7);
         let sd = opt.state_dict();
-        assert_eq!(sd.state[0].1.keys().collect::<Vec<_>>(), ["step", "exp_avg", "exp_avg_sq"]);
+        assert_eq!(
+            sd.state[0].1.keys().collect::<Vec<_>>(),
+            ["step", "exp_avg", "exp_avg_sq"]
+        );
         let keys: Vec<_> = sd.param_groups[0].keys().collect();
         assert_eq!(
             keys,
@@ -348,10 +390,21 @@ mod tests {
 
     #[test]
     fn betas_are_validated_with_their_index() {
-        let cfg = AdamConfig { betas: (0.9, 1.0), ..Default::default() };
+        let cfg = AdamConfig {
+            betas: (0.9, 1.0),
+            ..Default::default()
+        };
         let e = Adam::new(vec![param(&[1.0f32])], cfg).unwrap_err();
-        assert!(matches!(e, OptimError::InvalidHyperparameter { ref name, ref value, .. } if name == "betas[1]" && value == "1.0"));
-        let nan = AdamConfig { lr: f64::NAN, ..Default::default() };
-        assert!(Adam::new(vec![param(&[1.0f32])], nan).is_err(), "Adam rejects a NaN lr");
+        assert!(
+            matches!(e, OptimError::InvalidHyperparameter { ref name, ref value, .. } if name == "betas[1]" && value == "1.0")
+        );
+        let nan = AdamConfig {
+            lr: f64::NAN,
+            ..Default::default()
+        };
+        assert!(
+            Adam::new(vec![param(&[1.0f32])], nan).is_err(),
+            "Adam rejects a NaN lr"
+        );
     }
 }

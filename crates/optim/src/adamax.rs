@@ -30,13 +30,28 @@ pub struct AdamaxConfig {
 
 impl Default for AdamaxConfig {
     fn default() -> Self {
-        Self { lr: 2e-3, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0, foreach: None, maximize: false }
+        Self {
+            lr: 2e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            foreach: None,
+            maximize: false,
+        }
     }
 }
 
 impl AdamaxConfig {
     pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        kw.check_known(&["lr", "betas", "eps", "weight_decay", "maximize", "differentiable", "capturable"])?;
+        kw.check_known(&[
+            "lr",
+            "betas",
+            "eps",
+            "weight_decay",
+            "maximize",
+            "differentiable",
+            "capturable",
+        ])?;
         kw.unsupported_flag("capturable", SINGLE_TENSOR_ONLY)?;
         kw.unsupported_flag("differentiable", SINGLE_TENSOR_ONLY)?;
         let d = Self::default();
@@ -82,7 +97,13 @@ impl<T: Float> Algorithm<T> for AdamaxConfig {
     type State = AdamaxState<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
-        adam_like(<Self as Algorithm<T>>::NAME, self.lr, self.eps, self.betas, self.weight_decay)
+        adam_like(
+            <Self as Algorithm<T>>::NAME,
+            self.lr,
+            self.eps,
+            self.betas,
+            self.weight_decay,
+        )
     }
 
     fn defaults(&self) -> Dict {
@@ -111,11 +132,15 @@ impl<T: Float> Algorithm<T> for AdamaxConfig {
     }
 
     fn init_state(&self, _h: &AdamaxHyper, n: usize) -> AdamaxState<T> {
-        AdamaxState { step: T::zero(), exp_avg: vec![T::zero(); n], exp_inf: vec![T::zero(); n] }
+        AdamaxState {
+            step: T::zero(),
+            exp_avg: vec![T::zero(); n],
+            exp_inf: vec![T::zero(); n],
+        }
     }
 
     fn update(&self, h: &AdamaxHyper, st: &mut AdamaxState<T>, p: &mut [T], g: &[T]) {
-        st.step = st.step + T::one();
+        st.step += T::one();
         let t = wide(st.step);
         let (b1, b2) = h.betas;
         let clr = h.lr / (1.0 - b1.powf(t));
@@ -126,7 +151,12 @@ impl<T: Float> Algorithm<T> for AdamaxConfig {
             eps: f(h.eps),
             neg_clr: f(-clr),
         };
-        launch(&k, Lanes::new(p, g).with(0, &mut st.exp_avg).with(1, &mut st.exp_inf));
+        launch(
+            &k,
+            Lanes::new(p, g)
+                .with(0, &mut st.exp_avg)
+                .with(1, &mut st.exp_inf),
+        );
     }
 
     fn save_state(&self, st: &AdamaxState<T>, shape: &[usize]) -> ParamState {
@@ -138,7 +168,11 @@ impl<T: Float> Algorithm<T> for AdamaxConfig {
     }
 
     fn load_state(&self, r: &StateReader<'_>) -> Result<AdamaxState<T>, OptimError> {
-        Ok(AdamaxState { step: r.scalar("step")?, exp_avg: r.tensor("exp_avg")?, exp_inf: r.tensor("exp_inf")? })
+        Ok(AdamaxState {
+            step: r.scalar("step")?,
+            exp_avg: r.tensor("exp_avg")?,
+            exp_inf: r.tensor("exp_inf")?,
+        })
     }
 }
 
@@ -158,7 +192,7 @@ impl<T: Float> Kernel<T> for AdamaxKernel<T> {
             let g = self.prep.apply(g, *p);
             *m = self.lerp.apply(*m, g);
             *u = maximum(*u * self.beta2, g.abs() + self.eps);
-            *p = *p + (self.neg_clr * *m) / *u;
+            *p += (self.neg_clr * *m) / *u;
         }
     }
 }

@@ -3,7 +3,10 @@
 use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
-use crate::adam::{adam_check, adam_init, adam_load, adam_save, adam_update, AdamConfig, AdamHyper, AdamState, ADAM_KWARGS};
+use crate::adam::{
+    adam_check, adam_init, adam_load, adam_save, adam_update, AdamConfig, AdamHyper, AdamState,
+    ADAM_KWARGS,
+};
 use crate::engine::{elementwise_optimizer, Algorithm};
 use crate::kwargs::Kwargs;
 use crate::param_group::GroupReader;
@@ -47,7 +50,11 @@ impl Default for AdamWConfig {
 
 impl AdamWConfig {
     pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        let accepted: Vec<&str> = ADAM_KWARGS.iter().copied().filter(|k| *k != "decoupled_weight_decay").collect();
+        let accepted: Vec<&str> = ADAM_KWARGS
+            .iter()
+            .copied()
+            .filter(|k| *k != "decoupled_weight_decay")
+            .collect();
         kw.check_known(&accepted)?;
         let a = AdamConfig::read(kw)?;
         Ok(Self {
@@ -91,7 +98,13 @@ impl<T: Float> Algorithm<T> for AdamWConfig {
     type State = AdamState<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
-        adam_like(<Self as Algorithm<T>>::NAME, self.lr, self.eps, self.betas, self.weight_decay)
+        adam_like(
+            <Self as Algorithm<T>>::NAME,
+            self.lr,
+            self.eps,
+            self.betas,
+            self.weight_decay,
+        )
     }
     fn defaults(&self) -> Dict {
         self.as_adam().defaults_with(None)
@@ -102,7 +115,12 @@ impl<T: Float> Algorithm<T> for AdamWConfig {
     fn init_state(&self, h: &AdamHyper, n: usize) -> AdamState<T> {
         adam_init(h, n)
     }
-    fn check_state(&self, h: &AdamHyper, st: &AdamState<T>, param: usize) -> Result<(), OptimError> {
+    fn check_state(
+        &self,
+        h: &AdamHyper,
+        st: &AdamState<T>,
+        param: usize,
+    ) -> Result<(), OptimError> {
         adam_check(h, st, param)
     }
     fn update(&self, h: &AdamHyper, st: &mut AdamState<T>, p: &mut [T], g: &[T]) {
@@ -131,7 +149,13 @@ mod tests {
         let mut sd: OptimizerStateDict = opt.state_dict();
         sd.param_groups[0].insert("decoupled_weight_decay", false);
         opt.load_state_dict(&sd).unwrap();
-        assert_eq!(opt.state_dict().param_groups[0].get("decoupled_weight_decay"), Some(&Value::Bool(true)));
-        assert_eq!(opt.state_dict().param_groups[0].get("weight_decay"), Some(&Value::Float(0.01)));
+        assert_eq!(
+            opt.state_dict().param_groups[0].get("decoupled_weight_decay"),
+            Some(&Value::Bool(true))
+        );
+        assert_eq!(
+            opt.state_dict().param_groups[0].get("weight_decay"),
+            Some(&Value::Float(0.01))
+        );
     }
 }

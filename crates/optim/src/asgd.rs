@@ -32,13 +32,30 @@ pub struct AsgdConfig {
 
 impl Default for AsgdConfig {
     fn default() -> Self {
-        Self { lr: 1e-2, lambd: 1e-4, alpha: 0.75, t0: 1e6, weight_decay: 0.0, foreach: None, maximize: false }
+        Self {
+            lr: 1e-2,
+            lambd: 1e-4,
+            alpha: 0.75,
+            t0: 1e6,
+            weight_decay: 0.0,
+            foreach: None,
+            maximize: false,
+        }
     }
 }
 
 impl AsgdConfig {
     pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        kw.check_known(&["lr", "lambd", "alpha", "t0", "weight_decay", "maximize", "differentiable", "capturable"])?;
+        kw.check_known(&[
+            "lr",
+            "lambd",
+            "alpha",
+            "t0",
+            "weight_decay",
+            "maximize",
+            "differentiable",
+            "capturable",
+        ])?;
         kw.unsupported_flag("capturable", SINGLE_TENSOR_ONLY)?;
         kw.unsupported_flag("differentiable", SINGLE_TENSOR_ONLY)?;
         let d = Self::default();
@@ -123,17 +140,25 @@ impl<T: Float> Algorithm<T> for AsgdConfig {
     }
 
     fn init_state(&self, h: &AsgdHyper, n: usize) -> AsgdState<T> {
-        AsgdState { step: T::zero(), eta: f(h.lr), mu: T::one(), ax: vec![T::zero(); n] }
+        AsgdState {
+            step: T::zero(),
+            eta: f(h.lr),
+            mu: T::one(),
+            ax: vec![T::zero(); n],
+        }
     }
 
     fn update(&self, h: &AsgdHyper, st: &mut AsgdState<T>, p: &mut [T], g: &[T]) {
-        st.step = st.step + T::one();
+        st.step += T::one();
         let eta = wide(st.eta);
+        // PyTorch's exact test `mu.item() != 1`: averaging starts once mu leaves 1.
+        #[allow(clippy::float_cmp)]
+        let averaging = wide(st.mu) != 1.0;
         let k = AsgdKernel {
             prep: GradPrep::new(h.maximize, h.weight_decay),
             decay: f(1.0 - h.lambd * eta),
             neg_eta: f(-eta),
-            mu: (wide(st.mu) != 1.0).then_some(st.mu),
+            mu: averaging.then_some(st.mu),
         };
         launch(&k, Lanes::new(p, g).with(0, &mut st.ax));
         let t = wide(st.step);
@@ -152,7 +177,12 @@ impl<T: Float> Algorithm<T> for AsgdConfig {
     }
 
     fn load_state(&self, r: &StateReader<'_>) -> Result<AsgdState<T>, OptimError> {
-        Ok(AsgdState { step: r.scalar("step")?, eta: r.scalar("eta")?, mu: r.scalar("mu")?, ax: r.tensor("ax")? })
+        Ok(AsgdState {
+            step: r.scalar("step")?,
+            eta: r.scalar("eta")?,
+            mu: r.scalar("mu")?,
+            ax: r.tensor("ax")?,
+        })
     }
 }
 
@@ -170,7 +200,7 @@ impl<T: Float> Kernel<T> for AsgdKernel<T> {
         let [ax, _, _] = l.s;
         for ((p, &g), ax) in l.p.iter_mut().zip(l.g).zip(ax.iter_mut()) {
             let g = self.prep.apply(g, *p);
-            *p = *p * self.decay;
+            *p *= self.decay;
             *p = fma(self.neg_eta, g, *p);
             *ax = match self.mu {
                 Some(mu) => *ax + (*p - *ax) * mu,

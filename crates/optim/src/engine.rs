@@ -9,7 +9,9 @@ use crate::state::{ParamState, StateReader};
 use crate::{OptimError, OptimizerStateDict, ParamGroup};
 
 /// One elementwise algorithm (its config struct implements this).
-pub(crate) trait Algorithm<T: Float>: Clone + std::fmt::Debug + Send + Sync + 'static {
+pub(crate) trait Algorithm<T: Float>:
+    Clone + std::fmt::Debug + Send + Sync + 'static
+{
     /// PyTorch's class name.
     const NAME: &'static str;
     /// A group's hyperparameters, parsed once per step.
@@ -34,7 +36,12 @@ pub(crate) trait Algorithm<T: Float>: Clone + std::fmt::Debug + Send + Sync + 's
     /// Fresh state for a parameter with `numel` elements.
     fn init_state(&self, hyper: &Self::Hyper, numel: usize) -> Self::State;
     /// Checks, before anything changes, that `state` can be stepped under `hyper`.
-    fn check_state(&self, _hyper: &Self::Hyper, _state: &Self::State, _param: usize) -> Result<(), OptimError> {
+    fn check_state(
+        &self,
+        _hyper: &Self::Hyper,
+        _state: &Self::State,
+        _param: usize,
+    ) -> Result<(), OptimError> {
         Ok(())
     }
     /// The update of one parameter (its step counter included).
@@ -63,7 +70,11 @@ pub(crate) struct Engine<T: Float, A: Algorithm<T>> {
 }
 
 impl<T: Float, A: Algorithm<T>> Engine<T, A> {
-    pub(crate) fn new(groups: Vec<ParamGroup<T>>, config: A, overrides: Option<&Dict>) -> Result<Self, OptimError> {
+    pub(crate) fn new(
+        groups: Vec<ParamGroup<T>>,
+        config: A,
+        overrides: Option<&Dict>,
+    ) -> Result<Self, OptimError> {
         config.validate()?;
         let mut defaults = config.defaults();
         if let Some(o) = overrides {
@@ -91,7 +102,13 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
 
     fn init_all(&mut self) -> Result<(), OptimError> {
         let mut id = 0;
-        for (gi, (ps, d)) in self.groups.params.iter().zip(&self.groups.options).enumerate() {
+        for (gi, (ps, d)) in self
+            .groups
+            .params
+            .iter()
+            .zip(&self.groups.options)
+            .enumerate()
+        {
             let h = self.config.hyper(&GroupReader { dict: d, group: gi })?;
             for p in ps {
                 if self.states[id].is_none() {
@@ -117,7 +134,11 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
                 if let Some(g) = p.grad().as_ref() {
                     let shape = p.shape();
                     if g.shape() != shape.as_slice() {
-                        return Err(OptimError::GradShapeMismatch { param: id, expected: shape, got: g.shape().to_vec() });
+                        return Err(OptimError::GradShapeMismatch {
+                            param: id,
+                            expected: shape,
+                            got: g.shape().to_vec(),
+                        });
                     }
                     if let Some(st) = &self.states[id] {
                         self.config.check_state(h, st, id)?;
@@ -149,7 +170,8 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
                         if self.states[id].is_none() {
                             self.order.push(id);
                         }
-                        let st = self.states[id].get_or_insert_with(|| self.config.init_state(h, pd.len()));
+                        let st = self.states[id]
+                            .get_or_insert_with(|| self.config.init_state(h, pd.len()));
                         self.config.update(h, st, pd, g);
                     } else {
                         let mut scratch = A::State::default();
@@ -190,7 +212,10 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
                 Some((id, self.config.save_state(st, &params[id].shape())))
             })
             .collect();
-        OptimizerStateDict { state, param_groups: self.groups.state_dict_groups() }
+        OptimizerStateDict {
+            state,
+            param_groups: self.groups.state_dict_groups(),
+        }
     }
 
     pub(crate) fn load_state_dict(&mut self, sd: &OptimizerStateDict) -> Result<(), OptimError> {
@@ -205,7 +230,11 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
                 .map(|&(_, k)| k)
                 .ok_or(OptimError::UnknownStateId { param: *saved_id })?;
             let shape = params[id].shape();
-            let st = self.config.load_state(&StateReader { state: ps, shape: &shape, param: *saved_id })?;
+            let st = self.config.load_state(&StateReader {
+                state: ps,
+                shape: &shape,
+                param: *saved_id,
+            })?;
             if states[id].is_none() {
                 order.push(id);
             }
@@ -235,7 +264,12 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
         self.groups.get(group, key)
     }
 
-    pub(crate) fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+    pub(crate) fn set(
+        &mut self,
+        group: usize,
+        key: &str,
+        value: Value,
+    ) -> Result<(), ParamGroupError> {
         self.groups.set(group, key, value)
     }
 }
@@ -243,7 +277,10 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
 /// Builds a parameter tensor's shape-agnostic view for tests and docs.
 #[cfg(test)]
 pub(crate) fn param<T: Float>(data: &[T]) -> Tensor<T> {
-    Tensor::parameter(ndarray::ArrayD::from_shape_vec(vec![data.len()], data.to_vec()).unwrap_or_else(|_| ndarray::ArrayD::zeros(vec![0])))
+    Tensor::parameter(
+        ndarray::ArrayD::from_shape_vec(vec![data.len()], data.to_vec())
+            .unwrap_or_else(|_| ndarray::ArrayD::zeros(vec![0])),
+    )
 }
 
 /// Declares the public optimizer type `$name` over `Engine<T, $config>`, with its

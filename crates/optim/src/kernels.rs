@@ -31,7 +31,11 @@ pub(crate) struct Lanes<'a, T> {
 
 impl<'a, T> Lanes<'a, T> {
     pub(crate) fn new(p: &'a mut [T], g: &'a [T]) -> Self {
-        Self { p, g, s: [&mut [], &mut [], &mut []] }
+        Self {
+            p,
+            g,
+            s: [&mut [], &mut [], &mut []],
+        }
     }
 
     pub(crate) fn with(mut self, slot: usize, buf: &'a mut [T]) -> Self {
@@ -50,7 +54,18 @@ impl<'a, T> Lanes<'a, T> {
         let (a0, a1) = split_state(a, mid);
         let (b0, b1) = split_state(b, mid);
         let (c0, c1) = split_state(c, mid);
-        (Lanes { p: p0, g: g0, s: [a0, b0, c0] }, Lanes { p: p1, g: g1, s: [a1, b1, c1] })
+        (
+            Lanes {
+                p: p0,
+                g: g0,
+                s: [a0, b0, c0],
+            },
+            Lanes {
+                p: p1,
+                g: g1,
+                s: [a1, b1, c1],
+            },
+        )
     }
 }
 
@@ -96,7 +111,8 @@ fn cores() -> usize {
 fn run_one<T: Float, K: Kernel<T>>(kernel: &K, lanes: Lanes<'_, T>) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2") {
+        if std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2")
+        {
             // SAFETY: the CPU supports the features `run_fma` is compiled for.
             unsafe { run_fma(kernel, lanes) };
             return;
@@ -157,7 +173,11 @@ pub(crate) struct Lerp<T> {
 impl<T: Float> Lerp<T> {
     pub(crate) fn new(weight: f64) -> Self {
         let w: T = f(weight);
-        Self { w, w_minus_1: w - T::one(), high: w.abs() >= f(0.5) }
+        Self {
+            w,
+            w_minus_1: w - T::one(),
+            high: w.abs() >= f(0.5),
+        }
     }
 
     #[inline(always)]
@@ -193,7 +213,10 @@ pub(crate) struct GradPrep<T> {
 
 impl<T: Float> GradPrep<T> {
     pub(crate) fn new(maximize: bool, weight_decay: f64) -> Self {
-        Self { maximize, l2: (weight_decay != 0.0).then(|| f(weight_decay)) }
+        Self {
+            maximize,
+            l2: (weight_decay != 0.0).then(|| f(weight_decay)),
+        }
     }
 
     #[inline(always)]
@@ -230,9 +253,16 @@ mod tests {
         let orig: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
         let mut p = orig.clone();
         let mut s = vec![0.0f32; n];
-        let want: Vec<f32> = orig.iter().zip(&g).map(|(&p, &g)| 0.1f32.mul_add(g, p)).collect();
+        let want: Vec<f32> = orig
+            .iter()
+            .zip(&g)
+            .map(|(&p, &g)| 0.1f32.mul_add(g, p))
+            .collect();
         // The check is meaningful only if fusing changes some of these elements.
-        let unfused = orig.iter().zip(&g).filter(|(&p, &g)| (0.1f32 * g + p).to_bits() != 0.1f32.mul_add(g, p).to_bits());
+        let unfused = orig
+            .iter()
+            .zip(&g)
+            .filter(|(&p, &g)| (0.1f32 * g + p).to_bits() != 0.1f32.mul_add(g, p).to_bits());
         assert!(unfused.count() > 0);
         launch(&Axpy(0.1), Lanes::new(&mut p, &g).with(0, &mut s));
         assert!(p.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
@@ -242,9 +272,15 @@ mod tests {
     #[test]
     fn lerp_uses_pytorchs_two_branches() {
         let lo = Lerp::<f32>::new(0.1);
-        assert_eq!(lo.apply(1.0, 3.0).to_bits(), 0.1f32.mul_add(2.0, 1.0).to_bits());
+        assert_eq!(
+            lo.apply(1.0, 3.0).to_bits(),
+            0.1f32.mul_add(2.0, 1.0).to_bits()
+        );
         let hi = Lerp::<f32>::new(0.9);
-        assert_eq!(hi.apply(1.0, 3.0).to_bits(), (0.9f32 - 1.0).mul_add(2.0, 3.0).to_bits());
+        assert_eq!(
+            hi.apply(1.0, 3.0).to_bits(),
+            (0.9f32 - 1.0).mul_add(2.0, 3.0).to_bits()
+        );
         assert!(maximum(f32::NAN, 1.0).is_nan());
         assert!(maximum(1.0, f32::NAN).is_nan());
         assert_eq!(maximum(1.0f32, 2.0).to_bits(), 2.0f32.to_bits());

@@ -24,7 +24,11 @@ pub(crate) fn json_to_value(key: &str, v: &Json) -> Value {
                 Value::List(items)
             }
         }
-        Json::Object(m) => Value::Dict(m.iter().map(|(k, v)| (k.clone(), json_to_value(k, v))).collect()),
+        Json::Object(m) => Value::Dict(
+            m.iter()
+                .map(|(k, v)| (k.clone(), json_to_value(k, v)))
+                .collect(),
+        ),
     }
 }
 
@@ -51,7 +55,12 @@ impl<'a> Kwargs<'a> {
     }
 
     fn wrong(&self, key: &str, expected: &'static str, v: &Json) -> OptimError {
-        OptimError::WrongArgumentType { optimizer: self.optimizer, name: key.into(), expected, found: json_type(v) }
+        OptimError::WrongArgumentType {
+            optimizer: self.optimizer,
+            name: key.into(),
+            expected,
+            found: json_type(v),
+        }
     }
 
     /// Errs on any key outside `accepted` (`foreach` is always accepted: it only names a
@@ -88,7 +97,10 @@ impl<'a> Kwargs<'a> {
     pub(crate) fn opt_i64(&self, key: &str) -> Result<Option<i64>, OptimError> {
         match self.map.get(key) {
             None | Some(Json::Null) => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| self.wrong(key, "an integer or null", v)),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| self.wrong(key, "an integer or null", v)),
         }
     }
 
@@ -99,11 +111,18 @@ impl<'a> Kwargs<'a> {
         }
     }
 
-    pub(crate) fn opt_bool(&self, key: &str, default: Option<bool>) -> Result<Option<bool>, OptimError> {
+    pub(crate) fn opt_bool(
+        &self,
+        key: &str,
+        default: Option<bool>,
+    ) -> Result<Option<bool>, OptimError> {
         match self.map.get(key) {
             None => Ok(default),
             Some(Json::Null) => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.wrong(key, "a bool or null", v)),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.wrong(key, "a bool or null", v)),
         }
     }
 
@@ -129,7 +148,11 @@ impl<'a> Kwargs<'a> {
     }
 
     /// PyTorch's Adam checks that both betas are floats: JSON ints (`[0, 0.99]`) are refused.
-    pub(crate) fn float_pair(&self, key: &str, default: (f64, f64)) -> Result<(f64, f64), OptimError> {
+    pub(crate) fn float_pair(
+        &self,
+        key: &str,
+        default: (f64, f64),
+    ) -> Result<(f64, f64), OptimError> {
         if let Some(v @ Json::Array(items)) = self.map.get(key) {
             if items.iter().any(|x| x.is_i64() || x.is_u64()) {
                 return Err(OptimError::InvalidHyperparameter {
@@ -145,19 +168,28 @@ impl<'a> Kwargs<'a> {
 
     /// Accepts PyTorch's default for a code-path flag tempo does not implement
     /// (`capturable`, `differentiable`, `fused`), refuses `true`.
-    pub(crate) fn unsupported_flag(&self, key: &str, reason: &'static str) -> Result<(), OptimError> {
+    pub(crate) fn unsupported_flag(
+        &self,
+        key: &str,
+        reason: &'static str,
+    ) -> Result<(), OptimError> {
         match self.map.get(key) {
             None | Some(Json::Null) | Some(Json::Bool(false)) => Ok(()),
-            Some(Json::Bool(true)) => {
-                Err(OptimError::Unsupported { optimizer: self.optimizer, option: format!("{key}=True"), reason })
-            }
+            Some(Json::Bool(true)) => Err(OptimError::Unsupported {
+                optimizer: self.optimizer,
+                option: format!("{key}=True"),
+                reason,
+            }),
             Some(v) => Err(self.wrong(key, "a bool", v)),
         }
     }
 
     /// The kwargs as group values, for the defaults dict (keeps ints as ints).
     pub(crate) fn as_dict(&self) -> Dict {
-        self.map.iter().map(|(k, v)| (k.clone(), json_to_value(k, v))).collect()
+        self.map
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_value(k, v)))
+            .collect()
     }
 }
 

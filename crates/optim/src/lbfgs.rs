@@ -91,11 +91,17 @@ impl LbfgsConfig {
         [
             ("lr", py_num(self.lr, Some(1))),
             ("max_iter", Value::Int(self.max_iter)),
-            ("max_eval", Value::Int(self.max_eval.unwrap_or(self.max_iter * 5 / 4))),
+            (
+                "max_eval",
+                Value::Int(self.max_eval.unwrap_or(self.max_iter * 5 / 4)),
+            ),
             ("tolerance_grad", Value::Float(self.tolerance_grad)),
             ("tolerance_change", Value::Float(self.tolerance_change)),
             ("history_size", Value::Int(self.history_size)),
-            ("line_search_fn", self.line_search_fn.clone().map_or(Value::None, Value::Str)),
+            (
+                "line_search_fn",
+                self.line_search_fn.clone().map_or(Value::None, Value::Str),
+            ),
             ("maximize", Value::Bool(self.maximize)),
         ]
         .into_iter()
@@ -168,19 +174,35 @@ struct Num<T> {
 
 impl<T: Float> Num<T> {
     fn py(v: f64) -> Self {
-        Self { v, tensor: false, _t: PhantomData }
+        Self {
+            v,
+            tensor: false,
+            _t: PhantomData,
+        }
     }
     fn ten(v: T) -> Self {
-        Self { v: wide(v), tensor: true, _t: PhantomData }
+        Self {
+            v: wide(v),
+            tensor: true,
+            _t: PhantomData,
+        }
     }
     fn round(v: f64) -> f64 {
         wide(f::<T>(v))
     }
     fn bin(self, o: Self, op: impl Fn(f64, f64) -> f64) -> Self {
         if self.tensor || o.tensor {
-            let a = if self.tensor { self.v } else { Self::round(self.v) };
+            let a = if self.tensor {
+                self.v
+            } else {
+                Self::round(self.v)
+            };
             let b = if o.tensor { o.v } else { Self::round(o.v) };
-            Self { v: Self::round(op(a, b)), tensor: true, _t: PhantomData }
+            Self {
+                v: Self::round(op(a, b)),
+                tensor: true,
+                _t: PhantomData,
+            }
         } else {
             Self::py(op(self.v, o.v))
         }
@@ -199,7 +221,11 @@ impl<T: Float> Num<T> {
     }
     fn unary(self, op: impl Fn(f64) -> f64) -> Self {
         if self.tensor {
-            Self { v: Self::round(op(self.v)), tensor: true, _t: PhantomData }
+            Self {
+                v: Self::round(op(self.v)),
+                tensor: true,
+                _t: PhantomData,
+            }
         } else {
             Self::py(op(self.v))
         }
@@ -210,7 +236,11 @@ impl<T: Float> Num<T> {
     /// The comparison operands: rounded to `T` when either is a tensor.
     fn cmp_pair(self, o: Self) -> (f64, f64) {
         if self.tensor || o.tensor {
-            let a = if self.tensor { self.v } else { Self::round(self.v) };
+            let a = if self.tensor {
+                self.v
+            } else {
+                Self::round(self.v)
+            };
             let b = if o.tensor { o.v } else { Self::round(o.v) };
             (a, b)
         } else {
@@ -254,7 +284,13 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 }
 
 fn abs_max<T: Float>(a: &[T]) -> T {
-    a.iter().fold(T::zero(), |m, &x| if x.abs() > m || x.is_nan() { x.abs() } else { m })
+    a.iter().fold(T::zero(), |m, &x| {
+        if x.abs() > m || x.is_nan() {
+            x.abs()
+        } else {
+            m
+        }
+    })
 }
 
 /// `x.add_(y, alpha)`: `fma(F(alpha), y, x)`.
@@ -284,15 +320,26 @@ impl<T: Float> Lbfgs<T> {
     }
 
     /// The groups (exactly one is allowed, as in PyTorch).
-    pub fn with_groups(groups: Vec<ParamGroup<T>>, config: LbfgsConfig) -> Result<Self, OptimError> {
+    pub fn with_groups(
+        groups: Vec<ParamGroup<T>>,
+        config: LbfgsConfig,
+    ) -> Result<Self, OptimError> {
         Self::build(groups, config, None)
     }
 
-    pub(crate) fn from_spec(groups: Vec<ParamGroup<T>>, config: LbfgsConfig, kwargs: &Dict) -> Result<Self, OptimError> {
+    pub(crate) fn from_spec(
+        groups: Vec<ParamGroup<T>>,
+        config: LbfgsConfig,
+        kwargs: &Dict,
+    ) -> Result<Self, OptimError> {
         Self::build(groups, config, Some(kwargs))
     }
 
-    fn build(groups: Vec<ParamGroup<T>>, config: LbfgsConfig, overrides: Option<&Dict>) -> Result<Self, OptimError> {
+    fn build(
+        groups: Vec<ParamGroup<T>>,
+        config: LbfgsConfig,
+        overrides: Option<&Dict>,
+    ) -> Result<Self, OptimError> {
         config.validate()?;
         let mut defaults = config.defaults();
         if let Some(o) = overrides {
@@ -303,10 +350,18 @@ impl<T: Float> Lbfgs<T> {
             }
         }
         if groups.len() != 1 {
-            return Err(OptimError::SingleGroupOnly { optimizer: NAME, found: groups.len() });
+            return Err(OptimError::SingleGroupOnly {
+                optimizer: NAME,
+                found: groups.len(),
+            });
         }
         let groups = Groups::build(groups, &defaults)?;
-        Ok(Self { config, defaults, groups, state: None })
+        Ok(Self {
+            config,
+            defaults,
+            groups,
+            state: None,
+        })
     }
 
     /// The constructor's configuration.
@@ -315,7 +370,10 @@ impl<T: Float> Lbfgs<T> {
     }
 
     fn hyper(&self) -> Result<Hyper, OptimError> {
-        let g = GroupReader { dict: &self.groups.options[0], group: 0 };
+        let g = GroupReader {
+            dict: &self.groups.options[0],
+            group: 0,
+        };
         let strong_wolfe = match g.opt_str("line_search_fn")? {
             None => false,
             Some("strong_wolfe") => true,
@@ -372,7 +430,10 @@ impl<T: Float> Lbfgs<T> {
     }
 
     fn clone_param(&self) -> Vec<Vec<T>> {
-        self.groups.flat().map(|p| p.data().iter().copied().collect()).collect()
+        self.groups
+            .flat()
+            .map(|p| p.data().iter().copied().collect())
+            .collect()
     }
 
     fn set_param(&self, x: &[Vec<T>]) {
@@ -467,10 +528,16 @@ impl<T: Float> Lbfgs<T> {
                     HDiag::One => q,
                     HDiag::Tensor(hd) => q.iter().map(|&x| x * hd).collect(),
                 };
-                for i in 0..num_old {
-                    let be = dot(&st.old_dirs[i], &r) * st.ro[i];
-                    let a = al[i].unwrap_or_else(T::zero);
-                    axpy(&mut r, wide(a - be), &st.old_stps[i]);
+                for (((y, s), &ro), a) in st
+                    .old_dirs
+                    .iter()
+                    .zip(&st.old_stps)
+                    .zip(&st.ro)
+                    .zip(al.iter())
+                {
+                    let be = dot(y, &r) * ro;
+                    let a = a.unwrap_or_else(T::zero);
+                    axpy(&mut r, wide(a - be), s);
                 }
                 d = r;
             }
@@ -481,7 +548,9 @@ impl<T: Float> Lbfgs<T> {
             prev_loss = Some(loss);
             t = if st.n_iter == 1 {
                 let sum = flat_grad.iter().fold(T::zero(), |a, &g| a + g.abs());
-                Num::py(1.0).min(Num::py(1.0).div(Num::ten(sum))).mul(Num::py(h.lr))
+                Num::py(1.0)
+                    .min(Num::py(1.0).div(Num::ten(sum)))
+                    .mul(Num::py(h.lr))
             } else {
                 Num::py(h.lr)
             };
@@ -500,7 +569,8 @@ impl<T: Float> Lbfgs<T> {
                     self.set_param(&x_init);
                     Ok((l, g))
                 };
-                let (l, g, new_t, evals) = strong_wolfe(&mut obj, t, &d, loss, flat_grad, gtd, max_ls)?;
+                let (l, g, new_t, evals) =
+                    strong_wolfe(&mut obj, t, &d, loss, flat_grad, gtd, max_ls)?;
                 loss = l;
                 flat_grad = g;
                 t = new_t;
@@ -582,9 +652,15 @@ fn cubic_interpolate<T: Float>(
     if d2_square.ge(Num::py(0.0)) {
         let d2 = d2_square.unary(f64::sqrt);
         let min_pos = if x1.le(x2) {
-            x2.sub(x2.sub(x1).mul(g2.add(d2).sub(d1).div(g2.sub(g1).add(two.mul(d2)))))
+            x2.sub(
+                x2.sub(x1)
+                    .mul(g2.add(d2).sub(d1).div(g2.sub(g1).add(two.mul(d2)))),
+            )
         } else {
-            x1.sub(x1.sub(x2).mul(g1.add(d2).sub(d1).div(g1.sub(g2).add(two.mul(d2)))))
+            x1.sub(
+                x1.sub(x2)
+                    .mul(g1.add(d2).sub(d1).div(g1.sub(g2).add(two.mul(d2)))),
+            )
         };
         min_pos.max(xmin).min(xmax)
     } else {
@@ -647,7 +723,15 @@ fn strong_wolfe<T: Float>(
         let min_step = t.add(Num::py(0.01).mul(t.sub(t_prev)));
         let max_step = t.mul(Num::py(10.0));
         let tmp = t;
-        t = cubic_interpolate(t_prev, Num::py(f_prev), gtd_prev, t, Num::py(f_new), gtd_new, Some((min_step, max_step)));
+        t = cubic_interpolate(
+            t_prev,
+            Num::py(f_prev),
+            gtd_prev,
+            t,
+            Num::py(f_new),
+            gtd_new,
+            Some((min_step, max_step)),
+        );
         t_prev = tmp;
         f_prev = f_new;
         g_prev = g_new.clone();
@@ -663,9 +747,19 @@ fn strong_wolfe<T: Float>(
         bracket_g = vec![g, g_new.clone()];
     }
     let mut insuf_progress = false;
-    let (mut low_pos, mut high_pos) = if bracket_f[0] <= *bracket_f.last().unwrap_or(&bracket_f[0]) { (0, 1) } else { (1, 0) };
+    let (mut low_pos, mut high_pos) = if bracket_f[0] <= *bracket_f.last().unwrap_or(&bracket_f[0])
+    {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
     while !done && ls_iter < max_ls && bracket.len() == 2 && bracket_gtd.len() == 2 {
-        if bracket[1].sub(bracket[0]).abs().mul(d_norm).lt(tolerance_change) {
+        if bracket[1]
+            .sub(bracket[0])
+            .abs()
+            .mul(d_norm)
+            .lt(tolerance_change)
+        {
             break;
         }
         t = cubic_interpolate(
@@ -682,7 +776,11 @@ fn strong_wolfe<T: Float>(
         let eps = Num::py(0.1).mul(bmax.sub(bmin));
         if bmax.sub(t).min(t.sub(bmin)).lt(eps) {
             if insuf_progress || t.ge(bmax) || t.le(bmin) {
-                t = if t.sub(bmax).abs().lt(t.sub(bmin).abs()) { bmax.sub(eps) } else { bmin.add(eps) };
+                t = if t.sub(bmax).abs().lt(t.sub(bmin).abs()) {
+                    bmax.sub(eps)
+                } else {
+                    bmin.add(eps)
+                };
                 insuf_progress = false;
             } else {
                 insuf_progress = true;
@@ -699,11 +797,18 @@ fn strong_wolfe<T: Float>(
             bracket_f[high_pos] = f_new;
             bracket_g[high_pos] = g_new.clone();
             bracket_gtd[high_pos] = gtd_new;
-            (low_pos, high_pos) = if bracket_f[0] <= bracket_f[1] { (0, 1) } else { (1, 0) };
+            (low_pos, high_pos) = if bracket_f[0] <= bracket_f[1] {
+                (0, 1)
+            } else {
+                (1, 0)
+            };
         } else {
             if gtd_new.abs().le(Num::py(-c2.v).mul(gtd)) {
                 done = true;
-            } else if gtd_new.mul(bracket[high_pos].sub(bracket[low_pos])).ge(Num::py(0.0)) {
+            } else if gtd_new
+                .mul(bracket[high_pos].sub(bracket[low_pos]))
+                .ge(Num::py(0.0))
+            {
                 bracket[high_pos] = bracket[low_pos];
                 bracket_f[high_pos] = bracket_f[low_pos];
                 bracket_g[high_pos] = bracket_g[low_pos].clone();
@@ -716,7 +821,12 @@ fn strong_wolfe<T: Float>(
         }
     }
     let low_pos = low_pos.min(bracket.len() - 1);
-    Ok((bracket_f[low_pos], std::mem::take(&mut bracket_g[low_pos]), bracket[low_pos], ls_func_evals))
+    Ok((
+        bracket_f[low_pos],
+        std::mem::take(&mut bracket_g[low_pos]),
+        bracket[low_pos],
+        ls_func_evals,
+    ))
 }
 
 impl<T: Float> OptimizerParamGroups for Lbfgs<T> {
@@ -762,7 +872,10 @@ impl<T: Float> Optimizer<T> for Lbfgs<T> {
     }
 
     fn add_param_group(&mut self, _group: ParamGroup<T>) -> Result<(), OptimError> {
-        Err(OptimError::SingleGroupOnly { optimizer: NAME, found: self.groups.len() + 1 })
+        Err(OptimError::SingleGroupOnly {
+            optimizer: NAME,
+            found: self.groups.len() + 1,
+        })
     }
 
     fn state_dict(&self) -> OptimizerStateDict {
@@ -784,13 +897,18 @@ impl<T: Float> Optimizer<T> for Lbfgs<T> {
                     "t" => st.t.map_or(StateValue::None, StateValue::Float),
                     "old_dirs" => StateValue::List(st.old_dirs.iter().map(|v| tensor(v)).collect()),
                     "old_stps" => StateValue::List(st.old_stps.iter().map(|v| tensor(v)).collect()),
-                    "ro" => StateValue::List(st.ro.iter().map(|&v| StateValue::scalar(v)).collect()),
+                    "ro" => {
+                        StateValue::List(st.ro.iter().map(|&v| StateValue::scalar(v)).collect())
+                    }
                     "H_diag" => match st.h_diag {
                         Some(HDiag::Tensor(v)) => StateValue::scalar(v),
                         Some(HDiag::One) => StateValue::Int(1),
                         None => StateValue::None,
                     },
-                    "prev_flat_grad" => st.prev_flat_grad.as_deref().map_or(StateValue::None, tensor),
+                    "prev_flat_grad" => st
+                        .prev_flat_grad
+                        .as_deref()
+                        .map_or(StateValue::None, tensor),
                     "prev_loss" => st.prev_loss.map_or(StateValue::None, StateValue::Float),
                     _ => StateValue::None,
                 };
@@ -798,7 +916,10 @@ impl<T: Float> Optimizer<T> for Lbfgs<T> {
             }
             state.push((0, ps));
         }
-        OptimizerStateDict { state, param_groups: self.groups.state_dict_groups() }
+        OptimizerStateDict {
+            state,
+            param_groups: self.groups.state_dict_groups(),
+        }
     }
 
     fn load_state_dict(&mut self, sd: &OptimizerStateDict) -> Result<(), OptimError> {
@@ -826,7 +947,11 @@ impl<T: Float> Optimizer<T> for Lbfgs<T> {
     }
 }
 
-fn load_lbfgs_state<T: Float>(ps: &ParamState, param: usize, numel: usize) -> Result<LbfgsState<T>, OptimError> {
+fn load_lbfgs_state<T: Float>(
+    ps: &ParamState,
+    param: usize,
+    numel: usize,
+) -> Result<LbfgsState<T>, OptimError> {
     let wrong = |key: &str, expected: &'static str, v: &StateValue| OptimError::WrongStateType {
         param,
         key: key.into(),
@@ -846,7 +971,9 @@ fn load_lbfgs_state<T: Float>(ps: &ParamState, param: usize, numel: usize) -> Re
         Ok(tensor_to_vec(t))
     };
     let scalar = |key: &str, v: &StateValue| -> Result<T, OptimError> {
-        v.as_f64().map(f::<T>).ok_or_else(|| wrong(key, "a number or a 0-d tensor", v))
+        v.as_f64()
+            .map(f::<T>)
+            .ok_or_else(|| wrong(key, "a number or a 0-d tensor", v))
     };
     let list = |key: &str, v: &StateValue| -> Result<Vec<StateValue>, OptimError> {
         match v {
@@ -869,13 +996,23 @@ fn load_lbfgs_state<T: Float>(ps: &ParamState, param: usize, numel: usize) -> Re
                 st.al = Some(
                     list(k, v)?
                         .iter()
-                        .map(|x| if matches!(x, StateValue::None) { Ok(None) } else { scalar(k, x).map(Some) })
+                        .map(|x| {
+                            if matches!(x, StateValue::None) {
+                                Ok(None)
+                            } else {
+                                scalar(k, x).map(Some)
+                            }
+                        })
                         .collect::<Result<_, _>>()?,
                 );
                 "al"
             }
             "d" => {
-                st.d = if matches!(v, StateValue::None) { None } else { Some(flat(k, v)?) };
+                st.d = if matches!(v, StateValue::None) {
+                    None
+                } else {
+                    Some(flat(k, v)?)
+                };
                 "d"
             }
             "t" => {
@@ -883,15 +1020,24 @@ fn load_lbfgs_state<T: Float>(ps: &ParamState, param: usize, numel: usize) -> Re
                 "t"
             }
             "old_dirs" => {
-                st.old_dirs = list(k, v)?.iter().map(|x| flat(k, x)).collect::<Result<_, _>>()?;
+                st.old_dirs = list(k, v)?
+                    .iter()
+                    .map(|x| flat(k, x))
+                    .collect::<Result<_, _>>()?;
                 "old_dirs"
             }
             "old_stps" => {
-                st.old_stps = list(k, v)?.iter().map(|x| flat(k, x)).collect::<Result<_, _>>()?;
+                st.old_stps = list(k, v)?
+                    .iter()
+                    .map(|x| flat(k, x))
+                    .collect::<Result<_, _>>()?;
                 "old_stps"
             }
             "ro" => {
-                st.ro = list(k, v)?.iter().map(|x| scalar(k, x)).collect::<Result<_, _>>()?;
+                st.ro = list(k, v)?
+                    .iter()
+                    .map(|x| scalar(k, x))
+                    .collect::<Result<_, _>>()?;
                 "ro"
             }
             "H_diag" => {
@@ -903,7 +1049,11 @@ fn load_lbfgs_state<T: Float>(ps: &ParamState, param: usize, numel: usize) -> Re
                 "H_diag"
             }
             "prev_flat_grad" => {
-                st.prev_flat_grad = if matches!(v, StateValue::None) { None } else { Some(flat(k, v)?) };
+                st.prev_flat_grad = if matches!(v, StateValue::None) {
+                    None
+                } else {
+                    Some(flat(k, v)?)
+                };
                 "prev_flat_grad"
             }
             "prev_loss" => {

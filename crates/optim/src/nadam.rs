@@ -123,7 +123,10 @@ impl<T: Float> Algorithm<T> for NAdamConfig {
             ("eps", Value::Float(self.eps)),
             ("weight_decay", py_num(self.weight_decay, Some(0))),
             ("momentum_decay", Value::Float(self.momentum_decay)),
-            ("decoupled_weight_decay", Value::Bool(self.decoupled_weight_decay)),
+            (
+                "decoupled_weight_decay",
+                Value::Bool(self.decoupled_weight_decay),
+            ),
             ("maximize", Value::Bool(self.maximize)),
             ("foreach", py_opt_bool(self.foreach)),
             ("capturable", Value::Bool(false)),
@@ -146,22 +149,30 @@ impl<T: Float> Algorithm<T> for NAdamConfig {
     }
 
     fn init_state(&self, _h: &NAdamHyper, n: usize) -> NAdamState<T> {
-        NAdamState { step: T::zero(), mu_product: T::one(), exp_avg: vec![T::zero(); n], exp_avg_sq: vec![T::zero(); n] }
+        NAdamState {
+            step: T::zero(),
+            mu_product: T::one(),
+            exp_avg: vec![T::zero(); n],
+            exp_avg_sq: vec![T::zero(); n],
+        }
     }
 
     fn update(&self, h: &NAdamHyper, st: &mut NAdamState<T>, p: &mut [T], g: &[T]) {
-        st.step = st.step + T::one();
+        st.step += T::one();
         let t = wide(st.step);
         let (b1, b2) = h.betas;
         let bc2 = 1.0 - b2.powf(t);
         let (prep, decay) = if h.weight_decay != 0.0 && h.decoupled {
-            (GradPrep::new(h.maximize, 0.0), Some(f(1.0 - h.lr * h.weight_decay)))
+            (
+                GradPrep::new(h.maximize, 0.0),
+                Some(f(1.0 - h.lr * h.weight_decay)),
+            )
         } else {
             (GradPrep::new(h.maximize, h.weight_decay), None)
         };
         let mu = b1 * (1.0 - 0.5 * 0.96f64.powf(t * h.momentum_decay));
         let mu_next = b1 * (1.0 - 0.5 * 0.96f64.powf((t + 1.0) * h.momentum_decay));
-        st.mu_product = st.mu_product * f(mu);
+        st.mu_product *= f(mu);
         let mp = wide(st.mu_product);
         let mp_next = mp * mu_next;
         let k = NAdamKernel {
@@ -175,7 +186,12 @@ impl<T: Float> Algorithm<T> for NAdamConfig {
             c_grad: f((-h.lr * (1.0 - mu)) / (1.0 - mp)),
             c_avg: f((-h.lr * mu_next) / (1.0 - mp_next)),
         };
-        launch(&k, Lanes::new(p, g).with(0, &mut st.exp_avg).with(1, &mut st.exp_avg_sq));
+        launch(
+            &k,
+            Lanes::new(p, g)
+                .with(0, &mut st.exp_avg)
+                .with(1, &mut st.exp_avg_sq),
+        );
     }
 
     fn save_state(&self, st: &NAdamState<T>, shape: &[usize]) -> ParamState {
@@ -216,13 +232,13 @@ impl<T: Float> Kernel<T> for NAdamKernel<T> {
         for ((p, &g), (m, v)) in l.p.iter_mut().zip(l.g).zip(m.iter_mut().zip(v.iter_mut())) {
             let g = self.prep.apply(g, *p);
             if let Some(d) = self.decay {
-                *p = *p * d;
+                *p *= d;
             }
             *m = self.lerp.apply(*m, g);
             *v = fma(self.one_minus_beta2 * g, g, *v * self.beta2);
             let denom = (*v / self.bc2).sqrt() + self.eps;
-            *p = *p + (self.c_grad * g) / denom;
-            *p = *p + (self.c_avg * *m) / denom;
+            *p += (self.c_grad * g) / denom;
+            *p += (self.c_avg * *m) / denom;
         }
     }
 }

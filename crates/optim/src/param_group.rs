@@ -20,7 +20,10 @@ pub struct ParamGroup<T: Float> {
 impl<T: Float> ParamGroup<T> {
     /// A group with no overrides.
     pub fn new(params: Vec<Tensor<T>>) -> Self {
-        Self { params, options: Dict::new() }
+        Self {
+            params,
+            options: Dict::new(),
+        }
     }
 
     /// Adds an override (builder style).
@@ -43,7 +46,10 @@ impl<T: Float> Groups<T> {
         if groups.iter().all(|g| g.params.is_empty()) && groups.len() <= 1 {
             return Err(OptimError::EmptyParameters);
         }
-        let mut out = Self { params: Vec::new(), options: Vec::new() };
+        let mut out = Self {
+            params: Vec::new(),
+            options: Vec::new(),
+        };
         for g in groups {
             out.add(g, defaults)?;
         }
@@ -56,10 +62,21 @@ impl<T: Float> Groups<T> {
         let new_index = self.params.len();
         for (i, p) in group.params.iter().enumerate() {
             if let Some(j) = group.params[..i].iter().position(|q| q.ptr_eq(p)) {
-                return Err(OptimError::DuplicateParam { group: new_index, first: j, second: i });
+                return Err(OptimError::DuplicateParam {
+                    group: new_index,
+                    first: j,
+                    second: i,
+                });
             }
-            if let Some(other) = self.params.iter().position(|ps| ps.iter().any(|q| q.ptr_eq(p))) {
-                return Err(OptimError::ParamInTwoGroups { group: new_index, other });
+            if let Some(other) = self
+                .params
+                .iter()
+                .position(|ps| ps.iter().any(|q| q.ptr_eq(p)))
+            {
+                return Err(OptimError::ParamInTwoGroups {
+                    group: new_index,
+                    other,
+                });
             }
         }
         let mut options = Dict::new();
@@ -109,7 +126,10 @@ impl<T: Float> Groups<T> {
     /// returns, for every saved id, the flat index of the parameter it maps to.
     pub(crate) fn map_saved_ids(&self, saved: &[Dict]) -> Result<Vec<(i64, usize)>, OptimError> {
         if saved.len() != self.len() {
-            return Err(OptimError::GroupCountMismatch { expected: self.len(), got: saved.len() });
+            return Err(OptimError::GroupCountMismatch {
+                expected: self.len(),
+                got: saved.len(),
+            });
         }
         let mut map = Vec::with_capacity(self.num_params());
         let mut flat = 0usize;
@@ -119,10 +139,16 @@ impl<T: Float> Groups<T> {
                 .and_then(Value::as_slice)
                 .ok_or(OptimError::MissingParamIds { group: gi })?;
             if ids.len() != ps.len() {
-                return Err(OptimError::GroupSizeMismatch { group: gi, expected: ps.len(), got: ids.len() });
+                return Err(OptimError::GroupSizeMismatch {
+                    group: gi,
+                    expected: ps.len(),
+                    got: ids.len(),
+                });
             }
             for id in ids {
-                let id = id.as_i64().ok_or(OptimError::MissingParamIds { group: gi })?;
+                let id = id
+                    .as_i64()
+                    .ok_or(OptimError::MissingParamIds { group: gi })?;
                 match map.iter_mut().find(|(i, _)| *i == id) {
                     // PyTorch's dict(zip(...)): a repeated id maps to its last position.
                     Some(slot) => slot.1 = flat,
@@ -141,11 +167,22 @@ impl<T: Float> Groups<T> {
         self.options.get(group)?.get(key).cloned()
     }
 
-    pub(crate) fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+    pub(crate) fn set(
+        &mut self,
+        group: usize,
+        key: &str,
+        value: Value,
+    ) -> Result<(), ParamGroupError> {
         let groups = self.options.len();
-        let d = self.options.get_mut(group).ok_or(ParamGroupError::NoSuchGroup { group, groups })?;
+        let d = self
+            .options
+            .get_mut(group)
+            .ok_or(ParamGroupError::NoSuchGroup { group, groups })?;
         if key == "params" {
-            return Err(ParamGroupError::UnknownKey { group, key: key.into() });
+            return Err(ParamGroupError::UnknownKey {
+                group,
+                key: key.into(),
+            });
         }
         d.insert(key, value);
         Ok(())
@@ -162,7 +199,10 @@ impl GroupReader<'_> {
     fn value(&self, key: &str) -> Result<&Value, OptimError> {
         self.dict
             .get(key)
-            .ok_or_else(|| OptimError::MissingHyperparameter { group: self.group, key: key.into() })
+            .ok_or_else(|| OptimError::MissingHyperparameter {
+                group: self.group,
+                key: key.into(),
+            })
     }
 
     fn wrong(&self, key: &str, expected: &'static str, v: &Value) -> OptimError {
@@ -218,6 +258,7 @@ impl GroupReader<'_> {
 
 /// A Python number for a defaults dict: an int where PyTorch's default is an int and the
 /// value is that default (PyTorch saves `weight_decay: 0`), else a float.
+#[allow(clippy::float_cmp)] // equal to the int default, exactly
 pub(crate) fn py_num(v: f64, int_default: Option<i64>) -> Value {
     match int_default {
         Some(i) if v == i as f64 && !(v == 0.0 && v.is_sign_negative()) => Value::Int(i),
@@ -227,7 +268,10 @@ pub(crate) fn py_num(v: f64, int_default: Option<i64>) -> Value {
 
 /// A Python tuple of two numbers.
 pub(crate) fn py_pair(v: (f64, f64), int_defaults: (Option<i64>, Option<i64>)) -> Value {
-    Value::Tuple(vec![py_num(v.0, int_defaults.0), py_num(v.1, int_defaults.1)])
+    Value::Tuple(vec![
+        py_num(v.0, int_defaults.0),
+        py_num(v.1, int_defaults.1),
+    ])
 }
 
 /// `Some(b)` → bool, `None` → None.
@@ -246,9 +290,16 @@ mod tests {
 
     #[test]
     fn merge_order_is_user_keys_then_defaults() {
-        let defaults: Dict = [("lr", Value::Float(0.1)), ("momentum", Value::Int(0))].into_iter().collect();
-        let g = Groups::build(vec![ParamGroup::new(vec![t(1)]).with("momentum", 0.9).with("extra", 1i64)], &defaults)
-            .unwrap();
+        let defaults: Dict = [("lr", Value::Float(0.1)), ("momentum", Value::Int(0))]
+            .into_iter()
+            .collect();
+        let g = Groups::build(
+            vec![ParamGroup::new(vec![t(1)])
+                .with("momentum", 0.9)
+                .with("extra", 1i64)],
+            &defaults,
+        )
+        .unwrap();
         let keys: Vec<_> = g.options[0].keys().collect();
         assert_eq!(keys, ["momentum", "extra", "lr"]);
         let sd = g.state_dict_groups();
@@ -259,12 +310,31 @@ mod tests {
     fn a_param_in_two_groups_is_refused() {
         let a = t(2);
         let d = Dict::new();
-        let r = Groups::build(vec![ParamGroup::new(vec![a.clone()]), ParamGroup::new(vec![t(1), a])], &d);
-        assert!(matches!(r, Err(OptimError::ParamInTwoGroups { group: 1, other: 0 })));
+        let r = Groups::build(
+            vec![
+                ParamGroup::new(vec![a.clone()]),
+                ParamGroup::new(vec![t(1), a]),
+            ],
+            &d,
+        );
+        assert!(matches!(
+            r,
+            Err(OptimError::ParamInTwoGroups { group: 1, other: 0 })
+        ));
         let b = t(1);
         let r = Groups::build(vec![ParamGroup::new(vec![b.clone(), b])], &d);
-        assert!(matches!(r, Err(OptimError::DuplicateParam { group: 0, first: 0, second: 1 })));
-        assert!(matches!(Groups::<f64>::build(vec![], &d), Err(OptimError::EmptyParameters)));
+        assert!(matches!(
+            r,
+            Err(OptimError::DuplicateParam {
+                group: 0,
+                first: 0,
+                second: 1
+            })
+        ));
+        assert!(matches!(
+            Groups::<f64>::build(vec![], &d),
+            Err(OptimError::EmptyParameters)
+        ));
     }
 
     #[test]

@@ -105,7 +105,13 @@ impl<T: Float> Algorithm<T> for RAdamConfig {
     type State = RAdamState<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
-        adam_like(<Self as Algorithm<T>>::NAME, self.lr, self.eps, self.betas, self.weight_decay)
+        adam_like(
+            <Self as Algorithm<T>>::NAME,
+            self.lr,
+            self.eps,
+            self.betas,
+            self.weight_decay,
+        )
     }
 
     fn defaults(&self) -> Dict {
@@ -117,7 +123,10 @@ impl<T: Float> Algorithm<T> for RAdamConfig {
             ("maximize", Value::Bool(self.maximize)),
             ("foreach", py_opt_bool(self.foreach)),
             ("capturable", Value::Bool(false)),
-            ("decoupled_weight_decay", Value::Bool(self.decoupled_weight_decay)),
+            (
+                "decoupled_weight_decay",
+                Value::Bool(self.decoupled_weight_decay),
+            ),
             ("differentiable", Value::Bool(false)),
         ]
         .into_iter()
@@ -136,15 +145,22 @@ impl<T: Float> Algorithm<T> for RAdamConfig {
     }
 
     fn init_state(&self, _h: &RAdamHyper, n: usize) -> RAdamState<T> {
-        RAdamState { step: T::zero(), exp_avg: vec![T::zero(); n], exp_avg_sq: vec![T::zero(); n] }
+        RAdamState {
+            step: T::zero(),
+            exp_avg: vec![T::zero(); n],
+            exp_avg_sq: vec![T::zero(); n],
+        }
     }
 
     fn update(&self, h: &RAdamHyper, st: &mut RAdamState<T>, p: &mut [T], g: &[T]) {
-        st.step = st.step + T::one();
+        st.step += T::one();
         let t = wide(st.step);
         let (b1, b2) = h.betas;
         let (prep, decay) = if h.weight_decay != 0.0 && h.decoupled {
-            (GradPrep::new(h.maximize, 0.0), Some(f(1.0 - h.lr * h.weight_decay)))
+            (
+                GradPrep::new(h.maximize, 0.0),
+                Some(f(1.0 - h.lr * h.weight_decay)),
+            )
         } else {
             (GradPrep::new(h.maximize, h.weight_decay), None)
         };
@@ -153,7 +169,8 @@ impl<T: Float> Algorithm<T> for RAdamConfig {
         let rho_inf = 2.0 / (1.0 - b2) - 1.0;
         let rho_t = rho_inf - ((2.0 * t) * b2.powf(t)) / bc2;
         let rect = (rho_t > 5.0).then(|| {
-            let r = (((rho_t - 4.0) * (rho_t - 2.0)) * rho_inf) / (((rho_inf - 4.0) * (rho_inf - 2.0)) * rho_t);
+            let r = (((rho_t - 4.0) * (rho_t - 2.0)) * rho_inf)
+                / (((rho_inf - 4.0) * (rho_inf - 2.0)) * rho_t);
             (f(r.powf(0.5)), f(bc2.powf(0.5)))
         });
         let k = RAdamKernel {
@@ -167,7 +184,12 @@ impl<T: Float> Algorithm<T> for RAdamConfig {
             eps: f(h.eps),
             rect,
         };
-        launch(&k, Lanes::new(p, g).with(0, &mut st.exp_avg).with(1, &mut st.exp_avg_sq));
+        launch(
+            &k,
+            Lanes::new(p, g)
+                .with(0, &mut st.exp_avg)
+                .with(1, &mut st.exp_avg_sq),
+        );
     }
 
     fn save_state(&self, st: &RAdamState<T>, shape: &[usize]) -> ParamState {
@@ -179,7 +201,11 @@ impl<T: Float> Algorithm<T> for RAdamConfig {
     }
 
     fn load_state(&self, r: &StateReader<'_>) -> Result<RAdamState<T>, OptimError> {
-        Ok(RAdamState { step: r.scalar("step")?, exp_avg: r.tensor("exp_avg")?, exp_avg_sq: r.tensor("exp_avg_sq")? })
+        Ok(RAdamState {
+            step: r.scalar("step")?,
+            exp_avg: r.tensor("exp_avg")?,
+            exp_avg_sq: r.tensor("exp_avg_sq")?,
+        })
     }
 }
 
@@ -203,7 +229,7 @@ impl<T: Float> Kernel<T> for RAdamKernel<T> {
         for ((p, &g), (m, v)) in l.p.iter_mut().zip(l.g).zip(m.iter_mut().zip(v.iter_mut())) {
             let g = self.prep.apply(g, *p);
             if let Some(d) = self.decay {
-                *p = *p * d;
+                *p *= d;
             }
             *m = self.lerp.apply(*m, g);
             *v = fma(self.one_minus_beta2 * g, g, *v * self.beta2);
@@ -215,7 +241,7 @@ impl<T: Float> Kernel<T> for RAdamKernel<T> {
                 }
                 None => mhat * self.lr,
             };
-            *p = *p - upd;
+            *p -= upd;
         }
     }
 }

@@ -159,18 +159,29 @@ impl<T: Float> Algorithm<T> for RmspropConfig {
         }
     }
 
-    fn check_state(&self, h: &RmspropHyper, st: &RmspropState<T>, param: usize) -> Result<(), OptimError> {
+    fn check_state(
+        &self,
+        h: &RmspropHyper,
+        st: &RmspropState<T>,
+        param: usize,
+    ) -> Result<(), OptimError> {
         if h.momentum > 0.0 && st.momentum_buffer.is_none() {
-            return Err(OptimError::MissingState { param, key: "momentum_buffer".into() });
+            return Err(OptimError::MissingState {
+                param,
+                key: "momentum_buffer".into(),
+            });
         }
         if h.centered && st.grad_avg.is_none() {
-            return Err(OptimError::MissingState { param, key: "grad_avg".into() });
+            return Err(OptimError::MissingState {
+                param,
+                key: "grad_avg".into(),
+            });
         }
         Ok(())
     }
 
     fn update(&self, h: &RmspropHyper, st: &mut RmspropState<T>, p: &mut [T], g: &[T]) {
-        st.step = st.step + T::one();
+        st.step += T::one();
         let k = RmspropKernel {
             prep: GradPrep::new(h.maximize, h.weight_decay),
             alpha: f(h.alpha),
@@ -234,7 +245,9 @@ struct RmspropKernel<T> {
 /// the unused state slots are never touched).
 struct Variant<T, const CENTERED: bool, const MOMENTUM: bool>(RmspropKernel<T>);
 
-impl<T: Float, const CENTERED: bool, const MOMENTUM: bool> Kernel<T> for Variant<T, CENTERED, MOMENTUM> {
+impl<T: Float, const CENTERED: bool, const MOMENTUM: bool> Kernel<T>
+    for Variant<T, CENTERED, MOMENTUM>
+{
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
         let k = &self.0;
@@ -259,7 +272,7 @@ impl<T: Float, const CENTERED: bool, const MOMENTUM: bool> Kernel<T> for Variant
                 buf[i] = buf[i] * k.momentum + gi / avg;
                 p[i] = fma(k.neg_lr, buf[i], p[i]);
             } else {
-                p[i] = p[i] + (k.neg_lr * gi) / avg;
+                p[i] += (k.neg_lr * gi) / avg;
             }
         }
     }

@@ -28,13 +28,26 @@ pub struct RpropConfig {
 
 impl Default for RpropConfig {
     fn default() -> Self {
-        Self { lr: 1e-2, etas: (0.5, 1.2), step_sizes: (1e-6, 50.0), foreach: None, maximize: false }
+        Self {
+            lr: 1e-2,
+            etas: (0.5, 1.2),
+            step_sizes: (1e-6, 50.0),
+            foreach: None,
+            maximize: false,
+        }
     }
 }
 
 impl RpropConfig {
     pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        kw.check_known(&["lr", "etas", "step_sizes", "capturable", "maximize", "differentiable"])?;
+        kw.check_known(&[
+            "lr",
+            "etas",
+            "step_sizes",
+            "capturable",
+            "maximize",
+            "differentiable",
+        ])?;
         kw.unsupported_flag("capturable", SINGLE_TENSOR_ONLY)?;
         kw.unsupported_flag("differentiable", SINGLE_TENSOR_ONLY)?;
         let d = Self::default();
@@ -95,8 +108,17 @@ impl<T: Float> Algorithm<T> for RpropConfig {
     fn defaults(&self) -> Dict {
         [
             ("lr", Value::Float(self.lr)),
-            ("etas", Value::Tuple(vec![Value::Float(self.etas.0), Value::Float(self.etas.1)])),
-            ("step_sizes", Value::Tuple(vec![Value::Float(self.step_sizes.0), py_num(self.step_sizes.1, Some(50))])),
+            (
+                "etas",
+                Value::Tuple(vec![Value::Float(self.etas.0), Value::Float(self.etas.1)]),
+            ),
+            (
+                "step_sizes",
+                Value::Tuple(vec![
+                    Value::Float(self.step_sizes.0),
+                    py_num(self.step_sizes.1, Some(50)),
+                ]),
+            ),
             ("foreach", py_opt_bool(self.foreach)),
             ("maximize", Value::Bool(self.maximize)),
             ("differentiable", Value::Bool(false)),
@@ -116,11 +138,15 @@ impl<T: Float> Algorithm<T> for RpropConfig {
     }
 
     fn init_state(&self, h: &RpropHyper, n: usize) -> RpropState<T> {
-        RpropState { step: T::zero(), prev: vec![T::zero(); n], step_size: vec![f(h.lr); n] }
+        RpropState {
+            step: T::zero(),
+            prev: vec![T::zero(); n],
+            step_size: vec![f(h.lr); n],
+        }
     }
 
     fn update(&self, h: &RpropHyper, st: &mut RpropState<T>, p: &mut [T], g: &[T]) {
-        st.step = st.step + T::one();
+        st.step += T::one();
         let k = RpropKernel {
             maximize: h.maximize,
             eta_minus: f(h.etas.0),
@@ -128,7 +154,12 @@ impl<T: Float> Algorithm<T> for RpropConfig {
             min: f(h.step_sizes.0),
             max: f(h.step_sizes.1),
         };
-        launch(&k, Lanes::new(p, g).with(0, &mut st.prev).with(1, &mut st.step_size));
+        launch(
+            &k,
+            Lanes::new(p, g)
+                .with(0, &mut st.prev)
+                .with(1, &mut st.step_size),
+        );
     }
 
     fn save_state(&self, st: &RpropState<T>, shape: &[usize]) -> ParamState {
@@ -140,7 +171,11 @@ impl<T: Float> Algorithm<T> for RpropConfig {
     }
 
     fn load_state(&self, r: &StateReader<'_>) -> Result<RpropState<T>, OptimError> {
-        Ok(RpropState { step: r.scalar("step")?, prev: r.tensor("prev")?, step_size: r.tensor("step_size")? })
+        Ok(RpropState {
+            step: r.scalar("step")?,
+            prev: r.tensor("prev")?,
+            step_size: r.tensor("step_size")?,
+        })
     }
 }
 
@@ -156,7 +191,11 @@ impl<T: Float> Kernel<T> for RpropKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
         let [prev, step_size, _] = l.s;
-        for ((p, &g), (prev, ss)) in l.p.iter_mut().zip(l.g).zip(prev.iter_mut().zip(step_size.iter_mut())) {
+        for ((p, &g), (prev, ss)) in
+            l.p.iter_mut()
+                .zip(l.g)
+                .zip(prev.iter_mut().zip(step_size.iter_mut()))
+        {
             let g = if self.maximize { -g } else { g };
             let prod = g * *prev;
             // sign -> {eta_plus, eta_minus, 1}; NaN stays NaN.

@@ -106,14 +106,36 @@ impl<T: Float> Algorithm<T> for SgdConfig {
 
     fn validate(&self) -> Result<(), OptimError> {
         let o = <Self as Algorithm<T>>::NAME;
-        require(!(self.lr < 0.0), o, "lr", repr(self.lr), "a number >= 0")?;
-        require(!(self.momentum < 0.0), o, "momentum", repr(self.momentum), "a number >= 0")?;
-        require(!(self.weight_decay < 0.0), o, "weight_decay", repr(self.weight_decay), "a number >= 0")?;
+        require(
+            not_negative(self.lr),
+            o,
+            "lr",
+            repr(self.lr),
+            "a number >= 0",
+        )?;
+        require(
+            not_negative(self.momentum),
+            o,
+            "momentum",
+            repr(self.momentum),
+            "a number >= 0",
+        )?;
+        require(
+            not_negative(self.weight_decay),
+            o,
+            "weight_decay",
+            repr(self.weight_decay),
+            "a number >= 0",
+        )?;
         require(
             !(self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0)),
             o,
             "nesterov",
-            format!("True with momentum={} and dampening={}", repr(self.momentum), repr(self.dampening)),
+            format!(
+                "True with momentum={} and dampening={}",
+                repr(self.momentum),
+                repr(self.dampening)
+            ),
             "Nesterov momentum requires a momentum > 0 and zero dampening",
         )
     }
@@ -150,34 +172,61 @@ impl<T: Float> Algorithm<T> for SgdConfig {
     }
 
     fn init_state(&self, _h: &SgdHyper, _numel: usize) -> SgdState<T> {
-        SgdState { momentum_buffer: None }
+        SgdState {
+            momentum_buffer: None,
+        }
     }
 
     fn update(&self, h: &SgdHyper, st: &mut SgdState<T>, p: &mut [T], g: &[T]) {
         let prep = GradPrep::new(h.maximize, h.weight_decay);
         let neg_lr = f(-h.lr);
         if h.momentum == 0.0 {
-            launch(&SgdKernel { prep, neg_lr, momentum: None }, Lanes::new(p, g));
+            launch(
+                &SgdKernel {
+                    prep,
+                    neg_lr,
+                    momentum: None,
+                },
+                Lanes::new(p, g),
+            );
             return;
         }
         let first = st.momentum_buffer.is_none();
-        let buf = st.momentum_buffer.get_or_insert_with(|| vec![T::zero(); p.len()]);
+        let buf = st
+            .momentum_buffer
+            .get_or_insert_with(|| vec![T::zero(); p.len()]);
         let m = MomentumCoef {
             first,
             momentum: f(h.momentum),
             one_minus_dampening: f(1.0 - h.dampening),
             nesterov: h.nesterov,
         };
-        launch(&SgdKernel { prep, neg_lr, momentum: Some(m) }, Lanes::new(p, g).with(0, buf));
+        launch(
+            &SgdKernel {
+                prep,
+                neg_lr,
+                momentum: Some(m),
+            },
+            Lanes::new(p, g).with(0, buf),
+        );
     }
 
     fn save_state(&self, st: &SgdState<T>, shape: &[usize]) -> ParamState {
-        StateWriter::new(shape).opt_tensor("momentum_buffer", st.momentum_buffer.as_ref()).finish()
+        StateWriter::new(shape)
+            .opt_tensor("momentum_buffer", st.momentum_buffer.as_ref())
+            .finish()
     }
 
     fn load_state(&self, r: &StateReader<'_>) -> Result<SgdState<T>, OptimError> {
-        Ok(SgdState { momentum_buffer: r.opt_tensor("momentum_buffer")? })
+        Ok(SgdState {
+            momentum_buffer: r.opt_tensor("momentum_buffer")?,
+        })
     }
+}
+
+/// SGD's check is `x < 0` (PyTorch's, unlike the other optimizers'): NaN passes.
+fn not_negative(x: f64) -> bool {
+    x.is_nan() || x >= 0.0
 }
 
 #[derive(Clone, Copy)]
@@ -209,8 +258,16 @@ impl<T: Float> Kernel<T> for SgdKernel<T> {
                 let [buf, _, _] = l.s;
                 for ((p, &g), b) in l.p.iter_mut().zip(l.g).zip(buf.iter_mut()) {
                     let g = prep.apply(g, *p);
-                    *b = if m.first { g } else { fma(m.one_minus_dampening, g, *b * m.momentum) };
-                    let d = if m.nesterov { fma(m.momentum, *b, g) } else { *b };
+                    *b = if m.first {
+                        g
+                    } else {
+                        fma(m.one_minus_dampening, g, *b * m.momentum)
+                    };
+                    let d = if m.nesterov {
+                        fma(m.momentum, *b, g)
+                    } else {
+                        *b
+                    };
                     *p = fma(neg_lr, d, *p);
                 }
             }
@@ -228,9 +285,17 @@ mod tests {
     #[test]
     fn momentum_buffer_starts_as_the_gradient() {
         let p = param(&[1.0f64, 2.0]);
-        let cfg = SgdConfig { lr: 0.1, momentum: 0.9, dampening: 0.5, ..Default::default() };
+        let cfg = SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            dampening: 0.5,
+            ..Default::default()
+        };
         let mut opt = Sgd::new(vec![p.clone()], cfg).unwrap();
-        p.set_grad(Some(ArrayD::from_shape_vec(vec![2], vec![1.0, -1.0]).unwrap())).unwrap();
+        p.set_grad(Some(
+            ArrayD::from_shape_vec(vec![2], vec![1.0, -1.0]).unwrap(),
+        ))
+        .unwrap();
         assert!(opt.step().unwrap());
         // First step: buf = g (no dampening), p -= lr * buf.
         assert!((p.data()[[0]] - 0.9).abs() < 1e-15);
@@ -239,24 +304,53 @@ mod tests {
         assert!((p.data()[[0]] - 0.76).abs() < 1e-12);
         let sd = opt.state_dict();
         assert_eq!(sd.state.len(), 1);
-        assert_eq!(sd.state[0].1.keys().collect::<Vec<_>>(), ["momentum_buffer"]);
+        assert_eq!(
+            sd.state[0].1.keys().collect::<Vec<_>>(),
+            ["momentum_buffer"]
+        );
     }
 
     #[test]
     fn no_grad_means_no_step_and_no_state() {
         let p = param(&[1.0f32]);
-        let mut opt = Sgd::new(vec![p], SgdConfig { momentum: 0.5, ..Default::default() }).unwrap();
+        let mut opt = Sgd::new(
+            vec![p],
+            SgdConfig {
+                momentum: 0.5,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert!(!opt.step().unwrap());
         assert!(opt.state_dict().state.is_empty());
     }
 
     #[test]
     fn validation_names_the_value() {
-        let e = Sgd::new(vec![param(&[1.0f64])], SgdConfig { momentum: -0.5, ..Default::default() }).unwrap_err();
-        assert!(e.to_string().contains("momentum") && e.to_string().contains("-0.5"), "{e}");
-        let nan = SgdConfig { lr: f64::NAN, ..Default::default() };
-        assert!(Sgd::new(vec![param(&[1.0f64])], nan).is_ok(), "SGD accepts a NaN lr, as PyTorch");
-        let nest = SgdConfig { nesterov: true, ..Default::default() };
+        let e = Sgd::new(
+            vec![param(&[1.0f64])],
+            SgdConfig {
+                momentum: -0.5,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("momentum") && e.to_string().contains("-0.5"),
+            "{e}"
+        );
+        let nan = SgdConfig {
+            lr: f64::NAN,
+            ..Default::default()
+        };
+        assert!(
+            Sgd::new(vec![param(&[1.0f64])], nan).is_ok(),
+            "SGD accepts a NaN lr, as PyTorch"
+        );
+        let nest = SgdConfig {
+            nesterov: true,
+            ..Default::default()
+        };
         assert!(matches!(
             Sgd::new(vec![param(&[1.0f64])], nest),
             Err(OptimError::InvalidHyperparameter { ref name, .. }) if name == "nesterov"

@@ -6,9 +6,9 @@ use tempo_tensor::{Float, Tensor};
 
 use crate::kwargs::{json_to_value, Kwargs};
 use crate::{
-    Adadelta, AdadeltaConfig, Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Adamax, AdamaxConfig, Asgd,
-    AsgdConfig, Lbfgs, LbfgsConfig, NAdam, NAdamConfig, OptimError, Optimizer, ParamGroup, RAdam, RAdamConfig, Rmsprop, RmspropConfig,
-    Rprop, RpropConfig, Sgd, SgdConfig,
+    Adadelta, AdadeltaConfig, Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Adamax,
+    AdamaxConfig, Asgd, AsgdConfig, Lbfgs, LbfgsConfig, NAdam, NAdamConfig, OptimError, Optimizer,
+    ParamGroup, RAdam, RAdamConfig, Rmsprop, RmspropConfig, Rprop, RpropConfig, Sgd, SgdConfig,
 };
 
 /// An optimizer described by PyTorch's class and argument names: the `optimizer` field
@@ -70,7 +70,9 @@ impl TryFrom<RawSelection> for ParamSelection {
         match raw {
             RawSelection::Indices(v) => Ok(ParamSelection::Indices(v)),
             RawSelection::Name(s) if s == "all" => Ok(ParamSelection::All),
-            RawSelection::Name(s) => Err(format!("group params must be a list of indices or \"all\", found {s:?}")),
+            RawSelection::Name(s) => Err(format!(
+                "group params must be a list of indices or \"all\", found {s:?}"
+            )),
         }
     }
 }
@@ -87,15 +89,22 @@ impl From<ParamSelection> for RawSelection {
 impl OptimizerSpec {
     /// Parses a spec from JSON text.
     pub fn from_json(text: &str) -> Result<Self, OptimError> {
-        serde_json::from_str(text).map_err(|e| OptimError::InvalidSpec { message: e.to_string() })
+        serde_json::from_str(text).map_err(|e| OptimError::InvalidSpec {
+            message: e.to_string(),
+        })
     }
 }
 
 /// The optimizer class names [`build_optimizer`] knows.
-pub const OPTIMIZER_NAMES: &[&str] =
-    &["SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "RMSprop", "Rprop", "ASGD", "LBFGS"];
+pub const OPTIMIZER_NAMES: &[&str] = &[
+    "SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "RMSprop", "Rprop",
+    "ASGD", "LBFGS",
+];
 
-fn groups_of<T: Float>(spec: &OptimizerSpec, params: &[Tensor<T>]) -> Result<Vec<ParamGroup<T>>, OptimError> {
+fn groups_of<T: Float>(
+    spec: &OptimizerSpec,
+    params: &[Tensor<T>],
+) -> Result<Vec<ParamGroup<T>>, OptimError> {
     let Some(groups) = &spec.groups else {
         return Ok(vec![ParamGroup::new(params.to_vec())]);
     };
@@ -108,11 +117,14 @@ fn groups_of<T: Float>(spec: &OptimizerSpec, params: &[Tensor<T>]) -> Result<Vec
                 ParamSelection::Indices(ix) => ix
                     .iter()
                     .map(|&i| {
-                        params.get(i).cloned().ok_or(OptimError::ParamIndexOutOfRange {
-                            group: gi,
-                            index: i,
-                            len: params.len(),
-                        })
+                        params
+                            .get(i)
+                            .cloned()
+                            .ok_or(OptimError::ParamIndexOutOfRange {
+                                group: gi,
+                                index: i,
+                                len: params.len(),
+                            })
                     })
                     .collect::<Result<_, _>>()?,
             };
@@ -154,6 +166,9 @@ pub fn build_optimizer<T: Float>(
         "Rprop" => build!("Rprop", Rprop, RpropConfig),
         "ASGD" => build!("ASGD", Asgd, AsgdConfig),
         "LBFGS" => build!("LBFGS", Lbfgs, LbfgsConfig),
-        other => Err(OptimError::UnknownOptimizer { name: other.to_string(), accepted: OPTIMIZER_NAMES.join(", ") }),
+        other => Err(OptimError::UnknownOptimizer {
+            name: other.to_string(),
+            accepted: OPTIMIZER_NAMES.join(", "),
+        }),
     }
 }

@@ -134,11 +134,22 @@ impl OptimizerStateDict {
 
 pub(crate) fn tensor_data<T: Float>(shape: &[usize], data: &[T]) -> TensorData {
     let numel: usize = shape.iter().product();
-    debug_assert_eq!(numel, data.len(), "state tensor data does not fill its shape");
-    let (shape, n) = if numel == data.len() { (shape.to_vec(), numel) } else { (vec![0], 0) };
+    debug_assert_eq!(
+        numel,
+        data.len(),
+        "state tensor data does not fill its shape"
+    );
+    let (shape, n) = if numel == data.len() {
+        (shape.to_vec(), numel)
+    } else {
+        (vec![0], 0)
+    };
     match T::DTYPE {
         DType::F32 => {
-            let v: Vec<f32> = data[..n].iter().map(|x| <T as Float>::to_f64(*x) as f32).collect();
+            let v: Vec<f32> = data[..n]
+                .iter()
+                .map(|x| <T as Float>::to_f64(*x) as f32)
+                .collect();
             TensorData::F32(ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap_or_else(|_| empty()))
         }
         DType::F64 => {
@@ -155,7 +166,10 @@ fn empty<X: Default>() -> ArrayD<X> {
 /// Converts a state tensor's elements to `T` (PyTorch's `.to(param.dtype)`), row-major.
 pub(crate) fn tensor_to_vec<T: Float>(t: &TensorData) -> Vec<T> {
     match t {
-        TensorData::F32(a) => a.iter().map(|&x| <T as Float>::from_f64(x as f64)).collect(),
+        TensorData::F32(a) => a
+            .iter()
+            .map(|&x| <T as Float>::from_f64(x as f64))
+            .collect(),
         TensorData::F64(a) => a.iter().map(|&x| <T as Float>::from_f64(x)).collect(),
     }
 }
@@ -168,7 +182,10 @@ pub(crate) struct StateWriter<'a> {
 
 impl<'a> StateWriter<'a> {
     pub(crate) fn new(shape: &'a [usize]) -> Self {
-        Self { shape, out: ParamState::new() }
+        Self {
+            shape,
+            out: ParamState::new(),
+        }
     }
     pub(crate) fn scalar<T: Float>(mut self, key: &str, v: T) -> Self {
         self.out.insert(key, StateValue::scalar(v));
@@ -202,7 +219,10 @@ impl StateReader<'_> {
         let v = self
             .state
             .get(key)
-            .ok_or_else(|| OptimError::MissingState { param: self.param, key: key.into() })?;
+            .ok_or_else(|| OptimError::MissingState {
+                param: self.param,
+                key: key.into(),
+            })?;
         match v {
             StateValue::Tensor(t) if t.len() != 1 => Err(OptimError::StateShapeMismatch {
                 param: self.param,
@@ -210,22 +230,30 @@ impl StateReader<'_> {
                 expected: vec![],
                 got: t.shape().to_vec(),
             }),
-            _ => v.as_f64().map(<T as Float>::from_f64).ok_or(OptimError::WrongStateType {
-                param: self.param,
-                key: key.into(),
-                expected: "a number or a 0-d tensor",
-                found: v.type_name(),
-            }),
+            _ => v
+                .as_f64()
+                .map(<T as Float>::from_f64)
+                .ok_or(OptimError::WrongStateType {
+                    param: self.param,
+                    key: key.into(),
+                    expected: "a number or a 0-d tensor",
+                    found: v.type_name(),
+                }),
         }
     }
 
     pub(crate) fn tensor<T: Float>(&self, key: &str) -> Result<Vec<T>, OptimError> {
         self.opt_tensor(key)?
-            .ok_or_else(|| OptimError::MissingState { param: self.param, key: key.into() })
+            .ok_or_else(|| OptimError::MissingState {
+                param: self.param,
+                key: key.into(),
+            })
     }
 
     pub(crate) fn opt_tensor<T: Float>(&self, key: &str) -> Result<Option<Vec<T>>, OptimError> {
-        let Some(v) = self.state.get(key) else { return Ok(None) };
+        let Some(v) = self.state.get(key) else {
+            return Ok(None);
+        };
         let t = v.as_tensor().ok_or(OptimError::WrongStateType {
             param: self.param,
             key: key.into(),
@@ -259,17 +287,34 @@ mod tests {
 
     #[test]
     fn reader_checks_shapes_and_names() {
-        let ps = StateWriter::new(&[2]).scalar("step", 1.0f64).tensor("m", &[1.0f64, 2.0]).finish();
-        let r = StateReader { state: &ps, shape: &[2], param: 4 };
+        let ps = StateWriter::new(&[2])
+            .scalar("step", 1.0f64)
+            .tensor("m", &[1.0f64, 2.0])
+            .finish();
+        let r = StateReader {
+            state: &ps,
+            shape: &[2],
+            param: 4,
+        };
         assert_eq!(r.tensor::<f32>("m").unwrap(), vec![1.0f32, 2.0]);
-        assert!(matches!(r.tensor::<f64>("v"), Err(OptimError::MissingState { param: 4, .. })));
-        let r3 = StateReader { state: &ps, shape: &[3], param: 4 };
+        assert!(matches!(
+            r.tensor::<f64>("v"),
+            Err(OptimError::MissingState { param: 4, .. })
+        ));
+        let r3 = StateReader {
+            state: &ps,
+            shape: &[3],
+            param: 4,
+        };
         assert!(matches!(
             r3.tensor::<f64>("m"),
             Err(OptimError::StateShapeMismatch { param: 4, ref expected, ref got, .. })
                 if expected == &vec![3] && got == &vec![2]
         ));
-        assert!(matches!(r.scalar::<f64>("m"), Err(OptimError::StateShapeMismatch { .. })));
+        assert!(matches!(
+            r.scalar::<f64>("m"),
+            Err(OptimError::StateShapeMismatch { .. })
+        ));
         let keys: Vec<_> = ps.keys().collect();
         assert_eq!(keys, ["step", "m"]);
     }

@@ -8,8 +8,18 @@ pub(crate) fn repr(v: f64) -> String {
     Value::Float(v).to_string()
 }
 
-fn invalid(optimizer: &'static str, name: &str, value: String, expected: &'static str) -> OptimError {
-    OptimError::InvalidHyperparameter { optimizer, name: name.to_string(), value, expected }
+fn invalid(
+    optimizer: &'static str,
+    name: &str,
+    value: String,
+    expected: &'static str,
+) -> OptimError {
+    OptimError::InvalidHyperparameter {
+        optimizer,
+        name: name.to_string(),
+        value,
+        expected,
+    }
 }
 
 /// `0 <= v` (NaN fails).
@@ -26,7 +36,12 @@ pub(crate) fn beta(optimizer: &'static str, index: usize, v: f64) -> Result<(), 
     if (0.0..1.0).contains(&v) {
         Ok(())
     } else {
-        Err(invalid(optimizer, &format!("betas[{index}]"), repr(v), "0 <= beta < 1"))
+        Err(invalid(
+            optimizer,
+            &format!("betas[{index}]"),
+            repr(v),
+            "0 <= beta < 1",
+        ))
     }
 }
 

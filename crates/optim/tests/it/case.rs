@@ -82,7 +82,10 @@ pub(crate) fn array<T: Float>(shape: &[usize], data: &[f64]) -> ArrayD<T> {
 }
 
 pub(crate) fn fresh_params<T: Float>(case: &Case) -> Vec<Tensor<T>> {
-    case.params.iter().map(|p| Tensor::parameter(array(&p.shape, &p.data))).collect()
+    case.params
+        .iter()
+        .map(|p| Tensor::parameter(array(&p.shape, &p.data)))
+        .collect()
 }
 
 pub(crate) fn flat<T: Float>(t: &Tensor<T>) -> Vec<f64> {
@@ -90,14 +93,26 @@ pub(crate) fn flat<T: Float>(t: &Tensor<T>) -> Vec<f64> {
 }
 
 /// `Err(message)` naming the first element outside `|got - want| <= atol + rtol*|want|`.
-pub(crate) fn check_close(what: &str, got: &[f64], want: &[f64], tol: &Tolerance) -> Result<(), String> {
+pub(crate) fn check_close(
+    what: &str,
+    got: &[f64],
+    want: &[f64],
+    tol: &Tolerance,
+) -> Result<(), String> {
     if got.len() != want.len() {
-        return Err(format!("{what}: length {} != expected {}", got.len(), want.len()));
+        return Err(format!(
+            "{what}: length {} != expected {}",
+            got.len(),
+            want.len()
+        ));
     }
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let ok = (g - w).abs() <= tol.atol + tol.rtol * w.abs() || (g.is_nan() && w.is_nan());
         if !ok {
-            return Err(format!("{what}, element {i}: got {g:e}, want {w:e} (diff {:e})", (g - w).abs()));
+            return Err(format!(
+                "{what}, element {i}: got {g:e}, want {w:e} (diff {:e})",
+                (g - w).abs()
+            ));
         }
     }
     Ok(())

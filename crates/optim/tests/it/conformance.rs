@@ -10,19 +10,29 @@ use crate::case::{array, check_close, flat, fresh_params, load_cases, Case};
 fn run<T: Float>(case: &Case) -> Result<(), String> {
     let tol = &case.tolerance;
     let grads = case.grads.as_ref().ok_or("case has no grads")?;
-    let want_params = case.expect.params.as_ref().ok_or("case has no expected params")?;
+    let want_params = case
+        .expect
+        .params
+        .as_ref()
+        .ok_or("case has no expected params")?;
     let mut params: Vec<Tensor<T>> = fresh_params(case);
     let mut opt = build_optimizer(&case.optimizer, &params).map_err(|e| format!("build: {e}"))?;
     for t in 1..=case.steps {
         for (p, (g, spec)) in params.iter().zip(grads[t - 1].iter().zip(&case.params)) {
-            p.set_grad(Some(array(&spec.shape, g))).map_err(|e| e.to_string())?;
+            p.set_grad(Some(array(&spec.shape, g)))
+                .map_err(|e| e.to_string())?;
         }
         let stepped = opt.step().map_err(|e| format!("step {t}: {e}"))?;
         if !stepped {
             return Err(format!("step {t}: step() reported no update"));
         }
         for (i, p) in params.iter().enumerate() {
-            check_close(&format!("step {t}, param {i}"), &flat(p), &want_params[t - 1][i], tol)?;
+            check_close(
+                &format!("step {t}, param {i}"),
+                &flat(p),
+                &want_params[t - 1][i],
+                tol,
+            )?;
         }
         if let Some(lrs) = &case.expect.lr {
             for (gi, &want) in lrs[t].iter().enumerate() {
@@ -41,22 +51,29 @@ fn run<T: Float>(case: &Case) -> Result<(), String> {
                 }
             }
             opt = build_optimizer(&case.optimizer, &params).map_err(|e| format!("rebuild: {e}"))?;
-            opt.load_state_dict(&sd).map_err(|e| format!("load_state_dict at step {t}: {e}"))?;
+            opt.load_state_dict(&sd)
+                .map_err(|e| format!("load_state_dict at step {t}: {e}"))?;
         }
     }
     check_final_state(opt.as_ref(), case)
 }
 
 fn check_final_state<T: Float>(opt: &dyn Optimizer<T>, case: &Case) -> Result<(), String> {
-    let Some(want) = &case.expect.final_state else { return Ok(()) };
+    let Some(want) = &case.expect.final_state else {
+        return Ok(());
+    };
     let sd = opt.state_dict();
     let got_ids: Vec<String> = sd.state.iter().map(|(i, _)| i.to_string()).collect();
     let want_ids: Vec<String> = want.keys().cloned().collect();
     if got_ids != want_ids {
-        return Err(format!("final state ids {got_ids:?}, want {want_ids:?} (first-touch order)"));
+        return Err(format!(
+            "final state ids {got_ids:?}, want {want_ids:?} (first-touch order)"
+        ));
     }
     for ((id, st), (_, want_st)) in sd.state.iter().zip(want) {
-        let want_st = want_st.as_object().ok_or("final_state entry is not an object")?;
+        let want_st = want_st
+            .as_object()
+            .ok_or("final_state entry is not an object")?;
         let got_keys: Vec<&str> = st.keys().collect();
         let want_keys: Vec<&str> = want_st.keys().map(String::as_str).collect();
         if got_keys != want_keys {
@@ -66,7 +83,9 @@ fn check_final_state<T: Float>(opt: &dyn Optimizer<T>, case: &Case) -> Result<()
             let got = st.get(key).ok_or_else(|| format!("state {id}: no {key}"))?;
             let got_v: Vec<f64> = match got {
                 StateValue::Tensor(t) => t.to_f64_vec(),
-                other => vec![other.as_f64().ok_or_else(|| format!("state {id}.{key}: not numeric"))?],
+                other => vec![other
+                    .as_f64()
+                    .ok_or_else(|| format!("state {id}.{key}: not numeric"))?],
             };
             let want_v: Vec<f64> = match w {
                 Json::Array(a) => a.iter().filter_map(Json::as_f64).collect(),
@@ -75,10 +94,18 @@ fn check_final_state<T: Float>(opt: &dyn Optimizer<T>, case: &Case) -> Result<()
             };
             if let (StateValue::Tensor(t), Json::Number(_)) = (got, w) {
                 if !t.shape().is_empty() {
-                    return Err(format!("state {id}.{key}: want a 0-d tensor, got shape {:?}", t.shape()));
+                    return Err(format!(
+                        "state {id}.{key}: want a 0-d tensor, got shape {:?}",
+                        t.shape()
+                    ));
                 }
             }
-            check_close(&format!("final state {id}.{key}"), &got_v, &want_v, &case.tolerance)?;
+            check_close(
+                &format!("final state {id}.{key}"),
+                &got_v,
+                &want_v,
+                &case.tolerance,
+            )?;
         }
     }
     Ok(())
@@ -96,7 +123,15 @@ fn run_case(case: &Case) -> Result<(), String> {
 fn optim_cases_match_pytorch() {
     let cases = load_cases(&["optim__"]);
     assert_eq!(cases.len(), 52, "expected the 52 optim__ cases");
-    let failures: Vec<String> =
-        cases.iter().filter_map(|c| run_case(c).err().map(|e| format!("{}: {e}", c.name))).collect();
-    assert!(failures.is_empty(), "{} of {} cases fail:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|c| run_case(c).err().map(|e| format!("{}: {e}", c.name)))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases fail:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

@@ -18,8 +18,18 @@ fn objective(case: &Case) -> Result<Objective, String> {
     match o.get("type").and_then(Json::as_str) {
         Some("rosenbrock") => Ok(Objective::Rosenbrock),
         Some("quadratic") => {
-            let nums = |v: &Json| -> Vec<f64> { v.as_array().map(|a| a.iter().filter_map(Json::as_f64).collect()).unwrap_or_default() };
-            let a = o.get("A").and_then(Json::as_array).ok_or("quadratic without A")?.iter().map(nums).collect();
+            let nums = |v: &Json| -> Vec<f64> {
+                v.as_array()
+                    .map(|a| a.iter().filter_map(Json::as_f64).collect())
+                    .unwrap_or_default()
+            };
+            let a = o
+                .get("A")
+                .and_then(Json::as_array)
+                .ok_or("quadratic without A")?
+                .iter()
+                .map(nums)
+                .collect();
             let b = nums(o.get("b").ok_or("quadratic without b")?);
             Ok(Objective::Quadratic { a, b })
         }
@@ -44,7 +54,7 @@ fn rosenbrock<T: Float>(x: &[T]) -> (T, Vec<T>) {
         let b = x[i + 1] - a;
         let e = c::<T>(100.0) * (b * b);
         let f1 = c::<T>(1.0) - x[i];
-        loss = loss + (e + f1 * f1);
+        loss += e + f1 * f1;
         let gb = c::<T>(100.0) * (c::<T>(2.0) * b);
         let g_f1 = -(c::<T>(2.0) * f1);
         let g_a = (-gb) * (c::<T>(2.0) * x[i]);
@@ -52,7 +62,7 @@ fn rosenbrock<T: Float>(x: &[T]) -> (T, Vec<T>) {
         from_tail[i + 1] = gb;
     }
     for i in 0..n {
-        g[i] = g[i] + from_tail[i];
+        g[i] += from_tail[i];
     }
     (loss, g)
 }
@@ -60,9 +70,15 @@ fn rosenbrock<T: Float>(x: &[T]) -> (T, Vec<T>) {
 /// Loss and gradient of `0.5 xᵀ(Ax) - bᵀx`: the gradient is `(-b + 0.5·Ax) + Aᵀ(0.5·x)`.
 fn quadratic<T: Float>(x: &[T], a: &[Vec<f64>], b: &[f64]) -> (T, Vec<T>) {
     let n = x.len();
-    let am: Vec<Vec<T>> = a.iter().map(|r| r.iter().map(|&v| c(v)).collect()).collect();
+    let am: Vec<Vec<T>> = a
+        .iter()
+        .map(|r| r.iter().map(|&v| c(v)).collect())
+        .collect();
     let bv: Vec<T> = b.iter().map(|&v| c(v)).collect();
-    let ax: Vec<T> = am.iter().map(|r| r.iter().zip(x).fold(T::zero(), |s, (&p, &q)| s + p * q)).collect();
+    let ax: Vec<T> = am
+        .iter()
+        .map(|r| r.iter().zip(x).fold(T::zero(), |s, (&p, &q)| s + p * q))
+        .collect();
     let xax = x.iter().zip(&ax).fold(T::zero(), |s, (&p, &q)| s + p * q);
     let bx = bv.iter().zip(x).fold(T::zero(), |s, (&p, &q)| s + p * q);
     let loss = c::<T>(0.5) * xax - bx;
@@ -76,7 +92,10 @@ fn quadratic<T: Float>(x: &[T], a: &[Vec<f64>], b: &[f64]) -> (T, Vec<T>) {
     (loss, g)
 }
 
-fn closure_for<T: Float>(x: Tensor<T>, obj: &Objective) -> impl FnMut() -> Result<f64, OptimError> + '_ {
+fn closure_for<T: Float>(
+    x: Tensor<T>,
+    obj: &Objective,
+) -> impl FnMut() -> Result<f64, OptimError> + '_ {
     move || {
         x.zero_grad();
         let xs: Vec<T> = x.data().iter().copied().collect();
@@ -85,7 +104,9 @@ fn closure_for<T: Float>(x: Tensor<T>, obj: &Objective) -> impl FnMut() -> Resul
             Objective::Quadratic { a, b } => quadratic(&xs, a, b),
         };
         let shape = x.shape();
-        x.set_grad(Some(ndarray::ArrayD::from_shape_vec(shape, g).map_err(|_| OptimError::EmptyParameters)?))?;
+        x.set_grad(Some(
+            ndarray::ArrayD::from_shape_vec(shape, g).map_err(|_| OptimError::EmptyParameters)?,
+        ))?;
         Ok(<T as Float>::to_f64(loss))
     }
 }
@@ -94,18 +115,41 @@ fn run<T: Float>(case: &Case) -> Result<(), String> {
     let obj = objective(case)?;
     let params: Vec<Tensor<T>> = fresh_params(case);
     let mut opt = build_optimizer(&case.optimizer, &params).map_err(|e| format!("build: {e}"))?;
-    let want_loss = case.expect.returned_loss.as_ref().ok_or("no returned_loss")?;
+    let want_loss = case
+        .expect
+        .returned_loss
+        .as_ref()
+        .ok_or("no returned_loss")?;
     let want_params = case.expect.params.as_ref().ok_or("no params")?;
     let want_evals = case.expect.func_evals.as_ref().ok_or("no func_evals")?;
     let mut closure = closure_for(params[0].clone(), &obj);
     for t in 0..case.steps {
-        let loss = opt.step_with_closure(&mut closure).map_err(|e| format!("call {t}: {e}"))?.ok_or("no loss")?;
-        check_close(&format!("call {t}, returned loss"), &[loss], &[want_loss[t]], &case.tolerance)?;
-        check_close(&format!("call {t}, x"), &flat(&params[0]), &want_params[t][0], &case.tolerance)?;
+        let loss = opt
+            .step_with_closure(&mut closure)
+            .map_err(|e| format!("call {t}: {e}"))?
+            .ok_or("no loss")?;
+        check_close(
+            &format!("call {t}, returned loss"),
+            &[loss],
+            &[want_loss[t]],
+            &case.tolerance,
+        )?;
+        check_close(
+            &format!("call {t}, x"),
+            &flat(&params[0]),
+            &want_params[t][0],
+            &case.tolerance,
+        )?;
         let sd = opt.state_dict();
-        let evals = sd.state_of(0).and_then(|s| s.get("func_evals")).and_then(StateValue::as_f64);
+        let evals = sd
+            .state_of(0)
+            .and_then(|s| s.get("func_evals"))
+            .and_then(StateValue::as_f64);
         if evals != Some(want_evals[t] as f64) {
-            return Err(format!("call {t}: func_evals {evals:?}, want {}", want_evals[t]));
+            return Err(format!(
+                "call {t}: func_evals {evals:?}, want {}",
+                want_evals[t]
+            ));
         }
     }
     Ok(())
@@ -125,5 +169,11 @@ fn lbfgs_cases_match_pytorch() {
             r.err().map(|e| format!("{}: {e}", c.name))
         })
         .collect();
-    assert!(failures.is_empty(), "{} of {} cases fail:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases fail:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

@@ -4,3 +4,5 @@
 mod case;
 mod conformance;
 mod lbfgs;
+mod resume;
+mod validation;
