@@ -383,3 +383,63 @@ fn plateau_cooldown_patience_eps_and_nan() {
         "0.55 is not 0.1 better than 0.5"
     );
 }
+
+#[test]
+fn preset_values() {
+    let cases: &[(&str, &[f64])] = &[
+        (
+            "WarmupCosineLR(warmup_steps=2, total_steps=6)",
+            &[
+                0.0,
+                0.5,
+                1.0,
+                0.853_553_390_593_273_7,
+                0.5,
+                0.146_446_609_406_726_24,
+                0.0,
+                0.0,
+            ],
+        ),
+        (
+            "WarmupStableDecayLR(warmup_steps=1, stable_steps=2, decay_steps=2, min_lr=0.1)",
+            &[0.0, 1.0, 1.0, 1.0, 0.55, 0.1, 0.1],
+        ),
+        (
+            "WarmupStableDecayLR(warmup_steps=0, stable_steps=0, decay_steps=4, decay='1-sqrt')",
+            &[1.0, 0.5, 1.0 - 0.5f64.sqrt(), 1.0 - 0.75f64.sqrt(), 0.0],
+        ),
+        (
+            "InverseSqrtLR(warmup_steps=4)",
+            &[0.25, 0.5, 0.75, 1.0, 0.894_427_190_999_915_9],
+        ),
+    ];
+    for (spec, want) in cases {
+        let mut opt = FakeOptimizer::sgd(&[1.0], 0.0);
+        let mut s = build(spec, &mut opt);
+        let got = steps(s.as_mut(), &mut opt, want.len() - 1);
+        check_lr_sequence(spec, &[got], &[want.to_vec()], 1e-14, 1e-16);
+    }
+}
+
+#[test]
+fn cyclic_custom_scale_function() {
+    // scale_fn = 0.5 ** x of the iteration: the user's scale_mode is kept with a custom fn.
+    let mut opt = FakeOptimizer::sgd(&[1.0], 0.0);
+    let mut s = build(
+        "CyclicLR(base_lr=0.1, max_lr=1.0, step_size_up=1, scale_fn={'fn': 'pow', 'base': 0.5}, \
+         scale_mode='iterations', cycle_momentum=False)",
+        &mut opt,
+    );
+    let got = steps(s.as_mut(), &mut opt, 3);
+    check_lr_sequence(
+        "custom scale",
+        &[got],
+        &[vec![0.1, 0.55, 0.1, 0.2125]],
+        1e-15,
+        0.0,
+    );
+    assert_eq!(
+        s.state_dict().get("scale_mode"),
+        Some(&Value::from("iterations"))
+    );
+}
