@@ -48,13 +48,20 @@ pub fn read_pt_from<R: Read + Seek>(reader: &mut R) -> Result<Object, CkptError>
             CkptError::malformed("torch.save archive", "a `<name>/data.pkl` entry", "none")
         })?;
     let prefix = pkl.name[..pkl.name.len() - "data.pkl".len()].to_string();
-    if let Some(e) = archive.entry(&format!("{prefix}byteorder")) {
-        let order = archive.read_entry(reader, e)?;
-        if order != b"little" {
+    // The small records (byteorder, version, ...) are checked here, the storages when
+    // they are read.
+    let data_prefix = format!("{prefix}data/");
+    for e in archive
+        .entries
+        .iter()
+        .filter(|e| !e.name.starts_with(&data_prefix) && e.name != pkl.name)
+    {
+        let content = archive.read_entry(reader, e)?;
+        if e.name == format!("{prefix}byteorder") && content != b"little" {
             return Err(CkptError::malformed(
                 "torch.save byteorder",
                 "little",
-                String::from_utf8_lossy(&order).into_owned(),
+                String::from_utf8_lossy(&content).into_owned(),
             ));
         }
     }

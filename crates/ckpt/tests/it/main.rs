@@ -2,7 +2,9 @@
 //! corrupted input and the checkpointer.
 
 mod checkpointer;
+mod corruption;
 mod golden;
+mod props;
 mod tempo_format;
 mod torch_files;
 mod torch_write;

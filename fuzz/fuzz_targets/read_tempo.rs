@@ -1,0 +1,11 @@
+//! Feeds arbitrary bytes to the tempo-format reader: it must return, never panic or hang.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(object) = tempo_ckpt::read_tempo_bytes(data) {
+        let again = tempo_ckpt::write_tempo_bytes(&object).and_then(|b| tempo_ckpt::read_tempo_bytes(&b));
+        assert_eq!(format!("{:?}", again.ok()), format!("{:?}", Some(object)));
+    }
+});
