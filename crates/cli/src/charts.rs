@@ -40,6 +40,8 @@ pub(crate) struct Panel {
     pub(crate) y_label: String,
     /// The lines drawn in it.
     pub(crate) lines: Vec<Line>,
+    /// Put the legend in the lower right corner instead of the upper right.
+    pub(crate) legend_below: bool,
 }
 
 /// Panels stacked vertically under one title.
@@ -151,7 +153,11 @@ where
     if panel.lines.iter().any(|l| !l.label.is_empty()) {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(if panel.legend_below {
+                SeriesLabelPosition::LowerRight
+            } else {
+                SeriesLabelPosition::UpperRight
+            })
             .label_font(("sans-serif", 14))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.4))
@@ -210,6 +216,7 @@ mod tests {
                         points: vec![(1.0, 0.2)],
                     },
                 ],
+                legend_below: false,
             }],
         }
     }

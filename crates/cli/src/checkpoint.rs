@@ -1,34 +1,26 @@
-//! What a `tempo train` checkpoint holds, and where a run keeps its checkpoints.
+//! What a `tempo train` checkpoint holds, on top of `tempo::ckpt`'s training state.
 //!
-//! A checkpoint is one tempo checkpoint file (written atomically by `tempo::ckpt`) holding
-//! a dict in the shape PyTorch users write by hand:
+//! Each checkpoint is a [`TrainingState`] saved by a [`Checkpointer`] (atomic writes, the
+//! last N kept) as `ckpt-<step, 12 digits>.tempo` in the run directory:
 //!
-//! ```text
-//! {"model": {name: tensor}, "optimizer": {"state", "param_groups"}, "scheduler": {...} | None,
-//!  "epoch": completed epochs, "batch_in_epoch": batches done in the next epoch,
-//!  "step": optimizer steps, "rng": {"seed", "mt", "index", ...},
-//!  "metrics": JSON text, "config": TOML text}
-//! ```
-//!
-//! `rng` is the generator as it was at the start of the epoch in progress (before that
-//! epoch's shuffle), so a resumed run draws the same order and skips the batches done.
+//! * `epoch`: completed epochs; `step`: optimizer steps so far;
+//! * `model`, `optimizer`, `scheduler`: the three state dicts, in PyTorch's layouts;
+//! * `rng`: the MT19937 generator as it was at the start of the epoch in progress (before
+//!   that epoch's shuffle), so a resumed run draws the same order;
+//! * `metadata`: `batch_in_epoch` (batches of that epoch already done), `metrics` (the
+//!   history so far, as JSON) and `config` (the run's configuration, as TOML).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use tempo::ckpt::{
-    load_object, module_state_from_object, module_state_to_object, optimizer_state_from_object,
-    optimizer_state_to_object, save_object, scheduler_state_from_object, scheduler_state_to_object,
-    ModuleStateDict, Object, OptimizerStateDict,
+    Checkpointer, CheckpointerConfig, ModuleStateDict, OptimizerStateDict, RngArray, RngState,
+    TrainingState,
 };
-use tempo::param_groups::Dict;
+use tempo::param_groups::{Dict, Value};
 use tempo::tensor::GeneratorState;
 
 use crate::metrics::Metrics;
-
-/// The file name prefix and extension of a run's checkpoints.
-const PREFIX: &str = "ckpt-step-";
-const EXTENSION: &str = "tempo";
 
 /// The counters and history of a training run at a batch boundary.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,198 +51,206 @@ pub(crate) struct Checkpoint {
     pub(crate) progress: Progress,
 }
 
-/// The path of the checkpoint taken after `step` optimizer steps.
-pub(crate) fn path_for(dir: &Path, step: u64) -> PathBuf {
-    dir.join(format!("{PREFIX}{step:07}.{EXTENSION}"))
+/// The checkpointer of a run directory, keeping the newest `keep`.
+pub(crate) fn checkpointer(dir: &Path, keep: usize) -> Result<Checkpointer> {
+    Checkpointer::new(
+        dir,
+        CheckpointerConfig {
+            prefix: "ckpt".into(),
+            keep_last: keep.max(1),
+            keep_best: None,
+        },
+    )
+    .with_context(|| format!("cannot use run directory {}", dir.display()))
 }
 
-/// The run's checkpoints, oldest first (by step).
-pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read run directory {}", dir.display()))?;
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry =
-            entry.with_context(|| format!("cannot read run directory {}", dir.display()))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let step = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.strip_suffix(&format!(".{EXTENSION}")))
-            .and_then(|digits| digits.parse::<u64>().ok());
-        if let Some(step) = step {
-            found.push((step, entry.path()));
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// The newest checkpoint of a run, if any.
+/// The newest checkpoint of a run directory, if any.
 pub(crate) fn latest(dir: &Path) -> Result<Option<PathBuf>> {
-    Ok(list(dir)?.pop().map(|(_, p)| p))
-}
-
-/// Deletes all but the newest `keep` checkpoints (at least one is always kept).
-pub(crate) fn prune(dir: &Path, keep: usize) -> Result<()> {
-    let all = list(dir)?;
-    let excess = all.len().saturating_sub(keep.max(1));
-    for (_, path) in all.into_iter().take(excess) {
-        std::fs::remove_file(&path)
-            .with_context(|| format!("cannot remove old checkpoint {}", path.display()))?;
+    if !dir.is_dir() {
+        return Ok(None);
     }
-    Ok(())
+    checkpointer(dir, 1)?
+        .latest()
+        .with_context(|| format!("cannot list the checkpoints in {}", dir.display()))
 }
 
-fn int(v: u64) -> Object {
-    Object::Int(i64::try_from(v).unwrap_or(i64::MAX))
-}
-
-fn str_dict(entries: Vec<(&str, Object)>) -> Object {
-    Object::Dict(
-        entries
-            .into_iter()
-            .map(|(k, v)| (Object::Str(k.to_string()), v))
-            .collect(),
-    )
-}
-
-fn rng_to_object(rng: &GeneratorState) -> Object {
-    let opt = |v: Option<f64>| v.map_or(Object::None, Object::Float);
-    str_dict(vec![
-        ("seed", int(rng.seed())),
-        (
-            "mt",
-            Object::List(
-                rng.mt()
-                    .iter()
-                    .map(|&w| Object::Int(i64::from(w)))
-                    .collect(),
+fn rng_to_state(rng: &GeneratorState) -> RngState {
+    RngState {
+        kind: "mt19937".into(),
+        arrays: vec![
+            ("mt".into(), RngArray::U32(rng.mt().to_vec())),
+            ("index".into(), RngArray::U64(vec![rng.index() as u64])),
+            ("seed".into(), RngArray::U64(vec![rng.seed()])),
+            (
+                "next_double_normal".into(),
+                RngArray::U64(
+                    rng.next_double_normal()
+                        .map(f64::to_bits)
+                        .into_iter()
+                        .collect(),
+                ),
             ),
-        ),
-        ("index", int(rng.index() as u64)),
-        ("next_double_normal", opt(rng.next_double_normal())),
-        (
-            "next_float_normal",
-            opt(rng.next_float_normal().map(f64::from)),
-        ),
-    ])
+            (
+                "next_float_normal".into(),
+                RngArray::U32(
+                    rng.next_float_normal()
+                        .map(f32::to_bits)
+                        .into_iter()
+                        .collect(),
+                ),
+            ),
+        ],
+    }
 }
 
-fn rng_from_object(o: &Object) -> Result<GeneratorState> {
-    let get = |k: &str| o.get(k).with_context(|| format!("`rng` has no `{k}`"));
-    let uint = |k: &str| -> Result<u64> {
-        get(k)?
-            .as_i64()
-            .and_then(|v| u64::try_from(v).ok())
-            .with_context(|| format!("`rng.{k}` must be a non-negative int"))
+fn rng_from_state(state: &RngState) -> Result<GeneratorState> {
+    if state.kind != "mt19937" {
+        bail!(
+            "expected an mt19937 generator state, found `{}`",
+            state.kind
+        );
+    }
+    let array = |name: &str| {
+        state
+            .arrays
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a)
+            .with_context(|| format!("the generator state has no `{name}`"))
     };
-    let opt_float = |k: &str| -> Result<Option<f64>> {
-        match get(k)? {
-            Object::None => Ok(None),
-            Object::Float(v) => Ok(Some(*v)),
-            other => bail!(
-                "`rng.{k}` must be a float or None, found {}",
-                other.type_name()
-            ),
+    let u64s = |name: &str| match array(name)? {
+        RngArray::U64(v) => Ok(v.clone()),
+        RngArray::U32(_) => bail!("`{name}` must be uint64"),
+    };
+    let u32s = |name: &str| match array(name)? {
+        RngArray::U32(v) => Ok(v.clone()),
+        RngArray::U64(_) => bail!("`{name}` must be uint32"),
+    };
+    let one = |name: &str| -> Result<u64> {
+        match u64s(name)?.as_slice() {
+            [v] => Ok(*v),
+            other => bail!("`{name}` must hold one value, found {}", other.len()),
         }
     };
-    let mt = get("mt")?
-        .items()
-        .context("`rng.mt` must be a list of ints")?
-        .iter()
-        .map(|w| {
-            w.as_i64()
-                .and_then(|v| u32::try_from(v).ok())
-                .context("`rng.mt` must hold 32-bit unsigned ints")
-        })
-        .collect::<Result<Vec<u32>>>()?;
-    let index = usize::try_from(uint("index")?).context("`rng.index` is too large")?;
+    let index = usize::try_from(one("index")?).context("`index` is too large")?;
     GeneratorState::new(
-        uint("seed")?,
-        mt,
+        one("seed")?,
+        u32s("mt")?,
         index,
-        opt_float("next_double_normal")?,
-        opt_float("next_float_normal")?.map(|v| v as f32),
+        u64s("next_double_normal")?
+            .first()
+            .map(|&b| f64::from_bits(b)),
+        u32s("next_float_normal")?
+            .first()
+            .map(|&b| f32::from_bits(b)),
     )
-    .map_err(|e| anyhow::anyhow!("`rng`: {e}"))
+    .map_err(|e| anyhow::anyhow!("the generator state: {e}"))
 }
 
-/// Writes a checkpoint atomically.
+fn int(v: u64) -> Value {
+    Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// Saves a checkpoint through the run's checkpointer; returns its path.
 pub(crate) fn save(
-    path: &Path,
-    model: &ModuleStateDict,
-    optimizer: &OptimizerStateDict,
-    scheduler: Option<&Dict>,
+    checkpointer: &Checkpointer,
+    model: ModuleStateDict,
+    optimizer: OptimizerStateDict,
+    scheduler: Option<Dict>,
     progress: &Progress,
-) -> Result<()> {
-    let metrics =
-        serde_json::to_string(&progress.metrics).context("cannot encode the metrics as JSON")?;
-    let object = str_dict(vec![
-        ("model", module_state_to_object(model)),
-        ("optimizer", optimizer_state_to_object(optimizer)),
-        (
-            "scheduler",
-            scheduler.map_or(Object::None, scheduler_state_to_object),
-        ),
-        ("epoch", int(progress.epochs_done)),
-        ("batch_in_epoch", int(progress.batches_done)),
-        ("step", int(progress.step)),
-        ("rng", rng_to_object(&progress.rng)),
-        ("metrics", Object::Str(metrics)),
-        ("config", Object::Str(progress.config.clone())),
-    ]);
-    save_object(path, &object).with_context(|| format!("cannot save checkpoint {}", path.display()))
+) -> Result<PathBuf> {
+    let mut metadata = Dict::new();
+    metadata.insert("batch_in_epoch", int(progress.batches_done));
+    metadata.insert(
+        "metrics",
+        serde_json::to_string(&progress.metrics).context("cannot encode the metrics")?,
+    );
+    metadata.insert("config", progress.config.clone());
+    let state = TrainingState {
+        epoch: i64::try_from(progress.epochs_done).unwrap_or(i64::MAX),
+        step: i64::try_from(progress.step).unwrap_or(i64::MAX),
+        model,
+        optimizer: Some(optimizer),
+        scheduler,
+        rng: Some(rng_to_state(&progress.rng)),
+        metadata,
+    };
+    checkpointer.save(&state).with_context(|| {
+        format!(
+            "cannot save a checkpoint in {}",
+            checkpointer.dir().display()
+        )
+    })
 }
 
 /// Reads a checkpoint written by [`save`].
 pub(crate) fn load(path: &Path) -> Result<Checkpoint> {
-    let object =
-        load_object(path).with_context(|| format!("cannot load checkpoint {}", path.display()))?;
-    let what = || format!("{} is not a tempo train checkpoint", path.display());
-    let get = |k: &str| {
-        object
-            .get(k)
-            .with_context(|| format!("it has no `{k}`"))
-            .with_context(what)
+    let state = tempo::ckpt::load(path)
+        .with_context(|| format!("cannot load checkpoint {}", path.display()))?;
+    let not_ours =
+        |what: &str| format!("{} is not a tempo train checkpoint: {what}", path.display());
+    let count = |v: i64, name: &str| {
+        u64::try_from(v).with_context(|| not_ours(&format!("`{name}` is negative")))
     };
-    let uint = |k: &str| -> Result<u64> {
-        get(k)?
-            .as_i64()
-            .and_then(|v| u64::try_from(v).ok())
-            .with_context(|| format!("`{k}` must be a non-negative int"))
-            .with_context(what)
+    let meta = |key: &str| {
+        state
+            .metadata
+            .get(key)
+            .with_context(|| not_ours(&format!("its metadata has no `{key}`")))
     };
-    let model = module_state_from_object(get("model")?).context("reading `model`")?;
-    let optimizer =
-        optimizer_state_from_object(get("optimizer")?).context("reading `optimizer`")?;
-    let scheduler = match get("scheduler")? {
-        Object::None => None,
-        o => Some(scheduler_state_from_object(o).context("reading `scheduler`")?),
-    };
-    let metrics_text = get("metrics")?
+    let metrics_text = meta("metrics")?
         .as_str()
-        .context("`metrics` must be a string")
-        .with_context(what)?;
-    let metrics: Metrics =
-        serde_json::from_str(metrics_text).context("`metrics` is not valid metrics JSON")?;
-    let config = get("config")?
+        .with_context(|| not_ours("`metrics` is not a string"))?;
+    let metrics: Metrics = serde_json::from_str(metrics_text)
+        .with_context(|| not_ours("`metrics` is not valid metrics JSON"))?;
+    let config = meta("config")?
         .as_str()
-        .context("`config` must be a string")
-        .with_context(what)?
+        .with_context(|| not_ours("`config` is not a string"))?
         .to_string();
+    let batches_done = meta("batch_in_epoch")?
+        .as_i64()
+        .and_then(|v| u64::try_from(v).ok())
+        .with_context(|| not_ours("`batch_in_epoch` is not a count"))?;
+    let rng = state
+        .rng
+        .as_ref()
+        .with_context(|| not_ours("it has no generator state"))?;
     let progress = Progress {
-        epochs_done: uint("epoch")?,
-        batches_done: uint("batch_in_epoch")?,
-        step: uint("step")?,
-        rng: rng_from_object(get("rng")?).with_context(what)?,
+        epochs_done: count(state.epoch, "epoch")?,
+        batches_done,
+        step: count(state.step, "step")?,
+        rng: rng_from_state(rng).with_context(|| not_ours("bad generator state"))?,
         metrics,
         config,
     };
     Ok(Checkpoint {
-        model,
-        optimizer,
-        scheduler,
+        model: state.model,
+        optimizer: state
+            .optimizer
+            .with_context(|| not_ours("it has no optimizer state"))?,
+        scheduler: state.scheduler,
         progress,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tempo::tensor::Generator;
+
+    #[test]
+    fn generator_state_round_trips() {
+        let mut g = Generator::new(7);
+        for _ in 0..1000 {
+            g.next_u32();
+        }
+        let state = g.state();
+        assert_eq!(rng_from_state(&rng_to_state(&state)).unwrap(), state);
+        let mut bad = rng_to_state(&state);
+        bad.kind = "pcg".into();
+        assert!(rng_from_state(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("mt19937"));
+    }
 }

@@ -26,7 +26,7 @@ With no options, trains a 64-128-10 MLP on the embedded handwritten digits with 
 and OneCycleLR (configs/default.toml), saving a checkpoint every epoch in
 runs/<timestamp>. Options override the config file.
 
-The run directory gets config.toml, the checkpoints (ckpt-step-NNNNNNN.tempo, the last
+The run directory gets config.toml, the checkpoints (ckpt-<step>.tempo, the last
 --keep of them), metrics.csv, lr.svg (each group's lr and cycled momentum per step) and
 loss.svg (training loss per step, test accuracy per epoch). Ctrl-C saves a checkpoint at
 the next batch boundary and exits with code 130; --resume continues it bit for bit.
@@ -195,7 +195,7 @@ fn start(args: &TrainArgs) -> Result<Run> {
 fn resume(dir: &Path, args: &TrainArgs) -> Result<Run> {
     let path = checkpoint::latest(dir)?.with_context(|| {
         format!(
-            "{} has no checkpoint (ckpt-step-*.tempo) to resume from",
+            "{} has no checkpoint (ckpt-*.tempo) to resume from",
             dir.display()
         )
     })?;
@@ -489,15 +489,15 @@ fn evaluate(model: &Sequential<f32>, data: &Dataset) -> Result<(f64, f64)> {
 }
 
 fn save_checkpoint(run: &Run) -> Result<()> {
-    let path = checkpoint::path_for(&run.dir, run.progress.step);
+    let checkpointer = checkpoint::checkpointer(&run.dir, run.config.checkpoint.keep)?;
     checkpoint::save(
-        &path,
-        &run.model.state_dict().to_tensor_data(),
-        &run.optimizer.state_dict(),
-        run.scheduler.as_ref().map(|s| s.state_dict()).as_ref(),
+        &checkpointer,
+        run.model.state_dict().to_tensor_data(),
+        run.optimizer.state_dict(),
+        run.scheduler.as_ref().map(|s| s.state_dict()),
         &run.progress,
     )?;
-    checkpoint::prune(&run.dir, run.config.checkpoint.keep)
+    Ok(())
 }
 
 fn progress_bar(visible: bool, batches: u64, epoch: u64, epochs: u64) -> ProgressBar {
