@@ -132,11 +132,11 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
         for (ps, h) in self.groups.params.iter().zip(&self.hypers) {
             for p in ps {
                 if let Some(g) = p.grad().as_ref() {
-                    let shape = p.shape();
-                    if g.shape() != shape.as_slice() {
+                    let data = p.data();
+                    if g.shape() != data.shape() {
                         return Err(OptimError::GradShapeMismatch {
                             param: id,
-                            expected: shape,
+                            expected: data.shape().to_vec(),
                             got: g.shape().to_vec(),
                         });
                     }

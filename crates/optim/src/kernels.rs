@@ -88,6 +88,11 @@ pub(crate) trait Kernel<T: Float>: Sync {
 
 /// Runs `kernel` over `lanes`: on two threads for large tensors, with FMA when available.
 pub(crate) fn launch<T: Float, K: Kernel<T>>(kernel: &K, lanes: Lanes<'_, T>) {
+    #[cfg(test)]
+    if PORTABLE_ONLY.with(std::cell::Cell::get) {
+        kernel.run(lanes);
+        return;
+    }
     let n = lanes.len();
     if n >= PARALLEL_THRESHOLD && cores() > 1 {
         // Split on a 64-element boundary so both halves start cache-line aligned.
@@ -100,6 +105,12 @@ pub(crate) fn launch<T: Float, K: Kernel<T>>(kernel: &K, lanes: Lanes<'_, T>) {
     } else {
         run_one(kernel, lanes);
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests set this to run the portable path (baseline target, one thread).
+    pub(crate) static PORTABLE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn cores() -> usize {

@@ -172,3 +172,83 @@ pub fn build_optimizer<T: Float>(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{PARALLEL_THRESHOLD, PORTABLE_ONLY};
+    use ndarray::ArrayD;
+
+    fn run<T: Float>(kind: &str, kwargs: serde_json::Value, portable: bool) -> Vec<u64> {
+        PORTABLE_ONLY.with(|c| c.set(portable));
+        let n = PARALLEL_THRESHOLD + 77;
+        let p = Tensor::<T>::parameter(ArrayD::from_shape_fn(vec![n], |i| {
+            <T as Float>::from_f64((i[0] as f64 * 0.013).sin())
+        }));
+        let spec: OptimizerSpec =
+            serde_json::from_value(serde_json::json!({"type": kind, "kwargs": kwargs})).unwrap();
+        let mut opt = build_optimizer(&spec, std::slice::from_ref(&p)).unwrap();
+        for s in 0..7 {
+            let g = ArrayD::from_shape_fn(vec![n], |i| {
+                <T as Float>::from_f64((i[0] as f64 * 0.7 + s as f64).cos())
+            });
+            p.set_grad(Some(g)).unwrap();
+            opt.step().unwrap();
+        }
+        PORTABLE_ONLY.with(|c| c.set(false));
+        let out = p
+            .data()
+            .iter()
+            .map(|&x| <T as Float>::to_f64(x).to_bits())
+            .collect();
+        out
+    }
+
+    #[test]
+    fn fast_and_portable_paths_give_the_same_bits() {
+        let configs = [
+            (
+                "SGD",
+                serde_json::json!({"lr": 0.1, "momentum": 0.9, "nesterov": true, "weight_decay": 0.01}),
+            ),
+            (
+                "Adam",
+                serde_json::json!({"lr": 0.01, "amsgrad": true, "weight_decay": 0.1}),
+            ),
+            ("AdamW", serde_json::json!({"lr": 0.01})),
+            (
+                "Adagrad",
+                serde_json::json!({"lr": 0.1, "weight_decay": 0.1}),
+            ),
+            ("Adadelta", serde_json::json!({"weight_decay": 0.1})),
+            ("Adamax", serde_json::json!({"lr": 0.02})),
+            (
+                "NAdam",
+                serde_json::json!({"lr": 0.02, "weight_decay": 0.1, "decoupled_weight_decay": true}),
+            ),
+            (
+                "RAdam",
+                serde_json::json!({"lr": 0.01, "betas": [0.9, 0.5]}),
+            ),
+            (
+                "RMSprop",
+                serde_json::json!({"lr": 0.01, "momentum": 0.5, "centered": true, "weight_decay": 0.1}),
+            ),
+            ("Rprop", serde_json::json!({"lr": 0.01})),
+            (
+                "ASGD",
+                serde_json::json!({"lr": 0.05, "t0": 1.0, "weight_decay": 0.1}),
+            ),
+        ];
+        for (kind, kw) in configs {
+            assert!(
+                run::<f32>(kind, kw.clone(), false) == run::<f32>(kind, kw.clone(), true),
+                "{kind} f32"
+            );
+            assert!(
+                run::<f64>(kind, kw.clone(), false) == run::<f64>(kind, kw, true),
+                "{kind} f64"
+            );
+        }
+    }
+}

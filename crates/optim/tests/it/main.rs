@@ -1,6 +1,7 @@
 //! tempo-optim's integration tests: PyTorch conformance cases, resume properties and
 //! validation errors.
 
+mod alloc;
 mod case;
 mod conformance;
 mod lbfgs;
