@@ -325,6 +325,22 @@ fn state_dict_layout_is_pytorchs() {
 }
 
 #[test]
+fn a_boxed_optimizer_is_a_param_groups_seam() {
+    let mut opt = stepped_adam();
+    let groups: &mut dyn tempo_param_groups::OptimizerParamGroups = opt.as_mut();
+    groups
+        .set_momentum(1, 0.8)
+        .expect("betas[0] is the momentum");
+    groups.set_lr(0, 0.05).expect("lr");
+    assert_eq!(
+        opt.get(1, "betas"),
+        Some(Value::Tuple(vec![Value::Float(0.8), Value::Float(0.999)]))
+    );
+    assert_eq!(opt.get(0, "lr"), Some(Value::Float(0.05)));
+    assert_eq!(opt.name(), "Adam");
+}
+
+#[test]
 fn lbfgs_needs_a_closure() {
     let mut opt = build("LBFGS", json!({})).expect("build");
     assert_eq!(
