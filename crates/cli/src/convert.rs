@@ -1,15 +1,98 @@
-//! `tempo convert`.
+//! `tempo convert`: checkpoints between PyTorch's `.pt` and tempo's format, both ways.
 
-use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use tempo::ckpt::{convert, detect_format, load_object, read_pt, Format, Object};
 
 use crate::Outcome;
 
+const AFTER_HELP: &str = "\
+The input's format is detected from its content; the output's from its extension:
+.pt or .pth for PyTorch (torch.load(path, weights_only=True) reads it), .tempo for
+tempo's format (a safetensors file with versioned metadata). Every value, dtype, shape
+and key order is kept; the output is read back and compared with the input.
+
+Examples:
+  tempo convert seed_epoch5_float32.pt seed_epoch5_float32.tempo
+  tempo convert runs/a/ckpt-000000000675.tempo final.pt";
+
 /// Arguments of `tempo convert`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ConvertArgs {}
+#[command(after_help = AFTER_HELP)]
+pub(crate) struct ConvertArgs {
+    /// The checkpoint to read (.pt or .tempo).
+    #[arg(value_name = "IN")]
+    pub(crate) input: PathBuf,
+    /// The checkpoint to write: .pt/.pth (PyTorch) or .tempo.
+    #[arg(value_name = "OUT")]
+    pub(crate) output: PathBuf,
+    /// Replace OUT if it exists.
+    #[arg(long, short)]
+    pub(crate) force: bool,
+}
+
+fn read(path: &Path) -> Result<(Object, Format)> {
+    let format = detect_format(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let object = match format {
+        Format::Torch => read_pt(path),
+        Format::Tempo => load_object(path),
+    }
+    .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((object, format))
+}
+
+fn name(format: Format) -> &'static str {
+    match format {
+        Format::Torch => "PyTorch .pt",
+        Format::Tempo => "tempo",
+    }
+}
 
 /// Runs `tempo convert`.
 pub(crate) fn run(args: &ConvertArgs) -> Result<Outcome> {
-    let _ = args;
-    bail!("not yet")
+    let out_format = match args.output.extension().and_then(|e| e.to_str()) {
+        Some("pt" | "pth") => Format::Torch,
+        Some("tempo") => Format::Tempo,
+        _ => bail!(
+            "cannot tell which format to write {}: expected a name ending in .pt, .pth or .tempo",
+            args.output.display()
+        ),
+    };
+    if !args.input.exists() {
+        bail!("{} does not exist", args.input.display());
+    }
+    if args.output.exists() && !args.force {
+        bail!(
+            "{} exists already: pass --force to replace it",
+            args.output.display()
+        );
+    }
+    if args.output.canonicalize().ok() == Some(args.input.canonicalize()?) {
+        bail!("IN and OUT are the same file");
+    }
+    let (original, in_format) = read(&args.input)?;
+    convert(&args.input, &args.output).with_context(|| {
+        format!(
+            "cannot convert {} into {}",
+            args.input.display(),
+            args.output.display()
+        )
+    })?;
+    let (back, _) = read(&args.output)?;
+    if back != original {
+        bail!(
+            "{} does not read back as what {} holds; the conversion lost something",
+            args.output.display(),
+            args.input.display()
+        );
+    }
+    println!(
+        "converted {} ({}) into {} ({}); it reads back identical",
+        args.input.display(),
+        name(in_format),
+        args.output.display(),
+        name(out_format)
+    );
+    Ok(Outcome::Done)
 }
