@@ -6,6 +6,7 @@ use std::sync::Once;
 use anyhow::{anyhow, bail, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// DejaVu Sans cut down to Latin-1, so charts have text on machines without fonts.
 static FONT: &[u8] = include_bytes!("../data/DejaVuSans-subset.ttf");
@@ -38,10 +39,28 @@ pub(crate) struct Panel {
     pub(crate) x_label: String,
     /// The y axis's label.
     pub(crate) y_label: String,
-    /// The lines drawn in it.
+    /// The lines drawn in it; their labels form a legend under the chart.
     pub(crate) lines: Vec<Line>,
-    /// Put the legend in the lower right corner instead of the upper right.
-    pub(crate) legend_below: bool,
+}
+
+/// The height of a panel's chart, without its legend.
+const CHART_HEIGHT: u32 = 300;
+/// The height of one legend row.
+const LEGEND_ROW: u32 = 20;
+/// The width of every picture.
+const WIDTH: u32 = 960;
+/// The height of the title strip.
+const TITLE_HEIGHT: u32 = 44;
+
+impl Panel {
+    fn legend_rows(&self) -> u32 {
+        self.lines.iter().filter(|l| !l.label.is_empty()).count() as u32
+    }
+
+    fn height(&self) -> u32 {
+        let rows = self.legend_rows();
+        CHART_HEIGHT + if rows > 0 { rows * LEGEND_ROW + 12 } else { 0 }
+    }
 }
 
 /// Panels stacked vertically under one title.
@@ -70,8 +89,8 @@ pub(crate) fn save(figure: &Figure, path: &Path) -> Result<()> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    let panels = figure.panels.len().max(1) as u32;
-    let size = (960, 80 + 340 * panels);
+    let height = TITLE_HEIGHT + figure.panels.iter().map(Panel::height).sum::<u32>();
+    let size = (WIDTH, height.max(TITLE_HEIGHT + CHART_HEIGHT));
     let draw_err = |e: String| anyhow!("cannot draw {}: {e}", path.display());
     match ext.as_str() {
         "svg" => {
@@ -97,12 +116,21 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let root = root
-        .titled(&figure.title, ("sans-serif", 24))
+    let (title, mut rest) = root.split_vertically(TITLE_HEIGHT);
+    title
+        .draw_text(
+            &figure.title,
+            &TextStyle::from(("sans-serif", 20).into_font())
+                .pos(Pos::new(HPos::Center, VPos::Center)),
+            ((WIDTH / 2) as i32, (TITLE_HEIGHT / 2) as i32),
+        )
         .map_err(|e| e.to_string())?;
-    let areas = root.split_evenly((figure.panels.len().max(1), 1));
-    for (panel, area) in figure.panels.iter().zip(areas.iter()) {
-        draw_panel(panel, area).map_err(|e| e.to_string())?;
+    for panel in &figure.panels {
+        let (area, below) = rest.split_vertically(panel.height());
+        let (chart, legend) = area.split_vertically(CHART_HEIGHT);
+        draw_panel(panel, &chart).map_err(|e| e.to_string())?;
+        draw_legend(panel, &legend).map_err(|e| e.to_string())?;
+        rest = below;
     }
     Ok(())
 }
@@ -141,27 +169,38 @@ where
         let color = COLORS[i % COLORS.len()];
         let points: Vec<(f64, f64)> = line.points.iter().filter(finite).copied().collect();
         let style = ShapeStyle::from(&color).stroke_width(2);
-        let series = if points.len() == 1 {
-            chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, style.filled())))?
+        if points.len() == 1 {
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, style.filled())))?;
         } else {
-            chart.draw_series(LineSeries::new(points, style))?
-        };
-        series
-            .label(line.label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            chart.draw_series(LineSeries::new(points, style))?;
+        }
     }
-    if panel.lines.iter().any(|l| !l.label.is_empty()) {
-        chart
-            .configure_series_labels()
-            .position(if panel.legend_below {
-                SeriesLabelPosition::LowerRight
-            } else {
-                SeriesLabelPosition::UpperRight
-            })
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
+    Ok(())
+}
+
+/// The legend under a chart: one row per labelled line, never over the data.
+fn draw_legend<DB: DrawingBackend>(
+    panel: &Panel,
+    area: &DrawingArea<DB, Shift>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>
+where
+    DB::ErrorType: 'static,
+{
+    let style =
+        TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    let labelled = panel
+        .lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.label.is_empty());
+    for (row, (i, line)) in labelled.enumerate() {
+        let y = 4 + (row as u32 * LEGEND_ROW + LEGEND_ROW / 2) as i32;
+        let color = COLORS[i % COLORS.len()];
+        area.draw(&PathElement::new(
+            vec![(96, y), (126, y)],
+            ShapeStyle::from(&color).stroke_width(3),
+        ))?;
+        area.draw_text(&line.label, &style, (134, y))?;
     }
     Ok(())
 }
@@ -216,7 +255,6 @@ mod tests {
                         points: vec![(1.0, 0.2)],
                     },
                 ],
-                legend_below: false,
             }],
         }
     }

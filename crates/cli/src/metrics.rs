@@ -133,7 +133,6 @@ impl Metrics {
             x_label: "step".into(),
             y_label: "learning rate".into(),
             lines: lr_lines,
-            legend_below: false,
         }];
         let momentum_lines: Vec<Line> = (0..groups)
             .map(|g| Line {
@@ -157,7 +156,6 @@ impl Metrics {
                 x_label: "step".into(),
                 y_label: "momentum (betas[0] or momentum)".into(),
                 lines: momentum_lines,
-                legend_below: false,
             });
         }
         Figure {
@@ -188,7 +186,6 @@ impl Metrics {
                                 .collect(),
                         },
                     ],
-                    legend_below: false,
                 },
                 Panel {
                     x_label: "epoch".into(),
@@ -201,7 +198,6 @@ impl Metrics {
                             .map(|e| (e.epoch as f64, e.test_accuracy))
                             .collect(),
                     }],
-                    legend_below: true,
                 },
             ],
         }

@@ -260,14 +260,12 @@ fn figure(schedules: &[Schedule], title: String) -> Figure {
         x_label: "scheduler step".into(),
         y_label: "learning rate".into(),
         lines: lr_lines,
-        legend_below: false,
     }];
     if !momentum_lines.is_empty() {
         panels.push(Panel {
             x_label: "scheduler step".into(),
             y_label: "momentum".into(),
             lines: momentum_lines,
-            legend_below: false,
         });
     }
     Figure { title, panels }
