@@ -30,18 +30,21 @@ The run directory gets config.toml, the checkpoints (ckpt-<step>.tempo, the last
 --keep of them), metrics.csv, lr.svg (each group's lr and cycled momentum per step) and
 loss.svg (training loss per step, test accuracy per epoch). Ctrl-C saves a checkpoint at
 the next batch boundary and exits with code 130; --resume continues it bit for bit.
+A ReduceLROnPlateau scheduler follows the test loss (step_every = \"epoch\") or the
+mini-batch loss (step_every = \"batch\").
 
+";
+
+const EXAMPLES: &str = "\
 Examples:
   tempo train
   tempo train --epochs 5 --batch-size 64 --lr 0.02 --run-dir runs/short
   tempo train --config my.toml --data my.csv --target-column label
-  tempo train --resume runs/short
-
-";
+  tempo train --resume runs/short";
 
 /// Arguments of `tempo train`.
 #[derive(Debug, Default, clap::Args)]
-#[command(after_help = format!("{AFTER_HELP}{CSV_LAYOUT}"))]
+#[command(after_help = format!("{AFTER_HELP}{CSV_LAYOUT}\n\n{EXAMPLES}"))]
 pub(crate) struct TrainArgs {
     /// A TOML configuration (see configs/default.toml); the options below override it.
     #[arg(long, value_name = "FILE")]
@@ -382,7 +385,12 @@ fn train_loop(run: &mut Run, args: &TrainArgs, interrupted: &AtomicBool) -> Resu
             run.progress.batches_done += 1;
             if let (Some(s), StepEvery::Batch) = (run.scheduler.as_mut(), run.step_every) {
                 let groups: &mut dyn OptimizerParamGroups = run.optimizer.as_mut();
-                s.step(groups).context("scheduler step")?;
+                if s.needs_metric() {
+                    // ReduceLROnPlateau stepped per batch follows the training loss.
+                    s.step_with_metric(groups, loss).context("scheduler step")?;
+                } else {
+                    s.step(groups).context("scheduler step")?;
+                }
             }
             run.progress.metrics.steps.push(StepRecord {
                 step: run.progress.step,
@@ -402,6 +410,7 @@ fn train_loop(run: &mut Run, args: &TrainArgs, interrupted: &AtomicBool) -> Resu
         let (test_loss, test_accuracy) = evaluate(&run.model, &run.test)?;
         if let (Some(s), StepEvery::Epoch) = (run.scheduler.as_mut(), run.step_every) {
             let groups: &mut dyn OptimizerParamGroups = run.optimizer.as_mut();
+            // ReduceLROnPlateau stepped per epoch follows the held-out loss.
             if s.needs_metric() {
                 s.step_with_metric(groups, test_loss)
                     .context("scheduler step")?;

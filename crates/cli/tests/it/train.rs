@@ -199,3 +199,31 @@ fn bad_inputs_are_one_line_errors() {
     let out = run_in(dir.path(), &["train", "--resume", "nowhere"]);
     check_error(&out, "nowhere");
 }
+
+#[test]
+fn a_per_epoch_scheduler_changes_the_lr_only_between_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = TINY_CONFIG
+        .replace("type = \"AdamW\"", "type = \"SGD\"")
+        .replace("lr = 0.001", "lr = 0.1\nmomentum = 0.9")
+        .replace(
+            "type = \"OneCycleLR\"\nstep_every = \"batch\"",
+            "type = \"StepLR\"\nstep_every = \"epoch\"",
+        )
+        .replace("max_lr = 0.02", "step_size = 1\ngamma = 0.5");
+    std::fs::write(dir.path().join("step.toml"), config).unwrap();
+    check_ok(&run_in(
+        dir.path(),
+        &["train", "--config", "step.toml", "--run-dir", "r", "-q"],
+    ));
+    let csv = std::fs::read_to_string(dir.path().join("r/metrics.csv")).unwrap();
+    for line in csv.lines().filter(|l| l.starts_with("step,")) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let epoch: i32 = cells[2].parse().unwrap();
+        let lr: f64 = cells[3].parse().unwrap();
+        // StepLR(step_size=1, gamma=0.5) from 0.1: 0.1, 0.05, 0.025 by epoch.
+        let want = 0.1 * 0.5f64.powi(epoch - 1);
+        assert!((lr - want).abs() <= 1e-15, "{line}");
+        assert_eq!(cells[4], "0.9", "SGD's momentum is not cycled: {line}");
+    }
+}
