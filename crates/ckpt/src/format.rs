@@ -5,12 +5,15 @@
 //! the checkpoint's content: an [`Object`] tree as JSON, in which every tensor is a
 //! reference (`{"$tensor": "name"}`) to a safetensors tensor.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value as Json};
 
 use crate::object::MAX_DEPTH;
-use crate::{AnyTensor, CkptError, Object};
+use tempo_tensor::TensorData;
+
+use crate::{AnyTensor, CkptError, DType, Object};
 
 /// The format version this build writes, and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -25,16 +28,65 @@ pub(crate) const CHECKSUM_KEY: &[u8] = br#""checksum":"crc32:"#;
 /// The largest header tempo writes or reads (safetensors' own limit).
 pub(crate) const MAX_HEADER: u64 = 100_000_000;
 
+/// A tensor to be written, borrowed from an [`Object`] or straight from a state.
+#[derive(Clone, Copy)]
+pub(crate) enum TensorView<'a> {
+    Any(&'a AnyTensor),
+    Data(&'a TensorData),
+}
+
+impl TensorView<'_> {
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            TensorView::Any(t) => t.dtype(),
+            TensorView::Data(TensorData::F32(_)) => DType::F32,
+            TensorView::Data(TensorData::F64(_)) => DType::F64,
+        }
+    }
+
+    pub(crate) fn shape(&self) -> &[usize] {
+        match self {
+            TensorView::Any(t) => t.shape(),
+            TensorView::Data(d) => d.shape(),
+        }
+    }
+
+    pub(crate) fn nbytes(&self) -> usize {
+        match self {
+            TensorView::Any(t) => t.nbytes(),
+            TensorView::Data(d) => d.len() * self.dtype().size(),
+        }
+    }
+
+    /// The little-endian bytes, borrowed whenever the memory already is that.
+    pub(crate) fn le_bytes(&self) -> Cow<'_, [u8]> {
+        let little = cfg!(target_endian = "little");
+        match self {
+            TensorView::Any(t) => t.le_bytes(),
+            TensorView::Data(TensorData::F32(a)) if little && a.as_slice().is_some() => {
+                Cow::Borrowed(bytemuck::cast_slice(a.as_slice().unwrap_or_default()))
+            }
+            TensorView::Data(TensorData::F64(a)) if little && a.as_slice().is_some() => {
+                Cow::Borrowed(bytemuck::cast_slice(a.as_slice().unwrap_or_default()))
+            }
+            TensorView::Data(d) => Cow::Owned(AnyTensor::from(*d).le_bytes().into_owned()),
+        }
+    }
+}
+
 /// A tensor to be written: its name in the safetensors header.
 pub(crate) struct NamedTensor<'a> {
     pub(crate) name: String,
-    pub(crate) tensor: &'a AnyTensor,
+    pub(crate) tensor: TensorView<'a>,
 }
 
 /// Encodes an object tree as JSON, collecting its tensors.
 pub(crate) struct Encoder<'a> {
     pub(crate) tensors: Vec<NamedTensor<'a>>,
     names: HashSet<String>,
+    /// Tensors that replace the tree's tensors, in traversal order (the tree then
+    /// holds placeholders), so that a state is written without copying it first.
+    substitutes: std::vec::IntoIter<&'a TensorData>,
 }
 
 fn float_json(f: f64) -> Json {
@@ -92,11 +144,17 @@ fn plain_keys(entries: &[(Object, Object)]) -> bool {
 }
 
 impl<'a> Encoder<'a> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(substitutes: Vec<&'a TensorData>) -> Self {
         Encoder {
             tensors: Vec::new(),
             names: HashSet::new(),
+            substitutes: substitutes.into_iter(),
         }
+    }
+
+    /// Whether every substitute was used.
+    pub(crate) fn substitutes_used(&self) -> bool {
+        self.substitutes.len() == 0
     }
 
     fn name_for(&mut self, path: &str) -> String {
@@ -197,7 +255,10 @@ impl<'a> Encoder<'a> {
                 let name = self.name_for(path);
                 self.tensors.push(NamedTensor {
                     name: name.clone(),
-                    tensor: t,
+                    tensor: match self.substitutes.next() {
+                        Some(d) => TensorView::Data(d),
+                        None => TensorView::Any(t),
+                    },
                 });
                 tagged("$tensor", Json::String(name))
             }
@@ -354,7 +415,7 @@ pub(crate) fn tensor_refs(j: &Json, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DType, Elements};
+    use crate::Elements;
 
     #[test]
     fn every_kind_of_value_round_trips() {
@@ -383,13 +444,16 @@ mod tests {
                 attrs: vec![("_metadata".into(), Object::str_dict([("", Object::Int(1))]))],
             },
         ]);
-        let mut enc = Encoder::new();
+        let mut enc = Encoder::new(Vec::new());
         let j = enc.encode(&o, "", 0).unwrap();
         let text = serde_json::to_string(&j).unwrap();
         let mut tensors: HashMap<_, _> = enc
             .tensors
             .iter()
-            .map(|n| (n.name.clone(), n.tensor.clone()))
+            .map(|n| match n.tensor {
+                TensorView::Any(t) => (n.name.clone(), t.clone()),
+                TensorView::Data(d) => (n.name.clone(), AnyTensor::from(d)),
+            })
             .collect();
         assert_eq!(tensors.keys().collect::<Vec<_>>(), ["15/w"]);
         let back = decode(&serde_json::from_str(&text).unwrap(), &mut tensors, 0).unwrap();

@@ -374,6 +374,14 @@ impl AnyTensor {
         }
     }
 
+    /// A zero-element stand-in for a tensor written from elsewhere.
+    pub(crate) fn placeholder() -> AnyTensor {
+        AnyTensor {
+            shape: vec![0],
+            elements: Elements::F32(Vec::new()),
+        }
+    }
+
     /// A tensor from little-endian bytes.
     pub fn from_le_bytes(
         dtype: DType,
@@ -553,14 +561,21 @@ impl From<TensorData> for AnyTensor {
 
 impl From<&TensorData> for AnyTensor {
     fn from(data: &TensorData) -> AnyTensor {
+        // A memcpy for the usual standard-layout arrays; an element walk otherwise.
+        fn copy<T: Clone>(a: &ArrayD<T>) -> Vec<T> {
+            match a.as_slice() {
+                Some(s) => s.to_vec(),
+                None => a.iter().cloned().collect(),
+            }
+        }
         match data {
             TensorData::F32(a) => AnyTensor {
                 shape: a.shape().to_vec(),
-                elements: Elements::F32(a.iter().copied().collect()),
+                elements: Elements::F32(copy(a)),
             },
             TensorData::F64(a) => AnyTensor {
                 shape: a.shape().to_vec(),
-                elements: Elements::F64(a.iter().copied().collect()),
+                elements: Elements::F64(copy(a)),
             },
         }
     }

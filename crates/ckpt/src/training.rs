@@ -1,14 +1,20 @@
 //! A whole training state, and its layout as an object tree.
 
+use std::io::Write;
 use std::path::Path;
 
 use tempo_param_groups::{Dict, Value};
 
-use crate::torch::{
-    module_state_from_object, module_state_to_object, optimizer_state_from_object,
-    optimizer_state_to_object, scheduler_state_from_object, scheduler_state_to_object,
+use crate::torch::map::{
+    module_state_from_owned, module_state_to_object_with, optimizer_state_from_owned,
+    optimizer_state_to_object_with, scheduler_state_from_object, scheduler_state_to_object, take,
 };
-use crate::{load_object, save_object, CkptError, ModuleStateDict, Object, OptimizerStateDict};
+use tempo_tensor::TensorData;
+
+use crate::write::write_tempo_with;
+use crate::{
+    load_object, write_atomic, AnyTensor, CkptError, ModuleStateDict, Object, OptimizerStateDict,
+};
 
 /// The `kind` a training state's tree carries.
 pub const TRAINING_STATE_KIND: &str = "tempo.TrainingState";
@@ -148,16 +154,22 @@ impl TrainingState {
     /// layouts, or None), `rng` (or None) and `metadata`. Converted to `.pt`, it is an
     /// ordinary PyTorch checkpoint dict.
     pub fn to_object(&self) -> Object {
+        self.to_object_with(&mut |t| Object::Tensor(AnyTensor::from(t)))
+    }
+
+    /// [`TrainingState::to_object`] with `tensor` making each tensor's object, in
+    /// tree order.
+    fn to_object_with<'a>(&'a self, tensor: &mut dyn FnMut(&'a TensorData) -> Object) -> Object {
         Object::str_dict([
             ("kind", Object::Str(TRAINING_STATE_KIND.into())),
             ("epoch", Object::Int(self.epoch)),
             ("step", Object::Int(self.step)),
-            ("model", module_state_to_object(&self.model)),
+            ("model", module_state_to_object_with(&self.model, tensor)),
             (
                 "optimizer",
                 self.optimizer
                     .as_ref()
-                    .map_or(Object::None, optimizer_state_to_object),
+                    .map_or(Object::None, |o| optimizer_state_to_object_with(o, tensor)),
             ),
             (
                 "scheduler",
@@ -172,10 +184,20 @@ impl TrainingState {
 
     /// Reads the tree [`TrainingState::to_object`] makes, checking every part.
     pub fn from_object(o: &Object) -> Result<TrainingState, CkptError> {
-        let entries = o
-            .entries()
-            .ok_or_else(|| CkptError::schema("training state", "a dict", o.type_name()))?;
-        for (k, _) in entries {
+        TrainingState::try_from(o.clone())
+    }
+}
+
+impl TryFrom<Object> for TrainingState {
+    type Error = CkptError;
+
+    /// [`TrainingState::from_object`], moving the tensors instead of copying them.
+    fn try_from(o: Object) -> Result<TrainingState, CkptError> {
+        let type_name = o.type_name();
+        let Object::Dict(mut entries) = o else {
+            return Err(CkptError::schema("training state", "a dict", type_name));
+        };
+        for (k, _) in &entries {
             if !k.as_str().is_some_and(|k| KEYS.contains(&k)) {
                 return Err(CkptError::schema(
                     "training state",
@@ -184,31 +206,30 @@ impl TrainingState {
                 ));
             }
         }
-        let get = |k: &str| {
-            o.get(k)
-                .ok_or_else(|| CkptError::schema(k, "a value", "none"))
-        };
-        if get("kind")?.as_str() != Some(TRAINING_STATE_KIND) {
+        let mut get =
+            |k: &str| take(&mut entries, k).ok_or_else(|| CkptError::schema(k, "a value", "none"));
+        let kind = get("kind")?;
+        if kind.as_str() != Some(TRAINING_STATE_KIND) {
             return Err(CkptError::schema(
                 "kind",
                 TRAINING_STATE_KIND,
-                format!("{:?}", get("kind")?),
+                format!("{kind:?}"),
             ));
         }
-        let int = |k: &str| {
-            get(k)?
-                .as_i64()
-                .ok_or_else(|| CkptError::schema(k, "an int", "another value"))
+        let int = |k: &str, v: Object| {
+            v.as_i64()
+                .ok_or_else(|| CkptError::schema(k, "an int", v.type_name()))
         };
-        let optional = |k: &str| -> Result<Option<&Object>, CkptError> {
-            let v = get(k)?;
-            Ok(if matches!(v, Object::None) {
-                None
-            } else {
-                Some(v)
-            })
-        };
-        let metadata = match get("metadata")?.to_value("metadata")? {
+        let epoch = int("epoch", get("epoch")?)?;
+        let step = int("step", get("step")?)?;
+        let (model, optimizer, scheduler, rng, metadata) = (
+            get("model")?,
+            get("optimizer")?,
+            get("scheduler")?,
+            get("rng")?,
+            get("metadata")?,
+        );
+        let metadata = match metadata.to_value("metadata")? {
             Value::Dict(d) => d,
             other => {
                 return Err(CkptError::schema(
@@ -218,30 +239,50 @@ impl TrainingState {
                 ))
             }
         };
+        let optional = |v: Object| {
+            if matches!(v, Object::None) {
+                None
+            } else {
+                Some(v)
+            }
+        };
         Ok(TrainingState {
-            epoch: int("epoch")?,
-            step: int("step")?,
-            model: module_state_from_object(get("model")?)?,
-            optimizer: optional("optimizer")?
-                .map(optimizer_state_from_object)
+            epoch,
+            step,
+            model: module_state_from_owned(model)?,
+            optimizer: optional(optimizer)
+                .map(optimizer_state_from_owned)
                 .transpose()?,
-            scheduler: optional("scheduler")?
+            scheduler: optional(scheduler)
+                .as_ref()
                 .map(scheduler_state_from_object)
                 .transpose()?,
-            rng: optional("rng")?.map(rng_from_object).transpose()?,
+            rng: optional(rng).as_ref().map(rng_from_object).transpose()?,
             metadata,
         })
     }
 }
 
 /// Saves a training state as a tempo checkpoint, atomically.
+///
+/// The tensors are written straight from the state, without a copy.
 pub fn save(path: impl AsRef<Path>, state: &TrainingState) -> Result<(), CkptError> {
-    save_object(path, &state.to_object())
+    let mut tensors = Vec::new();
+    let tree = state.to_object_with(&mut |t| {
+        tensors.push(t);
+        Object::Tensor(AnyTensor::placeholder())
+    });
+    write_atomic(path, |file| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        write_tempo_with(&mut w, &tree, tensors)?;
+        w.flush()?;
+        Ok(())
+    })
 }
 
 /// Loads a training state from a tempo checkpoint. The returned value is fully
 /// validated (magic, version, checksum, layout, dtypes); apply it with the model's and
 /// optimizer's own load functions, which check it against the live objects first.
 pub fn load(path: impl AsRef<Path>) -> Result<TrainingState, CkptError> {
-    TrainingState::from_object(&load_object(path)?)
+    TrainingState::try_from(load_object(path)?)
 }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::format::{Encoder, CHECKSUM_KEY, FORMAT_VERSION, MAGIC, MAX_HEADER};
+use tempo_tensor::TensorData;
+
 use crate::{CkptError, Object};
 
 /// Writes `object` as a tempo checkpoint at `path`, atomically (see [`write_atomic`]).
@@ -24,10 +26,27 @@ pub fn save_object(path: impl AsRef<Path>, object: &Object) -> Result<(), CkptEr
 /// One pass over the tensor data: the CRC-32 is computed while the bytes are written,
 /// then patched into the header.
 pub fn write_tempo<W: Write + Seek>(w: &mut W, object: &Object) -> Result<(), CkptError> {
-    let mut enc = Encoder::new();
+    write_tempo_with(w, object, Vec::new())
+}
+
+/// [`write_tempo`], with the tree's tensors replaced in traversal order by
+/// `substitutes` (the tree holds placeholders for them).
+pub(crate) fn write_tempo_with<W: Write + Seek>(
+    w: &mut W,
+    object: &Object,
+    substitutes: Vec<&TensorData>,
+) -> Result<(), CkptError> {
+    let mut enc = Encoder::new(substitutes);
     let content = enc.encode(object, "", 0)?;
     let content = serde_json::to_string(&content)
         .map_err(|e| CkptError::malformed("content", "JSON", e.to_string()))?;
+    if !enc.substitutes_used() {
+        return Err(CkptError::malformed(
+            "training state",
+            "one placeholder per tensor",
+            "fewer placeholders",
+        ));
+    }
     let mut tensors = enc.tensors;
     // Wider dtypes first, so that every tensor starts at a multiple of its element size.
     tensors.sort_by_key(|t| std::cmp::Reverse(t.tensor.dtype().size()));

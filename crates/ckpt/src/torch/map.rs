@@ -4,60 +4,92 @@ use tempo_param_groups::{Dict, Value};
 
 use crate::object::key_repr;
 use crate::state::{ModuleStateDict, OptimizerStateDict, ParamState, StateValue};
+use tempo_tensor::TensorData;
+
 use crate::{AnyTensor, CkptError, Object};
 
-fn float_tensor(o: &Object, path: &str) -> Result<tempo_tensor::TensorData, CkptError> {
+fn float_tensor(o: Object, path: &str) -> Result<tempo_tensor::TensorData, CkptError> {
     match o {
-        Object::Tensor(t) => t.clone().into_tensor_data().map_err(|_| {
-            CkptError::schema(
-                path,
-                "a float32 or float64 tensor",
-                format!("a {} tensor", t.dtype()),
-            )
-        }),
+        Object::Tensor(t) => {
+            let dtype = t.dtype();
+            t.into_tensor_data().map_err(|_| {
+                CkptError::schema(
+                    path,
+                    "a float32 or float64 tensor",
+                    format!("a {dtype} tensor"),
+                )
+            })
+        }
         other => Err(CkptError::schema(path, "a tensor", other.type_name())),
     }
 }
 
-fn entries<'o>(o: &'o Object, path: &str) -> Result<&'o [(Object, Object)], CkptError> {
-    o.entries()
-        .ok_or_else(|| CkptError::schema(path, "a dict", o.type_name()))
+/// The items of a dict-like object, by value.
+fn into_entries(o: Object, path: &str) -> Result<Vec<(Object, Object)>, CkptError> {
+    match o {
+        Object::Dict(e) | Object::Counter(e) | Object::OrderedDict { entries: e, .. } => Ok(e),
+        other => Err(CkptError::schema(path, "a dict", other.type_name())),
+    }
+}
+
+/// Removes the value under the string key `key`.
+pub(crate) fn take(entries: &mut Vec<(Object, Object)>, key: &str) -> Option<Object> {
+    let i = entries.iter().position(|(k, _)| k.as_str() == Some(key))?;
+    Some(entries.remove(i).1)
 }
 
 /// Reads a module's state dict (`model.state_dict()`: an `OrderedDict` of name →
 /// tensor) in order. Every value must be a float32 or float64 tensor.
 pub fn module_state_from_object(o: &Object) -> Result<ModuleStateDict, CkptError> {
+    module_state_from_owned(o.clone())
+}
+
+/// [`module_state_from_object`] without copying the tensors.
+pub(crate) fn module_state_from_owned(o: Object) -> Result<ModuleStateDict, CkptError> {
     let mut out = Vec::new();
-    for (k, v) in entries(o, "state_dict")? {
-        let name = k
-            .as_str()
-            .ok_or_else(|| CkptError::schema("state_dict", "string keys", k.type_name()))?;
-        out.push((name.to_string(), float_tensor(v, name)?));
+    for (k, v) in into_entries(o, "state_dict")? {
+        let Object::Str(name) = k else {
+            return Err(CkptError::schema(
+                "state_dict",
+                "string keys",
+                k.type_name(),
+            ));
+        };
+        let t = float_tensor(v, &name)?;
+        out.push((name, t));
     }
     Ok(out)
 }
 
 /// A module's state dict as PyTorch saves it: an `OrderedDict` of name → tensor.
 pub fn module_state_to_object(state: &ModuleStateDict) -> Object {
+    module_state_to_object_with(state, &mut |t| Object::Tensor(AnyTensor::from(t)))
+}
+
+/// [`module_state_to_object`] with `tensor` making each tensor's object, in order.
+pub(crate) fn module_state_to_object_with<'a>(
+    state: &'a ModuleStateDict,
+    tensor: &mut dyn FnMut(&'a TensorData) -> Object,
+) -> Object {
     Object::OrderedDict {
         entries: state
             .iter()
-            .map(|(k, v)| (Object::Str(k.clone()), Object::Tensor(AnyTensor::from(v))))
+            .map(|(k, v)| (Object::Str(k.clone()), tensor(v)))
             .collect(),
         attrs: Vec::new(),
     }
 }
 
-fn state_value(o: &Object, path: &str) -> Result<StateValue, CkptError> {
+fn state_value(o: Object, path: &str) -> Result<StateValue, CkptError> {
     Ok(match o {
         Object::Tensor(_) => StateValue::Tensor(float_tensor(o, path)?),
-        Object::Int(i) => StateValue::Int(*i),
-        Object::Float(f) => StateValue::Float(*f),
-        Object::Bool(b) => StateValue::Bool(*b),
+        Object::Int(i) => StateValue::Int(i),
+        Object::Float(f) => StateValue::Float(f),
+        Object::Bool(b) => StateValue::Bool(b),
         Object::None => StateValue::None,
         Object::List(items) | Object::Tuple(items) => StateValue::List(
             items
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(|(i, x)| state_value(x, &format!("{path}.{i}")))
                 .collect::<Result<_, _>>()?,
@@ -72,14 +104,22 @@ fn state_value(o: &Object, path: &str) -> Result<StateValue, CkptError> {
     })
 }
 
-fn state_value_to_object(v: &StateValue) -> Object {
+fn state_value_to_object<'a>(
+    v: &'a StateValue,
+    tensor: &mut dyn FnMut(&'a TensorData) -> Object,
+) -> Object {
     match v {
-        StateValue::Tensor(t) => Object::Tensor(AnyTensor::from(t)),
+        StateValue::Tensor(t) => tensor(t),
         StateValue::Int(i) => Object::Int(*i),
         StateValue::Float(f) => Object::Float(*f),
         StateValue::Bool(b) => Object::Bool(*b),
         StateValue::None => Object::None,
-        StateValue::List(items) => Object::List(items.iter().map(state_value_to_object).collect()),
+        StateValue::List(items) => Object::List(
+            items
+                .iter()
+                .map(|i| state_value_to_object(i, tensor))
+                .collect(),
+        ),
     }
 }
 
@@ -87,32 +127,37 @@ fn state_value_to_object(v: &StateValue) -> Object {
 /// "param_groups": [{..., "params": [ids]}]}`. `step` stays the 0-d tensor PyTorch
 /// saves; `betas` stays a tuple; ints stay ints.
 pub fn optimizer_state_from_object(o: &Object) -> Result<OptimizerStateDict, CkptError> {
-    let state_obj = o
-        .get("state")
-        .ok_or_else(|| CkptError::schema("optimizer", "a dict with `state`", o.type_name()))?;
-    let groups_obj = o.get("param_groups").ok_or_else(|| {
-        CkptError::schema("optimizer", "a dict with `param_groups`", o.type_name())
-    })?;
+    optimizer_state_from_owned(o.clone())
+}
+
+/// [`optimizer_state_from_object`] without copying the tensors.
+pub(crate) fn optimizer_state_from_owned(o: Object) -> Result<OptimizerStateDict, CkptError> {
+    let type_name = o.type_name();
+    let mut top = into_entries(o, "optimizer")?;
+    let state_obj = take(&mut top, "state")
+        .ok_or_else(|| CkptError::schema("optimizer", "a dict with `state`", type_name))?;
+    let groups_obj = take(&mut top, "param_groups")
+        .ok_or_else(|| CkptError::schema("optimizer", "a dict with `param_groups`", type_name))?;
     let mut state = Vec::new();
-    for (k, v) in entries(state_obj, "optimizer.state")? {
+    for (k, v) in into_entries(state_obj, "optimizer.state")? {
         let id = k
             .as_i64()
             .and_then(|i| usize::try_from(i).ok())
             .ok_or_else(|| {
-                CkptError::schema("optimizer.state", "non-negative int keys", key_repr(k))
+                CkptError::schema("optimizer.state", "non-negative int keys", key_repr(&k))
             })?;
         let mut ps = ParamState::default();
-        for (name, value) in entries(v, &format!("optimizer.state.{id}"))? {
-            let name = name.as_str().ok_or_else(|| {
-                CkptError::schema(
+        for (name, value) in into_entries(v, &format!("optimizer.state.{id}"))? {
+            let Object::Str(name) = name else {
+                return Err(CkptError::schema(
                     format!("optimizer.state.{id}"),
                     "string keys",
                     name.type_name(),
-                )
-            })?;
+                ));
+            };
             let path = format!("optimizer.state.{id}.{name}");
-            ps.entries
-                .push((name.to_string(), state_value(value, &path)?));
+            let value = state_value(value, &path)?;
+            ps.entries.push((name, value));
         }
         state.push((id, ps));
     }
@@ -146,6 +191,14 @@ pub fn optimizer_state_from_object(o: &Object) -> Result<OptimizerStateDict, Ckp
 
 /// An optimizer's state dict as PyTorch saves it.
 pub fn optimizer_state_to_object(sd: &OptimizerStateDict) -> Object {
+    optimizer_state_to_object_with(sd, &mut |t| Object::Tensor(AnyTensor::from(t)))
+}
+
+/// [`optimizer_state_to_object`] with `tensor` making each tensor's object, in order.
+pub(crate) fn optimizer_state_to_object_with<'a>(
+    sd: &'a OptimizerStateDict,
+    tensor: &mut dyn FnMut(&'a TensorData) -> Object,
+) -> Object {
     let state = sd
         .state
         .iter()
@@ -153,7 +206,7 @@ pub fn optimizer_state_to_object(sd: &OptimizerStateDict) -> Object {
             let inner = ps
                 .entries
                 .iter()
-                .map(|(k, v)| (Object::Str(k.clone()), state_value_to_object(v)))
+                .map(|(k, v)| (Object::Str(k.clone()), state_value_to_object(v, tensor)))
                 .collect();
             (
                 Object::Int(i64::try_from(*id).unwrap_or(i64::MAX)),

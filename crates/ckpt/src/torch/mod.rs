@@ -1,7 +1,7 @@
 //! PyTorch's `torch.save` format: a zip archive with a pickle (`data.pkl`) and one raw
 //! little-endian record per storage (`data/<key>`).
 
-mod map;
+pub(crate) mod map;
 mod pickle;
 mod unpickle;
 mod zip;

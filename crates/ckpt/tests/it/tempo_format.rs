@@ -44,6 +44,17 @@ fn a_torch_checkpoint_survives_the_tempo_format() {
 }
 
 #[test]
+fn saving_a_state_directly_equals_saving_its_tree() {
+    // `save` writes the tensors straight from the state; the bytes must be those of
+    // the general path.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("direct.tempo");
+    save(&path, &golden_state()).unwrap();
+    let general = write_tempo_bytes(&golden_state().to_object()).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), general);
+}
+
+#[test]
 fn saving_replaces_atomically_and_leaves_no_temporary_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.tempo");
