@@ -1,7 +1,1017 @@
-//! `cargo xtask bench`: placeholder until the benchmark suites land.
+//! `cargo xtask bench [--quick] [--vs-torch]`: runs tempo's criterion suites (package
+//! `benches`), the allocation probe, and with `--vs-torch` the same workloads in
+//! PyTorch; then writes `target/bench/summary.md` and `summary.json`, where every figure
+//! is a ratio to a reference measured in the same run (memory bandwidth, PyTorch, the
+//! targets).
+//!
+//! It reads criterion's files (`target/criterion/**/new/{benchmark,estimates}.json`)
+//! written after the run started, so results left by an earlier run are never mixed in.
+//! The PyTorch side is a Python script embedded below, written to
+//! `target/bench/torch_bench.py` and run with `TEMPO_TORCH_PYTHON` (else `python3`).
 
-use std::process::ExitCode;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::SystemTime;
 
-pub(crate) fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the benchmark suites are not written yet")
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--vs-torch] [--summary-only]
+
+  --quick         short measurements and fewer sizes (about 3 minutes)
+  --vs-torch      also run the same workloads in PyTorch (TEMPO_TORCH_PYTHON, else python3)
+  --summary-only  rebuild the summary from the newest results without running anything";
+
+/// The workload parameters the PyTorch script needs; they must match `benches/lib.rs`.
+const SCHEDULERS: &[&str] = &[
+    "LambdaLR",
+    "MultiplicativeLR",
+    "StepLR",
+    "MultiStepLR",
+    "ConstantLR",
+    "LinearLR",
+    "ExponentialLR",
+    "PolynomialLR",
+    "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
+    "CyclicLR",
+    "OneCycleLR",
+    "ReduceLROnPlateau",
+    "SWALR",
+    "SequentialLR",
+    "ChainedScheduler",
+    "WarmupCosineLR",
+    "WarmupStableDecayLR",
+    "InverseSqrtLR",
+];
+
+/// Optimizers: benchmark group, display name, bytes moved per f32 parameter and step.
+const OPTIMIZERS: &[(&str, &str, f64)] = &[
+    ("sgd_momentum_step", "SGD (momentum 0.9)", 20.0),
+    ("adam_step", "Adam", 28.0),
+    ("adamw_step", "AdamW", 28.0),
+];
+
+const MIX: &str = "mix/tensors=200,n=10000000";
+const BIG: &str = "n=10000000";
+const CKPT_N: &str = "n=25178112";
+
+/// PyTorch's side of the comparison.
+const TORCH_SCRIPT: &str = r##""""PyTorch's side of `cargo xtask bench --vs-torch`: the same workloads as tempo's
+benches/ (sizes, hyperparameters, models), timed with time.perf_counter, printed as JSON.
+Written by xtask; argv[1] is a JSON config."""
+import gzip
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.optim import lr_scheduler as S
+from torch.optim.swa_utils import SWALR
+
+warnings.filterwarnings("ignore")
+cfg = json.loads(sys.argv[1])
+torch.set_num_threads(cfg["threads"])
+QUICK = cfg["quick"]
+TARGET = 0.3 if QUICK else 2.0
+results = {}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def timeit(name, fn, elements=None, bytes_=None, samples=None):
+    """Median seconds per call of fn over `samples` timed batches."""
+    fn()
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt >= TARGET / 10 or n >= 1 << 24:
+            break
+        n = max(n * 2, int(n * (TARGET / 10) / max(dt, 1e-9)))
+    k = samples or (5 if QUICK else 20)
+    per = []
+    for _ in range(k):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        per.append((time.perf_counter() - t0) / n)
+    med = statistics.median(per)
+    results[name] = {"ns": med * 1e9, "elements": elements, "bytes": bytes_, "iters": n * k}
+    log(f"{name}: {med * 1e9:.1f} ns")
+
+
+def params_with_grads(sizes, seed):
+    g = torch.Generator().manual_seed(seed)
+    ps = []
+    for n in sizes:
+        p = torch.randn(n, generator=g).requires_grad_()
+        p.grad = torch.randn(n, generator=g) * 0.1
+        ps.append(p)
+    return ps
+
+
+OPTS = {
+    "sgd_momentum_step": (torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}),
+    "adam_step": (torch.optim.Adam, {"lr": 1e-3}),
+    "adamw_step": (torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 0.01}),
+}
+
+
+def optim_suite():
+    for name, (cls, kw) in OPTS.items():
+        for variant, extra in (("", {}), ("_fused", {"fused": True})):
+            for label, sizes in [(f"n={n}", [n]) for n in cfg["sizes"]] + [
+                (f"mix/tensors={len(cfg['mix'])},n={sum(cfg['mix'])}", cfg["mix"])
+            ]:
+                ps = params_with_grads(sizes, 42)
+                try:
+                    opt = cls(ps, **kw, **extra)
+                    opt.step()
+                except Exception as e:  # fused not available for this optimizer
+                    log(f"{name}{variant}: {e}")
+                    break
+                timeit(f"{name}{variant}/{label}", opt.step, elements=sum(sizes))
+                del opt, ps
+
+
+def sched_suite():
+    def make(name, opt):
+        if name == "LambdaLR":
+            return S.LambdaLR(opt, lambda e: min(1.0, (e + 1) / 1000.0))
+        if name == "MultiplicativeLR":
+            return S.MultiplicativeLR(opt, lambda e: 0.9999999)
+        if name == "StepLR":
+            return S.StepLR(opt, step_size=1000, gamma=0.999)
+        if name == "MultiStepLR":
+            return S.MultiStepLR(opt, milestones=[30, 80], gamma=0.1)
+        if name == "ConstantLR":
+            return S.ConstantLR(opt, factor=0.5, total_iters=100)
+        if name == "LinearLR":
+            return S.LinearLR(opt, start_factor=0.1, end_factor=1.0, total_iters=100)
+        if name == "ExponentialLR":
+            return S.ExponentialLR(opt, gamma=0.9999999)
+        if name == "PolynomialLR":
+            return S.PolynomialLR(opt, total_iters=1000, power=2.0)
+        if name == "CosineAnnealingLR":
+            return S.CosineAnnealingLR(opt, T_max=1000, eta_min=1e-5)
+        if name == "CosineAnnealingWarmRestarts":
+            return S.CosineAnnealingWarmRestarts(opt, T_0=100, T_mult=1, eta_min=1e-5)
+        if name == "CyclicLR":
+            return S.CyclicLR(opt, base_lr=1e-4, max_lr=1e-2, step_size_up=100)
+        if name == "OneCycleLR":
+            return S.OneCycleLR(opt, max_lr=0.01, total_steps=10**12)
+        if name == "ReduceLROnPlateau":
+            return S.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=10)
+        if name == "SWALR":
+            return SWALR(opt, swa_lr=0.05, anneal_epochs=10)
+        if name == "SequentialLR":
+            return S.SequentialLR(
+                opt,
+                [S.LinearLR(opt, start_factor=0.1, total_iters=100), S.CosineAnnealingLR(opt, T_max=1000)],
+                milestones=[100],
+            )
+        if name == "ChainedScheduler":
+            return S.ChainedScheduler(
+                [S.ConstantLR(opt, factor=0.5, total_iters=10), S.ExponentialLR(opt, gamma=0.9999999)],
+                optimizer=opt,
+            )
+        return None
+
+    for name in cfg["schedulers"]:
+        ps = params_with_grads([16], 7)
+        opt = torch.optim.Adam(ps, lr=0.01)
+        opt.step()
+        s = make(name, opt)
+        if s is None:
+            continue
+        if name == "ReduceLROnPlateau":
+            timeit(f"sched_step/name={name}", lambda: s.step(1.0))
+        else:
+            timeit(f"sched_step/name={name}", s.step)
+
+
+class NetX(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(2, 20)
+        self.fc2 = nn.Linear(20, 20)
+        self.out = nn.Linear(20, 4)
+
+    def forward(self, x):
+        return self.out(self.fc2(self.fc1(x)))
+
+
+def train_suite():
+    torch.manual_seed(0)
+    nx = NetX()
+    r = torch.tensor([1.0, 2.0])
+    targets = [torch.randint(0, 10, (4,)) for _ in range(10)]
+    o = torch.optim.Adam(nx.parameters(), lr=0.1, foreach=False)
+    s = S.CyclicLR(o, base_lr=1e-3, max_lr=0.1, step_size_up=1, mode="triangular2", cycle_momentum=False)
+    state = {"i": 0}
+
+    def seed_iteration():
+        t = targets[state["i"] % 10]
+        state["i"] += 1
+        o.zero_grad()
+        loss = torch.sum(t - nx(r))
+        loss.backward()
+        o.step()
+        s.step()
+        return float(loss)
+
+    timeit("train/seed_iteration", seed_iteration)
+
+    with gzip.open(cfg["digits"], "rt") as f:
+        rows = [[float(v) for v in line.split(",")] for line in f if line.strip()]
+    data = torch.tensor(rows)
+    feats, labels = data[:, :64] / 16.0, data[:, 64].long()
+    torch.manual_seed(0)
+    n = len(rows)
+    order = torch.randperm(n)[: n - int(-(-n * 0.2 // 1))]
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    sch = S.OneCycleLR(opt, max_lr=0.01, total_steps=10**12)
+    batches = [order[i : i + 32] for i in range(0, len(order), 32)]
+
+    def epoch():
+        loss = None
+        for idx in batches:
+            opt.zero_grad()
+            loss = F.cross_entropy(model(feats[idx]), labels[idx])
+            loss.backward()
+            opt.step()
+            sch.step()
+        return float(loss)
+
+    timeit("train/digits_epoch/batch=32", epoch, elements=len(order))
+
+
+def ckpt_suite():
+    c = cfg["ckpt"]
+    params, names = [], []
+    for l in range(c["layers"]):
+        g = torch.Generator().manual_seed(1000 + 4 * l)
+        params.append((torch.randn(c["out"], c["in"], generator=g) * 0.02).requires_grad_())
+        names.append(f"layers.{l}.weight")
+        params.append((torch.randn(c["out"], generator=g) * 0.02).requires_grad_())
+        names.append(f"layers.{l}.bias")
+    for i, p in enumerate(params):
+        p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(5000 + i)) * 0.01
+    opt = torch.optim.Adam(params, lr=1e-3)
+    opt.step()
+    for p in params:
+        p.grad = None
+    ckpt = {
+        "epoch": 1,
+        "step": 1,
+        "model": {n: p.detach() for n, p in zip(names, params)},
+        "optimizer": opt.state_dict(),
+    }
+    nbytes = sum(p.numel() * 4 for p in params) * 3
+    path = os.path.join(cfg["scratch"], "torch-25m.pt")
+    k = 3 if QUICK else 10
+    n = sum(p.numel() for p in params)
+
+    def save():
+        torch.save(ckpt, path)
+
+    timeit(f"ckpt/torch_save/n={n}", save, bytes_=nbytes, samples=k)
+    timeit(f"ckpt/torch_load/n={n}", lambda: torch.load(path, weights_only=True), bytes_=nbytes, samples=k)
+    os.remove(path)
+
+
+for suite in (optim_suite, sched_suite, train_suite, ckpt_suite):
+    suite()
+print(json.dumps({"torch_version": torch.__version__, "threads": torch.get_num_threads(), "results": results}))
+"##;
+
+struct Options {
+    quick: bool,
+    vs_torch: bool,
+    summary_only: bool,
+}
+
+pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
+    let mut o = Options {
+        quick: false,
+        vs_torch: false,
+        summary_only: false,
+    };
+    for a in args {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--vs-torch" => o.vs_torch = true,
+            "--summary-only" => o.summary_only = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => bail!("unknown option `{other}`\n{USAGE}"),
+        }
+    }
+    let target = target_dir();
+    let out = target.join("bench");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let criterion_home = target.join("criterion");
+    let scratch = out.join("scratch");
+    std::fs::create_dir_all(&scratch)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+
+    let started = SystemTime::now();
+    let since = if o.summary_only {
+        SystemTime::UNIX_EPOCH
+    } else {
+        started
+    };
+    if !o.summary_only {
+        run_criterion(&o, &criterion_home, &scratch)?;
+        let mem = run_memory_probe(&o)?;
+        std::fs::write(out.join("memory.json"), format!("{mem:#}\n"))?;
+        let torch = if o.vs_torch {
+            run_torch(&o, &out, &scratch, threads)?
+        } else {
+            json!({"skipped": "not requested (run with --vs-torch)"})
+        };
+        std::fs::write(out.join("torch.json"), format!("{torch:#}\n"))?;
+    }
+    let tempo = read_criterion(&criterion_home, since)?;
+    if tempo.is_empty() {
+        bail!(
+            "no criterion results under {} (run without --summary-only)",
+            criterion_home.display()
+        );
+    }
+    let mem = read_json(&out.join("memory.json")).unwrap_or(Value::Null);
+    let torch = read_json(&out.join("torch.json")).unwrap_or(Value::Null);
+    let summary = Summary::build(&tempo, &mem, &torch, threads, o.quick);
+    let md = summary.markdown();
+    std::fs::write(out.join("summary.md"), &md)?;
+    std::fs::write(out.join("summary.json"), format!("{:#}\n", summary.json))?;
+    println!("{md}");
+    println!(
+        "summary written to {} and summary.json (took {:.0} s)",
+        out.join("summary.md").display(),
+        started.elapsed().map_or(0.0, |d| d.as_secs_f64())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else `target` in the workspace.
+fn target_dir() -> PathBuf {
+    let root = crate::workspace_root();
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => {
+            let p = PathBuf::from(d);
+            if p.is_absolute() {
+                p
+            } else {
+                root.join(p)
+            }
+        }
+        None => root.join("target"),
+    }
+}
+
+fn run_criterion(o: &Options, criterion_home: &Path, scratch: &Path) -> Result<()> {
+    let mut cmd = crate::cargo();
+    cmd.args(["bench", "--package", "benches", "--bench", "main", "--"])
+        .env("CRITERION_HOME", criterion_home)
+        .env("TEMPO_BENCH_SCRATCH", scratch)
+        .env("TEMPO_BENCH_QUICK", if o.quick { "1" } else { "0" });
+    eprintln!(
+        "running the criterion suites ({})",
+        if o.quick { "quick" } else { "full" }
+    );
+    let status = cmd.status().context("running cargo bench")?;
+    if !status.success() {
+        bail!("cargo bench failed ({status})");
+    }
+    Ok(())
+}
+
+fn run_memory_probe(o: &Options) -> Result<Value> {
+    eprintln!("running the allocation probe");
+    let output = crate::cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "--package",
+            "benches",
+            "--bin",
+            "bench-memory",
+        ])
+        .env("TEMPO_BENCH_QUICK", if o.quick { "1" } else { "0" })
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the allocation probe")?;
+    if !output.status.success() {
+        bail!("the allocation probe failed ({})", output.status);
+    }
+    serde_json::from_slice(&output.stdout).context("reading the allocation probe's JSON")
+}
+
+/// The PyTorch run, or why there is none.
+fn run_torch(o: &Options, out: &Path, scratch: &Path, threads: usize) -> Result<Value> {
+    let python = std::env::var("TEMPO_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python)
+        .args(["-c", "import torch; print(torch.__version__)"])
+        .output();
+    match probe {
+        Ok(p) if p.status.success() => {}
+        Ok(_) => {
+            return Ok(json!({"skipped": format!("`import torch` fails with {python}")}));
+        }
+        Err(e) => return Ok(json!({"skipped": format!("cannot run {python}: {e}")})),
+    }
+    let script = out.join("torch_bench.py");
+    std::fs::write(&script, TORCH_SCRIPT)?;
+    let sizes: Vec<u64> = if o.quick {
+        vec![100_000, 10_000_000]
+    } else {
+        vec![1_000, 100_000, 10_000_000]
+    };
+    let config = json!({
+        "quick": o.quick,
+        "threads": threads,
+        "sizes": sizes,
+        "mix": model_mix_sizes(),
+        "schedulers": SCHEDULERS,
+        "digits": crate::workspace_root().join("crates/cli/data/digits.csv.gz"),
+        "scratch": scratch,
+        "ckpt": {"layers": 12, "out": 1024, "in": 2048},
+    });
+    eprintln!("running the PyTorch workloads with {python} ({threads} threads)");
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg(config.to_string())
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the PyTorch script")?;
+    if !output.status.success() {
+        bail!("the PyTorch script failed ({})", output.status);
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).context("reading the PyTorch script's JSON")
+}
+
+/// benches/lib.rs's `model_mix_sizes`, for the PyTorch script.
+fn model_mix_sizes() -> Vec<usize> {
+    let (tensors, total, small) = (200, 10_000_000, 1024);
+    let pairs = tensors / 2;
+    let rest = total - pairs * small;
+    let weights: Vec<usize> = (0..pairs).map(|k| 1 + (7 * k) % 13).collect();
+    let sum: usize = weights.iter().sum();
+    let mut sizes = Vec::with_capacity(tensors);
+    let mut given = 0;
+    for (k, &w) in weights.iter().enumerate() {
+        let n = if k + 1 == pairs {
+            rest - given
+        } else {
+            rest * w / sum
+        };
+        given += n;
+        sizes.push(n);
+        sizes.push(small);
+    }
+    sizes
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// One criterion result.
+#[derive(Debug, Clone)]
+struct Measured {
+    /// Median time per iteration, ns.
+    ns: f64,
+    /// Criterion's throughput: elements or bytes per iteration.
+    elements: Option<f64>,
+    bytes: Option<f64>,
+}
+
+/// Every benchmark under `home` whose `new/estimates.json` was written after `since`.
+fn read_criterion(home: &Path, since: SystemTime) -> Result<BTreeMap<String, Measured>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![home.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if !p.is_dir() {
+                continue;
+            }
+            if p.file_name().is_some_and(|n| n == "new") {
+                let est = p.join("estimates.json");
+                let fresh = std::fs::metadata(&est)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t >= since);
+                if !fresh {
+                    continue;
+                }
+                let (Ok(b), Ok(es)) = (read_json(&p.join("benchmark.json")), read_json(&est))
+                else {
+                    continue;
+                };
+                let Some(id) = b["full_id"].as_str() else {
+                    continue;
+                };
+                let Some(ns) = es["median"]["point_estimate"].as_f64() else {
+                    continue;
+                };
+                out.insert(
+                    id.to_string(),
+                    Measured {
+                        ns,
+                        elements: b["throughput"]["Elements"].as_f64(),
+                        bytes: b["throughput"]["Bytes"].as_f64(),
+                    },
+                );
+            } else {
+                stack.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A target's verdict.
+struct Verdict {
+    target: String,
+    measured: String,
+    met: Option<bool>,
+    note: String,
+}
+
+struct Summary {
+    md: String,
+    json: Value,
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if !ns.is_finite() {
+        "—".into()
+    } else if ns < 1e3 {
+        format!("{ns:.1} ns")
+    } else if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    match r {
+        Some(r) if r.is_finite() => {
+            if r >= 100.0 {
+                format!("{r:.0}×")
+            } else if r >= 10.0 {
+                format!("{r:.1}×")
+            } else {
+                format!("{r:.2}×")
+            }
+        }
+        _ => "—".into(),
+    }
+}
+
+fn fmt_frac(r: Option<f64>) -> String {
+    r.filter(|r| r.is_finite())
+        .map_or("—".into(), |r| format!("{:.0}%", r * 100.0))
+}
+
+fn mark(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "not measured",
+    }
+}
+
+impl Summary {
+    fn build(
+        tempo: &BTreeMap<String, Measured>,
+        mem: &Value,
+        torch: &Value,
+        threads: usize,
+        quick: bool,
+    ) -> Summary {
+        let t = |id: &str| tempo.get(id);
+        let torch_results = &torch["results"];
+        let has_torch = torch_results.is_object();
+        let pt = |id: &str| torch_results[id]["ns"].as_f64();
+        let mut md = String::new();
+        let mut verdicts: Vec<Verdict> = Vec::new();
+        let mut rows_json = Vec::new();
+
+        let _ = writeln!(md, "# tempo benchmarks\n");
+        let _ = writeln!(
+            md,
+            "Measured in one run of `cargo xtask bench{}{}` on {} thread(s); every ratio \
+             compares figures from this same run. Times are criterion's median per iteration.",
+            if quick { " --quick" } else { "" },
+            if has_torch { " --vs-torch" } else { "" },
+            threads
+        );
+        if has_torch {
+            let _ = writeln!(
+                md,
+                "PyTorch {} with torch.set_num_threads({}).\n",
+                torch["torch_version"].as_str().unwrap_or("?"),
+                torch["threads"]
+            );
+        } else {
+            let _ = writeln!(
+                md,
+                "PyTorch column skipped: {}.\n",
+                torch["skipped"].as_str().unwrap_or("no PyTorch results")
+            );
+        }
+
+        // Memory bandwidth.
+        let bw = |id: &str| t(id).and_then(|m| m.bytes.map(|b| b / m.ns)); // GB/s
+        let triad = bw("bandwidth/triad/n=16777216");
+        let traffic = bw("bandwidth/adam_traffic/n=16777216");
+        let bound = match (triad, traffic) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let _ = writeln!(md, "## Memory bandwidth (the reference)\n");
+        let _ = writeln!(md, "| kernel | GB/s |\n|---|---:|");
+        let _ = writeln!(
+            md,
+            "| STREAM triad `a = b + s·c`, 3 × 64 MiB, 12 B/element | {} |",
+            triad.map_or("—".into(), |v| format!("{v:.1}"))
+        );
+        let _ = writeln!(
+            md,
+            "| Adam's access pattern without arithmetic (read 4, write 3 in place), 4 × 64 MiB, 28 B/element | {} |",
+            traffic.map_or("—".into(), |v| format!("{v:.1}"))
+        );
+        let _ = writeln!(
+            md,
+            "\nThe bound below is the higher of the two: {} GB/s. An optimizer's fraction of it is \
+             (bytes per parameter × parameters/s) / bound.\n",
+            bound.map_or("—".into(), |v| format!("{v:.1}"))
+        );
+
+        // Optimizers.
+        let _ = writeln!(md, "## Optimizer step, f32\n");
+        let _ = writeln!(
+            md,
+            "| optimizer | parameters | tempo | G params/s | of bandwidth bound | vs PyTorch default | vs PyTorch fused |\n|---|---|---:|---:|---:|---:|---:|"
+        );
+        for &(group, label, bpp) in OPTIMIZERS {
+            let ids: Vec<String> = tempo
+                .keys()
+                .filter(|k| k.starts_with(&format!("{group}/")))
+                .cloned()
+                .collect();
+            let mut ids = ids;
+            ids.sort_by_key(|k| {
+                let tail = k.rsplit_once('/').map_or("", |(_, t)| t);
+                (
+                    k.contains("/mix/"),
+                    tail.trim_start_matches("n=").parse::<u64>().unwrap_or(0),
+                )
+            });
+            for id in &ids {
+                let Some(m) = t(id) else { continue };
+                let n = m.elements.unwrap_or(0.0);
+                let rate = n / m.ns; // G params/s
+                let frac = bound.map(|b| rate * bpp / b);
+                let param = id.split_once('/').map_or("", |(_, p)| p);
+                let vs_default = pt(id).map(|p| p / m.ns);
+                let fused_id = format!("{group}_fused/{param}");
+                let vs_fused = pt(&fused_id).map(|p| p / m.ns);
+                let _ = writeln!(
+                    md,
+                    "| {label} | {param} | {} | {rate:.2} | {} | {} | {} |",
+                    fmt_ns(m.ns),
+                    fmt_frac(frac),
+                    fmt_ratio(vs_default),
+                    fmt_ratio(vs_fused)
+                );
+                rows_json.push(json!({
+                    "id": id, "ns": m.ns, "gparams_per_s": rate, "bandwidth_fraction": frac,
+                    "vs_torch_default": vs_default, "vs_torch_fused": vs_fused,
+                    "torch_default_ns": pt(id), "torch_fused_ns": pt(&fused_id),
+                }));
+            }
+            let big = t(&format!("{group}/{BIG}"));
+            let mix = t(&format!("{group}/{MIX}"));
+            if let Some(b) = big {
+                let rate = b.elements.unwrap_or(0.0) / b.ns;
+                let frac = bound.map(|bd| rate * bpp / bd);
+                verdicts.push(Verdict {
+                    target: format!("{label}, 1e7 parameters: ≥ 0.9 of the bandwidth bound"),
+                    measured: fmt_frac(frac),
+                    met: frac.map(|f| f >= 0.9),
+                    note: String::new(),
+                });
+                let fused = pt(&format!("{group}_fused/{BIG}")).map(|p| p / b.ns);
+                verdicts.push(Verdict {
+                    target: format!("{label}, 1e7 parameters: ≥ PyTorch fused"),
+                    measured: fmt_ratio(fused),
+                    met: fused.map(|r| r >= 1.0),
+                    note: if has_torch && fused.is_none() {
+                        "PyTorch has no fused variant here".into()
+                    } else {
+                        String::new()
+                    },
+                });
+            }
+            if let (Some(b), Some(m)) = (big, mix) {
+                let r = b.ns / m.ns;
+                verdicts.push(Verdict {
+                    target: format!("{label}: model-shaped mix within 10% of one tensor"),
+                    measured: format!("{:.0}% of one tensor's throughput", r * 100.0),
+                    met: Some(r >= 0.9),
+                    note: String::new(),
+                });
+            }
+        }
+
+        // Schedulers.
+        let _ = writeln!(md, "\n## Scheduler step (on an Adam optimizer's groups)\n");
+        let _ = writeln!(
+            md,
+            "| scheduler | tempo `step` | vs 50 ns target | PyTorch `step` | speed-up vs PyTorch | tempo `lr_at` |\n|---|---:|---:|---:|---:|---:|"
+        );
+        let mut worst: Option<(String, f64)> = None;
+        for name in SCHEDULERS {
+            let id = format!("sched_step/name={name}");
+            let Some(m) = t(&id) else { continue };
+            let lr_at = t(&format!("sched_lr_at/name={name}")).map(|m| m.ns);
+            let p = pt(&id);
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} | {} |",
+                fmt_ns(m.ns),
+                fmt_ratio(Some(m.ns / 50.0)),
+                p.map_or("—".into(), fmt_ns),
+                fmt_ratio(p.map(|p| p / m.ns)),
+                lr_at.map_or("—".into(), fmt_ns)
+            );
+            rows_json.push(json!({"id": id, "ns": m.ns, "torch_ns": p, "lr_at_ns": lr_at}));
+            if worst.as_ref().is_none_or(|(_, w)| m.ns > *w) {
+                worst = Some((name.to_string(), m.ns));
+            }
+        }
+        if let Some((name, ns)) = &worst {
+            verdicts.push(Verdict {
+                target: "every scheduler step < 50 ns".into(),
+                measured: format!(
+                    "slowest {name}: {} ({:.1}× the target)",
+                    fmt_ns(*ns),
+                    ns / 50.0
+                ),
+                met: Some(*ns < 50.0),
+                note: String::new(),
+            });
+        }
+
+        // Training loops.
+        let _ = writeln!(md, "\n## Training loops\n");
+        let _ = writeln!(
+            md,
+            "| workload | tempo | PyTorch | speed-up |\n|---|---:|---:|---:|"
+        );
+        for (id, label) in [
+            (
+                "train/seed_iteration",
+                "seed iteration: 2-20-20-4 net, zero_grad, forward, loss, backward, Adam, CyclicLR",
+            ),
+            (
+                "train/digits_epoch/batch=32",
+                "one epoch of default `tempo train` (64-128-10 MLP, AdamW + OneCycleLR, 45 batches of 32 digits)",
+            ),
+        ] {
+            let Some(m) = t(id) else { continue };
+            let p = pt(id);
+            let _ = writeln!(
+                md,
+                "| {label} | {} | {} | {} |",
+                fmt_ns(m.ns),
+                p.map_or("—".into(), fmt_ns),
+                fmt_ratio(p.map(|p| p / m.ns))
+            );
+            rows_json.push(json!({"id": id, "ns": m.ns, "torch_ns": p}));
+            if id == "train/seed_iteration" {
+                let r = p.map(|p| p / m.ns);
+                verdicts.push(Verdict {
+                    target: "seed iteration ≥ 50× faster than PyTorch".into(),
+                    measured: fmt_ratio(r),
+                    met: r.map(|r| r >= 50.0),
+                    note: String::new(),
+                });
+            }
+        }
+
+        // Checkpoints.
+        let _ = writeln!(
+            md,
+            "\n## Checkpoints: 25.2M-parameter model with Adam state (302 MB of tensors)\n"
+        );
+        let _ = writeln!(
+            md,
+            "| operation | tempo | GB/s | PyTorch | GB/s | speed-up |\n|---|---:|---:|---:|---:|---:|"
+        );
+        let torch_save = pt(&format!("ckpt/torch_save/{CKPT_N}"));
+        let torch_load = pt(&format!("ckpt/torch_load/{CKPT_N}"));
+        for (op, label, reference, target) in [
+            (
+                "save",
+                "tempo format save (atomic: fsync + rename)",
+                torch_save,
+                Some(2.0),
+            ),
+            (
+                "load",
+                "tempo format load (checksummed, validated)",
+                torch_load,
+                Some(3.0),
+            ),
+            ("pt_save", "`.pt` write (`write_pt`)", torch_save, None),
+            (
+                "pt_load",
+                "`.pt` read (`read_pt` + `TrainingState::from_object`)",
+                torch_load,
+                None,
+            ),
+        ] {
+            let id = format!("ckpt/{op}/{CKPT_N}");
+            let Some(m) = t(&id) else { continue };
+            let gbs = m.bytes.map(|b| b / m.ns);
+            let pgbs = reference.and_then(|p| m.bytes.map(|b| b / p));
+            let r = reference.map(|p| p / m.ns);
+            let _ = writeln!(
+                md,
+                "| {label} | {} | {} | {} | {} | {} |",
+                fmt_ns(m.ns),
+                gbs.map_or("—".into(), |v| format!("{v:.2}")),
+                reference.map_or("—".into(), fmt_ns),
+                pgbs.map_or("—".into(), |v| format!("{v:.2}")),
+                fmt_ratio(r)
+            );
+            rows_json.push(json!({"id": id, "ns": m.ns, "gb_per_s": gbs, "torch_ns": reference}));
+            if let Some(x) = target {
+                verdicts.push(Verdict {
+                    target: format!(
+                        "checkpoint {op} ≥ {x}× torch.{}",
+                        if op == "save" { "save" } else { "load" }
+                    ),
+                    measured: fmt_ratio(r),
+                    met: r.map(|r| r >= x),
+                    note: String::new(),
+                });
+            }
+        }
+
+        // Memory.
+        let _ = writeln!(
+            md,
+            "\n## Allocations and peak memory (counting allocator)\n"
+        );
+        let _ = writeln!(
+            md,
+            "| optimizer | workload | allocations per steady step | peak of first step / (params + grads + state) | peak of a steady step / (params + grads + state) |\n|---|---|---:|---:|---:|"
+        );
+        let mut max_allocs: f64 = 0.0;
+        let mut adam_peak: f64 = 0.0;
+        if let Some(rows) = mem["optim"].as_array() {
+            for r in rows {
+                let allocs = r["allocs_per_step"].as_f64().unwrap_or(f64::NAN);
+                let first = r["first_step_peak_ratio"].as_f64().unwrap_or(f64::NAN);
+                let steady = r["steady_step_peak_ratio"].as_f64().unwrap_or(f64::NAN);
+                let opt = r["optimizer"].as_str().unwrap_or("?");
+                let workload = r["workload"].as_str().unwrap_or("?");
+                let _ = writeln!(
+                    md,
+                    "| {opt} | {workload} | {allocs} | {first:.3} | {steady:.3} |"
+                );
+                max_allocs = max_allocs.max(allocs);
+                if opt == "adam_step" && workload != "n=1000" {
+                    adam_peak = adam_peak.max(first).max(steady);
+                }
+            }
+            let _ = writeln!(
+                md,
+                "\nThe seed iteration allocates {} times; scheduler steps allocate {}.",
+                mem["seed_iteration_allocs"],
+                mem["sched"]
+                    .as_array()
+                    .map(|s| {
+                        let v: Vec<f64> = s
+                            .iter()
+                            .filter_map(|x| x["allocs_per_step"].as_f64())
+                            .collect();
+                        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+                        let hi = v.iter().copied().fold(0.0, f64::max);
+                        format!("{lo}–{hi} times per step")
+                    })
+                    .unwrap_or_else(|| "?".into())
+            );
+            verdicts.push(Verdict {
+                target: "no allocation per optimizer step in steady state".into(),
+                measured: format!("at most {max_allocs} per step"),
+                met: Some(max_allocs == 0.0),
+                note: String::new(),
+            });
+            verdicts.push(Verdict {
+                target: "peak memory of an Adam step ≤ 1.10 × (params + grads + state)".into(),
+                measured: format!("{adam_peak:.3}×"),
+                met: Some(adam_peak <= 1.10),
+                note: String::new(),
+            });
+        } else {
+            let _ = writeln!(md, "(the allocation probe did not run)");
+        }
+
+        // Targets.
+        let _ = writeln!(md, "\n## Targets\n");
+        let _ = writeln!(md, "| target | measured | verdict |\n|---|---|---|");
+        for v in &verdicts {
+            let note = if v.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", v.note)
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {}{note} | {} |",
+                v.target,
+                v.measured,
+                mark(v.met)
+            );
+        }
+
+        let json = json!({
+            "quick": quick,
+            "threads": threads,
+            "bandwidth_gb_per_s": {"triad": triad, "adam_traffic": traffic, "bound": bound},
+            "torch": if has_torch {
+                json!({"version": torch["torch_version"], "threads": torch["threads"]})
+            } else {
+                json!({"skipped": torch["skipped"]})
+            },
+            "rows": rows_json,
+            "memory": mem,
+            "targets": verdicts.iter().map(|v| json!({
+                "target": v.target, "measured": v.measured, "met": v.met,
+            })).collect::<Vec<_>>(),
+            "tempo_raw": tempo.iter().map(|(k, m)| (k.clone(), json!({
+                "ns": m.ns, "elements": m.elements, "bytes": m.bytes,
+            }))).collect::<serde_json::Map<_, _>>(),
+            "torch_raw": torch_results,
+        });
+        Summary { md, json }
+    }
+
+    fn markdown(&self) -> String {
+        self.md.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_sizes_add_up() {
+        let s = model_mix_sizes();
+        assert_eq!(s.len(), 200);
+        assert_eq!(s.iter().sum::<usize>(), 10_000_000);
+        assert!(s.iter().all(|&n| n >= 1024));
+    }
+
+    #[test]
+    fn ratios_format() {
+        assert_eq!(fmt_ratio(Some(2.5)), "2.50×");
+        assert_eq!(fmt_ratio(Some(55.0)), "55.0×");
+        assert_eq!(fmt_ratio(None), "—");
+        assert_eq!(fmt_ns(430_000.0), "430.0 µs");
+    }
 }
