@@ -60,7 +60,7 @@ pub(crate) fn digits(scale: f64) -> Result<Dataset> {
         table,
         target,
         scale,
-        "the embedded digits (1,797 8×8 images)".into(),
+        "the embedded handwritten digits".into(),
     )
 }
 

@@ -346,14 +346,18 @@ fn train_loop(run: &mut Run, args: &TrainArgs, interrupted: &AtomicBool) -> Resu
             String::new()
         };
         println!(
-            "training {} on {} ({} train / {} test samples, {} classes): {} + {}, {epochs} epochs of {batches} batches{acc_hint}",
+            "training {} with {} + {} for {epochs} epochs of {batches} batches{acc_hint}",
             describe_model(&run.model),
+            run.config.optimizer_type(),
+            run.config.scheduler_type().unwrap_or("no scheduler"),
+        );
+        println!(
+            "data: {}, {} train / {} test samples, {} classes; run directory {}",
             run.train.source,
             n_train,
             run.test.len(),
             run.train.num_classes,
-            run.config.optimizer_type(),
-            run.config.scheduler_type().unwrap_or("no scheduler"),
+            run.dir.display()
         );
     }
     while run.progress.epochs_done < epochs {
@@ -368,7 +372,7 @@ fn train_loop(run: &mut Run, args: &TrainArgs, interrupted: &AtomicBool) -> Resu
         bar.set_position(run.progress.batches_done);
         while run.progress.batches_done < batches {
             if interrupted.load(Ordering::SeqCst) {
-                bar.abandon();
+                bar.finish_and_clear();
                 save_checkpoint(run)?;
                 return Ok(Outcome::Interrupted);
             }

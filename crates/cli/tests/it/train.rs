@@ -227,3 +227,36 @@ fn a_per_epoch_scheduler_changes_the_lr_only_between_epochs() {
         assert_eq!(cells[4], "0.9", "SGD's momentum is not cycled: {line}");
     }
 }
+
+#[test]
+fn every_shipped_config_trains() {
+    let configs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&configs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = run_in(
+            dir.path(),
+            &[
+                "train",
+                "--config",
+                path.to_str().unwrap(),
+                "--epochs",
+                "1",
+                "--run-dir",
+                "r",
+            ],
+        );
+        let stdout = check_ok(&out);
+        assert!(
+            stdout.contains("epoch   1/1"),
+            "{}: {stdout}",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert!(seen >= 3, "configs/ holds {seen} configs");
+}
