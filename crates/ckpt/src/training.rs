@@ -9,7 +9,7 @@ use crate::torch::map::{
     module_state_from_owned, module_state_to_object_with, optimizer_state_from_owned,
     optimizer_state_to_object_with, scheduler_state_from_object, scheduler_state_to_object, take,
 };
-use tempo_tensor::TensorData;
+use tempo_tensor::{GeneratorState, TensorData};
 
 use crate::write::write_tempo_with;
 use crate::{
@@ -55,6 +55,94 @@ pub struct TrainingState {
     pub rng: Option<RngState>,
     /// The user's metadata (metrics, config, notes).
     pub metadata: Dict,
+}
+
+impl From<&GeneratorState> for RngState {
+    /// tempo's MT19937 generator: `seed` and `index` (u64), `mt` (624 u32 words), and
+    /// the cached Box–Muller halves as their bits (empty when there is none).
+    fn from(g: &GeneratorState) -> RngState {
+        RngState {
+            kind: "mt19937".into(),
+            arrays: vec![
+                ("seed".into(), RngArray::U64(vec![g.seed()])),
+                ("mt".into(), RngArray::U32(g.mt().to_vec())),
+                ("index".into(), RngArray::U64(vec![g.index() as u64])),
+                (
+                    "next_double_normal".into(),
+                    RngArray::U64(
+                        g.next_double_normal()
+                            .map(f64::to_bits)
+                            .into_iter()
+                            .collect(),
+                    ),
+                ),
+                (
+                    "next_float_normal".into(),
+                    RngArray::U32(
+                        g.next_float_normal()
+                            .map(f32::to_bits)
+                            .into_iter()
+                            .collect(),
+                    ),
+                ),
+            ],
+        }
+    }
+}
+
+impl TryFrom<&RngState> for GeneratorState {
+    type Error = CkptError;
+
+    /// The generator state [`RngState::from`] saved; `Err` if an array is missing, has
+    /// the wrong type or length, or the generator rejects the state.
+    fn try_from(r: &RngState) -> Result<GeneratorState, CkptError> {
+        if r.kind != "mt19937" {
+            return Err(CkptError::schema("rng.kind", "mt19937", r.kind.clone()));
+        }
+        let find = |name: &str| r.arrays.iter().find(|(n, _)| n == name).map(|(_, a)| a);
+        let u64s = |name: &str, max: usize| match find(name) {
+            Some(RngArray::U64(v)) if v.len() <= max => Ok(v.clone()),
+            other => Err(CkptError::schema(
+                format!("rng.arrays.{name}"),
+                format!("at most {max} uint64"),
+                format!("{other:?}"),
+            )),
+        };
+        let u32s = |name: &str| match find(name) {
+            Some(RngArray::U32(v)) => Ok(v.clone()),
+            other => Err(CkptError::schema(
+                format!("rng.arrays.{name}"),
+                "uint32 words",
+                format!("{other:?}"),
+            )),
+        };
+        let one = |name: &str| -> Result<u64, CkptError> {
+            u64s(name, 1)?
+                .first()
+                .copied()
+                .ok_or_else(|| CkptError::schema(format!("rng.arrays.{name}"), "one value", "none"))
+        };
+        let index = usize::try_from(one("index")?)
+            .map_err(|_| CkptError::schema("rng.arrays.index", "a position", "a huge number"))?;
+        let float = u32s("next_float_normal")?;
+        if float.len() > 1 {
+            return Err(CkptError::schema(
+                "rng.arrays.next_float_normal",
+                "at most one word",
+                float.len().to_string(),
+            ));
+        }
+        GeneratorState::new(
+            one("seed")?,
+            u32s("mt")?,
+            index,
+            u64s("next_double_normal", 1)?
+                .first()
+                .map(|&b| f64::from_bits(b)),
+            float.first().map(|&b| f32::from_bits(b)),
+        )
+        .map_err(|e| CkptError::schema("rng", "a valid MT19937 state", e.to_string()))
+    }
 }
 
 const KEYS: [&str; 8] = [

@@ -5,6 +5,7 @@ mod checkpointer;
 mod corruption;
 mod golden;
 mod props;
+mod resume;
 mod tempo_format;
 mod torch_files;
 mod torch_write;
