@@ -204,6 +204,29 @@ fn tensor_pickle(storage: &str, numel: u32, offset: u8, size: &[u32], stride: &[
 }
 
 #[test]
+fn views_of_a_storage_are_read_as_torch_defines_them() {
+    // Six float32s 0..5; the view at offset 1 with size [2, 2] and strides [1, 2] is
+    // the transpose of [[1, 2], [3, 4]] read column by column: [[1, 3], [2, 4]].
+    let storage: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let p = tensor_pickle("FloatStorage", 6, 1, &[2, 2], &[1, 2]);
+    let o = read_pt_bytes(&pt_with_pickle(&p, &[("0", &storage)])).unwrap();
+    let t = o.as_tensor().unwrap();
+    assert_eq!(t.shape(), &[2, 2]);
+    assert_eq!(
+        t.elements(),
+        &tempo_ckpt::Elements::F32(vec![1.0, 3.0, 2.0, 4.0])
+    );
+    // The same storage as int64s: three of them, the last one alone.
+    let p = tensor_pickle("LongStorage", 3, 2, &[1], &[1]);
+    let o = read_pt_bytes(&pt_with_pickle(&p, &[("0", &storage)])).unwrap();
+    let want = i64::from_le_bytes(storage[16..24].try_into().unwrap());
+    assert_eq!(
+        o.as_tensor().unwrap().elements(),
+        &tempo_ckpt::Elements::I64(vec![want])
+    );
+}
+
+#[test]
 fn malicious_and_inconsistent_pickles_are_errors() {
     let read = |pickle: &[u8], storages: &[(&str, &[u8])]| {
         read_pt_bytes(&pt_with_pickle(pickle, storages))
