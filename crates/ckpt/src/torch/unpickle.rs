@@ -159,9 +159,11 @@ pub(crate) fn unpickle(
         memo: HashMap::new(),
     };
     let root = vm.run()?;
+    let limit = 8 * data.len() + 1024;
     let mut builder = Builder {
         nodes: &vm.nodes,
-        budget: 8 * data.len() + 1024,
+        budget: limit,
+        limit,
         load,
     };
     builder.build(root, 0)
@@ -959,9 +961,12 @@ fn dedup_set(items: Vec<Object>) -> Vec<Object> {
 
 struct Builder<'n, 'l> {
     nodes: &'n [Node],
-    /// How many more nodes may be built: shared references are copied, so a small
-    /// pickle could otherwise describe an exponentially large tree.
+    /// How many more units may be built (a node is one unit, plus one per byte of a
+    /// string or bytes value): shared references are copied, so a small pickle could
+    /// otherwise describe an exponentially large tree, or a huge string many times.
     budget: usize,
+    /// The initial budget, for the error message.
+    limit: usize,
     load: &'l mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,
 }
 
@@ -970,12 +975,17 @@ impl Builder<'_, '_> {
         if depth > MAX_DEPTH {
             return Err(CkptError::TooDeep { limit: MAX_DEPTH });
         }
-        self.budget = self.budget.checked_sub(1).ok_or(CkptError::TooLarge {
-            what: "the unpickled object tree (shared references are copied)",
-            found: u64::MAX,
-            limit: 0,
-        })?;
         let nodes = self.nodes;
+        let cost = match &nodes[h] {
+            Node::Str(s) => 1 + s.len(),
+            Node::Bytes(b) => 1 + b.len(),
+            _ => 1,
+        };
+        self.budget = self.budget.checked_sub(cost).ok_or(CkptError::TooLarge {
+            what: "the unpickled object tree, in nodes plus string bytes (shared references are copied)",
+            found: (self.limit + cost - self.budget) as u64,
+            limit: self.limit as u64,
+        })?;
         let list = |b: &mut Self, v: &[H]| -> Result<Vec<Object>, CkptError> {
             v.iter().map(|&i| b.build(i, depth + 1)).collect()
         };
@@ -1202,6 +1212,15 @@ mod tests {
             p.extend_from_slice(b"q\x00h\x00\x86");
         }
         p.push(b'.');
+        assert!(matches!(run(&p), Err(CkptError::TooLarge { .. })));
+        // A 64 KiB string fetched from the memo 10000 times: 640 MB from 100 KB.
+        let mut p = b"\x80\x02]X\x00\x00\x01\x00".to_vec();
+        p.extend(std::iter::repeat_n(b'a', 1 << 16));
+        p.extend_from_slice(b"q\x000(");
+        for _ in 0..10_000 {
+            p.extend_from_slice(b"h\x00");
+        }
+        p.extend_from_slice(b"e.");
         assert!(matches!(run(&p), Err(CkptError::TooLarge { .. })));
     }
 }

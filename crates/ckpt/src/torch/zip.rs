@@ -30,6 +30,8 @@ pub(crate) struct Entry {
 pub(crate) struct Archive {
     pub(crate) entries: Vec<Entry>,
     pub(crate) file_len: u64,
+    /// Entry index by name (the first of repeated names, as torch's reader finds).
+    by_name: std::collections::HashMap<String, usize>,
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -214,12 +216,20 @@ impl Archive {
             });
             at = end;
         }
-        Ok(Archive { entries, file_len })
+        let mut by_name = std::collections::HashMap::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            by_name.entry(e.name.clone()).or_insert(i);
+        }
+        Ok(Archive {
+            entries,
+            file_len,
+            by_name,
+        })
     }
 
     /// The entry named `name`.
     pub(crate) fn entry(&self, name: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.name == name)
+        self.by_name.get(name).map(|&i| &self.entries[i])
     }
 
     /// Reads a whole (small) entry and checks its CRC-32.
