@@ -553,10 +553,42 @@ pub fn triad(a: &mut [f32], b: &[f32], c: &[f32], s: f32) {
     }
 }
 
-fn triad_one(a: &mut [f32], b: &[f32], c: &[f32], s: f32) {
+/// Whether the CPU has AVX2 (the reference loops are compiled for it then, as
+/// tempo-optim's kernels are: the same instructions on both sides of a ratio).
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[inline(always)]
+fn triad_loop(a: &mut [f32], b: &[f32], c: &[f32], s: f32) {
     for ((a, &b), &c) in a.iter_mut().zip(b).zip(c) {
         *a = b + s * c;
     }
+}
+
+fn triad_one(a: &mut [f32], b: &[f32], c: &[f32], s: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { triad_avx2(a, b, c, s) };
+        return;
+    }
+    triad_loop(a, b, c, s);
+}
+
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn triad_avx2(a: &mut [f32], b: &[f32], c: &[f32], s: f32) {
+    triad_loop(a, b, c, s);
 }
 
 /// The memory-bandwidth reference with Adam's access pattern and (almost) no
@@ -578,10 +610,99 @@ pub fn adam_traffic(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
     }
 }
 
-fn traffic_one(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+#[inline(always)]
+fn traffic_loop(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
     for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
         *m += g;
         *v += *m;
         *p += *v;
     }
 }
+
+fn traffic_one(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { traffic_avx2(p, g, m, v) };
+        return;
+    }
+    traffic_loop(p, g, m, v);
+}
+
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn traffic_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    traffic_loop(p, g, m, v);
+}
+
+/// Adam's memory traffic (see [`adam_traffic`]) over the model-shaped mix: four
+/// buffers per tensor.
+pub struct MixTraffic {
+    tensors: Vec<[Vec<f32>; 4]>,
+}
+
+impl MixTraffic {
+    /// Buffers for tensors of `sizes`.
+    pub fn new(sizes: &[usize]) -> Self {
+        let tensors = sizes
+            .iter()
+            .map(|&n| [vec![0.5f32; n], vec![1e-9; n], vec![0.0; n], vec![0.0; n]])
+            .collect();
+        Self { tensors }
+    }
+
+    /// One pass, each tensor split over the cores on its own (as tempo-optim does).
+    pub fn per_tensor(&mut self) {
+        for [p, g, m, v] in &mut self.tensors {
+            adam_traffic(p, g, m, v);
+        }
+    }
+
+    /// One pass, the tensors dealt to two threads in contiguous runs of about half the
+    /// elements each: one fork-join per step.
+    pub fn one_fork_join(&mut self) {
+        let total: usize = self.tensors.iter().map(|t| t[0].len()).sum();
+        if cores() < 2 {
+            for [p, g, m, v] in &mut self.tensors {
+                traffic_one(p, g, m, v);
+            }
+            return;
+        }
+        // Split the element space in half; the tensor straddling the middle is cut.
+        let mut first: Vec<Lane<'_>> = Vec::new();
+        let mut second: Vec<Lane<'_>> = Vec::new();
+        let mut seen = 0;
+        for [p, g, m, v] in &mut self.tensors {
+            let n = p.len();
+            let half = total / 2;
+            if seen + n <= half {
+                first.push((p, g, m, v));
+            } else if seen >= half {
+                second.push((p, g, m, v));
+            } else {
+                let cut = half - seen;
+                let (p0, p1) = p.split_at_mut(cut);
+                let (g0, g1) = g.split_at(cut);
+                let (m0, m1) = m.split_at_mut(cut);
+                let (v0, v1) = v.split_at_mut(cut);
+                first.push((p0, g0, m0, v0));
+                second.push((p1, g1, m1, v1));
+            }
+            seen += n;
+        }
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                for (p, g, m, v) in second {
+                    traffic_one(p, g, m, v);
+                }
+            });
+            for (p, g, m, v) in first {
+                traffic_one(p, g, m, v);
+            }
+        });
+    }
+}
+
+type Lane<'a> = (&'a mut [f32], &'a [f32], &'a mut [f32], &'a mut [f32]);

@@ -24,8 +24,8 @@ mod train;
 fn config() -> Criterion {
     let c = Criterion::default().without_plots();
     if benches::quick() {
-        c.warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_millis(1200))
+        c.warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(800))
             .sample_size(20)
     } else {
         c.warm_up_time(Duration::from_secs(1))

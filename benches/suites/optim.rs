@@ -3,7 +3,7 @@
 //! Gradients are set once; each iteration is one `step()` in steady state (state
 //! created by a step before timing).
 
-use criterion::{black_box, BenchmarkId, Criterion, Throughput};
+use criterion::{black_box, BenchmarkId, Criterion, SamplingMode, Throughput};
 
 use benches::{OptKind, OptWorkload, MIX_TENSORS, MIX_TOTAL};
 
@@ -11,7 +11,7 @@ use crate::check;
 
 pub(crate) fn bench(c: &mut Criterion) {
     let sizes: &[usize] = if benches::quick() {
-        &[100_000, 10_000_000]
+        &[10_000_000]
     } else {
         &[1_000, 100_000, 10_000_000]
     };
@@ -19,7 +19,7 @@ pub(crate) fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group(kind.bench_name());
         for &n in sizes {
             if n >= 1_000_000 {
-                g.sample_size(10);
+                g.sample_size(10).sampling_mode(SamplingMode::Flat);
             }
             let mut w = check(OptWorkload::new(kind, &[n], 1), "optimizer setup");
             g.throughput(Throughput::Elements(n as u64));
@@ -27,7 +27,7 @@ pub(crate) fn bench(c: &mut Criterion) {
                 b.iter(|| black_box(check(w.step(), "optimizer step")))
             });
         }
-        g.sample_size(10);
+        g.sample_size(10).sampling_mode(SamplingMode::Flat);
         let mix = benches::model_mix_sizes();
         let mut w = check(OptWorkload::new(kind, &mix, 1), "optimizer setup");
         g.throughput(Throughput::Elements(MIX_TOTAL as u64));
