@@ -83,13 +83,13 @@ pub(crate) fn optimizer_spec(case: &Case) -> Result<OptimizerSpec, String> {
     serde_json::from_value(raw).map_err(|e| format!("optimizer spec: {e}"))
 }
 
-struct Run<T: Float> {
-    model: Sequential<T>,
-    opt: Box<dyn Optimizer<T>>,
-    sched: Option<Box<dyn LrScheduler>>,
+pub(crate) struct Run<T: Float> {
+    pub(crate) model: Sequential<T>,
+    pub(crate) opt: Box<dyn Optimizer<T>>,
+    pub(crate) sched: Option<Box<dyn LrScheduler>>,
 }
 
-fn fresh<T: Float>(case: &Case) -> Result<Run<T>, String> {
+pub(crate) fn fresh<T: Float>(case: &Case) -> Result<Run<T>, String> {
     let model = build_model::<T>(case)?;
     let mut opt = build_optimizer(&optimizer_spec(case)?, &model.parameters())
         .map_err(|e| format!("building the optimizer: {e}"))?;
@@ -128,7 +128,7 @@ fn resume<T: Float>(case: &Case, run: Run<T>) -> Result<Run<T>, String> {
     Ok(next)
 }
 
-fn step_scheduler<T: Float>(run: &mut Run<T>, epoch: usize) -> Result<(), String> {
+pub(crate) fn step_scheduler<T: Float>(run: &mut Run<T>, epoch: usize) -> Result<(), String> {
     if let Some(s) = run.sched.as_mut() {
         let groups: &mut dyn OptimizerParamGroups = &mut *run.opt;
         s.step(groups)
@@ -137,7 +137,7 @@ fn step_scheduler<T: Float>(run: &mut Run<T>, epoch: usize) -> Result<(), String
     Ok(())
 }
 
-fn lrs<T: Float>(opt: &dyn Optimizer<T>) -> Result<Vec<f64>, String> {
+pub(crate) fn lrs<T: Float>(opt: &dyn Optimizer<T>) -> Result<Vec<f64>, String> {
     (0..opt.num_groups())
         .map(|g| opt.lr(g).map_err(|e| e.to_string()))
         .collect()
@@ -145,7 +145,7 @@ fn lrs<T: Float>(opt: &dyn Optimizer<T>) -> Result<Vec<f64>, String> {
 
 /// One epoch of the seed scenario: zero_grad, forward, `sum(target - prediction)`,
 /// backward, optimizer step. Returns the loss.
-fn seed_epoch<T: Float>(
+pub(crate) fn seed_epoch<T: Float>(
     run: &mut Run<T>,
     input: &Tensor<T>,
     targets: &[f64],
