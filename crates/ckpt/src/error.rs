@@ -144,6 +144,21 @@ pub enum CkptError {
         /// What is wrong with it.
         detail: String,
     },
+    /// A training state lacks a part that the live objects need.
+    #[error("the checkpoint has no {part} state, but a live {part} was given to restore")]
+    MissingPart {
+        /// `optimizer` or `scheduler`.
+        part: &'static str,
+    },
+    /// The model refused the checkpoint's state dict (nothing was changed).
+    #[error("restoring the model: {0}")]
+    Model(#[from] tempo_nn::NnError),
+    /// The optimizer refused the checkpoint's state dict (nothing was changed).
+    #[error("restoring the optimizer: {0}")]
+    Optimizer(#[from] tempo_optim::OptimError),
+    /// The scheduler refused the checkpoint's state (nothing was changed).
+    #[error("restoring the scheduler: {0}")]
+    Scheduler(#[from] tempo_sched::SchedError),
 }
 
 impl CkptError {

@@ -46,6 +46,7 @@ mod error;
 mod format;
 mod object;
 mod read;
+mod restore;
 mod state;
 mod tensor;
 mod torch;
@@ -58,6 +59,7 @@ pub use error::CkptError;
 pub use format::{FORMAT_VERSION, MAGIC};
 pub use object::{Object, MAX_DEPTH};
 pub use read::{load_object, peek_object, read_tempo, read_tempo_bytes};
+pub use restore::restore;
 pub use state::{ModuleStateDict, OptimizerStateDict, ParamState, StateValue};
 pub use tensor::{AnyTensor, DType, Elements};
 pub use torch::{
