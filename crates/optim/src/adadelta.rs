@@ -4,7 +4,7 @@ use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::kernels::{f, fma, launch, GradPrep, Kernel, Lanes};
+use crate::kernels::{f, fma, GradPrep, Kernel, Lanes};
 use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
 use crate::param_group::{py_num, py_opt_bool, GroupReader};
 use crate::state::{ParamState, StateReader, StateWriter};
@@ -95,6 +95,7 @@ impl<T: Float> Algorithm<T> for AdadeltaConfig {
     const NAME: &'static str = "Adadelta";
     type Hyper = AdadeltaHyper;
     type State = AdadeltaState<T>;
+    type Kernel = AdadeltaKernel<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
         let o = <Self as Algorithm<T>>::NAME;
@@ -143,7 +144,13 @@ impl<T: Float> Algorithm<T> for AdadeltaConfig {
         }
     }
 
-    fn update(&self, h: &AdadeltaHyper, st: &mut AdadeltaState<T>, p: &mut [T], g: &[T]) {
+    fn prepare<'a>(
+        &self,
+        h: &AdadeltaHyper,
+        st: &'a mut AdadeltaState<T>,
+        p: &'a mut [T],
+        g: &'a [T],
+    ) -> (AdadeltaKernel<T>, Lanes<'a, T>) {
         st.step += T::one();
         let k = AdadeltaKernel {
             prep: GradPrep::new(h.maximize, h.weight_decay),
@@ -152,12 +159,12 @@ impl<T: Float> Algorithm<T> for AdadeltaConfig {
             eps: f(h.eps),
             neg_lr: f(-h.lr),
         };
-        launch(
-            &k,
+        (
+            k,
             Lanes::new(p, g)
                 .with(0, &mut st.square_avg)
                 .with(1, &mut st.acc_delta),
-        );
+        )
     }
 
     fn save_state(&self, st: &AdadeltaState<T>, shape: &[usize]) -> ParamState {
@@ -177,7 +184,7 @@ impl<T: Float> Algorithm<T> for AdadeltaConfig {
     }
 }
 
-struct AdadeltaKernel<T> {
+pub(crate) struct AdadeltaKernel<T> {
     prep: GradPrep<T>,
     rho: T,
     one_minus_rho: T,

@@ -4,7 +4,7 @@ use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::kernels::{f, fma, launch, wide, GradPrep, Kernel, Lanes};
+use crate::kernels::{f, fma, wide, GradPrep, Kernel, Lanes};
 use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
 use crate::param_group::{py_num, py_opt_bool, GroupReader};
 use crate::state::{ParamState, StateReader, StateWriter};
@@ -103,6 +103,7 @@ impl<T: Float> Algorithm<T> for AdagradConfig {
     const NAME: &'static str = "Adagrad";
     type Hyper = AdagradHyper;
     type State = AdagradState<T>;
+    type Kernel = AdagradKernel<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
         let o = <Self as Algorithm<T>>::NAME;
@@ -157,7 +158,13 @@ impl<T: Float> Algorithm<T> for AdagradConfig {
         }
     }
 
-    fn update(&self, h: &AdagradHyper, st: &mut AdagradState<T>, p: &mut [T], g: &[T]) {
+    fn prepare<'a>(
+        &self,
+        h: &AdagradHyper,
+        st: &'a mut AdagradState<T>,
+        p: &'a mut [T],
+        g: &'a [T],
+    ) -> (AdagradKernel<T>, Lanes<'a, T>) {
         st.step += T::one();
         let t = wide(st.step);
         let clr = h.lr / (1.0 + (t - 1.0) * h.lr_decay);
@@ -166,7 +173,7 @@ impl<T: Float> Algorithm<T> for AdagradConfig {
             eps: f(h.eps),
             neg_clr: f(-clr),
         };
-        launch(&k, Lanes::new(p, g).with(0, &mut st.sum));
+        (k, Lanes::new(p, g).with(0, &mut st.sum))
     }
 
     fn save_state(&self, st: &AdagradState<T>, shape: &[usize]) -> ParamState {
@@ -184,7 +191,7 @@ impl<T: Float> Algorithm<T> for AdagradConfig {
     }
 }
 
-struct AdagradKernel<T> {
+pub(crate) struct AdagradKernel<T> {
     prep: GradPrep<T>,
     eps: T,
     neg_clr: T,

@@ -4,7 +4,7 @@ use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::kernels::{f, launch, maximum, GradPrep, Kernel, Lanes, Lerp};
+use crate::kernels::{f, maximum, GradPrep, Kernel, Lanes, Lerp};
 use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
 use crate::param_group::{py_num, py_opt_bool, py_pair, GroupReader};
 use crate::state::{ParamState, StateReader, StateWriter};
@@ -178,8 +178,14 @@ pub(crate) fn adam_check<T>(
     Ok(())
 }
 
-/// PyTorch's single-tensor Adam, fused into one pass (SEMANTICS.md §2.2).
-pub(crate) fn adam_update<T: Float>(h: &AdamHyper, st: &mut AdamState<T>, p: &mut [T], g: &[T]) {
+/// PyTorch's single-tensor Adam, fused into one pass (SEMANTICS.md §2.2): advances the
+/// step count and returns the kernel with this parameter's bias corrections.
+pub(crate) fn adam_prepare<'a, T: Float>(
+    h: &AdamHyper,
+    st: &'a mut AdamState<T>,
+    p: &'a mut [T],
+    g: &'a [T],
+) -> (AdamRun<T>, Lanes<'a, T>) {
     st.step += T::one();
     let t = crate::kernels::wide(st.step);
     let (b1, b2) = h.betas;
@@ -209,8 +215,8 @@ pub(crate) fn adam_update<T: Float>(h: &AdamHyper, st: &mut AdamState<T>, p: &mu
         .with(0, &mut st.exp_avg)
         .with(1, &mut st.exp_avg_sq);
     match (&mut st.max_exp_avg_sq, h.amsgrad) {
-        (Some(vmax), true) => launch(&AmsKernel(k), lanes.with(2, vmax)),
-        _ => launch(&k, lanes),
+        (Some(vmax), true) => (AdamRun::Ams(k), lanes.with(2, vmax)),
+        _ => (AdamRun::Plain(k), lanes),
     }
 }
 
@@ -236,6 +242,7 @@ impl<T: Float> Algorithm<T> for AdamConfig {
     const NAME: &'static str = "Adam";
     type Hyper = AdamHyper;
     type State = AdamState<T>;
+    type Kernel = AdamRun<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
         adam_like(
@@ -263,8 +270,14 @@ impl<T: Float> Algorithm<T> for AdamConfig {
     ) -> Result<(), OptimError> {
         adam_check(h, st, param)
     }
-    fn update(&self, h: &AdamHyper, st: &mut AdamState<T>, p: &mut [T], g: &[T]) {
-        adam_update(h, st, p, g)
+    fn prepare<'a>(
+        &self,
+        h: &AdamHyper,
+        st: &'a mut AdamState<T>,
+        p: &'a mut [T],
+        g: &'a [T],
+    ) -> (AdamRun<T>, Lanes<'a, T>) {
+        adam_prepare(h, st, p, g)
     }
     fn save_state(&self, st: &AdamState<T>, shape: &[usize]) -> ParamState {
         adam_save(st, shape)
@@ -274,8 +287,24 @@ impl<T: Float> Algorithm<T> for AdamConfig {
     }
 }
 
+/// Adam's kernel, with or without AMSGrad's running maximum.
+pub(crate) enum AdamRun<T> {
+    Plain(AdamKernel<T>),
+    Ams(AdamKernel<T>),
+}
+
+impl<T: Float> Kernel<T> for AdamRun<T> {
+    #[inline(always)]
+    fn run(&self, l: Lanes<'_, T>) {
+        match self {
+            AdamRun::Plain(k) => k.run(l),
+            AdamRun::Ams(k) => AmsKernel(*k).run(l),
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
-struct AdamKernel<T> {
+pub(crate) struct AdamKernel<T> {
     prep: GradPrep<T>,
     decay: Option<T>,
     lerp: Lerp<T>,

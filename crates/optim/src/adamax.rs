@@ -4,7 +4,7 @@ use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::kernels::{f, launch, maximum, wide, GradPrep, Kernel, Lanes, Lerp};
+use crate::kernels::{f, maximum, wide, GradPrep, Kernel, Lanes, Lerp};
 use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
 use crate::param_group::{py_num, py_opt_bool, py_pair, GroupReader};
 use crate::state::{ParamState, StateReader, StateWriter};
@@ -95,6 +95,7 @@ impl<T: Float> Algorithm<T> for AdamaxConfig {
     const NAME: &'static str = "Adamax";
     type Hyper = AdamaxHyper;
     type State = AdamaxState<T>;
+    type Kernel = AdamaxKernel<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
         adam_like(
@@ -139,7 +140,13 @@ impl<T: Float> Algorithm<T> for AdamaxConfig {
         }
     }
 
-    fn update(&self, h: &AdamaxHyper, st: &mut AdamaxState<T>, p: &mut [T], g: &[T]) {
+    fn prepare<'a>(
+        &self,
+        h: &AdamaxHyper,
+        st: &'a mut AdamaxState<T>,
+        p: &'a mut [T],
+        g: &'a [T],
+    ) -> (AdamaxKernel<T>, Lanes<'a, T>) {
         st.step += T::one();
         let t = wide(st.step);
         let (b1, b2) = h.betas;
@@ -151,12 +158,12 @@ impl<T: Float> Algorithm<T> for AdamaxConfig {
             eps: f(h.eps),
             neg_clr: f(-clr),
         };
-        launch(
-            &k,
+        (
+            k,
             Lanes::new(p, g)
                 .with(0, &mut st.exp_avg)
                 .with(1, &mut st.exp_inf),
-        );
+        )
     }
 
     fn save_state(&self, st: &AdamaxState<T>, shape: &[usize]) -> ParamState {
@@ -176,7 +183,7 @@ impl<T: Float> Algorithm<T> for AdamaxConfig {
     }
 }
 
-struct AdamaxKernel<T> {
+pub(crate) struct AdamaxKernel<T> {
     prep: GradPrep<T>,
     lerp: Lerp<T>,
     beta2: T,

@@ -4,10 +4,11 @@ use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::adam::{
-    adam_check, adam_init, adam_load, adam_save, adam_update, AdamConfig, AdamHyper, AdamState,
-    ADAM_KWARGS,
+    adam_check, adam_init, adam_load, adam_prepare, adam_save, AdamConfig, AdamHyper, AdamRun,
+    AdamState, ADAM_KWARGS,
 };
 use crate::engine::{elementwise_optimizer, Algorithm};
+use crate::kernels::Lanes;
 use crate::kwargs::Kwargs;
 use crate::param_group::GroupReader;
 use crate::state::{ParamState, StateReader};
@@ -96,6 +97,7 @@ impl<T: Float> Algorithm<T> for AdamWConfig {
     const NAME: &'static str = "AdamW";
     type Hyper = AdamHyper;
     type State = AdamState<T>;
+    type Kernel = AdamRun<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
         adam_like(
@@ -123,8 +125,14 @@ impl<T: Float> Algorithm<T> for AdamWConfig {
     ) -> Result<(), OptimError> {
         adam_check(h, st, param)
     }
-    fn update(&self, h: &AdamHyper, st: &mut AdamState<T>, p: &mut [T], g: &[T]) {
-        adam_update(h, st, p, g)
+    fn prepare<'a>(
+        &self,
+        h: &AdamHyper,
+        st: &'a mut AdamState<T>,
+        p: &'a mut [T],
+        g: &'a [T],
+    ) -> (AdamRun<T>, Lanes<'a, T>) {
+        adam_prepare(h, st, p, g)
     }
     fn save_state(&self, st: &AdamState<T>, shape: &[usize]) -> ParamState {
         adam_save(st, shape)

@@ -4,7 +4,7 @@ use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::kernels::{f, fma, launch, wide, GradPrep, Kernel, Lanes};
+use crate::kernels::{f, fma, wide, GradPrep, Kernel, Lanes};
 use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
 use crate::param_group::{py_num, py_opt_bool, GroupReader};
 use crate::state::{ParamState, StateReader, StateWriter};
@@ -103,6 +103,7 @@ impl<T: Float> Algorithm<T> for AsgdConfig {
     const NAME: &'static str = "ASGD";
     type Hyper = AsgdHyper;
     type State = AsgdState<T>;
+    type Kernel = AsgdKernel<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
         let o = <Self as Algorithm<T>>::NAME;
@@ -148,7 +149,13 @@ impl<T: Float> Algorithm<T> for AsgdConfig {
         }
     }
 
-    fn update(&self, h: &AsgdHyper, st: &mut AsgdState<T>, p: &mut [T], g: &[T]) {
+    fn prepare<'a>(
+        &self,
+        h: &AsgdHyper,
+        st: &'a mut AsgdState<T>,
+        p: &'a mut [T],
+        g: &'a [T],
+    ) -> (AsgdKernel<T>, Lanes<'a, T>) {
         st.step += T::one();
         let eta = wide(st.eta);
         // PyTorch's exact test `mu.item() != 1`: averaging starts once mu leaves 1.
@@ -160,11 +167,12 @@ impl<T: Float> Algorithm<T> for AsgdConfig {
             neg_eta: f(-eta),
             mu: averaging.then_some(st.mu),
         };
-        launch(&k, Lanes::new(p, g).with(0, &mut st.ax));
+        // The next step's eta and mu (the kernel holds this step's).
         let t = wide(st.step);
         st.eta = f(h.lr / (1.0 + (h.lambd * h.lr) * t).powf(h.alpha));
         let d = t - h.t0;
         st.mu = f(1.0 / if d > 1.0 { d } else { 1.0 });
+        (k, Lanes::new(p, g).with(0, &mut st.ax))
     }
 
     fn save_state(&self, st: &AsgdState<T>, shape: &[usize]) -> ParamState {
@@ -186,7 +194,7 @@ impl<T: Float> Algorithm<T> for AsgdConfig {
     }
 }
 
-struct AsgdKernel<T> {
+pub(crate) struct AsgdKernel<T> {
     prep: GradPrep<T>,
     decay: T,
     neg_eta: T,

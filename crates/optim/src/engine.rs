@@ -1,9 +1,13 @@
 //! The machinery shared by every elementwise optimizer: groups, lazily created
 //! per-parameter state in first-touch order, the step loop, and the state dict.
 
+use std::sync::{RwLockReadGuard, RwLockWriteGuard};
+
+use ndarray::ArrayD;
 use tempo_param_groups::{Dict, ParamGroupError, Value};
 use tempo_tensor::{Float, Tensor};
 
+use crate::kernels::{Batch, Kernel, Lanes, Task};
 use crate::param_group::{GroupReader, Groups};
 use crate::state::{ParamState, StateReader};
 use crate::{OptimError, OptimizerStateDict, ParamGroup};
@@ -18,6 +22,8 @@ pub(crate) trait Algorithm<T: Float>:
     type Hyper: Send + Sync + std::fmt::Debug;
     /// One parameter's state.
     type State: Default + Send + Sync + std::fmt::Debug;
+    /// The per-element update, with one parameter's coefficients.
+    type Kernel: Kernel<T>;
 
     /// The constructor's checks (PyTorch's `ValueError`s).
     fn validate(&self) -> Result<(), OptimError>;
@@ -44,8 +50,17 @@ pub(crate) trait Algorithm<T: Float>:
     ) -> Result<(), OptimError> {
         Ok(())
     }
-    /// The update of one parameter (its step counter included).
-    fn update(&self, hyper: &Self::Hyper, state: &mut Self::State, p: &mut [T], g: &[T]);
+    /// Starts the update of one parameter: advances its scalar state (the step counter)
+    /// and returns the kernel with this parameter's coefficients and the lanes it runs
+    /// over (`p`, `g` and the state buffers). The engine runs the kernels of all the
+    /// step's parameters together, after every parameter's `prepare`.
+    fn prepare<'a>(
+        &self,
+        hyper: &Self::Hyper,
+        state: &'a mut Self::State,
+        p: &'a mut [T],
+        g: &'a [T],
+    ) -> (Self::Kernel, Lanes<'a, T>);
     /// The state in PyTorch's names and order.
     fn save_state(&self, state: &Self::State, shape: &[usize]) -> ParamState;
     /// Reads state saved by `save_state` (or by PyTorch).
@@ -56,7 +71,6 @@ pub(crate) trait Algorithm<T: Float>:
 }
 
 /// Groups + state + the step loop for an [`Algorithm`].
-#[derive(Debug)]
 pub(crate) struct Engine<T: Float, A: Algorithm<T>> {
     pub(crate) config: A,
     defaults: Dict,
@@ -67,6 +81,82 @@ pub(crate) struct Engine<T: Float, A: Algorithm<T>> {
     order: Vec<usize>,
     /// Reused every step, so a step does not allocate.
     hypers: Vec<A::Hyper>,
+    /// By state-dict id: the state lent to the update of a parameter stepped without
+    /// state (SGD without momentum), which is never saved.
+    scratch: Vec<A::State>,
+    /// The allocation of a step's locks, kept between steps.
+    spare_locks: Spare<Locked<'static, T>>,
+    /// The allocation of a step's tasks, kept between steps.
+    spare_tasks: Spare<Task<'static, T, A::Kernel>>,
+}
+
+impl<T: Float, A: Algorithm<T>> std::fmt::Debug for Engine<T, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .field("defaults", &self.defaults)
+            .field("groups", &self.groups)
+            .field("states", &self.states)
+            .field("order", &self.order)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A parameter locked for a step: its data (written), its gradient (read), and a
+/// contiguous copy of the gradient if it is not contiguous itself.
+struct Locked<'a, T> {
+    id: usize,
+    group: usize,
+    data: RwLockWriteGuard<'a, ArrayD<T>>,
+    grad: RwLockReadGuard<'a, Option<ArrayD<T>>>,
+    contiguous: Option<ArrayD<T>>,
+}
+
+/// An empty vector, kept between steps only for its allocation, and lent to each step
+/// as a vector of the same type with the step's lifetimes (`Locked<'step, T>` for a
+/// `Spare<Locked<'static, T>>`).
+///
+/// Invariant: the vector is always empty.
+struct Spare<X>(Vec<X>);
+
+// SAFETY: a `Spare` never holds an `X` (it is always empty), only an allocation, which
+// any thread may own and free.
+unsafe impl<X> Send for Spare<X> {}
+// SAFETY: as above; `&Spare` gives access to nothing but the (empty) vector's capacity.
+unsafe impl<X> Sync for Spare<X> {}
+
+impl<X> Default for Spare<X> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<X> std::fmt::Debug for Spare<X> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Spare(capacity {})", self.0.capacity())
+    }
+}
+
+impl<X> Spare<X> {
+    /// The kept allocation, as an empty `Vec<Y>` (`Y` is `X` with other lifetimes).
+    fn lend<Y>(&mut self) -> Vec<Y> {
+        recycle(std::mem::take(&mut self.0))
+    }
+
+    /// Keeps `v`'s allocation (dropping its elements) until the next `lend`.
+    fn restore<Y>(&mut self, v: Vec<Y>) {
+        self.0 = recycle(v);
+    }
+}
+
+/// Empties `v` and returns its allocation as a `Vec<Y>`. For types of the same size and
+/// alignment (here: the same type with other lifetimes), `collect` reuses the source
+/// allocation in place, so this does not allocate; the allocation test checks it.
+fn recycle<X, Y>(mut v: Vec<X>) -> Vec<Y> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("the vector was emptied"))
+        .collect()
 }
 
 impl<T: Float, A: Algorithm<T>> Engine<T, A> {
@@ -93,6 +183,9 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
             states: (0..n).map(|_| None).collect(),
             order: Vec::new(),
             hypers: Vec::new(),
+            scratch: (0..n).map(|_| A::State::default()).collect(),
+            spare_locks: Spare::default(),
+            spare_tasks: Spare::default(),
         };
         if engine.config.eager_init() {
             engine.init_all()?;
@@ -121,67 +214,71 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
         Ok(())
     }
 
+    /// One step: locks every parameter that has a gradient, checks everything that can
+    /// fail, then prepares each parameter's update and runs them all as one batch.
     pub(crate) fn step(&mut self) -> Result<bool, OptimError> {
         self.hypers.clear();
         for (gi, d) in self.groups.options.iter().enumerate() {
             let h = self.config.hyper(&GroupReader { dict: d, group: gi })?;
             self.hypers.push(h);
         }
+        let mut locked: Vec<Locked<'_, T>> = self.spare_locks.lend();
         // Check everything that can fail before changing anything.
-        let mut id = 0;
-        for (ps, h) in self.groups.params.iter().zip(&self.hypers) {
-            for p in ps {
-                if let Some(g) = p.grad().as_ref() {
-                    let data = p.data();
-                    if g.shape() != data.shape() {
-                        return Err(OptimError::GradShapeMismatch {
-                            param: id,
-                            expected: data.shape().to_vec(),
-                            got: g.shape().to_vec(),
-                        });
-                    }
-                    if let Some(st) = &self.states[id] {
-                        self.config.check_state(h, st, id)?;
-                    }
-                }
-                id += 1;
-            }
+        if let Err(e) = lock_all(
+            &self.config,
+            &self.groups,
+            &self.hypers,
+            &self.states,
+            &mut locked,
+        ) {
+            self.spare_locks.restore(locked);
+            return Err(e);
         }
-        let mut updated = false;
-        let mut id = 0;
-        for (ps, h) in self.groups.params.iter().zip(&self.hypers) {
-            for p in ps {
-                let grad = p.grad();
-                if let Some(g) = grad.as_ref() {
-                    let mut data = p.data_mut();
-                    if data.as_slice().is_none() {
-                        *data = data.as_standard_layout().into_owned();
-                    }
-                    let contiguous;
-                    let g = match g.as_slice() {
-                        Some(s) => s,
-                        None => {
-                            contiguous = g.as_standard_layout().into_owned();
-                            contiguous.as_slice().unwrap_or(&[])
-                        }
-                    };
-                    let pd = data.as_slice_mut().unwrap_or(&mut []);
-                    if self.config.has_state(h) {
-                        if self.states[id].is_none() {
-                            self.order.push(id);
-                        }
-                        let st = self.states[id]
-                            .get_or_insert_with(|| self.config.init_state(h, pd.len()));
-                        self.config.update(h, st, pd, g);
-                    } else {
-                        let mut scratch = A::State::default();
-                        self.config.update(h, &mut scratch, pd, g);
-                    }
-                    updated = true;
-                }
-                id += 1;
+        let updated = !locked.is_empty();
+        let mut batch = Batch::new(self.spare_tasks.lend());
+        let mut cells = self.states.iter_mut().zip(self.scratch.iter_mut());
+        let mut next = 0;
+        for l in &mut locked {
+            // `locked` is in id order: skip the cells of parameters without a gradient.
+            let Some((state, scratch)) = cells.nth(l.id - next) else {
+                break;
+            };
+            next = l.id + 1;
+            let h = &self.hypers[l.group];
+            let Locked {
+                data,
+                grad,
+                contiguous,
+                ..
+            } = l;
+            let Some(g) = grad.as_ref() else {
+                continue;
+            };
+            let g = match g.as_slice() {
+                Some(s) => s,
+                None => contiguous
+                    .insert(g.as_standard_layout().into_owned())
+                    .as_slice()
+                    .unwrap_or(&[]),
+            };
+            if data.as_slice().is_none() {
+                **data = data.as_standard_layout().into_owned();
             }
+            let pd = data.as_slice_mut().unwrap_or(&mut []);
+            let st = if self.config.has_state(h) {
+                if state.is_none() {
+                    self.order.push(l.id);
+                }
+                state.get_or_insert_with(|| self.config.init_state(h, pd.len()))
+            } else {
+                scratch
+            };
+            let (kernel, lanes) = self.config.prepare(h, st, pd, g);
+            batch.push(kernel, lanes);
         }
+        batch.run();
+        self.spare_tasks.restore(batch.into_tasks());
+        self.spare_locks.restore(locked);
         Ok(updated)
     }
 
@@ -199,6 +296,7 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
         let n = group.params.len();
         self.groups.add(group, &self.defaults)?;
         self.states.extend((0..n).map(|_| None));
+        self.scratch.extend((0..n).map(|_| A::State::default()));
         Ok(())
     }
 
@@ -272,6 +370,45 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
     ) -> Result<(), ParamGroupError> {
         self.groups.set(group, key, value)
     }
+}
+
+/// Locks, in id order, every parameter that has a gradient (into `locked`), checking its
+/// gradient's shape and its state against the group's hyperparameters.
+fn lock_all<'a, T: Float, A: Algorithm<T>>(
+    config: &A,
+    groups: &'a Groups<T>,
+    hypers: &[A::Hyper],
+    states: &[Option<A::State>],
+    locked: &mut Vec<Locked<'a, T>>,
+) -> Result<(), OptimError> {
+    let mut id = 0;
+    for (gi, (ps, h)) in groups.params.iter().zip(hypers).enumerate() {
+        for p in ps {
+            let grad = p.grad();
+            if let Some(g) = grad.as_ref() {
+                let data = p.data_mut();
+                if g.shape() != data.shape() {
+                    return Err(OptimError::GradShapeMismatch {
+                        param: id,
+                        expected: data.shape().to_vec(),
+                        got: g.shape().to_vec(),
+                    });
+                }
+                if let Some(st) = &states[id] {
+                    config.check_state(h, st, id)?;
+                }
+                locked.push(Locked {
+                    id,
+                    group: gi,
+                    data,
+                    grad,
+                    contiguous: None,
+                });
+            }
+            id += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Builds a parameter tensor's shape-agnostic view for tests and docs.

@@ -1,25 +1,38 @@
-//! The shared elementwise core: one fused pass over a parameter's elements, with exact
-//! fused multiply-adds dispatched at run time and large tensors split over two threads.
+//! The shared elementwise core: one fused pass over each parameter's elements, with
+//! exact fused multiply-adds dispatched at run time, and a step's whole element space
+//! shared between the caller and the worker threads of [`crate::pool`].
 //!
 //! Every optimizer writes its per-element update as a [`Kernel`]: a plain loop over
 //! [`Lanes`] (the parameter, its gradient and up to three state buffers) using the
 //! helpers below, each of which is the exact f32/f64 semantics of the PyTorch op it
-//! stands for (SEMANTICS.md §0.2). [`launch`] runs the loop:
+//! stands for (SEMANTICS.md §0.2). A step collects one [`Task`] per parameter (the kernel
+//! with that parameter's own coefficients, and its lanes) into a [`Batch`], and
+//! [`Batch::run`] runs them all:
 //!
 //! * compiled with `fma,avx2` enabled when the CPU has them (checked once, at run time),
 //!   so `mul_add` is one instruction and the loop is vectorized; otherwise the same loop
 //!   compiled for the baseline target, where `mul_add` is a (slower, equally exact)
 //!   library call. Both give the same bits: every operation is IEEE-754 and elementwise.
-//! * on two threads, each taking half of the elements, when the tensor has at least
-//!   [`PARALLEL_THRESHOLD`] elements and the machine more than one core. Elements are
-//!   independent, so the split never changes a number.
+//! * when the step has at least [`PARALLEL_THRESHOLD`] elements in all and the machine
+//!   more than one core: the concatenation of all the tasks' elements is cut into chunks
+//!   of equal size, which the caller and the workers take from a shared counter until
+//!   none is left; a chunk may cover the end of one parameter and the start of the next.
+//!   Elements are independent, so the split never changes a number.
 
-use std::sync::OnceLock;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tempo_tensor::Float;
 
-/// Tensors with at least this many elements are updated on two threads.
+use crate::pool::{pool, Share};
+
+/// Steps with at least this many elements in all are shared with the worker threads.
 pub(crate) const PARALLEL_THRESHOLD: usize = 1 << 16;
+
+/// The largest chunk a thread takes at once (256 KiB of each f32 buffer).
+const MAX_CHUNK: usize = 1 << 16;
+/// The smallest chunk, so that taking one costs little next to running it.
+const MIN_CHUNK: usize = 1 << 12;
 
 /// The slices one kernel pass reads and writes: all of the same length, except unused
 /// state slots, which are empty.
@@ -42,68 +55,220 @@ impl<'a, T> Lanes<'a, T> {
         self.s[slot] = buf;
         self
     }
-
-    fn len(&self) -> usize {
-        self.p.len()
-    }
-
-    fn split_at(self, mid: usize) -> (Self, Self) {
-        let (p0, p1) = self.p.split_at_mut(mid);
-        let (g0, g1) = self.g.split_at(mid);
-        let [a, b, c] = self.s;
-        let (a0, a1) = split_state(a, mid);
-        let (b0, b1) = split_state(b, mid);
-        let (c0, c1) = split_state(c, mid);
-        (
-            Lanes {
-                p: p0,
-                g: g0,
-                s: [a0, b0, c0],
-            },
-            Lanes {
-                p: p1,
-                g: g1,
-                s: [a1, b1, c1],
-            },
-        )
-    }
-}
-
-fn split_state<T>(s: &mut [T], mid: usize) -> (&mut [T], &mut [T]) {
-    if s.is_empty() {
-        (&mut [], &mut [])
-    } else {
-        s.split_at_mut(mid)
-    }
 }
 
 /// One optimizer's per-element update, with its coefficients already computed.
 ///
 /// Implementations mark `run` `#[inline(always)]`, so that it is compiled inside the
-/// `fma,avx2` wrapper of [`launch`].
+/// `fma,avx2` wrapper of [`Batch::run`]. `run` may be called on any part of a parameter's
+/// elements, on any thread, so it must not depend on where the part starts.
 pub(crate) trait Kernel<T: Float>: Sync {
     /// Runs the update over all elements of `lanes`.
     fn run(&self, lanes: Lanes<'_, T>);
 }
 
-/// Runs `kernel` over `lanes`: on two threads for large tensors, with FMA when available.
-pub(crate) fn launch<T: Float, K: Kernel<T>>(kernel: &K, lanes: Lanes<'_, T>) {
-    #[cfg(test)]
-    if PORTABLE_ONLY.with(std::cell::Cell::get) {
-        kernel.run(lanes);
-        return;
+/// [`Lanes`] taken apart into pointers, so that disjoint element ranges can be handed to
+/// several threads at once. Holds the lanes' exclusive borrows for `'a`.
+///
+/// Invariant: `p` and `g` are valid for `len` elements, and each state slot `s[i]` is
+/// valid for `len` elements if `used[i]`, else never read.
+struct SharedLanes<'a, T> {
+    p: *mut T,
+    g: *const T,
+    s: [*mut T; 3],
+    used: [bool; 3],
+    len: usize,
+    _borrow: PhantomData<Lanes<'a, T>>,
+}
+
+// SAFETY: `SharedLanes` stands for the `&'a mut [T]`s and the `&'a [T]` it was made of;
+// it hands out only disjoint ranges of them (the contract of `range`), so sending or
+// sharing it is sending or sharing those borrows, which is sound for `T: Send + Sync`.
+unsafe impl<T: Send + Sync> Send for SharedLanes<'_, T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for SharedLanes<'_, T> {}
+
+impl<'a, T> SharedLanes<'a, T> {
+    /// Takes `lanes` apart. Panics (before any thread sees them) unless the gradient has
+    /// the parameter's length and every state slot is empty or of that length.
+    fn new(lanes: Lanes<'a, T>) -> Self {
+        let len = lanes.p.len();
+        assert_eq!(lanes.g.len(), len, "gradient and parameter lengths differ");
+        let [a, b, c] = lanes.s;
+        let used = [!a.is_empty(), !b.is_empty(), !c.is_empty()];
+        for s in [&*a, &*b, &*c] {
+            assert!(
+                s.is_empty() || s.len() == len,
+                "a state buffer of {} elements for a parameter of {len}",
+                s.len()
+            );
+        }
+        Self {
+            p: lanes.p.as_mut_ptr(),
+            g: lanes.g.as_ptr(),
+            s: [a.as_mut_ptr(), b.as_mut_ptr(), c.as_mut_ptr()],
+            used,
+            len,
+            _borrow: PhantomData,
+        }
     }
-    let n = lanes.len();
-    if n >= PARALLEL_THRESHOLD && cores() > 1 {
-        // Split on a 64-element boundary so both halves start cache-line aligned.
-        let mid = (n / 2) & !63;
-        let (first, second) = lanes.split_at(mid);
-        std::thread::scope(|s| {
-            s.spawn(|| run_one(kernel, second));
-            run_one(kernel, first);
+
+    /// The lanes of elements `lo..hi`.
+    ///
+    /// # Safety
+    /// `lo <= hi <= self.len`, and the ranges of lanes alive at the same time (on any
+    /// thread) must not overlap.
+    unsafe fn range(&self, lo: usize, hi: usize) -> Lanes<'_, T> {
+        debug_assert!(lo <= hi && hi <= self.len);
+        let n = hi - lo;
+        // SAFETY: by the invariant, `p`, `g` and the used state slots are valid for
+        // `len` elements and exclusively ours (or shared, for `g`) for `'a`; the caller
+        // guarantees that `lo..hi` is in bounds and that no other live lanes overlap it.
+        unsafe {
+            let slot = |i: usize| -> &mut [T] {
+                if self.used[i] {
+                    std::slice::from_raw_parts_mut(self.s[i].add(lo), n)
+                } else {
+                    &mut []
+                }
+            };
+            Lanes {
+                p: std::slice::from_raw_parts_mut(self.p.add(lo), n),
+                g: std::slice::from_raw_parts(self.g.add(lo), n),
+                s: [slot(0), slot(1), slot(2)],
+            }
+        }
+    }
+
+    /// All the lanes, for one thread.
+    fn all(&mut self) -> Lanes<'_, T> {
+        // SAFETY: `0..len` is in bounds, and `&mut self` excludes any other live lanes.
+        unsafe { self.range(0, self.len) }
+    }
+}
+
+/// One parameter's update in a step: its kernel (with its own coefficients) and lanes.
+pub(crate) struct Task<'a, T, K> {
+    kernel: K,
+    lanes: SharedLanes<'a, T>,
+    /// Where the parameter's elements start in the concatenation of the batch's.
+    start: usize,
+}
+
+/// The updates of one step, run together by [`Batch::run`].
+pub(crate) struct Batch<'a, T, K> {
+    tasks: Vec<Task<'a, T, K>>,
+    total: usize,
+}
+
+impl<'a, T: Float, K: Kernel<T>> Batch<'a, T, K> {
+    /// An empty batch that reuses `tasks`' allocation.
+    pub(crate) fn new(tasks: Vec<Task<'a, T, K>>) -> Self {
+        debug_assert!(tasks.is_empty());
+        Self { tasks, total: 0 }
+    }
+
+    /// Adds the update of one parameter.
+    pub(crate) fn push(&mut self, kernel: K, lanes: Lanes<'a, T>) {
+        let lanes = SharedLanes::new(lanes);
+        let start = self.total;
+        self.total += lanes.len;
+        self.tasks.push(Task {
+            kernel,
+            lanes,
+            start,
         });
-    } else {
-        run_one(kernel, lanes);
+    }
+
+    /// The tasks' vector, emptied, for the next step.
+    pub(crate) fn into_tasks(mut self) -> Vec<Task<'a, T, K>> {
+        self.tasks.clear();
+        self.tasks
+    }
+
+    /// Runs every task: with FMA when available; shared with the worker threads when
+    /// the batch has at least [`PARALLEL_THRESHOLD`] elements.
+    pub(crate) fn run(&mut self) {
+        #[cfg(test)]
+        if PORTABLE_ONLY.with(std::cell::Cell::get) {
+            for t in &mut self.tasks {
+                t.kernel.run(t.lanes.all());
+            }
+            return;
+        }
+        let fma = has_fma();
+        if self.total >= PARALLEL_THRESHOLD {
+            if let Some((pool, threads)) = pool() {
+                // About eight chunks per thread, for balance when a thread is late.
+                let chunk = self
+                    .total
+                    .div_ceil(8 * threads)
+                    .next_multiple_of(64)
+                    .clamp(MIN_CHUNK, MAX_CHUNK);
+                let split = Split {
+                    tasks: &self.tasks,
+                    total: self.total,
+                    chunk,
+                    chunks: self.total.div_ceil(chunk),
+                    next: AtomicUsize::new(0),
+                    fma,
+                    _exclusive: PhantomData,
+                };
+                pool.run(&split);
+                return;
+            }
+        }
+        for t in &mut self.tasks {
+            run_one(fma, &t.kernel, t.lanes.all());
+        }
+    }
+}
+
+/// A batch cut into chunks of `chunk` elements, taken in turn from `next`.
+struct Split<'b, 'a, T, K> {
+    tasks: &'b [Task<'a, T, K>],
+    total: usize,
+    chunk: usize,
+    chunks: usize,
+    next: AtomicUsize,
+    fma: bool,
+    /// A `Split` is made only from a `&mut Batch`, so its ranges are the only lanes alive.
+    _exclusive: PhantomData<&'b mut ()>,
+}
+
+impl<T: Float, K: Kernel<T>> Split<'_, '_, T, K> {
+    /// Runs elements `lo..hi` of the concatenation, task by task.
+    fn run_range(&self, lo: usize, hi: usize) {
+        let first = self.tasks.partition_point(|t| t.start + t.lanes.len <= lo);
+        for t in self.tasks[first..].iter().take_while(|t| t.start < hi) {
+            let a = lo.max(t.start) - t.start;
+            let b = hi.min(t.start + t.lanes.len) - t.start;
+            if a < b {
+                // SAFETY: `a < b <= len`; chunk `lo..hi` is taken by one thread only (the
+                // counter hands out each index once), chunks do not overlap, and the
+                // batch is borrowed mutably for the whole `Pool::run`, so no other lanes
+                // of these tasks are alive.
+                let lanes = unsafe { t.lanes.range(a, b) };
+                run_one(self.fma, &t.kernel, lanes);
+            }
+        }
+    }
+}
+
+impl<T: Float, K: Kernel<T>> Share for Split<'_, '_, T, K> {
+    fn work(&self) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= self.chunks {
+                return;
+            }
+            let lo = i * self.chunk;
+            self.run_range(lo, (lo + self.chunk).min(self.total));
+        }
+    }
+
+    fn stop(&self) {
+        self.next.store(self.chunks, Ordering::Relaxed);
     }
 }
 
@@ -113,22 +278,28 @@ thread_local! {
     pub(crate) static PORTABLE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-fn cores() -> usize {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+/// Whether the CPU has FMA and AVX2 (detected once; later calls read a cached flag).
+fn has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 #[inline]
-fn run_one<T: Float, K: Kernel<T>>(kernel: &K, lanes: Lanes<'_, T>) {
+fn run_one<T: Float, K: Kernel<T>>(fma: bool, kernel: &K, lanes: Lanes<'_, T>) {
     #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2")
-        {
-            // SAFETY: the CPU supports the features `run_fma` is compiled for.
-            unsafe { run_fma(kernel, lanes) };
-            return;
-        }
+    if fma {
+        // SAFETY: `fma` comes from `has_fma`: the CPU supports the features `run_fma`
+        // is compiled for.
+        unsafe { run_fma(kernel, lanes) };
+        return;
     }
+    let _ = fma;
     kernel.run(lanes);
 }
 
@@ -275,7 +446,9 @@ mod tests {
             .zip(&g)
             .filter(|(&p, &g)| (0.1f32 * g + p).to_bits() != 0.1f32.mul_add(g, p).to_bits());
         assert!(unfused.count() > 0);
-        launch(&Axpy(0.1), Lanes::new(&mut p, &g).with(0, &mut s));
+        let mut batch = Batch::new(Vec::new());
+        batch.push(Axpy(0.1), Lanes::new(&mut p, &g).with(0, &mut s));
+        batch.run();
         assert!(p.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
         assert!(s.iter().all(|&v| (v - 1.0).abs() < f32::EPSILON));
     }

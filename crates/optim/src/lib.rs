@@ -71,6 +71,7 @@ mod lbfgs;
 mod nadam;
 mod optimizer;
 mod param_group;
+mod pool;
 mod radam;
 mod rmsprop;
 mod rprop;

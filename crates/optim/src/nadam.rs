@@ -4,7 +4,7 @@ use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::kernels::{f, fma, launch, wide, GradPrep, Kernel, Lanes, Lerp};
+use crate::kernels::{f, fma, wide, GradPrep, Kernel, Lanes, Lerp};
 use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
 use crate::param_group::{py_num, py_opt_bool, py_pair, GroupReader};
 use crate::state::{ParamState, StateReader, StateWriter};
@@ -109,6 +109,7 @@ impl<T: Float> Algorithm<T> for NAdamConfig {
     const NAME: &'static str = "NAdam";
     type Hyper = NAdamHyper;
     type State = NAdamState<T>;
+    type Kernel = NAdamKernel<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
         let o = <Self as Algorithm<T>>::NAME;
@@ -157,7 +158,13 @@ impl<T: Float> Algorithm<T> for NAdamConfig {
         }
     }
 
-    fn update(&self, h: &NAdamHyper, st: &mut NAdamState<T>, p: &mut [T], g: &[T]) {
+    fn prepare<'a>(
+        &self,
+        h: &NAdamHyper,
+        st: &'a mut NAdamState<T>,
+        p: &'a mut [T],
+        g: &'a [T],
+    ) -> (NAdamKernel<T>, Lanes<'a, T>) {
         st.step += T::one();
         let t = wide(st.step);
         let (b1, b2) = h.betas;
@@ -186,12 +193,12 @@ impl<T: Float> Algorithm<T> for NAdamConfig {
             c_grad: f((-h.lr * (1.0 - mu)) / (1.0 - mp)),
             c_avg: f((-h.lr * mu_next) / (1.0 - mp_next)),
         };
-        launch(
-            &k,
+        (
+            k,
             Lanes::new(p, g)
                 .with(0, &mut st.exp_avg)
                 .with(1, &mut st.exp_avg_sq),
-        );
+        )
     }
 
     fn save_state(&self, st: &NAdamState<T>, shape: &[usize]) -> ParamState {
@@ -213,7 +220,7 @@ impl<T: Float> Algorithm<T> for NAdamConfig {
     }
 }
 
-struct NAdamKernel<T> {
+pub(crate) struct NAdamKernel<T> {
     prep: GradPrep<T>,
     decay: Option<T>,
     lerp: Lerp<T>,

@@ -4,7 +4,7 @@ use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::kernels::{f, fma, launch, wide, GradPrep, Kernel, Lanes, Lerp};
+use crate::kernels::{f, fma, wide, GradPrep, Kernel, Lanes, Lerp};
 use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
 use crate::param_group::{py_num, py_opt_bool, py_pair, GroupReader};
 use crate::state::{ParamState, StateReader, StateWriter};
@@ -103,6 +103,7 @@ impl<T: Float> Algorithm<T> for RAdamConfig {
     const NAME: &'static str = "RAdam";
     type Hyper = RAdamHyper;
     type State = RAdamState<T>;
+    type Kernel = RAdamKernel<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
         adam_like(
@@ -152,7 +153,13 @@ impl<T: Float> Algorithm<T> for RAdamConfig {
         }
     }
 
-    fn update(&self, h: &RAdamHyper, st: &mut RAdamState<T>, p: &mut [T], g: &[T]) {
+    fn prepare<'a>(
+        &self,
+        h: &RAdamHyper,
+        st: &'a mut RAdamState<T>,
+        p: &'a mut [T],
+        g: &'a [T],
+    ) -> (RAdamKernel<T>, Lanes<'a, T>) {
         st.step += T::one();
         let t = wide(st.step);
         let (b1, b2) = h.betas;
@@ -184,12 +191,12 @@ impl<T: Float> Algorithm<T> for RAdamConfig {
             eps: f(h.eps),
             rect,
         };
-        launch(
-            &k,
+        (
+            k,
             Lanes::new(p, g)
                 .with(0, &mut st.exp_avg)
                 .with(1, &mut st.exp_avg_sq),
-        );
+        )
     }
 
     fn save_state(&self, st: &RAdamState<T>, shape: &[usize]) -> ParamState {
@@ -209,7 +216,7 @@ impl<T: Float> Algorithm<T> for RAdamConfig {
     }
 }
 
-struct RAdamKernel<T> {
+pub(crate) struct RAdamKernel<T> {
     prep: GradPrep<T>,
     decay: Option<T>,
     lerp: Lerp<T>,

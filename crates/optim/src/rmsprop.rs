@@ -4,7 +4,7 @@ use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::kernels::{f, fma, launch, GradPrep, Kernel, Lanes, Lerp};
+use crate::kernels::{f, fma, GradPrep, Kernel, Lanes, Lerp};
 use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
 use crate::param_group::{py_num, py_opt_bool, GroupReader};
 use crate::state::{ParamState, StateReader, StateWriter};
@@ -111,6 +111,7 @@ impl<T: Float> Algorithm<T> for RmspropConfig {
     const NAME: &'static str = "RMSprop";
     type Hyper = RmspropHyper;
     type State = RmspropState<T>;
+    type Kernel = RmspropRun<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
         let o = <Self as Algorithm<T>>::NAME;
@@ -180,7 +181,13 @@ impl<T: Float> Algorithm<T> for RmspropConfig {
         Ok(())
     }
 
-    fn update(&self, h: &RmspropHyper, st: &mut RmspropState<T>, p: &mut [T], g: &[T]) {
+    fn prepare<'a>(
+        &self,
+        h: &RmspropHyper,
+        st: &'a mut RmspropState<T>,
+        p: &'a mut [T],
+        g: &'a [T],
+    ) -> (RmspropRun<T>, Lanes<'a, T>) {
         st.step += T::one();
         let k = RmspropKernel {
             prep: GradPrep::new(h.maximize, h.weight_decay),
@@ -203,12 +210,12 @@ impl<T: Float> Algorithm<T> for RmspropConfig {
                 lanes = lanes.with(2, ga);
             }
         }
-        match (h.centered, use_momentum) {
-            (false, false) => launch(&Variant::<T, false, false>(k), lanes),
-            (false, true) => launch(&Variant::<T, false, true>(k), lanes),
-            (true, false) => launch(&Variant::<T, true, false>(k), lanes),
-            (true, true) => launch(&Variant::<T, true, true>(k), lanes),
-        }
+        let run = RmspropRun {
+            kernel: k,
+            centered: h.centered,
+            momentum: use_momentum,
+        };
+        (run, lanes)
     }
 
     fn save_state(&self, st: &RmspropState<T>, shape: &[usize]) -> ParamState {
@@ -227,6 +234,26 @@ impl<T: Float> Algorithm<T> for RmspropConfig {
             momentum_buffer: r.opt_tensor("momentum_buffer")?,
             grad_avg: r.opt_tensor("grad_avg")?,
         })
+    }
+}
+
+/// RMSprop's kernel and the variant it runs as.
+pub(crate) struct RmspropRun<T> {
+    kernel: RmspropKernel<T>,
+    centered: bool,
+    momentum: bool,
+}
+
+impl<T: Float> Kernel<T> for RmspropRun<T> {
+    #[inline(always)]
+    fn run(&self, l: Lanes<'_, T>) {
+        let k = self.kernel;
+        match (self.centered, self.momentum) {
+            (false, false) => Variant::<T, false, false>(k).run(l),
+            (false, true) => Variant::<T, false, true>(k).run(l),
+            (true, false) => Variant::<T, true, false>(k).run(l),
+            (true, true) => Variant::<T, true, true>(k).run(l),
+        }
     }
 }
 

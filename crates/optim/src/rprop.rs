@@ -4,7 +4,7 @@ use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::kernels::{f, fma, launch, sign, Kernel, Lanes};
+use crate::kernels::{f, fma, sign, Kernel, Lanes};
 use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
 use crate::param_group::{py_num, py_opt_bool, GroupReader};
 use crate::state::{ParamState, StateReader, StateWriter};
@@ -91,6 +91,7 @@ impl<T: Float> Algorithm<T> for RpropConfig {
     const NAME: &'static str = "Rprop";
     type Hyper = RpropHyper;
     type State = RpropState<T>;
+    type Kernel = RpropKernel<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
         let o = <Self as Algorithm<T>>::NAME;
@@ -145,7 +146,13 @@ impl<T: Float> Algorithm<T> for RpropConfig {
         }
     }
 
-    fn update(&self, h: &RpropHyper, st: &mut RpropState<T>, p: &mut [T], g: &[T]) {
+    fn prepare<'a>(
+        &self,
+        h: &RpropHyper,
+        st: &'a mut RpropState<T>,
+        p: &'a mut [T],
+        g: &'a [T],
+    ) -> (RpropKernel<T>, Lanes<'a, T>) {
         st.step += T::one();
         let k = RpropKernel {
             maximize: h.maximize,
@@ -154,12 +161,12 @@ impl<T: Float> Algorithm<T> for RpropConfig {
             min: f(h.step_sizes.0),
             max: f(h.step_sizes.1),
         };
-        launch(
-            &k,
+        (
+            k,
             Lanes::new(p, g)
                 .with(0, &mut st.prev)
                 .with(1, &mut st.step_size),
-        );
+        )
     }
 
     fn save_state(&self, st: &RpropState<T>, shape: &[usize]) -> ParamState {
@@ -179,7 +186,7 @@ impl<T: Float> Algorithm<T> for RpropConfig {
     }
 }
 
-struct RpropKernel<T> {
+pub(crate) struct RpropKernel<T> {
     maximize: bool,
     eta_minus: T,
     eta_plus: T,

@@ -4,7 +4,7 @@ use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::kernels::{f, fma, launch, GradPrep, Kernel, Lanes};
+use crate::kernels::{f, fma, GradPrep, Kernel, Lanes};
 use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
 use crate::param_group::{py_num, py_opt_bool, GroupReader};
 use crate::state::{ParamState, StateReader, StateWriter};
@@ -103,6 +103,7 @@ impl<T: Float> Algorithm<T> for SgdConfig {
     const NAME: &'static str = "SGD";
     type Hyper = SgdHyper;
     type State = SgdState<T>;
+    type Kernel = SgdKernel<T>;
 
     fn validate(&self) -> Result<(), OptimError> {
         let o = <Self as Algorithm<T>>::NAME;
@@ -177,19 +178,22 @@ impl<T: Float> Algorithm<T> for SgdConfig {
         }
     }
 
-    fn update(&self, h: &SgdHyper, st: &mut SgdState<T>, p: &mut [T], g: &[T]) {
+    fn prepare<'a>(
+        &self,
+        h: &SgdHyper,
+        st: &'a mut SgdState<T>,
+        p: &'a mut [T],
+        g: &'a [T],
+    ) -> (SgdKernel<T>, Lanes<'a, T>) {
         let prep = GradPrep::new(h.maximize, h.weight_decay);
         let neg_lr = f(-h.lr);
         if h.momentum == 0.0 {
-            launch(
-                &SgdKernel {
-                    prep,
-                    neg_lr,
-                    momentum: None,
-                },
-                Lanes::new(p, g),
-            );
-            return;
+            let k = SgdKernel {
+                prep,
+                neg_lr,
+                momentum: None,
+            };
+            return (k, Lanes::new(p, g));
         }
         let first = st.momentum_buffer.is_none();
         let buf = st
@@ -201,14 +205,12 @@ impl<T: Float> Algorithm<T> for SgdConfig {
             one_minus_dampening: f(1.0 - h.dampening),
             nesterov: h.nesterov,
         };
-        launch(
-            &SgdKernel {
-                prep,
-                neg_lr,
-                momentum: Some(m),
-            },
-            Lanes::new(p, g).with(0, buf),
-        );
+        let k = SgdKernel {
+            prep,
+            neg_lr,
+            momentum: Some(m),
+        };
+        (k, Lanes::new(p, g).with(0, buf))
     }
 
     fn save_state(&self, st: &SgdState<T>, shape: &[usize]) -> ParamState {
@@ -237,7 +239,7 @@ struct MomentumCoef<T> {
     nesterov: bool,
 }
 
-struct SgdKernel<T> {
+pub(crate) struct SgdKernel<T> {
     prep: GradPrep<T>,
     neg_lr: T,
     momentum: Option<MomentumCoef<T>>,
