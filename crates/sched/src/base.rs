@@ -6,16 +6,46 @@ use tempo_param_groups::{Dict, OptimizerParamGroups, ParamGroupError, Value};
 use crate::state::{float_list, StateReader};
 use crate::SchedError;
 
-/// The base class's attributes: `base_lrs`, `last_epoch`, `_step_count`, `_last_lr`.
-#[derive(Debug, Clone, PartialEq)]
+/// The base class's attributes: `base_lrs`, `last_epoch`, `_step_count`, `_last_lr`;
+/// plus what a step needs to run without allocating and to be taken back.
+///
+/// Invariant: after a successful step `scratch` holds the `last_lr` of before it and
+/// `prev_epoch`/`prev_step_count` the counters of before it, so that
+/// [`undo`](Core::undo) restores the state exactly; `scratch` is otherwise only a buffer
+/// (it is not state and is never written to a state dict).
+#[derive(Debug, Clone)]
 pub(crate) struct Core {
     pub(crate) base_lrs: Vec<f64>,
     pub(crate) last_epoch: i64,
     pub(crate) step_count: i64,
     pub(crate) last_lr: Vec<f64>,
+    scratch: Vec<f64>,
+    prev_epoch: i64,
+    prev_step_count: i64,
+}
+
+/// The counters a step computes the lr for: `last_epoch` and `_step_count` as they are
+/// after the step (PyTorch increments both before calling `get_lr`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct At {
+    pub(crate) last_epoch: i64,
+    pub(crate) step_count: i64,
 }
 
 impl Core {
+    fn new(base_lrs: Vec<f64>, last_epoch: i64, step_count: i64, last_lr: Vec<f64>) -> Core {
+        let n = base_lrs.len();
+        Core {
+            base_lrs,
+            last_epoch,
+            step_count,
+            last_lr,
+            scratch: Vec::with_capacity(n),
+            prev_epoch: last_epoch,
+            prev_step_count: step_count,
+        }
+    }
+
     /// The base constructor before its initial step: `initial_lr` is set with
     /// `setdefault` in every group and becomes `base_lrs`; `last_epoch = -1`.
     pub(crate) fn attach(opt: &mut dyn OptimizerParamGroups) -> Result<Core, SchedError> {
@@ -32,16 +62,65 @@ impl Core {
             };
             base_lrs.push(base);
         }
-        Ok(Core {
-            base_lrs,
-            last_epoch: -1,
-            step_count: 0,
-            last_lr: Vec::new(),
-        })
+        Ok(Core::new(base_lrs, -1, 0, Vec::with_capacity(n)))
     }
 
     pub(crate) fn groups(&self) -> usize {
         self.base_lrs.len()
+    }
+
+    /// The counters of the next plain step.
+    pub(crate) fn next_step(&self) -> At {
+        At {
+            last_epoch: self.last_epoch + 1,
+            step_count: self.step_count + 1,
+        }
+    }
+
+    /// The reusable lr buffer, emptied; hand it back with [`finish`](Core::finish).
+    pub(crate) fn take_buffer(&mut self) -> Vec<f64> {
+        let mut lrs = std::mem::take(&mut self.scratch);
+        lrs.clear();
+        lrs
+    }
+
+    /// Ends a step begun with [`take_buffer`](Core::take_buffer): if `result` is `Ok`,
+    /// `lrs` becomes `last_lr` and the counters `at` (the old ones are kept for
+    /// [`undo`](Core::undo)); on error nothing changes. Returns `result`.
+    pub(crate) fn finish(
+        &mut self,
+        at: At,
+        mut lrs: Vec<f64>,
+        result: Result<(), SchedError>,
+    ) -> Result<(), SchedError> {
+        if result.is_ok() {
+            self.prev_epoch = self.last_epoch;
+            self.prev_step_count = self.step_count;
+            self.last_epoch = at.last_epoch;
+            self.step_count = at.step_count;
+            std::mem::swap(&mut self.last_lr, &mut lrs);
+        }
+        self.scratch = lrs;
+        result
+    }
+
+    /// Computes the lrs with `fill` (given `base_lrs` and the emptied buffer), then
+    /// [`finish`](Core::finish)es with its result.
+    pub(crate) fn update(
+        &mut self,
+        at: At,
+        fill: impl FnOnce(&[f64], &mut Vec<f64>) -> Result<(), SchedError>,
+    ) -> Result<(), SchedError> {
+        let mut lrs = self.take_buffer();
+        let result = fill(&self.base_lrs, &mut lrs);
+        self.finish(at, lrs, result)
+    }
+
+    /// Takes back the last successful [`update`](Core::update).
+    pub(crate) fn undo(&mut self) {
+        std::mem::swap(&mut self.last_lr, &mut self.scratch);
+        self.last_epoch = self.prev_epoch;
+        self.step_count = self.prev_step_count;
     }
 
     /// Appends PyTorch's tail keys, in PyTorch's order.
@@ -65,12 +144,7 @@ impl Core {
                 r.boolean(key)?;
             }
         }
-        Ok(Core {
-            base_lrs,
-            last_epoch,
-            step_count,
-            last_lr,
-        })
+        Ok(Core::new(base_lrs, last_epoch, step_count, last_lr))
     }
 }
 
@@ -91,9 +165,21 @@ pub(crate) fn set_extra(
 
 /// Each group's current lr.
 pub(crate) fn current_lrs(opt: &dyn OptimizerParamGroups) -> Result<Vec<f64>, SchedError> {
-    (0..opt.num_groups())
-        .map(|g| opt.lr(g).map_err(SchedError::from))
-        .collect()
+    let mut lrs = Vec::with_capacity(opt.num_groups());
+    read_lrs(opt, &mut lrs)?;
+    Ok(lrs)
+}
+
+/// Appends each group's current lr to `out` (which a caller reuses, so a step allocates
+/// nothing).
+pub(crate) fn read_lrs(
+    opt: &dyn OptimizerParamGroups,
+    out: &mut Vec<f64>,
+) -> Result<(), SchedError> {
+    for g in 0..opt.num_groups() {
+        out.push(opt.lr(g)?);
+    }
+    Ok(())
 }
 
 pub(crate) fn write_lrs(opt: &mut dyn OptimizerParamGroups, lrs: &[f64]) -> Result<(), SchedError> {
@@ -119,29 +205,41 @@ pub(crate) fn check_groups(
     }
 }
 
-/// Writes momentum to `betas[0]` (`use_beta1`) or `momentum`, as CyclicLR/OneCycleLR do.
+/// Writes momentum to `betas[0]` (`use_beta1`, keeping the rest of `betas`, written back
+/// as a tuple) or `momentum`, as CyclicLR/OneCycleLR do.
+///
+/// For `betas`, a group without a `momentum` key goes through
+/// [`OptimizerParamGroups::set_momentum`], which an optimizer can implement in place,
+/// without building a tuple. That method writes `betas[0]` of a pair exactly as the
+/// general path below does, and fails (changing nothing) on anything else: no `betas`
+/// (a group with neither key), or `betas` that is not a pair. Then, and for a group that
+/// also has `momentum` (where `set_momentum` could pick `momentum`), the general path
+/// decides, so the outcome is always that of reading, editing and writing `betas`.
 pub(crate) fn write_momentum(
     opt: &mut dyn OptimizerParamGroups,
     group: usize,
     use_beta1: bool,
     momentum: f64,
 ) -> Result<(), SchedError> {
-    if use_beta1 {
-        let betas = opt.get(group, "betas").unwrap_or_default();
-        let mut items = betas.as_slice().map(<[Value]>::to_vec).unwrap_or_default();
-        if items.is_empty() {
-            return Err(ParamGroupError::WrongType {
-                key: "betas".into(),
-                expected: "a pair of numbers",
-                found: betas.type_name(),
-            }
-            .into());
-        }
-        items[0] = Value::Float(momentum);
-        opt.set(group, "betas", Value::Tuple(items))?;
-    } else {
+    if !use_beta1 {
         opt.set_f64(group, "momentum", momentum)?;
+        return Ok(());
     }
+    if opt.get(group, "momentum").is_none() && opt.set_momentum(group, momentum).is_ok() {
+        return Ok(());
+    }
+    let betas = opt.get(group, "betas").unwrap_or_default();
+    let mut items = betas.as_slice().map(<[Value]>::to_vec).unwrap_or_default();
+    if items.is_empty() {
+        return Err(ParamGroupError::WrongType {
+            key: "betas".into(),
+            expected: "a pair of numbers",
+            found: betas.type_name(),
+        }
+        .into());
+    }
+    items[0] = Value::Float(momentum);
+    opt.set(group, "betas", Value::Tuple(items))?;
     Ok(())
 }
 
@@ -152,24 +250,37 @@ pub(crate) trait Rule: Clone + Send + Sync + 'static {
     fn core(&self) -> &Core;
     fn core_mut(&mut self) -> &mut Core;
 
-    /// PyTorch's `get_lr()` at `core.last_epoch` (already advanced); `initial` is
-    /// `_is_initial`. May write momentum into the groups, as PyTorch's does.
+    /// PyTorch's `get_lr()` at `at` (the counters after the step), pushing one lr per
+    /// group onto the empty `out`; `initial` is `_is_initial`. May write momentum into
+    /// the groups, as PyTorch's does. Reads the groups' lrs before computing anything
+    /// from them.
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         opt: &mut dyn OptimizerParamGroups,
         initial: bool,
-    ) -> Result<Vec<f64>, SchedError>;
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError>;
 
-    /// PyTorch's `_get_closed_form_lr()` at `epoch`, for the classes that define it.
-    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
-        let _ = (base_lrs, epoch);
-        None
+    /// PyTorch's `_get_closed_form_lr()` at `epoch`, for the classes that define it:
+    /// pushes one lr per group onto the empty `out` and returns `true`; `false` (and
+    /// `out` untouched) for the others.
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64, out: &mut Vec<f64>) -> bool {
+        let _ = (base_lrs, epoch, out);
+        false
     }
 
     /// The lr after `step` steps, without an optimizer.
     fn lr_at(&self, step: u64) -> Option<Vec<f64>> {
-        self.closed_form(&self.core().base_lrs, i64::try_from(step).ok()?)
+        let epoch = i64::try_from(step).ok()?;
+        let base_lrs = &self.core().base_lrs;
+        let mut out = Vec::with_capacity(base_lrs.len());
+        self.closed_form(base_lrs, epoch, &mut out).then_some(out)
+    }
+
+    /// Whether a step may write the groups' momentum (or `betas`).
+    fn writes_momentum(&self) -> bool {
+        false
     }
 
     /// The scheduler's own keys, which come before the base tail.
@@ -193,46 +304,53 @@ pub(crate) fn construct<R: Rule>(
     Ok(s)
 }
 
+/// One update of the lrs at `at`: validate the group count, compute into the core's
+/// buffer (the closed form if asked and defined, else `get_lr`), write the groups, then
+/// commit the core. On error the scheduler is unchanged.
 fn apply<R: Rule>(
     s: &mut R,
     opt: &mut dyn OptimizerParamGroups,
-    core: Core,
+    at: At,
     initial: bool,
     closed_form: bool,
 ) -> Result<(), SchedError> {
-    check_groups(core.groups(), opt)?;
-    let mut core = core;
-    let lrs = match closed_form
-        .then(|| s.closed_form(&core.base_lrs, core.last_epoch))
-        .flatten()
-    {
-        Some(lrs) => lrs,
-        None => s.get_lr(&core, opt, initial)?,
-    };
-    write_lrs(opt, &lrs)?;
-    core.last_lr = lrs;
-    *s.core_mut() = core;
-    Ok(())
+    check_groups(s.core().groups(), opt)?;
+    let mut lrs = s.core_mut().take_buffer();
+    let result = compute(s, opt, at, initial, closed_form, &mut lrs);
+    s.core_mut().finish(at, lrs, result)
+}
+
+fn compute<R: Rule>(
+    s: &R,
+    opt: &mut dyn OptimizerParamGroups,
+    at: At,
+    initial: bool,
+    closed_form: bool,
+    lrs: &mut Vec<f64>,
+) -> Result<(), SchedError> {
+    if !(closed_form && s.closed_form(&s.core().base_lrs, at.last_epoch, lrs)) {
+        s.get_lr(at, opt, initial, lrs)?;
+    }
+    write_lrs(opt, lrs)
 }
 
 pub(crate) fn step<R: Rule>(
     s: &mut R,
     opt: &mut dyn OptimizerParamGroups,
 ) -> Result<(), SchedError> {
-    let mut core = s.core().clone();
-    core.step_count += 1;
-    core.last_epoch += 1;
-    apply(s, opt, core, false, false)
+    let at = s.core().next_step();
+    apply(s, opt, at, false, false)
 }
 
 pub(crate) fn initial_step<R: Rule>(
     s: &mut R,
     opt: &mut dyn OptimizerParamGroups,
 ) -> Result<(), SchedError> {
-    let mut core = s.core().clone();
-    core.step_count = 1;
-    core.last_epoch += 1;
-    apply(s, opt, core, true, false)
+    let at = At {
+        last_epoch: s.core().last_epoch + 1,
+        step_count: 1,
+    };
+    apply(s, opt, at, true, false)
 }
 
 pub(crate) fn restart_at<R: Rule>(
@@ -240,9 +358,11 @@ pub(crate) fn restart_at<R: Rule>(
     opt: &mut dyn OptimizerParamGroups,
     epoch: i64,
 ) -> Result<(), SchedError> {
-    let mut core = s.core().clone();
-    core.last_epoch = epoch;
-    apply(s, opt, core, false, true)
+    let at = At {
+        last_epoch: epoch,
+        step_count: s.core().step_count,
+    };
+    apply(s, opt, at, false, true)
 }
 
 pub(crate) fn step_to_epoch<R: Rule>(
@@ -251,10 +371,11 @@ pub(crate) fn step_to_epoch<R: Rule>(
     epoch: f64,
 ) -> Result<(), SchedError> {
     let e = whole_epoch(R::NAME, epoch)?;
-    let mut core = s.core().clone();
-    core.step_count += 1;
-    core.last_epoch = e;
-    apply(s, opt, core, false, true)
+    let at = At {
+        last_epoch: e,
+        step_count: s.core().step_count + 1,
+    };
+    apply(s, opt, at, false, true)
 }
 
 /// `epoch` as a whole number of epochs, or `Err(InvalidEpoch)`.
@@ -330,6 +451,12 @@ macro_rules! leaf_scheduler {
             }
             fn undo_epoch(&mut self) {
                 $crate::base::Rule::core_mut(self).last_epoch -= 1;
+            }
+            fn undo_step(&mut self) {
+                $crate::base::Rule::core_mut(self).undo();
+            }
+            fn writes_momentum(&self) -> bool {
+                $crate::base::Rule::writes_momentum(self)
             }
             fn initial_step(
                 &mut self,

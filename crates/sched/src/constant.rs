@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, current_lrs, invalid, leaf_scheduler, Core, Rule};
+use crate::base::{self, invalid, leaf_scheduler, read_lrs, At, Core, Rule};
 use crate::state::StateReader;
 use crate::SchedError;
 
@@ -85,28 +85,29 @@ impl Rule for ConstantLR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         opt: &mut dyn OptimizerParamGroups,
         _initial: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        let lrs = current_lrs(opt)?;
-        let e = core.last_epoch;
-        Ok(if e == 0 {
-            lrs.iter().map(|lr| lr * self.factor).collect()
-        } else if e != self.total_iters {
-            lrs
-        } else {
-            lrs.iter().map(|lr| lr * (1.0 / self.factor)).collect()
-        })
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        read_lrs(opt, out)?;
+        let e = at.last_epoch;
+        if e == 0 {
+            out.iter_mut().for_each(|lr| *lr *= self.factor);
+        } else if e == self.total_iters {
+            out.iter_mut().for_each(|lr| *lr *= 1.0 / self.factor);
+        }
+        Ok(())
     }
-    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64, out: &mut Vec<f64>) -> bool {
         let lifted = if epoch >= self.total_iters {
             1.0 - self.factor
         } else {
             0.0
         };
         let f = self.factor + lifted;
-        Some(base_lrs.iter().map(|b| b * f).collect())
+        out.extend(base_lrs.iter().map(|b| b * f));
+        true
     }
     /// The closed form, except for `total_iters = 0`: PyTorch's closed form then says
     /// `base` while its steps keep `base * factor` forever; `lr_at` is what stepping gives.
@@ -114,7 +115,9 @@ impl Rule for ConstantLR {
         if self.total_iters == 0 {
             return Some(self.core.base_lrs.iter().map(|b| b * self.factor).collect());
         }
-        self.closed_form(&self.core.base_lrs, i64::try_from(step).ok()?)
+        let mut out = Vec::with_capacity(self.core.base_lrs.len());
+        self.closed_form(&self.core.base_lrs, i64::try_from(step).ok()?, &mut out);
+        Some(out)
     }
     fn write_own(&self, d: &mut Dict) {
         d.insert("factor", Value::Float(self.factor));

@@ -5,7 +5,7 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, current_lrs, invalid, leaf_scheduler, Core, Rule};
+use crate::base::{self, invalid, leaf_scheduler, read_lrs, At, Core, Rule};
 use crate::state::StateReader;
 use crate::SchedError;
 
@@ -78,34 +78,33 @@ impl Rule for CosineAnnealingLR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         opt: &mut dyn OptimizerParamGroups,
         initial: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        let lrs = current_lrs(opt)?;
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        read_lrs(opt, out)?;
         if initial {
-            return Ok(lrs);
+            return Ok(());
         }
-        let (e, t, eta) = (core.last_epoch, self.t_max, self.eta_min);
+        let (e, t, eta) = (at.last_epoch, self.t_max, self.eta_min);
         let (ef, tf) = (e as f64, t as f64);
-        let pairs = core.base_lrs.iter().zip(&lrs);
-        Ok(if core.step_count == 1 && e > 0 {
-            pairs
-                .map(|(b, _)| eta + (b - eta) * (1.0 + (ef * PI / tf).cos()) / 2.0)
-                .collect()
+        let pairs = out.iter_mut().zip(&self.core.base_lrs);
+        if at.step_count == 1 && e > 0 {
+            pairs.for_each(|(lr, b)| *lr = eta + (b - eta) * (1.0 + (ef * PI / tf).cos()) / 2.0);
         } else if (e - 1 - t).rem_euclid(2 * t) == 0 {
-            pairs
-                .map(|(b, lr)| lr + (b - eta) * (1.0 - (PI / tf).cos()) / 2.0)
-                .collect()
+            pairs.for_each(|(lr, b)| *lr += (b - eta) * (1.0 - (PI / tf).cos()) / 2.0);
         } else {
             let ratio = (1.0 + (PI * ef / tf).cos()) / (1.0 + (PI * (ef - 1.0) / tf).cos());
-            pairs.map(|(_, lr)| ratio * (lr - eta) + eta).collect()
-        })
+            pairs.for_each(|(lr, _)| *lr = ratio * (*lr - eta) + eta);
+        }
+        Ok(())
     }
-    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64, out: &mut Vec<f64>) -> bool {
         let eta = self.eta_min;
         let c = 1.0 + (PI * epoch as f64 / self.t_max as f64).cos();
-        Some(base_lrs.iter().map(|b| eta + (b - eta) * c / 2.0).collect())
+        out.extend(base_lrs.iter().map(|b| eta + (b - eta) * c / 2.0));
+        true
     }
     fn write_own(&self, d: &mut Dict) {
         d.insert("T_max", Value::Int(self.t_max));

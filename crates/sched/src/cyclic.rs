@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, invalid, leaf_scheduler, set_extra, write_momentum, Core, Rule};
+use crate::base::{self, invalid, leaf_scheduler, set_extra, write_momentum, At, Core, Rule};
 use crate::state::{float_list, StateReader};
 use crate::{PerGroup, SchedError};
 
@@ -273,16 +273,12 @@ impl CyclicLR {
         (scale_factor, f)
     }
 
-    fn lrs_at(&self, base_lrs: &[f64], e: i64) -> Vec<f64> {
-        let (scale_factor, f) = self.phase(e);
-        base_lrs
-            .iter()
-            .zip(&self.max_lrs)
-            .map(|(&b, &m)| {
-                let height = (m - b) * scale_factor;
-                b + height * f
-            })
-            .collect()
+    /// Pushes each group's lr for a [`phase`](Self::phase) onto `out`.
+    fn push_lrs(&self, base_lrs: &[f64], (scale_factor, f): (f64, f64), out: &mut Vec<f64>) {
+        out.extend(base_lrs.iter().zip(&self.max_lrs).map(|(&b, &m)| {
+            let height = (m - b) * scale_factor;
+            b + height * f
+        }));
     }
 }
 
@@ -296,22 +292,35 @@ impl Rule for CyclicLR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         opt: &mut dyn OptimizerParamGroups,
         _initial: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        let lrs = self.lrs_at(&core.base_lrs, core.last_epoch);
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        let phase = self.phase(at.last_epoch);
+        self.push_lrs(&self.core.base_lrs, phase, out);
         if let Some(m) = &self.momentum {
-            let (scale_factor, f) = self.phase(core.last_epoch);
+            // The built-in scale functions are pure; a custom one is called again, as
+            // it always was.
+            let (scale_factor, f) = match self.scale_fn {
+                Some(_) => self.phase(at.last_epoch),
+                None => phase,
+            };
             for (g, (&b, &mx)) in m.base.iter().zip(&m.max).enumerate() {
                 let height = (mx - b) * scale_factor;
                 write_momentum(opt, g, m.use_beta1, mx - height * f)?;
             }
         }
-        Ok(lrs)
+        Ok(())
     }
     fn lr_at(&self, step: u64) -> Option<Vec<f64>> {
-        Some(self.lrs_at(&self.core.base_lrs, i64::try_from(step).ok()?))
+        let phase = self.phase(i64::try_from(step).ok()?);
+        let mut out = Vec::with_capacity(self.core.base_lrs.len());
+        self.push_lrs(&self.core.base_lrs, phase, &mut out);
+        Some(out)
+    }
+    fn writes_momentum(&self) -> bool {
+        self.momentum.is_some()
     }
     fn write_own(&self, d: &mut Dict) {
         d.insert("max_lrs", float_list(&self.max_lrs));

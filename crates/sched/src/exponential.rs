@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, current_lrs, leaf_scheduler, Core, Rule};
+use crate::base::{self, leaf_scheduler, read_lrs, At, Core, Rule};
 use crate::state::StateReader;
 use crate::SchedError;
 
@@ -48,19 +48,21 @@ impl Rule for ExponentialLR {
     }
     fn get_lr(
         &self,
-        _core: &Core,
+        _at: At,
         opt: &mut dyn OptimizerParamGroups,
         initial: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        let lrs = current_lrs(opt)?;
-        if initial {
-            return Ok(lrs);
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        read_lrs(opt, out)?;
+        if !initial {
+            out.iter_mut().for_each(|lr| *lr *= self.gamma);
         }
-        Ok(lrs.iter().map(|lr| lr * self.gamma).collect())
+        Ok(())
     }
-    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64, out: &mut Vec<f64>) -> bool {
         let f = self.gamma.powf(epoch as f64);
-        Some(base_lrs.iter().map(|b| b * f).collect())
+        out.extend(base_lrs.iter().map(|b| b * f));
+        true
     }
     fn write_own(&self, d: &mut Dict) {
         d.insert("gamma", Value::Float(self.gamma));

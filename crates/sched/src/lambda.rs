@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, leaf_scheduler, Core, Rule};
+use crate::base::{self, leaf_scheduler, At, Core, Rule};
 use crate::state::StateReader;
 use crate::{PerGroup, SchedError};
 
@@ -129,14 +129,17 @@ impl Rule for LambdaLR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         _opt: &mut dyn OptimizerParamGroups,
         _initial: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        Ok(self.value_at(&core.base_lrs, core.last_epoch))
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        self.value_at(&self.core.base_lrs, at.last_epoch, out);
+        Ok(())
     }
-    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
-        Some(self.value_at(base_lrs, epoch))
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64, out: &mut Vec<f64>) -> bool {
+        self.value_at(base_lrs, epoch, out);
+        true
     }
     fn write_own(&self, _d: &mut Dict) {}
     fn write_trailing(&self, d: &mut Dict) {
@@ -151,12 +154,13 @@ impl Rule for LambdaLR {
 }
 
 impl LambdaLR {
-    fn value_at(&self, base_lrs: &[f64], epoch: i64) -> Vec<f64> {
-        base_lrs
-            .iter()
-            .zip(&self.lambdas)
-            .map(|(b, f)| b * f.call(epoch))
-            .collect()
+    fn value_at(&self, base_lrs: &[f64], epoch: i64, out: &mut Vec<f64>) {
+        out.extend(
+            base_lrs
+                .iter()
+                .zip(&self.lambdas)
+                .map(|(b, f)| b * f.call(epoch)),
+        );
     }
 }
 

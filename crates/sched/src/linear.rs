@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, current_lrs, invalid, leaf_scheduler, Core, Rule};
+use crate::base::{self, invalid, leaf_scheduler, read_lrs, At, Core, Rule};
 use crate::state::StateReader;
 use crate::SchedError;
 
@@ -83,30 +83,34 @@ impl Rule for LinearLR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         opt: &mut dyn OptimizerParamGroups,
         initial: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        let lrs = current_lrs(opt)?;
-        let e = core.last_epoch;
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        read_lrs(opt, out)?;
+        let e = at.last_epoch;
         let (sf, ef, t) = (self.start_factor, self.end_factor, self.total_iters);
         if e == 0 {
-            return Ok(lrs.iter().map(|lr| lr * sf).collect());
+            out.iter_mut().for_each(|lr| *lr *= sf);
+            return Ok(());
         }
         if initial || e > t {
-            return Ok(lrs);
+            return Ok(());
         }
         let f = 1.0 + (ef - sf) / (t as f64 * sf + (e - 1) as f64 * (ef - sf));
-        Ok(lrs.iter().map(|lr| lr * f).collect())
+        out.iter_mut().for_each(|lr| *lr *= f);
+        Ok(())
     }
-    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64, out: &mut Vec<f64>) -> bool {
         let (sf, ef, t) = (self.start_factor, self.end_factor, self.total_iters);
         let f = if t == 0 {
             sf
         } else {
             sf + ((ef - sf) * t.min(epoch) as f64) / t as f64
         };
-        Some(base_lrs.iter().map(|b| b * f).collect())
+        out.extend(base_lrs.iter().map(|b| b * f));
+        true
     }
     fn write_own(&self, d: &mut Dict) {
         d.insert("start_factor", Value::Float(self.start_factor));

@@ -2,7 +2,7 @@
 
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, current_lrs, leaf_scheduler, Core, Rule};
+use crate::base::{self, leaf_scheduler, read_lrs, At, Core, Rule};
 use crate::lambda::read_lr_lambdas;
 use crate::state::StateReader;
 use crate::{LrLambda, PerGroup, SchedError};
@@ -52,19 +52,18 @@ impl Rule for MultiplicativeLR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         opt: &mut dyn OptimizerParamGroups,
         initial: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        let lrs = current_lrs(opt)?;
-        if initial {
-            return Ok(lrs);
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        read_lrs(opt, out)?;
+        if !initial {
+            out.iter_mut()
+                .zip(&self.lambdas)
+                .for_each(|(lr, f)| *lr *= f.call(at.last_epoch));
         }
-        Ok(lrs
-            .iter()
-            .zip(&self.lambdas)
-            .map(|(lr, f)| lr * f.call(core.last_epoch))
-            .collect())
+        Ok(())
     }
     fn lr_at(&self, step: u64) -> Option<Vec<f64>> {
         let step = i64::try_from(step).ok()?;

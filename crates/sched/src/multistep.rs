@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, current_lrs, leaf_scheduler, Core, Rule};
+use crate::base::{self, leaf_scheduler, read_lrs, At, Core, Rule};
 use crate::state::StateReader;
 use crate::SchedError;
 
@@ -70,20 +70,19 @@ impl Rule for MultiStepLR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         opt: &mut dyn OptimizerParamGroups,
         _initial: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        let lrs = current_lrs(opt)?;
-        match self.milestones.iter().find(|(e, _)| *e == core.last_epoch) {
-            None => Ok(lrs),
-            Some(&(_, count)) => {
-                let f = self.gamma.powf(count as f64);
-                Ok(lrs.iter().map(|lr| lr * f).collect())
-            }
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        read_lrs(opt, out)?;
+        if let Some(&(_, count)) = self.milestones.iter().find(|(e, _)| *e == at.last_epoch) {
+            let f = self.gamma.powf(count as f64);
+            out.iter_mut().for_each(|lr| *lr *= f);
         }
+        Ok(())
     }
-    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64, out: &mut Vec<f64>) -> bool {
         // bisect_right(sorted(elements), epoch): the milestones <= epoch, with multiplicity.
         let passed: i64 = self
             .milestones
@@ -92,7 +91,8 @@ impl Rule for MultiStepLR {
             .map(|(_, c)| c)
             .sum();
         let f = self.gamma.powf(passed as f64);
-        Some(base_lrs.iter().map(|b| b * f).collect())
+        out.extend(base_lrs.iter().map(|b| b * f));
+        true
     }
     fn write_own(&self, d: &mut Dict) {
         let map = self

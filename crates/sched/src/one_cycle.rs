@@ -5,7 +5,7 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, MomentumKey, OptimizerParamGroups, Value};
 
-use crate::base::{self, invalid, leaf_scheduler, set_extra, write_momentum, Core, Rule};
+use crate::base::{self, invalid, leaf_scheduler, set_extra, write_momentum, At, Core, Rule};
 use crate::state::StateReader;
 use crate::{PerGroup, SchedError};
 
@@ -128,18 +128,40 @@ impl OneCycleLRConfig {
     }
 }
 
-const LR_KEYS: &[&str] = &["initial_lr", "max_lr", "min_lr"];
-const MOMENTUM_KEYS: &[&str] = &["max_momentum", "base_momentum"];
+/// A group value a phase starts or ends at, by PyTorch's group key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    InitialLr,
+    MaxLr,
+    MinLr,
+    MaxMomentum,
+    BaseMomentum,
+}
+
+impl Key {
+    fn as_str(self) -> &'static str {
+        match self {
+            Key::InitialLr => "initial_lr",
+            Key::MaxLr => "max_lr",
+            Key::MinLr => "min_lr",
+            Key::MaxMomentum => "max_momentum",
+            Key::BaseMomentum => "base_momentum",
+        }
+    }
+}
+
+const LR_KEYS: &[Key] = &[Key::InitialLr, Key::MaxLr, Key::MinLr];
+const MOMENTUM_KEYS: &[Key] = &[Key::MaxMomentum, Key::BaseMomentum];
 
 #[derive(Debug, Clone, PartialEq)]
 struct Phase {
     end_step: f64,
     /// The last phase's `end_step` is PyTorch's int `total_steps - 1`.
     end_is_int: bool,
-    start_lr: &'static str,
-    end_lr: &'static str,
-    start_momentum: &'static str,
-    end_momentum: &'static str,
+    start_lr: Key,
+    end_lr: Key,
+    start_momentum: Key,
+    end_momentum: Key,
 }
 
 #[derive(Debug, Clone)]
@@ -200,10 +222,7 @@ impl OneCycleLR {
         };
         let pct = config.pct_start;
         let t = total_steps as f64;
-        let phase = |end_step: f64,
-                     end_is_int,
-                     lrs: (&'static str, &'static str),
-                     ms: (&'static str, &'static str)| Phase {
+        let phase = |end_step: f64, end_is_int, lrs: (Key, Key), ms: (Key, Key)| Phase {
             end_step,
             end_is_int,
             start_lr: lrs.0,
@@ -217,20 +236,20 @@ impl OneCycleLR {
                 phase(
                     pct * t - 1.0,
                     false,
-                    ("initial_lr", "max_lr"),
-                    ("max_momentum", "base_momentum"),
+                    (Key::InitialLr, Key::MaxLr),
+                    (Key::MaxMomentum, Key::BaseMomentum),
                 ),
                 phase(
                     2.0 * pct * t - 2.0,
                     false,
-                    ("max_lr", "initial_lr"),
-                    ("base_momentum", "max_momentum"),
+                    (Key::MaxLr, Key::InitialLr),
+                    (Key::BaseMomentum, Key::MaxMomentum),
                 ),
                 phase(
                     last,
                     true,
-                    ("initial_lr", "min_lr"),
-                    ("max_momentum", "max_momentum"),
+                    (Key::InitialLr, Key::MinLr),
+                    (Key::MaxMomentum, Key::MaxMomentum),
                 ),
             ]
         } else {
@@ -238,14 +257,14 @@ impl OneCycleLR {
                 phase(
                     pct * t - 1.0,
                     false,
-                    ("initial_lr", "max_lr"),
-                    ("max_momentum", "base_momentum"),
+                    (Key::InitialLr, Key::MaxLr),
+                    (Key::MaxMomentum, Key::BaseMomentum),
                 ),
                 phase(
                     last,
                     true,
-                    ("max_lr", "min_lr"),
-                    ("base_momentum", "max_momentum"),
+                    (Key::MaxLr, Key::MinLr),
+                    (Key::BaseMomentum, Key::MaxMomentum),
                 ),
             ]
         };
@@ -297,18 +316,37 @@ impl OneCycleLR {
         base::construct(s, opt)
     }
 
-    fn value(&self, base_lrs: &[f64], g: usize, key: &str) -> f64 {
+    fn value(&self, base_lrs: &[f64], g: usize, key: Key) -> f64 {
         match key {
-            "initial_lr" => base_lrs[g],
-            "max_lr" => self.max_lrs[g],
-            "min_lr" => self.min_lrs[g],
-            "max_momentum" => self.momentum.as_ref().map_or(0.0, |m| m.max[g]),
-            _ => self.momentum.as_ref().map_or(0.0, |m| m.base[g]),
+            Key::InitialLr => base_lrs[g],
+            Key::MaxLr => self.max_lrs[g],
+            Key::MinLr => self.min_lrs[g],
+            Key::MaxMomentum => self.momentum.as_ref().map_or(0.0, |m| m.max[g]),
+            Key::BaseMomentum => self.momentum.as_ref().map_or(0.0, |m| m.base[g]),
         }
     }
 
-    /// Each group's (lr, momentum) at step `n`.
-    fn values_at(&self, base_lrs: &[f64], n: i64) -> Result<Vec<(f64, f64)>, SchedError> {
+    /// Group `g`'s lr at `pct` of `phase`.
+    fn lr_in(&self, base_lrs: &[f64], g: usize, phase: &Phase, pct: f64) -> f64 {
+        self.anneal.anneal(
+            self.value(base_lrs, g, phase.start_lr),
+            self.value(base_lrs, g, phase.end_lr),
+            pct,
+        )
+    }
+
+    /// Group `g`'s momentum at `pct` of `phase`.
+    fn momentum_in(&self, base_lrs: &[f64], g: usize, phase: &Phase, pct: f64) -> f64 {
+        self.anneal.anneal(
+            self.value(base_lrs, g, phase.start_momentum),
+            self.value(base_lrs, g, phase.end_momentum),
+            pct,
+        )
+    }
+
+    /// The phase of step `n` and the fraction of it done (PyTorch's `pct`); `None`
+    /// without phases.
+    fn locate(&self, n: i64) -> Result<Option<(&Phase, f64)>, SchedError> {
         if n > self.total_steps {
             return Err(SchedError::PastTotalSteps {
                 step: n,
@@ -326,7 +364,7 @@ impl OneCycleLR {
             start = phase.end_step;
         }
         let Some((phase, start)) = chosen else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         if phase.end_step - start == 0.0 {
             return Err(SchedError::DivisionByZero {
@@ -334,22 +372,7 @@ impl OneCycleLR {
                 what: "the length of the current phase (pct_start * total_steps == 1?)",
             });
         }
-        let pct = (nf - start) / (phase.end_step - start);
-        Ok((0..base_lrs.len())
-            .map(|g| {
-                let lr = self.anneal.anneal(
-                    self.value(base_lrs, g, phase.start_lr),
-                    self.value(base_lrs, g, phase.end_lr),
-                    pct,
-                );
-                let m = self.anneal.anneal(
-                    self.value(base_lrs, g, phase.start_momentum),
-                    self.value(base_lrs, g, phase.end_momentum),
-                    pct,
-                );
-                (lr, m)
-            })
-            .collect())
+        Ok(Some((phase, (nf - start) / (phase.end_step - start))))
     }
 
     /// The number of steps in the cycle.
@@ -368,23 +391,37 @@ impl Rule for OneCycleLR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         opt: &mut dyn OptimizerParamGroups,
         _initial: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        let values = self.values_at(&core.base_lrs, core.last_epoch)?;
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        let Some((phase, pct)) = self.locate(at.last_epoch)? else {
+            return Ok(());
+        };
+        let base_lrs = &self.core.base_lrs;
         if let Some(m) = &self.momentum {
-            for (g, &(_, mom)) in values.iter().enumerate() {
+            for g in 0..base_lrs.len() {
+                let mom = self.momentum_in(base_lrs, g, phase, pct);
                 write_momentum(opt, g, m.use_beta1, mom)?;
             }
         }
-        Ok(values.into_iter().map(|(lr, _)| lr).collect())
+        out.extend((0..base_lrs.len()).map(|g| self.lr_in(base_lrs, g, phase, pct)));
+        Ok(())
     }
     fn lr_at(&self, step: u64) -> Option<Vec<f64>> {
-        let values = self
-            .values_at(&self.core.base_lrs, i64::try_from(step).ok()?)
-            .ok()?;
-        Some(values.into_iter().map(|(lr, _)| lr).collect())
+        let base_lrs = &self.core.base_lrs;
+        let Some((phase, pct)) = self.locate(i64::try_from(step).ok()?).ok()? else {
+            return Some(Vec::new());
+        };
+        Some(
+            (0..base_lrs.len())
+                .map(|g| self.lr_in(base_lrs, g, phase, pct))
+                .collect(),
+        )
+    }
+    fn writes_momentum(&self) -> bool {
+        self.momentum.is_some()
     }
     fn write_own(&self, d: &mut Dict) {
         d.insert("total_steps", Value::Int(self.total_steps));
@@ -399,10 +436,10 @@ impl Rule for OneCycleLR {
                     Value::Float(p.end_step)
                 };
                 pd.insert("end_step", end);
-                pd.insert("start_lr", p.start_lr);
-                pd.insert("end_lr", p.end_lr);
-                pd.insert("start_momentum", p.start_momentum);
-                pd.insert("end_momentum", p.end_momentum);
+                pd.insert("start_lr", p.start_lr.as_str());
+                pd.insert("end_lr", p.end_lr.as_str());
+                pd.insert("start_momentum", p.start_momentum.as_str());
+                pd.insert("end_momentum", p.end_momentum.as_str());
                 Value::Dict(pd)
             })
             .collect();
@@ -435,10 +472,10 @@ impl Rule for OneCycleLR {
             let end_step = end
                 .as_f64()
                 .ok_or_else(|| wrong("end_step", "a number", &end))?;
-            let key = |k: &str, allowed: &'static [&'static str]| {
+            let key = |k: &str, allowed: &'static [Key]| {
                 let v = pd.get(k).cloned().unwrap_or_default();
                 v.as_str()
-                    .and_then(|s| allowed.iter().copied().find(|a| *a == s))
+                    .and_then(|s| allowed.iter().copied().find(|a| a.as_str() == s))
                     .ok_or_else(|| wrong(k, "a group key of OneCycleLR", &v))
             };
             phases.push(Phase {

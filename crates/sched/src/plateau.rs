@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{check_groups, current_lrs, invalid};
+use crate::base::{check_groups, current_lrs, invalid, read_lrs};
 use crate::state::{float_list, StateReader};
 use crate::{LrScheduler, PerGroup, SchedError};
 
@@ -95,6 +95,24 @@ pub struct ReduceLROnPlateau {
     /// Where a SequentialLR milestone restarts it: each group's `initial_lr` (else its lr)
     /// at construction. Not state: a rebuilt scheduler recomputes it.
     restart_lrs: Vec<f64>,
+    /// Not state: the `last_lr` before the last successful step (kept for
+    /// [`undo_step`](LrScheduler::undo_step)), and the buffer the next one is read into.
+    scratch: Vec<f64>,
+    /// Not state: the lr reductions of a step, collected before any is written.
+    writes: Vec<(usize, f64)>,
+    /// Not state: the counters before the last successful step, and the `min_lrs` it
+    /// replaced, if it did.
+    prev: Counters,
+    prev_min_lrs: Option<Vec<f64>>,
+}
+
+/// What a step moves besides `last_lr` (and, rarely, `min_lrs`).
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    last_epoch: i64,
+    best: f64,
+    cooldown_counter: i64,
+    num_bad_epochs: i64,
 }
 
 const NAME: &str = "ReduceLROnPlateau";
@@ -138,7 +156,50 @@ impl ReduceLROnPlateau {
             cooldown_counter: 0,
             num_bad_epochs: 0,
             restart_lrs,
+            scratch: Vec::with_capacity(n),
+            writes: Vec::with_capacity(n),
+            prev: Counters {
+                last_epoch: 0,
+                best: worse,
+                cooldown_counter: 0,
+                num_bad_epochs: 0,
+            },
+            prev_min_lrs: None,
         })
+    }
+
+    fn counters(&self) -> Counters {
+        Counters {
+            last_epoch: self.last_epoch,
+            best: self.best,
+            cooldown_counter: self.cooldown_counter,
+            num_bad_epochs: self.num_bad_epochs,
+        }
+    }
+
+    /// Reads the groups' lrs into the buffer and, if that succeeds, makes them
+    /// `last_lr` and `next` the counters (remembering the old ones); on error nothing
+    /// changes.
+    fn commit(
+        &mut self,
+        opt: &dyn OptimizerParamGroups,
+        next: Counters,
+        min_lrs: Option<Vec<f64>>,
+    ) -> Result<(), SchedError> {
+        let mut lrs = std::mem::take(&mut self.scratch);
+        lrs.clear();
+        lrs.reserve(self.last_lr.len());
+        let result = read_lrs(opt, &mut lrs);
+        if result.is_ok() {
+            std::mem::swap(&mut self.last_lr, &mut lrs);
+            self.prev = self.counters();
+            (self.last_epoch, self.best) = (next.last_epoch, next.best);
+            self.cooldown_counter = next.cooldown_counter;
+            self.num_bad_epochs = next.num_bad_epochs;
+            self.prev_min_lrs = min_lrs.map(|m| std::mem::replace(&mut self.min_lrs, m));
+        }
+        self.scratch = lrs;
+        result
     }
 
     fn is_better(&self, a: f64, best: f64) -> bool {
@@ -178,9 +239,9 @@ impl LrScheduler for ReduceLROnPlateau {
         opt: &mut dyn OptimizerParamGroups,
         metric: f64,
     ) -> Result<(), SchedError> {
-        let mut next = self.clone();
+        let mut next = self.counters();
         next.last_epoch += 1;
-        if next.is_better(metric, next.best) {
+        if self.is_better(metric, next.best) {
             next.best = metric;
             next.num_bad_epochs = 0;
         } else {
@@ -191,41 +252,39 @@ impl LrScheduler for ReduceLROnPlateau {
             next.num_bad_epochs = 0;
         }
         let n = opt.num_groups();
-        let mut writes = Vec::new();
-        if next.num_bad_epochs > next.patience {
-            if next.min_lrs.len() != n {
-                match next.default_min_lr {
-                    Some(v) => next.min_lrs = vec![v; n],
+        // A new `min_lrs`, when the group count changed and there is one default.
+        let mut new_min_lrs = None;
+        self.writes.clear();
+        self.writes.reserve(n);
+        if next.num_bad_epochs > self.patience {
+            if self.min_lrs.len() != n {
+                match self.default_min_lr {
+                    Some(v) => new_min_lrs = Some(vec![v; n]),
                     None => {
                         return Err(SchedError::GroupCountMismatch {
                             arg: "min_lr".into(),
                             expected: n,
-                            got: next.min_lrs.len(),
+                            got: self.min_lrs.len(),
                         })
                     }
                 }
             }
-            for g in 0..n {
+            let min_lrs = new_min_lrs.as_deref().unwrap_or(&self.min_lrs);
+            for (g, &min_lr) in min_lrs.iter().enumerate().take(n) {
                 let old = opt.lr(g)?;
-                let scaled = old * next.factor;
-                let new = if next.min_lrs[g] > scaled {
-                    next.min_lrs[g]
-                } else {
-                    scaled
-                };
-                if old - new > next.eps {
-                    writes.push((g, new));
+                let scaled = old * self.factor;
+                let new = if min_lr > scaled { min_lr } else { scaled };
+                if old - new > self.eps {
+                    self.writes.push((g, new));
                 }
             }
-            next.cooldown_counter = next.cooldown;
+            next.cooldown_counter = self.cooldown;
             next.num_bad_epochs = 0;
         }
-        for (g, lr) in writes {
+        for &(g, lr) in &self.writes {
             opt.set_lr(g, lr)?;
         }
-        next.last_lr = current_lrs(opt)?;
-        *self = next;
-        Ok(())
+        self.commit(opt, next, new_min_lrs)
     }
 
     fn step_to_epoch(
@@ -336,11 +395,25 @@ impl LrScheduler for ReduceLROnPlateau {
         self.last_epoch -= 1;
     }
 
+    fn undo_step(&mut self) {
+        std::mem::swap(&mut self.last_lr, &mut self.scratch);
+        (self.last_epoch, self.best) = (self.prev.last_epoch, self.prev.best);
+        self.cooldown_counter = self.prev.cooldown_counter;
+        self.num_bad_epochs = self.prev.num_bad_epochs;
+        if let Some(m) = self.prev_min_lrs.take() {
+            self.min_lrs = m;
+        }
+    }
+
+    fn writes_momentum(&self) -> bool {
+        false
+    }
+
     fn initial_step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
         check_groups(self.last_lr.len(), opt)?;
-        self.last_epoch += 1;
-        self.last_lr = current_lrs(opt)?;
-        Ok(())
+        let mut next = self.counters();
+        next.last_epoch += 1;
+        self.commit(opt, next, None)
     }
 
     /// At a SequentialLR milestone: back to the base lr (each group's `initial_lr` when
@@ -354,8 +427,14 @@ impl LrScheduler for ReduceLROnPlateau {
         for (g, &lr) in self.restart_lrs.iter().enumerate() {
             opt.set_lr(g, lr)?;
         }
+        let mut lrs = std::mem::take(&mut self.scratch);
+        lrs.clear();
+        lrs.extend_from_slice(&self.restart_lrs);
+        std::mem::swap(&mut self.last_lr, &mut lrs);
+        self.scratch = lrs;
+        self.prev = self.counters();
+        self.prev_min_lrs = None;
         self.last_epoch = epoch;
-        self.last_lr = self.restart_lrs.clone();
         Ok(())
     }
 }

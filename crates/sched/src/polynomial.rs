@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, current_lrs, invalid, leaf_scheduler, Core, Rule};
+use crate::base::{self, invalid, leaf_scheduler, read_lrs, At, Core, Rule};
 use crate::state::StateReader;
 use crate::SchedError;
 
@@ -75,23 +75,26 @@ impl Rule for PolynomialLR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         opt: &mut dyn OptimizerParamGroups,
         initial: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        let lrs = current_lrs(opt)?;
-        let (e, t) = (core.last_epoch, self.total_iters);
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        read_lrs(opt, out)?;
+        let (e, t) = (at.last_epoch, self.total_iters);
         if initial || e > t {
-            return Ok(lrs);
+            return Ok(());
         }
         let (ef, tf) = (e as f64, t as f64);
         let decay = ((1.0 - ef / tf) / (1.0 - (ef - 1.0) / tf)).powf(self.power);
-        Ok(lrs.iter().map(|lr| lr * decay).collect())
+        out.iter_mut().for_each(|lr| *lr *= decay);
+        Ok(())
     }
-    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64, out: &mut Vec<f64>) -> bool {
         let t = self.total_iters;
         let f = (1.0 - t.min(epoch) as f64 / t as f64).powf(self.power);
-        Some(base_lrs.iter().map(|b| b * f).collect())
+        out.extend(base_lrs.iter().map(|b| b * f));
+        true
     }
     fn write_own(&self, d: &mut Dict) {
         d.insert("total_iters", Value::Int(self.total_iters));

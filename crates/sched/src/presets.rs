@@ -7,7 +7,7 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, invalid, leaf_scheduler, Core, Rule};
+use crate::base::{self, invalid, leaf_scheduler, At, Core, Rule};
 use crate::state::StateReader;
 use crate::SchedError;
 
@@ -95,18 +95,17 @@ impl Rule for WarmupCosineLR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         _: &mut dyn OptimizerParamGroups,
         _: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        Ok(core
-            .base_lrs
-            .iter()
-            .map(|&b| self.factor_at(b, core.last_epoch))
-            .collect())
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        self.closed_form(&self.core.base_lrs, at.last_epoch, out);
+        Ok(())
     }
-    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
-        Some(base_lrs.iter().map(|&b| self.factor_at(b, epoch)).collect())
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64, out: &mut Vec<f64>) -> bool {
+        out.extend(base_lrs.iter().map(|&b| self.factor_at(b, epoch)));
+        true
     }
     fn write_own(&self, d: &mut Dict) {
         d.insert("warmup_steps", Value::Int(self.warmup_steps));
@@ -239,18 +238,17 @@ impl Rule for WarmupStableDecayLR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         _: &mut dyn OptimizerParamGroups,
         _: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        Ok(core
-            .base_lrs
-            .iter()
-            .map(|&b| self.lr(b, core.last_epoch))
-            .collect())
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        self.closed_form(&self.core.base_lrs, at.last_epoch, out);
+        Ok(())
     }
-    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
-        Some(base_lrs.iter().map(|&b| self.lr(b, epoch)).collect())
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64, out: &mut Vec<f64>) -> bool {
+        out.extend(base_lrs.iter().map(|&b| self.lr(b, epoch)));
+        true
     }
     fn write_own(&self, d: &mut Dict) {
         d.insert("warmup_steps", Value::Int(self.warmup_steps));
@@ -344,16 +342,18 @@ impl Rule for InverseSqrtLR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         _: &mut dyn OptimizerParamGroups,
         _: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        let f = self.factor(core.last_epoch);
-        Ok(core.base_lrs.iter().map(|b| b * f).collect())
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        self.closed_form(&self.core.base_lrs, at.last_epoch, out);
+        Ok(())
     }
-    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64, out: &mut Vec<f64>) -> bool {
         let f = self.factor(epoch);
-        Some(base_lrs.iter().map(|b| b * f).collect())
+        out.extend(base_lrs.iter().map(|b| b * f));
+        true
     }
     fn write_own(&self, d: &mut Dict) {
         d.insert("warmup_steps", Value::Int(self.warmup_steps));

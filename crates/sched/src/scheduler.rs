@@ -84,6 +84,20 @@ pub trait LrScheduler: Send {
     /// counted (PyTorch's `recursive_undo`: `last_epoch -= 1` on every leaf).
     fn undo_epoch(&mut self);
 
+    /// Composition (ChainedScheduler's rollback when a later child fails): take back the
+    /// last successful [`step`](Self::step), [`step_with_metric`](Self::step_with_metric),
+    /// [`initial_step`](Self::initial_step) or [`restart_at`](Self::restart_at), so that
+    /// the scheduler's state is exactly what it was before that call. The groups are not
+    /// touched (the caller restores them). Valid once after such a successful call, and
+    /// only then; it allocates nothing.
+    fn undo_step(&mut self);
+
+    /// Composition: whether a step may write the groups' momentum (`momentum` or
+    /// `betas`) besides their `lr` (CyclicLR and OneCycleLR with `cycle_momentum`, and a
+    /// composite holding one), so that ChainedScheduler knows which values to keep for a
+    /// rollback.
+    fn writes_momentum(&self) -> bool;
+
     /// Composition (SequentialLR's construction): redo the constructor's initial step
     /// (PyTorch's `_initial_step`) on the current group values.
     fn initial_step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError>;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, current_lrs, invalid, leaf_scheduler, Core, Rule};
+use crate::base::{self, invalid, leaf_scheduler, read_lrs, At, Core, Rule};
 use crate::state::StateReader;
 use crate::SchedError;
 
@@ -73,20 +73,22 @@ impl Rule for StepLR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         opt: &mut dyn OptimizerParamGroups,
         _initial: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        let lrs = current_lrs(opt)?;
-        let e = core.last_epoch;
-        if e == 0 || e.rem_euclid(self.step_size) != 0 {
-            return Ok(lrs);
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        read_lrs(opt, out)?;
+        let e = at.last_epoch;
+        if e != 0 && e.rem_euclid(self.step_size) == 0 {
+            out.iter_mut().for_each(|lr| *lr *= self.gamma);
         }
-        Ok(lrs.iter().map(|lr| lr * self.gamma).collect())
+        Ok(())
     }
-    fn closed_form(&self, base_lrs: &[f64], epoch: i64) -> Option<Vec<f64>> {
+    fn closed_form(&self, base_lrs: &[f64], epoch: i64, out: &mut Vec<f64>) -> bool {
         let f = self.gamma.powf(epoch.div_euclid(self.step_size) as f64);
-        Some(base_lrs.iter().map(|b| b * f).collect())
+        out.extend(base_lrs.iter().map(|b| b * f));
+        true
     }
     fn write_own(&self, d: &mut Dict) {
         d.insert("step_size", Value::Int(self.step_size));

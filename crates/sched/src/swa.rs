@@ -5,7 +5,7 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, current_lrs, invalid, leaf_scheduler, set_extra, Core, Rule};
+use crate::base::{self, invalid, leaf_scheduler, read_lrs, set_extra, At, Core, Rule};
 use crate::state::StateReader;
 use crate::{AnnealStrategy, PerGroup, SchedError};
 
@@ -110,31 +110,29 @@ impl Rule for SWALR {
     }
     fn get_lr(
         &self,
-        core: &Core,
+        at: At,
         opt: &mut dyn OptimizerParamGroups,
         _initial: bool,
-    ) -> Result<Vec<f64>, SchedError> {
-        let lrs = current_lrs(opt)?;
-        let mut step = core.step_count - 1;
+        out: &mut Vec<f64>,
+    ) -> Result<(), SchedError> {
+        read_lrs(opt, out)?;
+        let mut step = at.step_count - 1;
         if self.anneal_epochs == 0 {
             step = step.max(1);
         }
         let denom = self.anneal_epochs.max(1) as f64;
         let prev_alpha = self.anneal(clamp01((step - 1) as f64 / denom));
         let alpha = self.anneal(clamp01(step as f64 / denom));
-        Ok(lrs
-            .iter()
-            .zip(&self.swa_lrs)
-            .map(|(&lr, &swa)| {
-                #[allow(clippy::float_cmp)] // PyTorch's exact test `alpha == 1`
-                let prev_lr = if prev_alpha == 1.0 {
-                    swa
-                } else {
-                    (lr - prev_alpha * swa) / (1.0 - prev_alpha)
-                };
-                swa * alpha + prev_lr * (1.0 - alpha)
-            })
-            .collect())
+        for (lr, &swa) in out.iter_mut().zip(&self.swa_lrs) {
+            #[allow(clippy::float_cmp)] // PyTorch's exact test `alpha == 1`
+            let prev_lr = if prev_alpha == 1.0 {
+                swa
+            } else {
+                (*lr - prev_alpha * swa) / (1.0 - prev_alpha)
+            };
+            *lr = swa * alpha + prev_lr * (1.0 - alpha);
+        }
+        Ok(())
     }
     fn lr_at(&self, _step: u64) -> Option<Vec<f64>> {
         None

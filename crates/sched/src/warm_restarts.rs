@@ -5,7 +5,7 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{check_groups, invalid, write_lrs, Core};
+use crate::base::{check_groups, invalid, write_lrs, At, Core};
 use crate::state::StateReader;
 use crate::{LrScheduler, SchedError};
 
@@ -58,6 +58,24 @@ pub struct CosineAnnealingWarmRestarts {
     t_cur: f64,
     /// Whether PyTorch would hold `T_cur` as an int (integer steps only).
     t_cur_int: bool,
+    /// Where it was before the last successful step, for
+    /// [`undo_step`](LrScheduler::undo_step) (the core keeps its own).
+    prev: Pos,
+}
+
+/// Where the schedule is: what a step moves.
+#[derive(Debug, Clone, Copy)]
+struct Pos {
+    last_epoch: i64,
+    t_cur: f64,
+    t_i: i64,
+    t_cur_int: bool,
+}
+
+/// Each group's lr at `T_cur` of a period of `T_i`, pushed onto `out`.
+fn push_lrs(eta: f64, base_lrs: &[f64], t_cur: f64, t_i: i64, out: &mut Vec<f64>) {
+    let c = 1.0 + (PI * t_cur / t_i as f64).cos();
+    out.extend(base_lrs.iter().map(|b| eta + (b - eta) * c / 2.0));
 }
 
 impl CosineAnnealingWarmRestarts {
@@ -86,35 +104,48 @@ impl CosineAnnealingWarmRestarts {
             eta_min: config.eta_min,
             t_cur: -1.0,
             t_cur_int: true,
+            prev: Pos {
+                last_epoch: -1,
+                t_cur: -1.0,
+                t_i: t_0,
+                t_cur_int: true,
+            },
         };
         s.step(opt)?;
         Ok(s)
     }
 
-    fn lrs(&self, base_lrs: &[f64], t_cur: f64, t_i: i64) -> Vec<f64> {
-        let eta = self.eta_min;
-        base_lrs
-            .iter()
-            .map(|b| eta + (b - eta) * (1.0 + (PI * t_cur / t_i as f64).cos()) / 2.0)
-            .collect()
+    fn pos(&self) -> Pos {
+        Pos {
+            last_epoch: self.core.last_epoch,
+            t_cur: self.t_cur,
+            t_i: self.t_i,
+            t_cur_int: self.t_cur_int,
+        }
     }
 
-    fn commit(
-        &mut self,
-        opt: &mut dyn OptimizerParamGroups,
-        next: CosineAnnealingWarmRestarts,
-    ) -> Result<(), SchedError> {
-        check_groups(next.core.groups(), opt)?;
-        let mut next = next;
-        let lrs = next.lrs(&next.core.base_lrs, next.t_cur, next.t_i);
-        write_lrs(opt, &lrs)?;
-        next.core.last_lr = lrs;
-        *self = next;
+    /// Writes the lrs at `next` and moves there; on error nothing changes.
+    fn commit(&mut self, opt: &mut dyn OptimizerParamGroups, next: Pos) -> Result<(), SchedError> {
+        check_groups(self.core.groups(), opt)?;
+        let eta = self.eta_min;
+        let at = At {
+            last_epoch: next.last_epoch,
+            step_count: self.core.step_count,
+        };
+        let before = self.pos();
+        self.core.update(at, |base_lrs, lrs| {
+            push_lrs(eta, base_lrs, next.t_cur, next.t_i, lrs);
+            write_lrs(opt, lrs)
+        })?;
+        self.prev = before;
+        self.t_cur = next.t_cur;
+        self.t_i = next.t_i;
+        self.t_cur_int = next.t_cur_int;
         Ok(())
     }
 
     /// PyTorch's explicit-epoch branch.
-    fn at_epoch(&self, epoch: f64) -> Result<CosineAnnealingWarmRestarts, SchedError> {
+    fn at_epoch(&self, epoch: f64) -> Result<Pos, SchedError> {
         if epoch.is_nan() || epoch < 0.0 {
             return Err(SchedError::InvalidEpoch {
                 scheduler: "CosineAnnealingWarmRestarts",
@@ -122,7 +153,7 @@ impl CosineAnnealingWarmRestarts {
                 reason: "the epoch must be a non-negative number",
             });
         }
-        let mut next = self.clone();
+        let mut next = self.pos();
         let t0 = self.t_0 as f64;
         if epoch >= t0 {
             if self.t_mult == 1 {
@@ -139,7 +170,7 @@ impl CosineAnnealingWarmRestarts {
             next.t_i = self.t_0;
             next.t_cur = epoch;
         }
-        next.core.last_epoch = epoch.floor() as i64;
+        next.last_epoch = epoch.floor() as i64;
         Ok(next)
     }
 }
@@ -151,12 +182,12 @@ impl LrScheduler for CosineAnnealingWarmRestarts {
             next.t_cur_int = self.t_cur_int;
             return self.commit(opt, next);
         }
-        let mut next = self.clone();
-        next.core.last_epoch += 1;
+        let mut next = self.pos();
+        next.last_epoch += 1;
         next.t_cur += 1.0;
         if next.t_cur >= next.t_i as f64 {
             next.t_cur = next.t_cur.rem_euclid(next.t_i as f64);
-            next.t_i = next.t_i.saturating_mul(next.t_mult);
+            next.t_i = next.t_i.saturating_mul(self.t_mult);
         }
         self.commit(opt, next)
     }
@@ -236,7 +267,15 @@ impl LrScheduler for CosineAnnealingWarmRestarts {
                 t_i = t_i.checked_mul(self.t_mult)?;
             }
         }
-        Some(self.lrs(&self.core.base_lrs, t_cur as f64, t_i))
+        let mut out = Vec::with_capacity(self.core.base_lrs.len());
+        push_lrs(
+            self.eta_min,
+            &self.core.base_lrs,
+            t_cur as f64,
+            t_i,
+            &mut out,
+        );
+        Some(out)
     }
 
     fn clone_box(&self) -> Box<dyn LrScheduler> {
@@ -245,6 +284,17 @@ impl LrScheduler for CosineAnnealingWarmRestarts {
 
     fn undo_epoch(&mut self) {
         self.core.last_epoch -= 1;
+    }
+
+    fn undo_step(&mut self) {
+        self.core.undo();
+        self.t_cur = self.prev.t_cur;
+        self.t_i = self.prev.t_i;
+        self.t_cur_int = self.prev.t_cur_int;
+    }
+
+    fn writes_momentum(&self) -> bool {
+        false
     }
 
     fn initial_step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
@@ -257,8 +307,8 @@ impl LrScheduler for CosineAnnealingWarmRestarts {
         epoch: i64,
     ) -> Result<(), SchedError> {
         // PyTorch's `_update_lr(epoch)`: no closed form, so `get_lr()` at the current T_cur.
-        let mut next = self.clone();
-        next.core.last_epoch = epoch;
+        let mut next = self.pos();
+        next.last_epoch = epoch;
         self.commit(opt, next)
     }
 }

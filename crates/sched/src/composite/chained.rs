@@ -3,7 +3,7 @@
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
 use super::{children_state, load_children, new_dict};
-use crate::base::{check_groups, current_lrs, invalid};
+use crate::base::{check_groups, current_lrs, invalid, read_lrs};
 use crate::state::{float_list, StateReader};
 use crate::{LrScheduler, SchedError};
 
@@ -14,14 +14,27 @@ const NAME: &str = "ChainedScheduler";
 ///
 /// Unlike PyTorch, a child may be a [`ReduceLROnPlateau`](crate::ReduceLROnPlateau): with
 /// [`step_with_metric`](LrScheduler::step_with_metric) it gets the metric, the other
-/// children step. A failing child leaves every child and every group as they were.
+/// children step. A failing child leaves every child and every group as they were: the
+/// children that had stepped take their step back
+/// ([`undo_step`](LrScheduler::undo_step)) and each group's `lr` (and, if a child cycles
+/// momentum, `momentum` and `betas`) gets its value from before the step back.
 pub struct ChainedScheduler {
     children: Vec<Box<dyn LrScheduler>>,
     last_lr: Vec<f64>,
     /// Each group's `initial_lr` (else lr) at construction, where a restart begins. Not
     /// state: a rebuilt scheduler recomputes it.
     bases: Vec<f64>,
+    /// Not state: the `last_lr` before the last successful step, and the buffer the next
+    /// one is read into.
+    scratch: Vec<f64>,
+    /// Not state: the group values a failing step puts back, group by group.
+    saved: Vec<Option<Value>>,
 }
+
+/// The group values a step of children that never write momentum may change.
+const LR_KEYS: &[&str] = &["lr"];
+/// The group values a step may change when a child cycles momentum.
+const MOMENTUM_KEYS: &[&str] = &["lr", "momentum", "betas"];
 
 impl std::fmt::Debug for ChainedScheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,6 +77,8 @@ impl ChainedScheduler {
             children: schedulers,
             last_lr,
             bases,
+            scratch: Vec::with_capacity(n),
+            saved: Vec::with_capacity(n * MOMENTUM_KEYS.len()),
         })
     }
 
@@ -72,42 +87,62 @@ impl ChainedScheduler {
         &self.children
     }
 
-    /// Runs `f` on every child; on error, puts children and group values back.
+    /// Runs `f` on every child, then reads the new lrs; on error, takes the children's
+    /// steps back and puts the group values back.
+    ///
+    /// Allocates nothing once the buffers have their size, except (through
+    /// [`OptimizerParamGroups::get`]) the copy of a list-valued `betas` it keeps when a
+    /// child cycles momentum.
     fn each(
         &mut self,
         opt: &mut dyn OptimizerParamGroups,
-        mut f: impl FnMut(
-            &mut Box<dyn LrScheduler>,
-            &mut dyn OptimizerParamGroups,
-        ) -> Result<(), SchedError>,
+        mut f: impl FnMut(&mut dyn LrScheduler, &mut dyn OptimizerParamGroups) -> Result<(), SchedError>,
     ) -> Result<(), SchedError> {
         check_groups(self.last_lr.len(), opt)?;
         let n = opt.num_groups();
-        let saved: Vec<Vec<(&str, Option<Value>)>> = (0..n)
-            .map(|g| {
-                ["lr", "momentum", "betas"]
-                    .iter()
-                    .map(|&k| (k, opt.get(g, k)))
-                    .collect()
-            })
-            .collect();
-        let mut children = self.children.clone();
-        for c in &mut children {
-            if let Err(e) = f(c, opt) {
-                for (g, values) in saved.into_iter().enumerate() {
-                    for (k, v) in values {
-                        if let Some(v) = v {
-                            // Best effort: these keys were readable a moment ago.
-                            let _ = opt.set(g, k, v);
-                        }
-                    }
-                }
-                return Err(e);
+        let keys = if self.children.iter().any(|c| c.writes_momentum()) {
+            MOMENTUM_KEYS
+        } else {
+            LR_KEYS
+        };
+        self.saved.clear();
+        self.saved.reserve(n * keys.len());
+        for g in 0..n {
+            for &k in keys {
+                self.saved.push(opt.get(g, k));
             }
         }
-        self.children = children;
-        self.last_lr = current_lrs(opt)?;
-        Ok(())
+        let mut result = Ok(());
+        let mut stepped = 0;
+        for c in &mut self.children {
+            result = f(c.as_mut(), opt);
+            if result.is_err() {
+                break;
+            }
+            stepped += 1;
+        }
+        let mut lrs = std::mem::take(&mut self.scratch);
+        lrs.clear();
+        lrs.reserve(n);
+        if result.is_ok() {
+            result = read_lrs(opt, &mut lrs);
+            if result.is_ok() {
+                std::mem::swap(&mut self.last_lr, &mut lrs);
+            }
+        }
+        self.scratch = lrs;
+        if result.is_err() {
+            for c in self.children[..stepped].iter_mut().rev() {
+                c.undo_step();
+            }
+            for (i, v) in self.saved.drain(..).enumerate() {
+                if let Some(v) = v {
+                    // Best effort: these keys were readable a moment ago.
+                    let _ = opt.set(i / keys.len(), keys[i % keys.len()], v);
+                }
+            }
+        }
+        result
     }
 }
 
@@ -173,6 +208,8 @@ impl LrScheduler for ChainedScheduler {
             children: self.children.clone(),
             last_lr: self.last_lr.clone(),
             bases: self.bases.clone(),
+            scratch: Vec::with_capacity(self.last_lr.len()),
+            saved: Vec::new(),
         })
     }
 
@@ -184,6 +221,17 @@ impl LrScheduler for ChainedScheduler {
         for c in &mut self.children {
             c.undo_epoch();
         }
+    }
+
+    fn undo_step(&mut self) {
+        for c in self.children.iter_mut().rev() {
+            c.undo_step();
+        }
+        std::mem::swap(&mut self.last_lr, &mut self.scratch);
+    }
+
+    fn writes_momentum(&self) -> bool {
+        self.children.iter().any(|c| c.writes_momentum())
     }
 
     fn initial_step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {

@@ -35,6 +35,12 @@ pub struct SequentialLR {
     milestones: Vec<i64>,
     last_epoch: i64,
     last_lr: Vec<f64>,
+    /// Not state: the `last_lr` before the last successful step, and the buffer the next
+    /// one is copied into.
+    scratch: Vec<f64>,
+    /// Not state: `last_epoch` before the last successful step, and the child it moved.
+    prev_epoch: i64,
+    prev_child: usize,
 }
 
 impl std::fmt::Debug for SequentialLR {
@@ -104,7 +110,10 @@ impl SequentialLR {
             children: schedulers,
             milestones: config.milestones,
             last_epoch: 0,
-            last_lr: Vec::new(),
+            last_lr: Vec::with_capacity(n),
+            scratch: Vec::with_capacity(n),
+            prev_epoch: 0,
+            prev_child: 0,
         };
         for g in 0..n {
             let lr = match opt.initial_lr(g) {
@@ -140,9 +149,21 @@ impl SequentialLR {
                 None => child.step(opt)?,
             }
         }
-        self.last_lr = child.last_lr().to_vec();
-        self.last_epoch = epoch;
+        self.moved(idx, epoch);
         Ok(())
+    }
+
+    /// After child `idx` moved successfully: its lrs become `last_lr` and the epoch
+    /// `epoch` (the old ones are kept for [`undo_step`](LrScheduler::undo_step)).
+    fn moved(&mut self, idx: usize, epoch: i64) {
+        let mut lrs = std::mem::take(&mut self.scratch);
+        lrs.clear();
+        lrs.extend_from_slice(self.children[idx].last_lr());
+        std::mem::swap(&mut self.last_lr, &mut lrs);
+        self.scratch = lrs;
+        self.prev_epoch = self.last_epoch;
+        self.prev_child = idx;
+        self.last_epoch = epoch;
     }
 }
 
@@ -237,6 +258,9 @@ impl LrScheduler for SequentialLR {
             milestones: self.milestones.clone(),
             last_epoch: self.last_epoch,
             last_lr: self.last_lr.clone(),
+            scratch: Vec::with_capacity(self.last_lr.len()),
+            prev_epoch: self.prev_epoch,
+            prev_child: self.prev_child,
         })
     }
 
@@ -253,11 +277,22 @@ impl LrScheduler for SequentialLR {
         }
     }
 
+    fn undo_step(&mut self) {
+        if let Some(c) = self.children.get_mut(self.prev_child) {
+            c.undo_step();
+        }
+        std::mem::swap(&mut self.last_lr, &mut self.scratch);
+        self.last_epoch = self.prev_epoch;
+    }
+
+    fn writes_momentum(&self) -> bool {
+        self.children.iter().any(|c| c.writes_momentum())
+    }
+
     fn initial_step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
         let idx = bisect_right(&self.milestones, 0);
         self.children[idx].initial_step(opt)?;
-        self.last_epoch = 0;
-        self.last_lr = self.children[idx].last_lr().to_vec();
+        self.moved(idx, 0);
         Ok(())
     }
 
@@ -273,8 +308,7 @@ impl LrScheduler for SequentialLR {
             epoch - self.milestones[idx - 1]
         };
         self.children[idx].restart_at(opt, local)?;
-        self.last_epoch = epoch;
-        self.last_lr = self.children[idx].last_lr().to_vec();
+        self.moved(idx, epoch);
         Ok(())
     }
 }

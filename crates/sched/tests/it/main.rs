@@ -1,6 +1,7 @@
 //! tempo-sched's integration tests: PyTorch's reference traces, resume, closed forms,
 //! composites, validation.
 
+mod allocations;
 mod cases;
 mod common;
 mod composites;

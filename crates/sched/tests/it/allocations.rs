@@ -1,0 +1,258 @@
+//! Steady-state steps allocate nothing: every scheduler kind, stepped on
+//! [`SimulatedGroups`] (whose reads and writes allocate nothing themselves), under a
+//! counting global allocator.
+//!
+//! The one exception is a ChainedScheduler with a child that cycles `betas[0]`: to put
+//! the groups back if a later child fails, the chain keeps each group's `betas` from
+//! before the step, and [`OptimizerParamGroups::get`] can only hand it over as an owned
+//! tuple (one allocation per group per step). With SGD-like groups (`momentum`, a
+//! number) the same chain allocates nothing.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use serde_json::json;
+use tempo_param_groups::OptimizerParamGroups;
+use tempo_sched::{build_scheduler, LrScheduler, SchedulerSpec, SimulatedGroups};
+
+/// The system allocator, counting the allocations (and reallocations) each thread makes
+/// while its counter is on, so tests running in parallel do not see each other's.
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    // `try_with`: a thread being torn down has no counter, and that is not an error.
+    let on = COUNTING.try_with(Cell::get).unwrap_or(false);
+    if on {
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the
+// counting touches only const-initialised thread-locals, which never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The allocations `f` makes on this thread.
+fn allocations(f: impl FnOnce()) -> u64 {
+    COUNT.with(|c| c.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    COUNT.with(Cell::get)
+}
+
+fn spec(s: &str) -> SchedulerSpec {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+fn lambda(kind: &str, f: serde_json::Value) -> SchedulerSpec {
+    SchedulerSpec::new(kind).kwarg("lr_lambda", f)
+}
+
+/// Every scheduler kind, with arguments that make the measured steps cross their
+/// interesting points (milestones, restarts, phase changes, plateaus).
+fn specs() -> Vec<(&'static str, SchedulerSpec)> {
+    vec![
+        (
+            "LambdaLR",
+            lambda("LambdaLR", json!({"fn": "warmup_linear", "warmup": 10})),
+        ),
+        (
+            "LambdaLR per group",
+            lambda(
+                "LambdaLR",
+                json!([{"fn": "pow", "base": 0.9}, {"fn": "inv_sqrt"}]),
+            ),
+        ),
+        (
+            "MultiplicativeLR",
+            lambda("MultiplicativeLR", json!({"fn": "const", "factor": 0.95})),
+        ),
+        ("StepLR", spec("StepLR(step_size=3, gamma=0.5)")),
+        (
+            "MultiStepLR",
+            spec("MultiStepLR(milestones=[5, 12, 12], gamma=0.5)"),
+        ),
+        ("ConstantLR", spec("ConstantLR(factor=0.5, total_iters=10)")),
+        (
+            "LinearLR",
+            spec("LinearLR(start_factor=0.1, end_factor=1.0, total_iters=10)"),
+        ),
+        ("ExponentialLR", spec("ExponentialLR(gamma=0.95)")),
+        ("PolynomialLR", spec("PolynomialLR(total_iters=20, power=2.0)")),
+        (
+            "CosineAnnealingLR",
+            spec("CosineAnnealingLR(T_max=7, eta_min=1e-5)"),
+        ),
+        (
+            "CosineAnnealingWarmRestarts",
+            spec("CosineAnnealingWarmRestarts(T_0=3, T_mult=2, eta_min=1e-5)"),
+        ),
+        (
+            "CyclicLR",
+            spec("CyclicLR(base_lr=1e-3, max_lr=0.1, step_size_up=4, mode='triangular2')"),
+        ),
+        (
+            "CyclicLR without momentum",
+            spec("CyclicLR(base_lr=1e-3, max_lr=0.1, step_size_up=4, cycle_momentum=False)"),
+        ),
+        (
+            "OneCycleLR",
+            spec("OneCycleLR(max_lr=0.1, total_steps=100, three_phase=True)"),
+        ),
+        (
+            "OneCycleLR without momentum",
+            spec("OneCycleLR(max_lr=0.1, total_steps=100, anneal_strategy='linear', cycle_momentum=False)"),
+        ),
+        (
+            "ReduceLROnPlateau",
+            spec("ReduceLROnPlateau(factor=0.5, patience=2, cooldown=1)"),
+        ),
+        ("SWALR", spec("SWALR(swa_lr=0.05, anneal_epochs=10)")),
+        (
+            "SequentialLR",
+            spec("SequentialLR(schedulers=[LinearLR(start_factor=0.1, total_iters=5), CosineAnnealingLR(T_max=20)], milestones=[12])"),
+        ),
+        (
+            "SequentialLR with a plateau",
+            spec("SequentialLR(schedulers=[ConstantLR(factor=0.5, total_iters=3), ReduceLROnPlateau(patience=1)], milestones=[4])"),
+        ),
+        (
+            "ChainedScheduler",
+            spec("ChainedScheduler(schedulers=[ConstantLR(factor=0.5, total_iters=10), ExponentialLR(gamma=0.95)])"),
+        ),
+        (
+            "ChainedScheduler of composites",
+            spec("ChainedScheduler(schedulers=[SequentialLR(schedulers=[ConstantLR(factor=0.5, total_iters=2), \
+                  StepLR(step_size=2)], milestones=[6]), ChainedScheduler(schedulers=[ExponentialLR(gamma=0.9), \
+                  CosineAnnealingWarmRestarts(T_0=4)]), ReduceLROnPlateau(patience=1)])"),
+        ),
+        (
+            "WarmupCosineLR",
+            spec("WarmupCosineLR(warmup_steps=5, total_steps=30)"),
+        ),
+        (
+            "WarmupStableDecayLR",
+            spec("WarmupStableDecayLR(warmup_steps=5, stable_steps=5, decay_steps=10, decay='1-sqrt')"),
+        ),
+        ("InverseSqrtLR", spec("InverseSqrtLR(warmup_steps=5)")),
+    ]
+}
+
+/// Steps that size the buffers before counting.
+const WARMUP: usize = 3;
+/// Steps counted.
+const STEPS: usize = 40;
+
+/// One step, with a metric (a plateau, then improvements) when the scheduler needs one.
+fn step(s: &mut dyn LrScheduler, opt: &mut SimulatedGroups, t: usize) {
+    let metric = if t % 10 < 6 { 1.0 } else { 1.0 / t as f64 };
+    let r = if s.needs_metric() {
+        s.step_with_metric(opt, metric)
+    } else {
+        s.step(opt)
+    };
+    if let Err(e) = r {
+        panic!("{} at step {t}: {e}", s.name());
+    }
+}
+
+/// The allocations of `STEPS` steps after `WARMUP` ones, on fresh `groups`.
+fn steady_state_allocations(name: &str, spec: &SchedulerSpec, groups: &SimulatedGroups) -> u64 {
+    let mut opt = groups.clone();
+    let mut s = build_scheduler(spec, &mut opt).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for t in 1..=WARMUP {
+        step(s.as_mut(), &mut opt, t);
+    }
+    let mut lrs = Vec::with_capacity(STEPS);
+    let n = allocations(|| {
+        for t in WARMUP + 1..=WARMUP + STEPS {
+            step(s.as_mut(), &mut opt, t);
+            lrs.push(opt.lr(0).unwrap_or(f64::NAN));
+        }
+    });
+    // The steps did move the lr (so the measured steps were real ones).
+    assert!(
+        lrs.windows(2).any(|w| (w[0] - w[1]).abs() > 1e-12),
+        "{name}: the lr never changed: {lrs:?}"
+    );
+    n
+}
+
+#[test]
+fn the_counting_allocator_sees_allocations() {
+    assert_eq!(allocations(|| drop(std::hint::black_box(vec![1u8; 3]))), 1);
+    assert_eq!(allocations(|| ()), 0);
+}
+
+#[test]
+fn steady_state_steps_allocate_nothing() {
+    let groups = [
+        (
+            "Adam-like",
+            SimulatedGroups::adam(&[0.1, 0.01], (0.9, 0.999)),
+        ),
+        ("SGD-like", SimulatedGroups::sgd(&[0.1, 0.01], 0.9)),
+    ];
+    let mut failures = Vec::new();
+    for (kind, g) in &groups {
+        for (name, spec) in specs() {
+            let n = steady_state_allocations(name, &spec, g);
+            if n != 0 {
+                failures.push(format!(
+                    "{name} on {kind} groups: {n} allocations in {STEPS} steps"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_chain_keeps_betas_for_its_rollback_and_only_that_allocates() {
+    let chain = spec(
+        "ChainedScheduler(schedulers=[CyclicLR(base_lr=1e-3, max_lr=0.1, step_size_up=4), \
+         ExponentialLR(gamma=0.95)])",
+    );
+    let lrs = [0.1, 0.01];
+    // One owned copy of `betas` per group per step, from `OptimizerParamGroups::get`.
+    let adam = steady_state_allocations(
+        "chain on Adam-like groups",
+        &chain,
+        &SimulatedGroups::adam(&lrs, (0.9, 0.999)),
+    );
+    assert_eq!(adam, (STEPS * lrs.len()) as u64);
+    let sgd = steady_state_allocations(
+        "chain on SGD-like groups",
+        &chain,
+        &SimulatedGroups::sgd(&lrs, 0.9),
+    );
+    assert_eq!(sgd, 0);
+}
