@@ -1,5 +1,6 @@
 //! SequentialLR and ChainedScheduler: PyTorch's examples, plateau children, nesting.
 
+use tempo_param_groups::{OptimizerParamGroups, ParamGroupError, Value};
 use tempo_sched::{build_scheduler, SchedError, SchedulerSpec};
 
 use crate::common::{build_spec, check_lr_sequence, check_resume, run, Drive, FakeOptimizer};
@@ -199,5 +200,112 @@ fn nested_composites_resume_exactly_and_keep_pytorchs_state_shape() {
         &[vec![0.05, 0.01]],
         1e-15,
         0.0,
+    );
+}
+
+/// Groups that refuse one write of an lr (the `fail_at`-th, counting every lr write).
+struct Flaky {
+    inner: FakeOptimizer,
+    lr_writes: usize,
+    fail_at: Option<usize>,
+}
+
+impl OptimizerParamGroups for Flaky {
+    fn num_groups(&self) -> usize {
+        self.inner.num_groups()
+    }
+    fn get(&self, group: usize, key: &str) -> Option<Value> {
+        self.inner.get(group, key)
+    }
+    fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+        if key == "lr" {
+            let i = self.lr_writes;
+            self.lr_writes += 1;
+            if self.fail_at == Some(i) {
+                return Err(ParamGroupError::UnknownKey {
+                    group,
+                    key: key.into(),
+                });
+            }
+        }
+        self.inner.set(group, key, value)
+    }
+}
+
+#[test]
+fn a_chain_step_that_fails_anywhere_is_taken_back_exactly() {
+    // Every kind of child state: Core leaves (with momentum), warm restarts, a plateau,
+    // a SequentialLR across its milestone and a nested chain.
+    let s = spec(
+        "ChainedScheduler(schedulers=[CyclicLR(base_lr=1e-3, max_lr=0.1, step_size_up=3), \
+         SequentialLR(schedulers=[LinearLR(start_factor=0.5, total_iters=2), \
+         CosineAnnealingWarmRestarts(T_0=3, T_mult=2)], milestones=[4]), \
+         ChainedScheduler(schedulers=[ExponentialLR(gamma=0.9), ReduceLROnPlateau(patience=1)]), \
+         MultiStepLR(milestones=[2, 5], gamma=0.5)])",
+    );
+    let metrics = [3.0, 3.0, 3.0, 2.0, 2.0, 2.0, 2.0, 1.0];
+    let fresh = FakeOptimizer::adam(&[0.1, 0.02], (0.9, 0.999));
+    let reference = run(
+        &build_spec(&s),
+        &fresh,
+        metrics.len(),
+        &Drive::Metrics(metrics.to_vec()),
+        None,
+        false,
+    )
+    .expect("the straight run");
+    let mut failures_seen = 0;
+    for fail_step in 1..=metrics.len() {
+        // Fail each lr write of that step in turn, until the step writes no more.
+        for nth in 0.. {
+            let mut opt = Flaky {
+                inner: fresh.clone(),
+                lr_writes: 0,
+                fail_at: None,
+            };
+            let mut sched = build_scheduler(&s, &mut opt).expect("build");
+            let (mut lrs, mut moms) = (vec![opt.inner.lrs()], vec![opt.inner.momenta()]);
+            let mut failed = false;
+            for (t, &m) in metrics.iter().enumerate().map(|(i, m)| (i + 1, m)) {
+                if t == fail_step {
+                    opt.fail_at = Some(opt.lr_writes + nth);
+                    let (state, groups) = (sched.state_dict(), opt.inner.clone());
+                    if let Err(e) = sched.step_with_metric(&mut opt, m) {
+                        assert!(
+                            matches!(e, SchedError::ParamGroup(_)),
+                            "step {t}, write {nth}: {e}"
+                        );
+                        assert_eq!(sched.state_dict(), state, "step {t}, write {nth}");
+                        assert_eq!(opt.inner, groups, "step {t}, write {nth}");
+                        failed = true;
+                        failures_seen += 1;
+                        opt.fail_at = None;
+                    } else {
+                        // The step wrote fewer lrs than `nth`: nothing failed.
+                        opt.fail_at = None;
+                        lrs.push(opt.inner.lrs());
+                        moms.push(opt.inner.momenta());
+                        continue;
+                    }
+                }
+                // After a failure, the same step again: the run goes on as if nothing
+                // had happened.
+                sched.step_with_metric(&mut opt, m).expect("a step");
+                lrs.push(opt.inner.lrs());
+                moms.push(opt.inner.momenta());
+            }
+            assert_eq!(
+                (&lrs, &moms),
+                (&reference.0, &reference.1),
+                "after a failure at step {fail_step}, write {nth}"
+            );
+            if !failed {
+                break;
+            }
+        }
+    }
+    assert!(
+        failures_seen > 4 * metrics.len(),
+        "{failures_seen} failures"
     );
 }
