@@ -479,6 +479,22 @@ macro_rules! elementwise_optimizer {
             ) -> Result<(), tempo_param_groups::ParamGroupError> {
                 self.engine.set(group, key, value)
             }
+            fn momentum_key(
+                &self,
+                group: usize,
+            ) -> Result<tempo_param_groups::MomentumKey, tempo_param_groups::ParamGroupError> {
+                self.engine.groups.momentum_key(group)
+            }
+            fn momentum(&self, group: usize) -> Result<f64, tempo_param_groups::ParamGroupError> {
+                self.engine.groups.momentum(group)
+            }
+            fn set_momentum(
+                &mut self,
+                group: usize,
+                momentum: f64,
+            ) -> Result<(), tempo_param_groups::ParamGroupError> {
+                self.engine.groups.set_momentum(group, momentum)
+            }
         }
 
         impl<T: tempo_tensor::Float> crate::Optimizer<T> for $name<T> {

@@ -199,12 +199,7 @@ impl<'a, T: Float, K: Kernel<T>> Batch<'a, T, K> {
         let fma = has_fma();
         if self.total >= PARALLEL_THRESHOLD {
             if let Some((pool, threads)) = pool() {
-                // About eight chunks per thread, for balance when a thread is late.
-                let chunk = self
-                    .total
-                    .div_ceil(8 * threads)
-                    .next_multiple_of(64)
-                    .clamp(MIN_CHUNK, MAX_CHUNK);
+                let chunk = chunk_len(self.total, threads);
                 let split = Split {
                     tasks: &self.tasks,
                     total: self.total,
@@ -222,6 +217,16 @@ impl<'a, T: Float, K: Kernel<T>> Batch<'a, T, K> {
             run_one(fma, &t.kernel, t.lanes.all());
         }
     }
+}
+
+/// The chunk size for `total` elements on `threads` threads: about eight chunks per
+/// thread (for balance when a thread is late), a multiple of 64 elements, within
+/// [`MIN_CHUNK`, `MAX_CHUNK`].
+fn chunk_len(total: usize, threads: usize) -> usize {
+    total
+        .div_ceil(8 * threads)
+        .next_multiple_of(64)
+        .clamp(MIN_CHUNK, MAX_CHUNK)
 }
 
 /// A batch cut into chunks of `chunk` elements, taken in turn from `next`.
@@ -451,6 +456,78 @@ mod tests {
         batch.run();
         assert!(p.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
         assert!(s.iter().all(|&v| (v - 1.0).abs() < f32::EPSILON));
+    }
+
+    /// Runs `Axpy(0.1 * (i + 1))` over tensor `i` of `sizes` (one batch), counting visits
+    /// in a state slot; returns the parameters' bits and the counts.
+    fn axpy_batch(sizes: &[usize], portable: bool) -> (Vec<u32>, Vec<f32>) {
+        let total: usize = sizes.iter().sum();
+        let g: Vec<f32> = (0..total).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut p: Vec<f32> = (0..total).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut s = vec![0.0f32; total];
+        let mut batch = Batch::new(Vec::new());
+        let (mut p_rest, mut g_rest, mut s_rest) = (&mut p[..], &g[..], &mut s[..]);
+        for (i, &n) in sizes.iter().enumerate() {
+            let (pi, pr) = std::mem::take(&mut p_rest).split_at_mut(n);
+            let (gi, gr) = g_rest.split_at(n);
+            let (si, sr) = std::mem::take(&mut s_rest).split_at_mut(n);
+            (p_rest, g_rest, s_rest) = (pr, gr, sr);
+            batch.push(Axpy(0.1 * (i + 1) as f32), Lanes::new(pi, gi).with(0, si));
+        }
+        PORTABLE_ONLY.with(|c| c.set(portable));
+        batch.run();
+        PORTABLE_ONLY.with(|c| c.set(false));
+        drop(batch);
+        (p.iter().map(|x| x.to_bits()).collect(), s)
+    }
+
+    #[test]
+    fn a_step_split_across_tensors_gives_the_same_bits() {
+        let sizes = [
+            0,
+            1,
+            63,
+            MIN_CHUNK - 1,
+            MIN_CHUNK + 1,
+            MAX_CHUNK - 1,
+            MAX_CHUNK + 1,
+            1024,
+            3 * MAX_CHUNK + 17,
+            70_001,
+            5,
+        ];
+        let total: usize = sizes.iter().sum();
+        assert!(total >= PARALLEL_THRESHOLD);
+        // Tensors straddle chunk boundaries on one worker or many, and some span chunks.
+        for threads in [2, 4] {
+            let chunk = chunk_len(total, threads);
+            let mut start = 0;
+            let (mut straddles, mut spans) = (0, 0);
+            for &n in &sizes {
+                let (first, last) = (start / chunk, (start + n).saturating_sub(1) / chunk);
+                straddles += usize::from(n > 0 && first != last);
+                spans += usize::from(last > first + 1);
+                start += n;
+            }
+            assert!(
+                straddles >= 3 && spans >= 1,
+                "{threads} threads: chunk {chunk}"
+            );
+        }
+        let (fast, counts) = axpy_batch(&sizes, false);
+        let (portable, _) = axpy_batch(&sizes, true);
+        assert!(fast == portable);
+        assert!(counts.iter().all(|&c| (c - 1.0).abs() < f32::EPSILON));
+        // Each tensor used its own coefficient.
+        let mut start = 0;
+        for (i, &n) in sizes.iter().enumerate() {
+            let c = 0.1 * (i + 1) as f32;
+            for (j, &bits) in fast.iter().enumerate().skip(start).take(n) {
+                let (p0, g) = ((j as f32 * 0.11).cos(), (j as f32 * 0.37).sin());
+                assert_eq!(bits, c.mul_add(g, p0).to_bits(), "tensor {i}, element {j}");
+            }
+            start += n;
+        }
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //! PyTorch fuses), so f64 results match PyTorch to the last bits and f32 results within
 //! the one-ulp differences of PyTorch's MKL square root. Each update is one fused pass
 //! over a parameter's elements, compiled with FMA/AVX2 when the CPU has them (detected
-//! at run time) and split over two threads for tensors of 2^16 elements or more; neither
-//! changes a number. Steady-state steps allocate nothing.
+//! at run time). A step of 2^16 elements or more in all is shared, as one batch over all
+//! its parameters, between the calling thread and `available_parallelism - 1` worker
+//! threads that tempo starts once and keeps; neither changes a number. Steady-state
+//! steps allocate nothing, and neither do a scheduler's writes to the groups.
 //!
 //! | PyTorch class | tempo type | config |
 //! |---|---|---|

@@ -1,6 +1,6 @@
 //! Param groups: parameters plus a PyTorch-style dict of hyperparameters.
 
-use tempo_param_groups::{Dict, ParamGroupError, Value};
+use tempo_param_groups::{Dict, MomentumKey, ParamGroupError, Value};
 use tempo_tensor::{Float, Tensor};
 
 use crate::OptimError;
@@ -184,8 +184,84 @@ impl<T: Float> Groups<T> {
                 key: key.into(),
             });
         }
-        d.insert(key, value);
+        // In place when the key exists (a scheduler writes `lr` every step): no key copy.
+        match d.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => {
+                d.insert(key, value);
+            }
+        }
         Ok(())
+    }
+
+    fn dict(&self, group: usize) -> Result<&Dict, ParamGroupError> {
+        let groups = self.options.len();
+        self.options
+            .get(group)
+            .ok_or(ParamGroupError::NoSuchGroup { group, groups })
+    }
+
+    /// `OptimizerParamGroups::momentum_key`'s provided behaviour, without copying `betas`.
+    pub(crate) fn momentum_key(&self, group: usize) -> Result<MomentumKey, ParamGroupError> {
+        let d = self.dict(group)?;
+        if d.contains_key("betas") {
+            Ok(MomentumKey::Beta1)
+        } else if d.contains_key("momentum") {
+            Ok(MomentumKey::Momentum)
+        } else {
+            Err(ParamGroupError::NoMomentum { group })
+        }
+    }
+
+    /// `OptimizerParamGroups::momentum`'s provided behaviour, without copying `betas`.
+    pub(crate) fn momentum(&self, group: usize) -> Result<f64, ParamGroupError> {
+        let key = self.momentum_key(group)?;
+        let (name, expected) = match key {
+            MomentumKey::Momentum => ("momentum", "a number"),
+            MomentumKey::Beta1 => ("betas", "a pair of numbers"),
+        };
+        let v = self.dict(group)?.get(name).unwrap_or(&Value::None);
+        let m = match key {
+            MomentumKey::Momentum => v.as_f64(),
+            MomentumKey::Beta1 => v.as_slice().and_then(|b| b.first()).and_then(Value::as_f64),
+        };
+        m.ok_or_else(|| ParamGroupError::WrongType {
+            key: name.into(),
+            expected,
+            found: v.type_name(),
+        })
+    }
+
+    /// `OptimizerParamGroups::set_momentum`'s provided behaviour (`betas[0]`, keeping
+    /// `betas[1]` and leaving a tuple; or `momentum`), writing `betas[0]` in place
+    /// instead of building a new tuple.
+    pub(crate) fn set_momentum(
+        &mut self,
+        group: usize,
+        momentum: f64,
+    ) -> Result<(), ParamGroupError> {
+        match self.momentum_key(group)? {
+            MomentumKey::Momentum => self.set(group, "momentum", Value::Float(momentum)),
+            MomentumKey::Beta1 => {
+                let betas = self.options[group]
+                    .get_mut("betas")
+                    .ok_or(ParamGroupError::NoMomentum { group })?;
+                match betas {
+                    Value::Tuple(items) | Value::List(items) if items.len() == 2 => {
+                        items[0] = Value::Float(momentum);
+                        if let Value::List(items) = betas {
+                            *betas = Value::Tuple(std::mem::take(items));
+                        }
+                        Ok(())
+                    }
+                    other => Err(ParamGroupError::WrongType {
+                        key: "betas".into(),
+                        expected: "a pair of numbers",
+                        found: other.type_name(),
+                    }),
+                }
+            }
+        }
     }
 }
 
@@ -335,6 +411,79 @@ mod tests {
             Groups::<f64>::build(vec![], &d),
             Err(OptimError::EmptyParameters)
         ));
+    }
+
+    /// The groups seen through the trait's provided methods only.
+    struct Provided(Groups<f64>);
+
+    impl tempo_param_groups::OptimizerParamGroups for Provided {
+        fn num_groups(&self) -> usize {
+            self.0.len()
+        }
+        fn get(&self, group: usize, key: &str) -> Option<Value> {
+            self.0.get(group, key)
+        }
+        fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+            self.0.set(group, key, value)
+        }
+    }
+
+    #[test]
+    fn momentum_accessors_match_the_provided_methods() {
+        use tempo_param_groups::OptimizerParamGroups;
+        let pair = |a: Value, b: Value| vec![a, b];
+        let cases: Vec<(&str, Value)> = vec![
+            ("betas", Value::Tuple(pair(0.9.into(), 0.999.into()))),
+            ("betas", Value::List(pair(Value::Int(1), 0.5.into()))),
+            ("betas", Value::Tuple(vec![0.9.into()])),
+            (
+                "betas",
+                Value::Tuple(vec![0.9.into(), 0.9.into(), 0.9.into()]),
+            ),
+            ("betas", Value::Str("high".into())),
+            ("betas", Value::Tuple(pair("a".into(), 0.5.into()))),
+            ("momentum", Value::Float(0.9)),
+            ("momentum", Value::Int(0)),
+            ("momentum", Value::None),
+            ("dampening", Value::Float(0.0)),
+        ];
+        let build = || {
+            let groups = cases
+                .iter()
+                .map(|(k, v)| {
+                    ParamGroup::new(vec![t(1)])
+                        .with(k, v.clone())
+                        .with("lr", 0.1)
+                })
+                .collect();
+            Groups::build(groups, &Dict::new()).unwrap()
+        };
+        let mut ours = build();
+        let mut provided = Provided(build());
+        for group in 0..=cases.len() {
+            assert_eq!(ours.momentum_key(group), provided.momentum_key(group));
+            let (a, b) = (ours.momentum(group), provided.momentum(group));
+            assert_eq!(a.is_ok(), b.is_ok(), "group {group}");
+            match (a, b) {
+                (Ok(a), Ok(b)) => assert!((a - b).abs() < 1e-15, "group {group}"),
+                (a, b) => assert_eq!(a, b, "group {group}"),
+            }
+            assert_eq!(
+                ours.set_momentum(group, 0.8),
+                provided.set_momentum(group, 0.8),
+                "group {group}"
+            );
+            assert_eq!(
+                ours.options.get(group),
+                provided.0.options.get(group),
+                "group {group}"
+            );
+        }
+        // Writing a key keeps its place; a new key is appended.
+        ours.set(0, "lr", Value::Float(0.5)).unwrap();
+        ours.set(0, "initial_lr", Value::Float(0.5)).unwrap();
+        let keys: Vec<_> = ours.options[0].keys().collect();
+        assert_eq!(keys, ["betas", "lr", "initial_lr"]);
     }
 
     #[test]

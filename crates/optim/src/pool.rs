@@ -152,6 +152,8 @@ impl Pool {
 
     /// A worker's loop: waits for a job it has not taken yet, works on it, reports.
     fn serve(&self) {
+        #[cfg(test)]
+        tests::IN_WORKER.with(|w| w.set(true));
         let mut seen = 0u64;
         loop {
             let job = {
@@ -179,6 +181,231 @@ impl Pool {
             if st.running == 0 {
                 self.left.notify_all();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+
+    thread_local! {
+        /// Set by the workers when they start.
+        pub(super) static IN_WORKER: Cell<bool> = const { Cell::new(false) };
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Allocations made on worker threads, by any test of this binary.
+    static WORKER_ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+    /// Held by the tests that make workers allocate (panics box their payload) and by
+    /// the test that checks that they do not.
+    static WORKER_ALLOCATION_TESTS: Mutex<()> = Mutex::new(());
+
+    /// The system allocator, counting allocations per thread and on worker threads.
+    struct Counting;
+
+    // SAFETY: every call forwards to `System` unchanged; the counters are a const
+    // thread-local (no allocation, no destructor) and an atomic.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            count();
+            // SAFETY: forwarded unchanged from our caller.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: forwarded unchanged from our caller.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            count();
+            // SAFETY: forwarded unchanged from our caller.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    fn count() {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        if IN_WORKER.try_with(Cell::get).unwrap_or(false) {
+            WORKER_ALLOCATIONS.fetch_add(1, SeqCst);
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    fn allocations() -> usize {
+        ALLOCATIONS.with(Cell::get)
+    }
+
+    /// Waits (at most a minute) until `cond` holds; returns whether it does.
+    fn wait_for(cond: impl Fn() -> bool) -> bool {
+        let start = Instant::now();
+        while !cond() {
+            if start.elapsed() > Duration::from_secs(60) {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
+    }
+
+    /// A job that runs `on_worker` on the worker threads and, on the caller, waits for
+    /// a worker to have entered before running `on_caller`.
+    struct Probe<C, W> {
+        caller: std::thread::ThreadId,
+        entered: AtomicUsize,
+        on_caller: C,
+        on_worker: W,
+    }
+
+    impl<C: Fn(&AtomicUsize) + Sync, W: Fn() + Sync> Share for Probe<C, W> {
+        fn work(&self) {
+            if std::thread::current().id() == self.caller {
+                (self.on_caller)(&self.entered);
+            } else {
+                self.entered.fetch_add(1, SeqCst);
+                (self.on_worker)();
+            }
+        }
+        fn stop(&self) {}
+    }
+
+    fn probe<C: Fn(&AtomicUsize) + Sync, W: Fn() + Sync>(
+        on_caller: C,
+        on_worker: W,
+    ) -> Probe<C, W> {
+        Probe {
+            caller: std::thread::current().id(),
+            entered: AtomicUsize::new(0),
+            on_caller,
+            on_worker,
+        }
+    }
+
+    #[test]
+    fn a_worker_panic_is_raised_on_the_caller_after_the_job() {
+        let Some((pool, _)) = pool() else { return };
+        let _serial = lock(&WORKER_ALLOCATION_TESTS);
+        let caller_done = AtomicBool::new(false);
+        let job = probe(
+            |entered| {
+                assert!(
+                    wait_for(|| entered.load(SeqCst) > 0),
+                    "no worker took the job"
+                );
+                caller_done.store(true, SeqCst);
+            },
+            || panic!("worker kernel failed"),
+        );
+        let r = panic::catch_unwind(AssertUnwindSafe(|| pool.run(&job)));
+        let payload = r.expect_err("the worker's panic reaches the caller");
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"worker kernel failed")
+        );
+        assert!(
+            caller_done.load(SeqCst),
+            "the caller finished its own share first"
+        );
+        // The pool still works.
+        let ran = AtomicUsize::new(0);
+        let job = probe(
+            |entered| {
+                assert!(wait_for(|| entered.load(SeqCst) > 0));
+            },
+            || {
+                ran.fetch_add(1, SeqCst);
+            },
+        );
+        pool.run(&job);
+        assert!(ran.load(SeqCst) > 0);
+    }
+
+    #[test]
+    fn a_caller_panic_waits_for_the_workers_inside_the_job() {
+        let Some((pool, _)) = pool() else { return };
+        let _serial = lock(&WORKER_ALLOCATION_TESTS);
+        let worker_left = AtomicBool::new(false);
+        let job = probe(
+            |entered| {
+                assert!(
+                    wait_for(|| entered.load(SeqCst) > 0),
+                    "no worker took the job"
+                );
+                panic!("caller kernel failed");
+            },
+            || {
+                std::thread::sleep(Duration::from_millis(50));
+                worker_left.store(true, SeqCst);
+            },
+        );
+        let r = panic::catch_unwind(AssertUnwindSafe(|| pool.run(&job)));
+        let payload = r.expect_err("the caller's panic is raised again");
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"caller kernel failed")
+        );
+        assert!(
+            worker_left.load(SeqCst),
+            "run returned while a worker was still inside the job"
+        );
+    }
+
+    #[test]
+    fn workers_allocate_nothing_in_steady_state_steps() {
+        use crate::{Adam, AdamConfig, Optimizer, Rmsprop, RmspropConfig};
+        use ndarray::ArrayD;
+        use tempo_tensor::Tensor;
+
+        let Some((pool, _)) = pool() else { return };
+        let _serial = lock(&WORKER_ALLOCATION_TESTS);
+        // The counter sees worker allocations.
+        let before = WORKER_ALLOCATIONS.load(SeqCst);
+        let job = probe(
+            |entered| assert!(wait_for(|| entered.load(SeqCst) > 0)),
+            || drop(std::hint::black_box(vec![1u8; 16])),
+        );
+        pool.run(&job);
+        assert!(WORKER_ALLOCATIONS.load(SeqCst) > before);
+
+        let sizes = [1000, 70_000, 1, 65_537, 4096, 130_000];
+        let params: Vec<Tensor<f32>> = sizes
+            .iter()
+            .map(|&n| Tensor::parameter(ArrayD::from_elem(vec![n], 0.5f32)))
+            .collect();
+        for p in &params {
+            let g = ArrayD::from_shape_fn(p.shape(), |i| (i[0] as f32 * 0.37).sin());
+            p.set_grad(Some(g)).unwrap();
+        }
+        let adam = AdamConfig {
+            amsgrad: true,
+            ..Default::default()
+        };
+        let rms = RmspropConfig {
+            momentum: 0.9,
+            centered: true,
+            ..Default::default()
+        };
+        let mut opts: Vec<Box<dyn Optimizer<f32>>> = vec![
+            Box::new(Adam::new(params.clone(), adam).unwrap()),
+            Box::new(Rmsprop::new(params.clone(), rms).unwrap()),
+        ];
+        for opt in &mut opts {
+            opt.step().unwrap();
+            let (mine, theirs) = (allocations(), WORKER_ALLOCATIONS.load(SeqCst));
+            for _ in 0..20 {
+                opt.step().unwrap();
+            }
+            assert_eq!(allocations() - mine, 0, "the stepping thread allocated");
+            assert_eq!(
+                WORKER_ALLOCATIONS.load(SeqCst) - theirs,
+                0,
+                "a worker allocated"
+            );
         }
     }
 }

@@ -179,29 +179,49 @@ mod tests {
     use crate::kernels::{PARALLEL_THRESHOLD, PORTABLE_ONLY};
     use ndarray::ArrayD;
 
-    fn run<T: Float>(kind: &str, kwargs: serde_json::Value, portable: bool) -> Vec<u64> {
+    /// Seven steps of `kind` over parameters of `sizes`, where parameter `i` has no
+    /// gradient at the steps `s` with `(s + i) % 4 == 3` (so the parameters' step counts,
+    /// and their bias corrections, differ); returns the parameters' bits.
+    fn run<T: Float>(
+        kind: &str,
+        kwargs: serde_json::Value,
+        portable: bool,
+        sizes: &[usize],
+    ) -> Vec<u64> {
         PORTABLE_ONLY.with(|c| c.set(portable));
-        let n = PARALLEL_THRESHOLD + 77;
-        let p = Tensor::<T>::parameter(ArrayD::from_shape_fn(vec![n], |i| {
-            <T as Float>::from_f64((i[0] as f64 * 0.013).sin())
-        }));
+        let params: Vec<Tensor<T>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| {
+                Tensor::parameter(ArrayD::from_shape_fn(vec![n], |i| {
+                    <T as Float>::from_f64((i[0] as f64 * 0.013 + k as f64).sin())
+                }))
+            })
+            .collect();
         let spec: OptimizerSpec =
             serde_json::from_value(serde_json::json!({"type": kind, "kwargs": kwargs})).unwrap();
-        let mut opt = build_optimizer(&spec, std::slice::from_ref(&p)).unwrap();
+        let mut opt = build_optimizer(&spec, &params).unwrap();
         for s in 0..7 {
-            let g = ArrayD::from_shape_fn(vec![n], |i| {
-                <T as Float>::from_f64((i[0] as f64 * 0.7 + s as f64).cos())
-            });
-            p.set_grad(Some(g)).unwrap();
+            for (k, p) in params.iter().enumerate() {
+                let g = ((s + k) % 4 != 3).then(|| {
+                    ArrayD::from_shape_fn(vec![sizes[k]], |i| {
+                        <T as Float>::from_f64((i[0] as f64 * 0.7 + (s + k) as f64).cos())
+                    })
+                });
+                p.set_grad(g).unwrap();
+            }
             opt.step().unwrap();
         }
         PORTABLE_ONLY.with(|c| c.set(false));
-        let out = p
-            .data()
+        params
             .iter()
-            .map(|&x| <T as Float>::to_f64(x).to_bits())
-            .collect();
-        out
+            .flat_map(|p| {
+                p.data()
+                    .iter()
+                    .map(|&x| <T as Float>::to_f64(x).to_bits())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     #[test]
@@ -240,15 +260,24 @@ mod tests {
                 serde_json::json!({"lr": 0.05, "t0": 1.0, "weight_decay": 0.1}),
             ),
         ];
+        // One tensor above the threshold, and a step split across tensors of sizes
+        // around the chunk sizes (a chunk may cover the end of one and the start of the
+        // next).
+        let one = [PARALLEL_THRESHOLD + 77];
+        let many = [4097, 1, 65_535, 0, 70_001, 63, 1024, 65_537, 9];
         for (kind, kw) in configs {
-            assert!(
-                run::<f32>(kind, kw.clone(), false) == run::<f32>(kind, kw.clone(), true),
-                "{kind} f32"
-            );
-            assert!(
-                run::<f64>(kind, kw.clone(), false) == run::<f64>(kind, kw, true),
-                "{kind} f64"
-            );
+            for sizes in [&one[..], &many[..]] {
+                assert!(
+                    run::<f32>(kind, kw.clone(), false, sizes)
+                        == run::<f32>(kind, kw.clone(), true, sizes),
+                    "{kind} f32, sizes {sizes:?}"
+                );
+                assert!(
+                    run::<f64>(kind, kw.clone(), false, sizes)
+                        == run::<f64>(kind, kw.clone(), true, sizes),
+                    "{kind} f64, sizes {sizes:?}"
+                );
+            }
         }
     }
 }

@@ -1,5 +1,7 @@
-//! Steady-state steps allocate nothing: state is created at first touch only, and the
-//! update is one fused pass without temporaries.
+//! Steady-state steps allocate nothing: state is created at first touch only, the update
+//! is one fused pass without temporaries, and large steps are shared with persistent
+//! worker threads (whose own allocations the crate's unit tests count). Nor do the
+//! writes a scheduler makes between steps.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -40,8 +42,9 @@ fn allocations() -> usize {
     ALLOCATIONS.with(Cell::get)
 }
 
-#[test]
-fn steady_state_steps_do_not_allocate() {
+/// Steps every elementwise optimizer over tensors of `sizes`: after the first step (which
+/// creates the state), steps on this thread allocate nothing.
+fn check_steady_state_steps(sizes: &[usize]) {
     let configs = [
         json!({"type": "SGD", "kwargs": {"lr": 0.1, "momentum": 0.9, "nesterov": true, "weight_decay": 0.1}}),
         json!({"type": "Adam", "kwargs": {"lr": 0.1, "amsgrad": true, "weight_decay": 0.1}}),
@@ -57,8 +60,9 @@ fn steady_state_steps_do_not_allocate() {
     ];
     for cfg in configs {
         let spec: OptimizerSpec = serde_json::from_value(cfg.clone()).expect("spec");
-        let params: Vec<Tensor<f32>> = (1..4)
-            .map(|n| Tensor::parameter(ArrayD::from_elem(vec![n * 100], 0.5)))
+        let params: Vec<Tensor<f32>> = sizes
+            .iter()
+            .map(|&n| Tensor::parameter(ArrayD::from_elem(vec![n], 0.5)))
             .collect();
         for p in &params {
             p.set_grad(Some(ArrayD::from_shape_fn(p.shape(), |i| {
@@ -82,6 +86,48 @@ fn steady_state_steps_do_not_allocate() {
             allocations() - before,
             0,
             "{cfg}: steady-state steps allocated"
+        );
+    }
+}
+
+#[test]
+fn steady_state_steps_do_not_allocate() {
+    check_steady_state_steps(&[100, 200, 300]);
+}
+
+#[test]
+fn steady_state_steps_over_large_tensors_do_not_allocate() {
+    // Above the size at which a step is shared with worker threads: one large tensor,
+    // and a mix of small and large ones split across the threads as one batch.
+    check_steady_state_steps(&[70_000]);
+    check_steady_state_steps(&[1024, 70_001, 3, 65_536, 1024, 20_000]);
+}
+
+#[test]
+fn scheduler_writes_do_not_allocate() {
+    for cfg in [
+        json!({"type": "Adam", "kwargs": {"lr": 0.1}}),
+        json!({"type": "SGD", "kwargs": {"lr": 0.1, "momentum": 0.9}}),
+    ] {
+        let spec: OptimizerSpec = serde_json::from_value(cfg.clone()).expect("spec");
+        let params = [Tensor::<f32>::parameter(ArrayD::from_elem(vec![4], 0.5))];
+        let mut opt = build_optimizer(&spec, &params).expect("build");
+        // The first write of a new key stores the key.
+        let first = allocations();
+        opt.set_initial_lr(0, 0.1).expect("initial_lr");
+        assert!(allocations() > first, "{cfg}: a new key should allocate");
+        let before = allocations();
+        for i in 0..10 {
+            let x = 0.01 * f64::from(i);
+            opt.set_lr(0, x).expect("lr");
+            opt.set_initial_lr(0, x).expect("initial_lr");
+            opt.set_momentum(0, 0.8 + x).expect("momentum");
+            assert!((opt.momentum(0).expect("momentum") - (0.8 + x)).abs() < 1e-15);
+        }
+        assert_eq!(
+            allocations() - before,
+            0,
+            "{cfg}: scheduler writes allocated"
         );
     }
 }
