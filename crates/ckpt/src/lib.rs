@@ -44,6 +44,7 @@ mod checkpointer;
 mod convert;
 mod error;
 mod format;
+mod io;
 mod object;
 mod read;
 mod restore;

@@ -252,67 +252,45 @@ impl Elements {
         }
     }
 
-    /// Fills the elements from a reader of little-endian bytes, calling `observe` on each
-    /// chunk of raw bytes as it arrives (to checksum in the same pass). No per-element
-    /// work except for `bool`, whose bytes must be 0 or 1.
-    pub(crate) fn read_le(
+    /// `len` elements of `dtype` whose little-endian bytes `fill` writes, straight into
+    /// the elements' memory (a `bool` tensor's bytes go through a byte buffer and must be
+    /// 0 or 1). `fill` is called once, with a buffer of exactly `len * dtype.size()` bytes.
+    pub(crate) fn fill_le(
         dtype: DType,
         len: usize,
-        reader: &mut dyn std::io::Read,
-        mut observe: impl FnMut(&[u8]),
+        fill: impl FnOnce(&mut [u8]) -> std::io::Result<()>,
     ) -> Result<Elements, CkptError> {
-        const CHUNK: usize = 1 << 18;
+        if dtype == DType::Bool {
+            let mut raw = vec![0u8; len];
+            fill(&mut raw)?;
+            let bools = raw
+                .iter()
+                .map(|&b| match b {
+                    0 => Ok(false),
+                    1 => Ok(true),
+                    other => Err(CkptError::malformed(
+                        "bool tensor",
+                        "bytes 0 or 1",
+                        format!("{other}"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?;
+            return Ok(Elements::Bool(bools));
+        }
         let mut elements = Elements::zeroed(dtype, len);
-        let mut fill = |bytes: &mut [u8], observe: &mut dyn FnMut(&[u8])| -> std::io::Result<()> {
-            for chunk in bytes.chunks_mut(CHUNK) {
-                reader.read_exact(chunk)?;
-                observe(chunk);
-            }
-            Ok(())
+        let bytes: &mut [u8] = match &mut elements {
+            Elements::Bool(_) => &mut [], // read above
+            Elements::U8(v) => v,
+            Elements::I8(v) => bytemuck::cast_slice_mut(v),
+            Elements::I16(v) => bytemuck::cast_slice_mut(v),
+            Elements::I32(v) => bytemuck::cast_slice_mut(v),
+            Elements::I64(v) => bytemuck::cast_slice_mut(v),
+            Elements::F16(v) | Elements::BF16(v) => bytemuck::cast_slice_mut(v),
+            Elements::F32(v) => bytemuck::cast_slice_mut(v),
+            Elements::F64(v) => bytemuck::cast_slice_mut(v),
         };
-        match &mut elements {
-            Elements::Bool(v) => {
-                let mut raw = vec![0u8; len];
-                fill(&mut raw, &mut observe)?;
-                for (dst, &b) in v.iter_mut().zip(&raw) {
-                    *dst = match b {
-                        0 => false,
-                        1 => true,
-                        other => {
-                            return Err(CkptError::malformed(
-                                "bool tensor",
-                                "bytes 0 or 1",
-                                format!("{other}"),
-                            ))
-                        }
-                    };
-                }
-            }
-            Elements::U8(v) => fill(v, &mut observe)?,
-            Elements::I8(v) => fill(bytemuck::cast_slice_mut(v), &mut observe)?,
-            Elements::I16(v) => fill(bytemuck::cast_slice_mut(v), &mut observe)?,
-            Elements::I32(v) => fill(bytemuck::cast_slice_mut(v), &mut observe)?,
-            Elements::I64(v) => fill(bytemuck::cast_slice_mut(v), &mut observe)?,
-            Elements::F16(v) | Elements::BF16(v) => {
-                fill(bytemuck::cast_slice_mut(v), &mut observe)?
-            }
-            Elements::F32(v) => fill(bytemuck::cast_slice_mut(v), &mut observe)?,
-            Elements::F64(v) => fill(bytemuck::cast_slice_mut(v), &mut observe)?,
-        }
-        if cfg!(target_endian = "big") {
-            let size = dtype.size();
-            match &mut elements {
-                Elements::I16(v) => fix_endianness(bytemuck::cast_slice_mut(v), size),
-                Elements::I32(v) => fix_endianness(bytemuck::cast_slice_mut(v), size),
-                Elements::I64(v) => fix_endianness(bytemuck::cast_slice_mut(v), size),
-                Elements::F16(v) | Elements::BF16(v) => {
-                    fix_endianness(bytemuck::cast_slice_mut(v), size)
-                }
-                Elements::F32(v) => fix_endianness(bytemuck::cast_slice_mut(v), size),
-                Elements::F64(v) => fix_endianness(bytemuck::cast_slice_mut(v), size),
-                _ => {}
-            }
-        }
+        fill(bytes)?;
+        fix_endianness(bytes, dtype.size());
         Ok(elements)
     }
 
@@ -326,8 +304,10 @@ impl Elements {
                 format!("{} bytes", bytes.len()),
             ));
         }
-        let mut reader = bytes;
-        Elements::read_le(dtype, bytes.len() / size, &mut reader, |_| {})
+        Elements::fill_le(dtype, bytes.len() / size, |buf| {
+            buf.copy_from_slice(bytes);
+            Ok(())
+        })
     }
 
     /// The elements at `indices` (in order), which the caller has bounds-checked.

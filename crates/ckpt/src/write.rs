@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::format::{Encoder, CHECKSUM_KEY, FORMAT_VERSION, MAGIC, MAX_HEADER};
+use crate::io::write_hashed;
 use tempo_tensor::TensorData;
 
 use crate::{CkptError, Object};
@@ -23,8 +24,9 @@ pub fn save_object(path: impl AsRef<Path>, object: &Object) -> Result<(), CkptEr
 /// Writes `object` as a tempo checkpoint to `w` (which must be positioned at the start
 /// of the checkpoint; it is left at its end).
 ///
-/// One pass over the tensor data: the CRC-32 is computed while the bytes are written,
-/// then patched into the header.
+/// One pass over the tensor data: the CRC-32 is computed while the bytes are written
+/// (on a second thread for large tensors, which go to `w` in one call each, so that a
+/// `BufWriter` passes them through without copying), then patched into the header.
 pub fn write_tempo<W: Write + Seek>(w: &mut W, object: &Object) -> Result<(), CkptError> {
     write_tempo_with(w, object, Vec::new())
 }
@@ -97,11 +99,7 @@ pub(crate) fn write_tempo_with<W: Write + Seek>(
     w.write_all(&len)?;
     w.write_all(&header)?;
     for t in &tensors {
-        let bytes = t.tensor.le_bytes();
-        for chunk in bytes.chunks(1 << 18) {
-            hasher.update(chunk);
-            w.write_all(chunk)?;
-        }
+        write_hashed(w, &t.tensor.le_bytes(), &mut hasher)?;
     }
     let crc = format!("{:08x}", hasher.finalize());
     let end = w.stream_position()?;

@@ -31,14 +31,37 @@ use zip::{check_crc, Archive, ZipWriter};
 /// pickle is an error, never code. Tensor views (offset, strides) are read as
 /// contiguous tensors; parameters are read as their data. Every CRC in the archive is
 /// checked.
+///
+/// Storages are read straight into their tensors with positioned reads, a large one as
+/// two halves on two threads, each half checksummed as it arrives.
 pub fn read_pt(path: impl AsRef<Path>) -> Result<Object, CkptError> {
     let path = path.as_ref();
     let mut file = File::open(path).map_err(CkptError::io(path))?;
+    #[cfg(any(unix, windows))]
+    return read_pt_with(&mut file, &mut |file, at, buf, crc| {
+        crate::io::read_at_hashed(file, at, buf, crc)
+    });
+    #[cfg(not(any(unix, windows)))]
     read_pt_from(&mut file)
 }
 
 /// [`read_pt`] from any seekable reader (a file, or a `Cursor` over bytes).
 pub fn read_pt_from<R: Read + Seek>(reader: &mut R) -> Result<Object, CkptError> {
+    read_pt_with(reader, &mut |r, at, buf, crc| {
+        r.seek(SeekFrom::Start(at))?;
+        crate::io::read_hashed(r, buf, crc)
+    })
+}
+
+/// Fills a buffer from a reader at an offset, adding the bytes to a CRC-32.
+type Fill<'f, R> =
+    dyn FnMut(&mut R, u64, &mut [u8], &mut crc32fast::Hasher) -> std::io::Result<()> + 'f;
+
+/// [`read_pt_from`], with `fill` reading a storage that is a whole tensor.
+fn read_pt_with<R: Read + Seek>(
+    reader: &mut R,
+    fill: &mut Fill<'_, R>,
+) -> Result<Object, CkptError> {
     let archive = Archive::read(reader)?;
     let pkl = archive
         .entries
@@ -99,12 +122,10 @@ pub fn read_pt_from<R: Read + Seek>(reader: &mut R) -> Result<Object, CkptError>
         if whole {
             // The common case: the tensor is its storage. Read it straight into place,
             // checksumming in the same pass.
-            reader.seek(SeekFrom::Start(entry.data_offset))?;
             let mut hasher = crc32fast::Hasher::new();
-            let elements =
-                Elements::read_le(spec.dtype, n, &mut reader.by_ref().take(entry.size), |c| {
-                    hasher.update(c)
-                })?;
+            let elements = Elements::fill_le(spec.dtype, n, |buf| {
+                fill(reader, entry.data_offset, buf, &mut hasher)
+            })?;
             check_crc(entry, hasher.finalize())?;
             return AnyTensor::new(spec.size.clone(), elements);
         }

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Seek, SeekFrom, Write};
 
+use crate::io::write_hashed;
 use crate::CkptError;
 
 const LOCAL_SIG: u32 = 0x0403_4b50;
@@ -273,7 +274,8 @@ struct Central {
 
 /// Writes a zip archive the way torch's `PyTorchFileWriter` does: stored entries,
 /// 64-byte aligned data (padding in an `FB` extra field), data descriptors, zip64 end
-/// records. The CRC is computed while the data is written.
+/// records. The CRC is computed while the data is written (on a second thread for
+/// large entries).
 pub(crate) struct ZipWriter<W: Write> {
     w: W,
     pos: u64,
@@ -337,10 +339,8 @@ impl<W: Write> ZipWriter<W> {
         debug_assert_eq!(self.pos % ALIGNMENT, 0);
 
         let mut hasher = crc32fast::Hasher::new();
-        for chunk in data.chunks(1 << 20) {
-            hasher.update(chunk);
-            self.put(chunk)?;
-        }
+        write_hashed(&mut self.w, data, &mut hasher)?;
+        self.pos += size;
         let crc = hasher.finalize();
         let mut descriptor = Vec::with_capacity(24);
         descriptor.extend_from_slice(&DESCRIPTOR_SIG.to_le_bytes());

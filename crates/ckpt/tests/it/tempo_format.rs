@@ -1,10 +1,12 @@
 //! The tempo format: safetensors compatibility, round trips, atomicity, versions.
 
+use ndarray::{ArrayD, IxDyn};
 use safetensors::SafeTensors;
 use tempo_ckpt::{
-    load, load_object, read_pt, read_tempo_bytes, save, save_object, write_tempo_bytes, CkptError,
-    Object, TrainingState, FORMAT_VERSION, MAGIC,
+    load, load_object, read_pt, read_tempo_bytes, save, save_object, write_pt, write_tempo_bytes,
+    CkptError, Object, TrainingState, FORMAT_VERSION, MAGIC,
 };
+use tempo_tensor::TensorData;
 
 use crate::golden::{golden_object, golden_state};
 use crate::torch_checkpoint;
@@ -119,4 +121,72 @@ fn training_states_check_their_layout() {
         TrainingState::from_object(&no_kind),
         Err(CkptError::Schema { .. })
     ));
+}
+
+/// Where `needle` starts in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the bytes are in the file")
+}
+
+/// `Err(ChecksumMismatch)` from `read` after flipping a bit of the file at `at`.
+fn check_flip_detected(
+    path: &std::path::Path,
+    bytes: &[u8],
+    at: usize,
+    read: fn(&std::path::Path) -> Result<(), CkptError>,
+) {
+    let mut bad = bytes.to_vec();
+    bad[at] ^= 0x04;
+    std::fs::write(path, &bad).unwrap();
+    let result = read(path);
+    assert!(
+        matches!(result, Err(CkptError::ChecksumMismatch { .. })),
+        "flip at {at} of {}: {result:?}",
+        bytes.len()
+    );
+}
+
+#[test]
+fn large_tensors_round_trip_and_every_part_of_them_is_checksummed() {
+    // Tensors of megabytes are hashed on a second thread while they are written, and
+    // read as two halves on two threads: the bytes must be those of the in-memory
+    // writer, the checksum that of the whole file, and a flipped bit in either half of
+    // a tensor must be caught, in the tempo format and in `.pt` files.
+    let n = 1_500_001; // 6 MB of f32; an odd count, so the halves split an element
+    let values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.001).sin()).collect();
+    let big = ArrayD::from_shape_vec(IxDyn(&[n]), values).unwrap();
+    let mut state = golden_state();
+    state.model.push(("big".into(), TensorData::F32(big)));
+    let dir = tempfile::tempdir().unwrap();
+
+    let path = dir.path().join("big.tempo");
+    save(&path, &state).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes == write_tempo_bytes(&state.to_object()).unwrap());
+    let key = b"\"checksum\":\"crc32:";
+    let at = find(&bytes, key) + key.len();
+    let mut zeroed = bytes.clone();
+    zeroed[at..at + 8].copy_from_slice(b"00000000");
+    let recorded = std::str::from_utf8(&bytes[at..at + 8]).unwrap();
+    assert_eq!(recorded, format!("{:08x}", crc32fast::hash(&zeroed)));
+    assert_eq!(load(&path).unwrap(), state);
+    assert_eq!(read_tempo_bytes(&bytes).unwrap(), state.to_object());
+    let start = find(&bytes, &(0.001f32).sin().to_le_bytes());
+    let start = start - 4; // the first element, sin(0) = 0, precedes it
+    for at in [start + 10, start + 2 * n, start + 4 * n - 1] {
+        check_flip_detected(&path, &bytes, at, |p| load(p).map(drop));
+    }
+
+    let pt = dir.path().join("big.pt");
+    write_pt(&pt, &state.to_object()).unwrap();
+    let read = read_pt(&pt).unwrap();
+    assert_eq!(TrainingState::try_from(read).unwrap(), state);
+    let bytes = std::fs::read(&pt).unwrap();
+    let start = find(&bytes, &(0.001f32).sin().to_le_bytes()) - 4;
+    for at in [start + 10, start + 2 * n, start + 4 * n - 1] {
+        check_flip_detected(&pt, &bytes, at, |p| read_pt(p).map(drop));
+    }
 }

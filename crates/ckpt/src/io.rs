@@ -1,0 +1,236 @@
+//! Moving large byte buffers between memory and files with their CRC-32, in as few
+//! passes over memory as possible.
+//!
+//! * Writes go to the writer in large slices (a `BufWriter` passes a slice at least as
+//!   large as its buffer straight to the file, without copying it), and the CRC-32 of
+//!   a large buffer is computed on a second thread while the buffer is written.
+//! * Reads go straight into the destination buffer in chunks, each chunk hashed while
+//!   it is still in the cache. From a [`File`], a large buffer is read as two halves on
+//!   two threads with positioned reads, and the two CRCs are combined.
+//!
+//! Buffers below [`PARALLEL_MIN`] bytes, and every buffer on a machine with a single
+//! core, are handled on the calling thread. The bytes hashed and written or read are
+//! the same either way: only the schedule differs.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::sync::OnceLock;
+
+use crc32fast::Hasher;
+
+/// Reads and hashes go in chunks of this many bytes (small enough to be hashed from
+/// the cache right after they are read, large enough to make few system calls).
+pub(crate) const CHUNK: usize = 1 << 20;
+
+/// Buffers of at least this many bytes are hashed or read on two threads.
+pub(crate) const PARALLEL_MIN: usize = 2 << 20;
+
+/// Whether this process may run more than one thread at a time (asked once).
+fn parallel() -> bool {
+    static PARALLEL: OnceLock<bool> = OnceLock::new();
+    *PARALLEL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
+/// The CRC-32 state of `bytes`.
+fn hash(bytes: &[u8]) -> Hasher {
+    let mut h = Hasher::new();
+    h.update(bytes);
+    h
+}
+
+/// Writes all of `bytes` to `w`, adding them to the CRC-32 state `crc`.
+///
+/// A large buffer is written with one call (so that a `BufWriter` passes it through
+/// without copying it) while a second thread hashes it; a small one is hashed and
+/// written chunk by chunk on this thread.
+pub(crate) fn write_hashed<W: Write + ?Sized>(
+    w: &mut W,
+    bytes: &[u8],
+    crc: &mut Hasher,
+) -> io::Result<()> {
+    if bytes.len() < PARALLEL_MIN || !parallel() {
+        for chunk in bytes.chunks(CHUNK) {
+            crc.update(chunk);
+            w.write_all(chunk)?;
+        }
+        return Ok(());
+    }
+    let (written, hashed) = std::thread::scope(|s| {
+        let hasher = std::thread::Builder::new().spawn_scoped(s, || hash(bytes));
+        let written = w.write_all(bytes);
+        let hashed = hasher
+            .ok()
+            .map(|t| t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        (written, hashed)
+    });
+    written?;
+    // A thread that could not be started leaves the hashing to this one.
+    crc.combine(&hashed.unwrap_or_else(|| hash(bytes)));
+    Ok(())
+}
+
+/// Fills all of `buf` from `r`, adding the bytes read to the CRC-32 state `crc`.
+pub(crate) fn read_hashed<R: Read + ?Sized>(
+    r: &mut R,
+    buf: &mut [u8],
+    crc: &mut Hasher,
+) -> io::Result<()> {
+    for chunk in buf.chunks_mut(CHUNK) {
+        r.read_exact(chunk)?;
+        crc.update(chunk);
+    }
+    Ok(())
+}
+
+/// Fills all of `buf` from `file` at `offset`, adding the bytes read to the CRC-32
+/// state `crc`. Positioned reads: the file's cursor is not used. A large buffer is read
+/// as two halves on two threads, whose CRCs are combined.
+#[cfg(any(unix, windows))]
+pub(crate) fn read_at_hashed(
+    file: &File,
+    offset: u64,
+    buf: &mut [u8],
+    crc: &mut Hasher,
+) -> io::Result<()> {
+    let serial = |buf: &mut [u8], offset: u64, h: &mut Hasher| -> io::Result<()> {
+        let mut at = offset;
+        for chunk in buf.chunks_mut(CHUNK) {
+            read_exact_at(file, chunk, at)?;
+            h.update(chunk);
+            at += chunk.len() as u64;
+        }
+        Ok(())
+    };
+    if buf.len() < PARALLEL_MIN || !parallel() {
+        return serial(buf, offset, crc);
+    }
+    let half = buf.len() / 2;
+    let (first, second) = buf.split_at_mut(half);
+    let second_at = offset + half as u64;
+    let (read, rest) = std::thread::scope(|s| {
+        let other = std::thread::Builder::new()
+            .spawn_scoped(s, || {
+                let mut h = Hasher::new();
+                serial(&mut *second, second_at, &mut h).map(|()| h)
+            })
+            .ok();
+        let read = serial(first, offset, crc);
+        let rest = other.map(|t| t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        (read, rest)
+    });
+    read?;
+    match rest {
+        Some(rest) => crc.combine(&rest?),
+        // A thread that could not be started leaves the second half to this one.
+        None => serial(second, second_at, crc)?,
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes that differ from position to position (so that a misplaced chunk shows).
+    fn pattern(n: usize) -> Vec<u8> {
+        let mut x = 0x9E37_79B9u32;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Sizes on both sides of every threshold: empty, partial chunks, serial, split.
+    const SIZES: [usize; 7] = [
+        0,
+        1,
+        CHUNK + 7,
+        PARALLEL_MIN - 1,
+        PARALLEL_MIN,
+        PARALLEL_MIN + 1,
+        2 * PARALLEL_MIN + CHUNK / 3,
+    ];
+
+    #[test]
+    fn writes_carry_the_bytes_and_their_crc_whatever_the_size() {
+        for n in SIZES {
+            let bytes = pattern(n);
+            let mut crc = Hasher::new();
+            crc.update(b"prefix");
+            let mut out = std::io::BufWriter::with_capacity(CHUNK, Vec::new());
+            write_hashed(&mut out, &bytes, &mut crc).unwrap();
+            let out = out.into_inner().unwrap();
+            assert!(out == bytes, "size {n}: the bytes differ");
+            let whole = [b"prefix".as_slice(), &bytes].concat();
+            assert_eq!(crc.finalize(), crc32fast::hash(&whole), "size {n}");
+        }
+    }
+
+    #[test]
+    fn positioned_and_streamed_reads_fill_the_buffer_and_hash_it() {
+        let big = SIZES[SIZES.len() - 1];
+        let data = pattern(big + 100);
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        for n in SIZES {
+            let expected = &data[100..100 + n];
+            let mut buf = vec![0u8; n];
+            let mut crc = Hasher::new();
+            crc.update(b"prefix");
+            read_at_hashed(&file, 100, &mut buf, &mut crc).unwrap();
+            assert!(buf == expected, "size {n}: the bytes differ");
+            let whole = [b"prefix".as_slice(), expected].concat();
+            assert_eq!(crc.finalize(), crc32fast::hash(&whole), "size {n}");
+
+            let mut buf = vec![0u8; n];
+            let mut crc = Hasher::new();
+            read_hashed(&mut &data[100..], &mut buf, &mut crc).unwrap();
+            assert!(buf == expected, "size {n}: the bytes differ");
+            assert_eq!(crc.finalize(), crc32fast::hash(expected), "size {n}");
+        }
+    }
+
+    #[test]
+    fn reads_past_the_end_are_errors() {
+        let data = pattern(PARALLEL_MIN * 2);
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        let mut crc = Hasher::new();
+        // The first half is in the file, the second is not (the second thread fails);
+        // then neither is.
+        for at in [PARALLEL_MIN as u64, 3 * PARALLEL_MIN as u64] {
+            let mut buf = vec![0u8; PARALLEL_MIN * 2];
+            let err = read_at_hashed(&file, at, &mut buf, &mut crc).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        }
+        let mut buf = vec![0u8; 10];
+        let err = read_hashed(&mut &data[..5], &mut buf, &mut crc).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
