@@ -207,7 +207,6 @@ impl<'a, T: Float, K: Kernel<T>> Batch<'a, T, K> {
                     chunks: self.total.div_ceil(chunk),
                     next: AtomicUsize::new(0),
                     fma,
-                    _exclusive: PhantomData,
                 };
                 pool.run(&split);
                 return;
@@ -229,7 +228,9 @@ fn chunk_len(total: usize, threads: usize) -> usize {
         .clamp(MIN_CHUNK, MAX_CHUNK)
 }
 
-/// A batch cut into chunks of `chunk` elements, taken in turn from `next`.
+/// A batch cut into chunks of `chunk` elements, taken in turn from `next`. Made only by
+/// [`Batch::run`], which holds the batch mutably while the split runs: the split's
+/// ranges are the only lanes of its tasks alive.
 struct Split<'b, 'a, T, K> {
     tasks: &'b [Task<'a, T, K>],
     total: usize,
@@ -237,8 +238,6 @@ struct Split<'b, 'a, T, K> {
     chunks: usize,
     next: AtomicUsize,
     fma: bool,
-    /// A `Split` is made only from a `&mut Batch`, so its ranges are the only lanes alive.
-    _exclusive: PhantomData<&'b mut ()>,
 }
 
 impl<T: Float, K: Kernel<T>> Split<'_, '_, T, K> {
@@ -250,9 +249,9 @@ impl<T: Float, K: Kernel<T>> Split<'_, '_, T, K> {
             let b = hi.min(t.start + t.lanes.len) - t.start;
             if a < b {
                 // SAFETY: `a < b <= len`; chunk `lo..hi` is taken by one thread only (the
-                // counter hands out each index once), chunks do not overlap, and the
-                // batch is borrowed mutably for the whole `Pool::run`, so no other lanes
-                // of these tasks are alive.
+                // counter hands out each index once), chunks do not overlap, and
+                // `Batch::run` holds the batch mutably for the whole `Pool::run`, so no
+                // other lanes of these tasks are alive.
                 let lanes = unsafe { t.lanes.range(a, b) };
                 run_one(self.fma, &t.kernel, lanes);
             }
