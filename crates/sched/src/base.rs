@@ -84,16 +84,11 @@ impl Core {
         lrs
     }
 
-    /// Ends a step begun with [`take_buffer`](Core::take_buffer): if `result` is `Ok`,
-    /// `lrs` becomes `last_lr` and the counters `at` (the old ones are kept for
-    /// [`undo`](Core::undo)); on error nothing changes. Returns `result`.
-    pub(crate) fn finish(
-        &mut self,
-        at: At,
-        mut lrs: Vec<f64>,
-        result: Result<(), SchedError>,
-    ) -> Result<(), SchedError> {
-        if result.is_ok() {
+    /// Ends a step begun with [`take_buffer`](Core::take_buffer): if it succeeded
+    /// (`ok`), `lrs` becomes `last_lr` and the counters `at` (the old ones are kept for
+    /// [`undo`](Core::undo)); otherwise nothing changes.
+    pub(crate) fn finish(&mut self, at: At, mut lrs: Vec<f64>, ok: bool) {
+        if ok {
             self.prev_epoch = self.last_epoch;
             self.prev_step_count = self.step_count;
             self.last_epoch = at.last_epoch;
@@ -101,7 +96,6 @@ impl Core {
             std::mem::swap(&mut self.last_lr, &mut lrs);
         }
         self.scratch = lrs;
-        result
     }
 
     /// Computes the lrs with `fill` (given `base_lrs` and the emptied buffer), then
@@ -113,7 +107,8 @@ impl Core {
     ) -> Result<(), SchedError> {
         let mut lrs = self.take_buffer();
         let result = fill(&self.base_lrs, &mut lrs);
-        self.finish(at, lrs, result)
+        self.finish(at, lrs, result.is_ok());
+        result
     }
 
     /// Takes back the last successful [`update`](Core::update).
@@ -243,6 +238,27 @@ pub(crate) fn write_momentum(
     Ok(())
 }
 
+/// `f64::cos` that keeps its last argument and value, for a recursive rule that needs
+/// the cosine at this step and at the last one (CosineAnnealingLR, SWALR): each is
+/// computed once. The value for an argument is always `x.cos()`, bit for bit. Not state.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CosMemo {
+    last: Option<(u64, f64)>,
+}
+
+impl CosMemo {
+    pub(crate) fn cos(&mut self, x: f64) -> f64 {
+        match self.last {
+            Some((bits, c)) if bits == x.to_bits() => c,
+            _ => {
+                let c = x.cos();
+                self.last = Some((x.to_bits(), c));
+                c
+            }
+        }
+    }
+}
+
 /// A scheduler derived from PyTorch's `LRScheduler`: its own rule on top of [`Core`].
 pub(crate) trait Rule: Clone + Send + Sync + 'static {
     const NAME: &'static str;
@@ -253,9 +269,9 @@ pub(crate) trait Rule: Clone + Send + Sync + 'static {
     /// PyTorch's `get_lr()` at `at` (the counters after the step), pushing one lr per
     /// group onto the empty `out`; `initial` is `_is_initial`. May write momentum into
     /// the groups, as PyTorch's does. Reads the groups' lrs before computing anything
-    /// from them.
+    /// from them. `&mut self` only for caches that are not state (a [`CosMemo`]).
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         opt: &mut dyn OptimizerParamGroups,
         initial: bool,
@@ -317,11 +333,12 @@ fn apply<R: Rule>(
     check_groups(s.core().groups(), opt)?;
     let mut lrs = s.core_mut().take_buffer();
     let result = compute(s, opt, at, initial, closed_form, &mut lrs);
-    s.core_mut().finish(at, lrs, result)
+    s.core_mut().finish(at, lrs, result.is_ok());
+    result
 }
 
 fn compute<R: Rule>(
-    s: &R,
+    s: &mut R,
     opt: &mut dyn OptimizerParamGroups,
     at: At,
     initial: bool,

@@ -84,7 +84,7 @@ impl Rule for ConstantLR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         opt: &mut dyn OptimizerParamGroups,
         _initial: bool,

@@ -5,7 +5,7 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, invalid, leaf_scheduler, read_lrs, At, Core, Rule};
+use crate::base::{self, invalid, leaf_scheduler, read_lrs, At, Core, CosMemo, Rule};
 use crate::state::StateReader;
 use crate::SchedError;
 
@@ -45,6 +45,8 @@ pub struct CosineAnnealingLR {
     core: Core,
     t_max: i64,
     eta_min: f64,
+    /// The recursive form's cosine at `e` is the next step's at `e - 1`.
+    cos: CosMemo,
 }
 
 impl CosineAnnealingLR {
@@ -62,6 +64,7 @@ impl CosineAnnealingLR {
                 core: Core::attach(opt)?,
                 t_max,
                 eta_min: config.eta_min,
+                cos: CosMemo::default(),
             },
             opt,
         )
@@ -77,7 +80,7 @@ impl Rule for CosineAnnealingLR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         opt: &mut dyn OptimizerParamGroups,
         initial: bool,
@@ -95,7 +98,10 @@ impl Rule for CosineAnnealingLR {
         } else if (e - 1 - t).rem_euclid(2 * t) == 0 {
             pairs.for_each(|(lr, b)| *lr += (b - eta) * (1.0 - (PI / tf).cos()) / 2.0);
         } else {
-            let ratio = (1.0 + (PI * ef / tf).cos()) / (1.0 + (PI * (ef - 1.0) / tf).cos());
+            // The last step's numerator is this one's denominator: ask for it first.
+            let before = self.cos.cos(PI * (ef - 1.0) / tf);
+            let now = self.cos.cos(PI * ef / tf);
+            let ratio = (1.0 + now) / (1.0 + before);
             pairs.for_each(|(lr, _)| *lr = ratio * (*lr - eta) + eta);
         }
         Ok(())

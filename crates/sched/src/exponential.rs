@@ -47,7 +47,7 @@ impl Rule for ExponentialLR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         _at: At,
         opt: &mut dyn OptimizerParamGroups,
         initial: bool,

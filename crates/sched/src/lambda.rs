@@ -128,7 +128,7 @@ impl Rule for LambdaLR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         _opt: &mut dyn OptimizerParamGroups,
         _initial: bool,

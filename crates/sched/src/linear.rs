@@ -82,7 +82,7 @@ impl Rule for LinearLR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         opt: &mut dyn OptimizerParamGroups,
         initial: bool,

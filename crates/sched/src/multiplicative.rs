@@ -51,7 +51,7 @@ impl Rule for MultiplicativeLR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         opt: &mut dyn OptimizerParamGroups,
         initial: bool,

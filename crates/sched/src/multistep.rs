@@ -69,7 +69,7 @@ impl Rule for MultiStepLR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         opt: &mut dyn OptimizerParamGroups,
         _initial: bool,

@@ -36,14 +36,20 @@ impl AnnealStrategy {
         }
     }
 
-    /// OneCycleLR's `_anneal_func(start, end, pct)`.
-    fn anneal(self, start: f64, end: f64, pct: f64) -> f64 {
+    /// What OneCycleLR's `_anneal_func(start, end, pct)` computes from `pct` alone
+    /// (`cos_out` for `cos`), the same for every group and value at a step.
+    fn curve(self, pct: f64) -> f64 {
         match self {
-            AnnealStrategy::Cos => {
-                let cos_out = (PI * pct).cos() + 1.0;
-                end + (start - end) / 2.0 * cos_out
-            }
-            AnnealStrategy::Linear => (end - start) * pct + start,
+            AnnealStrategy::Cos => (PI * pct).cos() + 1.0,
+            AnnealStrategy::Linear => pct,
+        }
+    }
+
+    /// `_anneal_func(start, end, pct)`, given `curve(pct)`.
+    fn anneal(self, start: f64, end: f64, curve: f64) -> f64 {
+        match self {
+            AnnealStrategy::Cos => end + (start - end) / 2.0 * curve,
+            AnnealStrategy::Linear => (end - start) * curve + start,
         }
     }
 }
@@ -326,26 +332,26 @@ impl OneCycleLR {
         }
     }
 
-    /// Group `g`'s lr at `pct` of `phase`.
-    fn lr_in(&self, base_lrs: &[f64], g: usize, phase: &Phase, pct: f64) -> f64 {
+    /// Group `g`'s lr in `phase`, given the anneal's `curve` at the step.
+    fn lr_in(&self, base_lrs: &[f64], g: usize, phase: &Phase, curve: f64) -> f64 {
         self.anneal.anneal(
             self.value(base_lrs, g, phase.start_lr),
             self.value(base_lrs, g, phase.end_lr),
-            pct,
+            curve,
         )
     }
 
-    /// Group `g`'s momentum at `pct` of `phase`.
-    fn momentum_in(&self, base_lrs: &[f64], g: usize, phase: &Phase, pct: f64) -> f64 {
+    /// Group `g`'s momentum in `phase`, given the anneal's `curve` at the step.
+    fn momentum_in(&self, base_lrs: &[f64], g: usize, phase: &Phase, curve: f64) -> f64 {
         self.anneal.anneal(
             self.value(base_lrs, g, phase.start_momentum),
             self.value(base_lrs, g, phase.end_momentum),
-            pct,
+            curve,
         )
     }
 
-    /// The phase of step `n` and the fraction of it done (PyTorch's `pct`); `None`
-    /// without phases.
+    /// The phase of step `n` and the anneal's curve there (from PyTorch's `pct`);
+    /// `None` without phases.
     fn locate(&self, n: i64) -> Result<Option<(&Phase, f64)>, SchedError> {
         if n > self.total_steps {
             return Err(SchedError::PastTotalSteps {
@@ -372,7 +378,8 @@ impl OneCycleLR {
                 what: "the length of the current phase (pct_start * total_steps == 1?)",
             });
         }
-        Ok(Some((phase, (nf - start) / (phase.end_step - start))))
+        let pct = (nf - start) / (phase.end_step - start);
+        Ok(Some((phase, self.anneal.curve(pct))))
     }
 
     /// The number of steps in the cycle.
@@ -390,33 +397,33 @@ impl Rule for OneCycleLR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         opt: &mut dyn OptimizerParamGroups,
         _initial: bool,
         out: &mut Vec<f64>,
     ) -> Result<(), SchedError> {
-        let Some((phase, pct)) = self.locate(at.last_epoch)? else {
+        let Some((phase, curve)) = self.locate(at.last_epoch)? else {
             return Ok(());
         };
         let base_lrs = &self.core.base_lrs;
         if let Some(m) = &self.momentum {
             for g in 0..base_lrs.len() {
-                let mom = self.momentum_in(base_lrs, g, phase, pct);
+                let mom = self.momentum_in(base_lrs, g, phase, curve);
                 write_momentum(opt, g, m.use_beta1, mom)?;
             }
         }
-        out.extend((0..base_lrs.len()).map(|g| self.lr_in(base_lrs, g, phase, pct)));
+        out.extend((0..base_lrs.len()).map(|g| self.lr_in(base_lrs, g, phase, curve)));
         Ok(())
     }
     fn lr_at(&self, step: u64) -> Option<Vec<f64>> {
         let base_lrs = &self.core.base_lrs;
-        let Some((phase, pct)) = self.locate(i64::try_from(step).ok()?).ok()? else {
+        let Some((phase, curve)) = self.locate(i64::try_from(step).ok()?).ok()? else {
             return Some(Vec::new());
         };
         Some(
             (0..base_lrs.len())
-                .map(|g| self.lr_in(base_lrs, g, phase, pct))
+                .map(|g| self.lr_in(base_lrs, g, phase, curve))
                 .collect(),
         )
     }

@@ -74,7 +74,7 @@ impl Rule for PolynomialLR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         opt: &mut dyn OptimizerParamGroups,
         initial: bool,

@@ -94,7 +94,7 @@ impl Rule for WarmupCosineLR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         _: &mut dyn OptimizerParamGroups,
         _: bool,
@@ -237,7 +237,7 @@ impl Rule for WarmupStableDecayLR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         _: &mut dyn OptimizerParamGroups,
         _: bool,
@@ -341,7 +341,7 @@ impl Rule for InverseSqrtLR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         _: &mut dyn OptimizerParamGroups,
         _: bool,

@@ -72,7 +72,7 @@ impl Rule for StepLR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         opt: &mut dyn OptimizerParamGroups,
         _initial: bool,

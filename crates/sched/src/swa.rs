@@ -5,7 +5,7 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use crate::base::{self, invalid, leaf_scheduler, read_lrs, set_extra, At, Core, Rule};
+use crate::base::{self, invalid, leaf_scheduler, read_lrs, set_extra, At, Core, CosMemo, Rule};
 use crate::state::StateReader;
 use crate::{AnnealStrategy, PerGroup, SchedError};
 
@@ -52,6 +52,8 @@ pub struct SWALR {
     swa_lrs: Vec<f64>,
     anneal_epochs: i64,
     strategy: AnnealStrategy,
+    /// A step's `alpha` is the next one's `prev_alpha`.
+    cos: CosMemo,
 }
 
 impl SWALR {
@@ -78,13 +80,14 @@ impl SWALR {
             swa_lrs,
             anneal_epochs,
             strategy: config.anneal_strategy,
+            cos: CosMemo::default(),
         };
         base::construct(s, opt)
     }
 
-    fn anneal(&self, t: f64) -> f64 {
+    fn anneal(&mut self, t: f64) -> f64 {
         match self.strategy {
-            AnnealStrategy::Cos => (1.0 - (PI * t).cos()) / 2.0,
+            AnnealStrategy::Cos => (1.0 - self.cos.cos(PI * t)) / 2.0,
             AnnealStrategy::Linear => t,
         }
     }
@@ -109,7 +112,7 @@ impl Rule for SWALR {
         &mut self.core
     }
     fn get_lr(
-        &self,
+        &mut self,
         at: At,
         opt: &mut dyn OptimizerParamGroups,
         _initial: bool,
