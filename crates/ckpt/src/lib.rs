@@ -16,6 +16,16 @@
 //! Readers validate everything before returning, and bad input of any kind is an
 //! [`CkptError`], never a panic.
 //!
+//! # Performance
+//!
+//! Tensor bytes cross memory once in each direction. [`save`] writes straight from the
+//! state's arrays (no intermediate tree of copies), in large writes, computing the
+//! checksum on a second thread; [`load`] and [`read_pt`] read each tensor straight
+//! into its final buffer, large ones as two halves on two threads, checksumming as the
+//! bytes arrive. A tree you own converts to a [`TrainingState`] without a copy with
+//! `TrainingState::try_from(object)`; [`TrainingState::from_object`] takes a
+//! reference and therefore copies every tensor.
+//!
 //! # Example: a training state through the tempo format and PyTorch's
 //!
 //! ```
@@ -36,7 +46,7 @@
 //! write_pt(dir.path().join("run.pt"), &state.to_object())?;
 //! let back = read_pt(dir.path().join("run.pt"))?;
 //! assert_eq!(back.get("epoch"), Some(&Object::Int(3)));
-//! assert_eq!(TrainingState::from_object(&back)?, state);
+//! assert_eq!(TrainingState::try_from(back)?, state); // moves the tensors, no copy
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

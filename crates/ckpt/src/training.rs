@@ -271,6 +271,22 @@ impl TrainingState {
     }
 
     /// Reads the tree [`TrainingState::to_object`] makes, checking every part.
+    ///
+    /// This copies every tensor of `o`. When the tree is yours to give away (what
+    /// [`crate::read_pt`] and [`crate::load_object`] return),
+    /// `TrainingState::try_from(object)` checks the same and moves the tensors
+    /// instead: for a model with Adam's state, that skips copying three times the
+    /// model's size.
+    ///
+    /// ```
+    /// # use tempo_ckpt::{read_pt_bytes, write_pt_bytes, TrainingState};
+    /// let bytes = write_pt_bytes("run", &TrainingState::default().to_object())?;
+    /// let object = read_pt_bytes(&bytes)?;
+    /// assert_eq!(TrainingState::from_object(&object)?, TrainingState::default());
+    /// // The fast path: no tensor is copied.
+    /// assert_eq!(TrainingState::try_from(object)?, TrainingState::default());
+    /// # Ok::<(), tempo_ckpt::CkptError>(())
+    /// ```
     pub fn from_object(o: &Object) -> Result<TrainingState, CkptError> {
         TrainingState::try_from(o.clone())
     }
@@ -279,7 +295,10 @@ impl TrainingState {
 impl TryFrom<Object> for TrainingState {
     type Error = CkptError;
 
-    /// [`TrainingState::from_object`], moving the tensors instead of copying them.
+    /// [`TrainingState::from_object`], moving the tensors instead of copying them: the
+    /// fast way to read a training state out of a `.pt` file
+    /// (`TrainingState::try_from(read_pt(path)?)`). [`load`] reads tempo checkpoints
+    /// this way.
     fn try_from(o: Object) -> Result<TrainingState, CkptError> {
         let type_name = o.type_name();
         let Object::Dict(mut entries) = o else {
@@ -371,6 +390,9 @@ pub fn save(path: impl AsRef<Path>, state: &TrainingState) -> Result<(), CkptErr
 /// Loads a training state from a tempo checkpoint. The returned value is fully
 /// validated (magic, version, checksum, layout, dtypes); apply it with the model's and
 /// optimizer's own load functions, which check it against the live objects first.
+///
+/// The tensors are read once, straight into the state's arrays (see [`load_object`]),
+/// and moved, never copied.
 pub fn load(path: impl AsRef<Path>) -> Result<TrainingState, CkptError> {
     TrainingState::try_from(load_object(path)?)
 }
