@@ -16,17 +16,32 @@ use crate::{PerGroup, SchedError};
 /// Closures are not state: to restore a LambdaLR, construct it with the same functions,
 /// then load its state dict.
 #[derive(Clone)]
-pub struct LrLambda(Arc<dyn Fn(i64) -> f64 + Send + Sync>);
+pub struct LrLambda {
+    f: Arc<dyn Fn(i64) -> f64 + Send + Sync>,
+    /// Set when made from a [`NamedLambda`]: evaluated directly, and known to be pure.
+    named: Option<NamedLambda>,
+}
 
 impl LrLambda {
     /// Wraps a closure of the epoch (PyTorch passes `last_epoch`, an int).
     pub fn new(f: impl Fn(i64) -> f64 + Send + Sync + 'static) -> Self {
-        LrLambda(Arc::new(f))
+        LrLambda {
+            f: Arc::new(f),
+            named: None,
+        }
     }
 
     /// The function's value at `epoch`.
     pub fn call(&self, epoch: i64) -> f64 {
-        (self.0)(epoch)
+        match self.named {
+            Some(named) => named.eval(epoch),
+            None => (self.f)(epoch),
+        }
+    }
+
+    /// The named function this was made from, if it was.
+    pub(crate) fn named(&self) -> Option<NamedLambda> {
+        self.named
     }
 }
 
@@ -38,7 +53,10 @@ impl fmt::Debug for LrLambda {
 
 impl From<NamedLambda> for LrLambda {
     fn from(named: NamedLambda) -> Self {
-        LrLambda::new(move |e| named.eval(e))
+        LrLambda {
+            f: Arc::new(move |e| named.eval(e)),
+            named: Some(named),
+        }
     }
 }
 
