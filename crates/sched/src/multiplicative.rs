@@ -121,11 +121,20 @@ impl Rule for MultiplicativeLR {
             }
             _ => product(0, base_lrs),
         };
-        *memo = Some(Product {
-            step,
-            base_lrs: base_lrs.clone(),
-            lrs: lrs.clone(),
-        });
+        match memo.as_mut() {
+            Some(m) => {
+                m.step = step;
+                m.base_lrs.clone_from(base_lrs);
+                m.lrs.clone_from(&lrs);
+            }
+            None => {
+                *memo = Some(Product {
+                    step,
+                    base_lrs: base_lrs.clone(),
+                    lrs: lrs.clone(),
+                })
+            }
+        }
         Some(lrs)
     }
     fn write_own(&self, _d: &mut Dict) {}
