@@ -7,6 +7,7 @@ use tempo_param_groups::Value;
 
 use crate::read::peek_object;
 use crate::training::{load, save};
+use crate::write::remove_file;
 use crate::{CkptError, Object, TrainingState};
 
 /// Whether a smaller or a larger metric is better.
@@ -183,7 +184,7 @@ impl Checkpointer {
         let keep_from = entries.len().saturating_sub(self.config.keep_last);
         for (i, e) in entries.iter().enumerate() {
             if i < keep_from && Some(&e.path) != best.as_ref() && e.path != path {
-                fs::remove_file(&e.path).map_err(CkptError::io(&e.path))?;
+                remove_file(&e.path)?;
             }
         }
         Ok(path)
