@@ -3,7 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::format::{Encoder, CHECKSUM_KEY, FORMAT_VERSION, MAGIC, MAX_HEADER};
 use crate::io::write_hashed;
@@ -123,6 +123,10 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// flushed too. A crash at any point leaves either the old file or the new one, never
 /// a torn one; on error the temporary file is removed and `path` is untouched.
 ///
+/// While `write` runs, a second thread flushes the bytes already written each time
+/// 32 MiB more are there, so that the disk works while the rest is being written and
+/// the final `fsync` has only the tail left.
+///
 /// On Unix, a large file that the rename replaces is released (its cached pages and
 /// disk blocks freed) by a background thread once this returns, instead of inside the
 /// rename: for a checkpoint of hundreds of MB that takes tens of milliseconds.
@@ -152,7 +156,7 @@ pub fn write_atomic(
             .create_new(true)
             .open(&tmp)
             .map_err(CkptError::io(&tmp))?;
-        write(&mut file)?;
+        write_behind(&mut file, &tmp, WRITE_BEHIND_STEP, write)?;
         file.sync_all().map_err(CkptError::io(&tmp))?;
         drop(file);
         let replaced = hold(path);
@@ -165,6 +169,53 @@ pub fn write_atomic(
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// While a checkpoint is written, the bytes already written are flushed to disk each
+/// time this many more have been written.
+const WRITE_BEHIND_STEP: u64 = 32 << 20;
+
+/// Runs `write` on `file` while a second thread flushes what is already written to
+/// disk (`fdatasync`) each time `step` more bytes are there, so that the disk works
+/// while the rest is still being written and the final `fsync` has only the tail
+/// left. An error of those flushes fails the write, as the final `fsync`'s would
+/// (the kernel may report a write-back error only once per open file).
+fn write_behind(
+    file: &mut File,
+    tmp: &Path,
+    step: u64,
+    write: impl FnOnce(&mut File) -> Result<(), CkptError>,
+) -> Result<(), CkptError> {
+    let Ok(flusher) = file.try_clone() else {
+        return write(file);
+    };
+    let stop = AtomicBool::new(false);
+    let (written, flushed) = std::thread::scope(|s| {
+        let stop = &stop;
+        let thread = std::thread::Builder::new().spawn_scoped(s, move || {
+            let mut flushed = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let len = flusher.metadata()?.len();
+                if len >= flushed.saturating_add(step) {
+                    flusher.sync_data()?;
+                    flushed = len;
+                } else {
+                    std::thread::park_timeout(std::time::Duration::from_millis(1));
+                }
+            }
+            Ok(())
+        });
+        let written = write(file);
+        stop.store(true, Ordering::Release);
+        // Without a second thread, the final fsync does all the flushing.
+        let flushed = thread.map_or(Ok(()), |t| {
+            t.thread().unpark();
+            t.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+        });
+        (written, flushed)
+    });
+    written?;
+    flushed.map_err(CkptError::io(tmp))
 }
 
 /// Files at least this large are released by a background thread when their name is
@@ -248,6 +299,33 @@ mod tests {
         assert_eq!(names.len(), 1, "{names:?}");
         write_atomic(&path, |f| Ok(f.write_all(b"new")?)).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
+    }
+
+    #[test]
+    fn flushing_while_writing_keeps_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flushed.bin");
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut file = File::create(&path).unwrap();
+        // Flushes every 4 KiB while the bytes go out in small writes, for about 20 ms.
+        write_behind(&mut file, &path, 4096, |f| {
+            for chunk in bytes.chunks(1000) {
+                f.write_all(chunk)?;
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+            Ok(())
+        })
+        .unwrap();
+        drop(file);
+        assert!(fs::read(&path).unwrap() == bytes);
+        let mut file = File::create(&path).unwrap();
+        let failed = write_behind(&mut file, &path, 4096, |_| {
+            Err(CkptError::InvalidConfig {
+                what: "test",
+                detail: "simulated failure".into(),
+            })
+        });
+        assert!(matches!(failed, Err(CkptError::InvalidConfig { .. })));
     }
 
     #[test]
