@@ -266,7 +266,7 @@ fn read_data(
     let mut tensors = HashMap::with_capacity(header.tensors.len());
     for (name, dtype, shape, nbytes) in header.tensors {
         let n = (nbytes / dtype.size() as u64) as usize;
-        let elements = Elements::fill_le(dtype, n, |buf| fill(buf, &mut hasher))?;
+        let elements = Elements::fill_le(dtype, n, |buf| Ok(fill(buf, &mut hasher)?))?;
         tensors.insert(name, AnyTensor::new(shape, elements)?);
     }
     let found = hasher.finalize();

@@ -258,7 +258,7 @@ impl Elements {
     pub(crate) fn fill_le(
         dtype: DType,
         len: usize,
-        fill: impl FnOnce(&mut [u8]) -> std::io::Result<()>,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), CkptError>,
     ) -> Result<Elements, CkptError> {
         if dtype == DType::Bool {
             let mut raw = vec![0u8; len];

@@ -124,7 +124,7 @@ fn read_pt_with<R: Read + Seek>(
             // checksumming in the same pass.
             let mut hasher = crc32fast::Hasher::new();
             let elements = Elements::fill_le(spec.dtype, n, |buf| {
-                fill(reader, entry.data_offset, buf, &mut hasher)
+                Ok(fill(reader, entry.data_offset, buf, &mut hasher)?)
             })?;
             check_crc(entry, hasher.finalize())?;
             return AnyTensor::new(spec.size.clone(), elements);
@@ -132,8 +132,16 @@ fn read_pt_with<R: Read + Seek>(
         let storage = match cache.get(&(spec.key.clone(), spec.dtype)) {
             Some(s) => Rc::clone(s),
             None => {
-                let bytes = archive.read_entry(reader, entry)?;
-                let s = Rc::new(Elements::from_le_bytes(spec.dtype, &bytes)?);
+                // The record's size was checked against the file and the storage's
+                // element count; it is read straight into the storage's elements, and
+                // its CRC checked before the elements are.
+                let numel = usize::try_from(spec.storage_numel)
+                    .map_err(|_| bad(format!("{} elements", spec.storage_numel)))?;
+                let s = Rc::new(Elements::fill_le(spec.dtype, numel, |buf| {
+                    let mut hasher = crc32fast::Hasher::new();
+                    fill(reader, entry.data_offset, buf, &mut hasher)?;
+                    check_crc(entry, hasher.finalize())
+                })?);
                 cache.insert((spec.key.clone(), spec.dtype), Rc::clone(&s));
                 s
             }

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use tempo_ckpt::{read_pt_bytes, read_tempo_bytes, write_tempo_bytes, CkptError, MAGIC};
+use tempo_ckpt::{read_pt, read_pt_bytes, read_tempo_bytes, write_tempo_bytes, CkptError, MAGIC};
 
 use crate::golden::golden_object;
 use crate::torch_checkpoint;
@@ -224,6 +224,35 @@ fn views_of_a_storage_are_read_as_torch_defines_them() {
         o.as_tensor().unwrap().elements(),
         &tempo_ckpt::Elements::I64(vec![want])
     );
+}
+
+#[test]
+fn large_views_read_from_files_are_checksummed() {
+    // A view (offset 1) of a 4.8 MB storage: the storage is read from the file in two
+    // halves on two threads, checksummed, then the view is taken.
+    let n = 1_200_000u32;
+    let storage: Vec<u8> = (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let p = tensor_pickle("FloatStorage", n, 1, &[n - 1], &[1]);
+    let bytes = pt_with_pickle(&p, &[("0", &storage)]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("view.pt");
+    std::fs::write(&path, &bytes).unwrap();
+    let o = read_pt(&path).unwrap();
+    let expected: Vec<f32> = (1..n).map(|i| i as f32).collect();
+    assert_eq!(
+        o.as_tensor().unwrap().elements(),
+        &tempo_ckpt::Elements::F32(expected)
+    );
+    assert_eq!(read_pt_bytes(&bytes).unwrap(), o);
+    let tail = &storage[storage.len() - 16..];
+    let at = bytes.windows(16).position(|w| w == tail).unwrap();
+    let mut bad = bytes.clone();
+    bad[at] ^= 0x01;
+    std::fs::write(&path, &bad).unwrap();
+    assert!(matches!(
+        read_pt(&path),
+        Err(CkptError::ChecksumMismatch { .. })
+    ));
 }
 
 #[test]
