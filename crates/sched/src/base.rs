@@ -81,6 +81,8 @@ impl Core {
     pub(crate) fn take_buffer(&mut self) -> Vec<f64> {
         let mut lrs = std::mem::take(&mut self.scratch);
         lrs.clear();
+        // A no-op but after a clone, which copies only the buffer's length.
+        lrs.reserve(self.base_lrs.len());
         lrs
     }
 

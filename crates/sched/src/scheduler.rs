@@ -20,6 +20,11 @@ pub trait LrScheduler: Send {
     ///
     /// ReduceLROnPlateau (and a composite whose active child is one) returns
     /// [`SchedError::MetricRequired`]. On error nothing is changed.
+    ///
+    /// A step allocates nothing once the scheduler has stepped (its buffers are sized
+    /// at construction), beyond what `opt`'s own accessors do; the one exception is a
+    /// [`ChainedScheduler`](crate::ChainedScheduler) with a child that cycles
+    /// `betas[0]`, which keeps a copy of each group's `betas` for its rollback.
     fn step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError>;
 
     /// One step with a validation metric (PyTorch's `ReduceLROnPlateau.step(metrics)`).

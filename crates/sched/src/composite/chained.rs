@@ -29,6 +29,8 @@ pub struct ChainedScheduler {
     scratch: Vec<f64>,
     /// Not state: the group values a failing step puts back, group by group.
     saved: Vec<Option<Value>>,
+    /// Not state: the lrs a failing restart puts back.
+    before: Vec<f64>,
 }
 
 /// The group values a step of children that never write momentum may change.
@@ -79,6 +81,7 @@ impl ChainedScheduler {
             bases,
             scratch: Vec::with_capacity(n),
             saved: Vec::with_capacity(n * MOMENTUM_KEYS.len()),
+            before: Vec::with_capacity(n),
         })
     }
 
@@ -210,6 +213,7 @@ impl LrScheduler for ChainedScheduler {
             bases: self.bases.clone(),
             scratch: Vec::with_capacity(self.last_lr.len()),
             saved: Vec::new(),
+            before: Vec::new(),
         })
     }
 
@@ -247,16 +251,21 @@ impl LrScheduler for ChainedScheduler {
         _epoch: i64,
     ) -> Result<(), SchedError> {
         check_groups(self.last_lr.len(), opt)?;
-        let before = current_lrs(opt)?;
-        for (g, &lr) in self.bases.iter().enumerate() {
-            opt.set_lr(g, lr)?;
-        }
-        let result = self.each(opt, |c, opt| c.initial_step(opt));
-        if result.is_err() {
-            for (g, &lr) in before.iter().enumerate() {
+        let mut before = std::mem::take(&mut self.before);
+        before.clear();
+        let result = read_lrs(opt, &mut before).and_then(|()| {
+            for (g, &lr) in self.bases.iter().enumerate() {
                 opt.set_lr(g, lr)?;
             }
-        }
+            let result = self.each(opt, |c, opt| c.initial_step(opt));
+            if result.is_err() {
+                for (g, &lr) in before.iter().enumerate() {
+                    opt.set_lr(g, lr)?;
+                }
+            }
+            result
+        });
+        self.before = before;
         result
     }
 }
