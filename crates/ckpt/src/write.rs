@@ -205,17 +205,37 @@ fn write_behind(
             }
             Ok(())
         });
+        // Stops the flusher when `write` returns, and also if it panics (the scope
+        // waits for the flusher before the panic goes on).
+        let stopper = Stopper {
+            stop,
+            thread: thread.as_ref().ok().map(|t| t.thread().clone()),
+        };
         let written = write(file);
-        stop.store(true, Ordering::Release);
+        drop(stopper);
         // Without a second thread, the final fsync does all the flushing.
         let flushed = thread.map_or(Ok(()), |t| {
-            t.thread().unpark();
             t.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
         });
         (written, flushed)
     });
     written?;
     flushed.map_err(CkptError::io(tmp))
+}
+
+/// Tells the flusher of [`write_behind`] to stop, when dropped.
+struct Stopper<'a> {
+    stop: &'a AtomicBool,
+    thread: Option<std::thread::Thread>,
+}
+
+impl Drop for Stopper<'_> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = &self.thread {
+            t.unpark();
+        }
+    }
 }
 
 /// Files at least this large are released by a background thread when their name is
@@ -228,6 +248,7 @@ const RELEASE_LATER_MIN: u64 = 16 << 20;
 /// does off the caller's path.
 #[cfg(unix)]
 fn hold(path: &Path) -> Option<File> {
+    // Only regular files: opening a FIFO, say, could block.
     let meta = fs::symlink_metadata(path).ok()?;
     if !meta.file_type().is_file() || meta.len() < RELEASE_LATER_MIN {
         return None;
@@ -326,6 +347,11 @@ mod tests {
             })
         });
         assert!(matches!(failed, Err(CkptError::InvalidConfig { .. })));
+        // A panicking writer stops the flusher too: the panic comes out, no hang.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            write_behind(&mut file, &path, 4096, |_| panic!("writer panicked"))
+        }));
+        assert!(panicked.is_err());
     }
 
     #[test]
