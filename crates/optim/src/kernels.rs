@@ -14,10 +14,13 @@
 //!   compiled for the baseline target, where `mul_add` is a (slower, equally exact)
 //!   library call. Both give the same bits: every operation is IEEE-754 and elementwise.
 //! * when the step has at least [`PARALLEL_THRESHOLD`] elements in all and the machine
-//!   more than one core: the concatenation of all the tasks' elements is cut into chunks
-//!   of equal size, which the caller and the workers take from a shared counter until
-//!   none is left; a chunk may cover the end of one parameter and the start of the next.
-//!   Elements are independent, so the split never changes a number.
+//!   more than one core: the concatenation of all the tasks' elements is cut into one
+//!   contiguous part per thread (the caller and the workers), and each part into chunks
+//!   that its thread takes in order, then the other threads once they are done with
+//!   their own part; a chunk may cover the end of one parameter and the start of the
+//!   next. Each thread thus updates the same elements at every step, which stay in its
+//!   caches, unless another thread is late. Elements are independent, so the split never
+//!   changes a number.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -199,16 +202,7 @@ impl<'a, T: Float, K: Kernel<T>> Batch<'a, T, K> {
         let fma = has_fma();
         if self.total >= PARALLEL_THRESHOLD {
             if let Some((pool, threads)) = pool() {
-                let chunk = chunk_len(self.total, threads);
-                let split = Split {
-                    tasks: &self.tasks,
-                    total: self.total,
-                    chunk,
-                    chunks: self.total.div_ceil(chunk),
-                    next: AtomicUsize::new(0),
-                    fma,
-                };
-                pool.run(&split);
+                pool.run(&Split::new(&self.tasks, self.total, threads, fma));
                 return;
             }
         }
@@ -228,19 +222,55 @@ fn chunk_len(total: usize, threads: usize) -> usize {
         .clamp(MIN_CHUNK, MAX_CHUNK)
 }
 
-/// A batch cut into chunks of `chunk` elements, taken in turn from `next`. Made only by
-/// [`Batch::run`], which holds the batch mutably while the split runs: the split's
-/// ranges are the only lanes of its tasks alive.
+/// At most this many threads get a part of their own (more threads only help others).
+const MAX_PARTS: usize = 32;
+
+/// A chunk counter on a cache line of its own (no false sharing between threads).
+#[repr(align(128))]
+struct Counter(AtomicUsize);
+
+/// A batch cut into one contiguous part per thread, and each part into chunks of
+/// `chunk` elements. Thread `k` takes the chunks of part `k` in order, then helps the
+/// other parts: the same thread runs the same elements at every step (they stay in its
+/// caches) unless another thread was late. Made only by [`Batch::run`], which holds the
+/// batch mutably while the split runs: the split's ranges are the only lanes of its
+/// tasks alive.
 struct Split<'b, 'a, T, K> {
     tasks: &'b [Task<'a, T, K>],
     total: usize,
+    parts: usize,
+    /// Elements per part (a multiple of `chunk`; the last part may be shorter).
+    part: usize,
     chunk: usize,
-    chunks: usize,
-    next: AtomicUsize,
+    /// The next chunk of each part, counted from the part's start.
+    next: [Counter; MAX_PARTS],
     fma: bool,
 }
 
-impl<T: Float, K: Kernel<T>> Split<'_, '_, T, K> {
+impl<'b, 'a, T: Float, K: Kernel<T>> Split<'b, 'a, T, K> {
+    fn new(tasks: &'b [Task<'a, T, K>], total: usize, threads: usize, fma: bool) -> Self {
+        let parts = threads.clamp(1, MAX_PARTS);
+        let chunk = chunk_len(total, parts);
+        Self {
+            tasks,
+            total,
+            parts,
+            part: total.div_ceil(parts).next_multiple_of(chunk),
+            chunk,
+            next: std::array::from_fn(|_| Counter(AtomicUsize::new(0))),
+            fma,
+        }
+    }
+
+    /// Takes the next chunk of part `k`, if any is left: its element range.
+    fn take(&self, k: usize) -> Option<(usize, usize)> {
+        let start = k * self.part;
+        let end = (start + self.part).min(self.total);
+        let i = self.next[k].0.fetch_add(1, Ordering::Relaxed);
+        let lo = start.checked_add(i.checked_mul(self.chunk)?)?;
+        (lo < end).then(|| (lo, (lo + self.chunk).min(end)))
+    }
+
     /// Runs elements `lo..hi` of the concatenation, task by task.
     fn run_range(&self, lo: usize, hi: usize) {
         let first = self.tasks.partition_point(|t| t.start + t.lanes.len <= lo);
@@ -248,8 +278,8 @@ impl<T: Float, K: Kernel<T>> Split<'_, '_, T, K> {
             let a = lo.max(t.start) - t.start;
             let b = hi.min(t.start + t.lanes.len) - t.start;
             if a < b {
-                // SAFETY: `a < b <= len`; chunk `lo..hi` is taken by one thread only (the
-                // counter hands out each index once), chunks do not overlap, and
+                // SAFETY: `a < b <= len`; chunk `lo..hi` is taken by one thread only (each
+                // part's counter hands out each index once), chunks do not overlap, and
                 // `Batch::run` holds the batch mutably for the whole `Pool::run`, so no
                 // other lanes of these tasks are alive.
                 let lanes = unsafe { t.lanes.range(a, b) };
@@ -260,19 +290,20 @@ impl<T: Float, K: Kernel<T>> Split<'_, '_, T, K> {
 }
 
 impl<T: Float, K: Kernel<T>> Share for Split<'_, '_, T, K> {
-    fn work(&self) {
-        loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            if i >= self.chunks {
-                return;
+    fn work(&self, thread: usize) {
+        for k in (0..self.parts).map(|j| (thread + j) % self.parts) {
+            while let Some((lo, hi)) = self.take(k) {
+                self.run_range(lo, hi);
             }
-            let lo = i * self.chunk;
-            self.run_range(lo, (lo + self.chunk).min(self.total));
         }
     }
 
     fn stop(&self) {
-        self.next.store(self.chunks, Ordering::Relaxed);
+        // Past every part's end, and far enough from overflow that the few increments
+        // still to come cannot wrap around to a valid chunk.
+        for c in &self.next {
+            c.0.store(usize::MAX / 2, Ordering::Relaxed);
+        }
     }
 }
 
@@ -526,6 +557,38 @@ mod tests {
                 assert_eq!(bits, c.mul_add(g, p0).to_bits(), "tensor {i}, element {j}");
             }
             start += n;
+        }
+    }
+
+    #[test]
+    fn any_thread_can_finish_a_split() {
+        // Whichever threads show up, in whatever order, every element is run once.
+        let sizes = [5000, 1, 70_001, 0, 4096];
+        let total: usize = sizes.iter().sum();
+        for order in [&[0usize][..], &[1], &[2, 0], &[7, 1, 0]] {
+            let mut bufs: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = sizes
+                .iter()
+                .map(|&n| (vec![1.0; n], vec![1.0; n], vec![0.0; n]))
+                .collect();
+            let mut batch = Batch::new(Vec::new());
+            for (p, g, s) in &mut bufs {
+                batch.push(Axpy(1.0), Lanes::new(p, g).with(0, s));
+            }
+            let split = Split::new(&batch.tasks, total, 3, false);
+            for &thread in order {
+                split.work(thread);
+            }
+            drop(batch);
+            for (p, _, s) in &bufs {
+                assert!(
+                    p.iter().all(|&x| (x - 2.0).abs() < f32::EPSILON),
+                    "{order:?}"
+                );
+                assert!(
+                    s.iter().all(|&x| (x - 1.0).abs() < f32::EPSILON),
+                    "{order:?}"
+                );
+            }
         }
     }
 

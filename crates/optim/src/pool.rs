@@ -1,11 +1,16 @@
 //! The persistent worker threads that share a step's elementwise work with the caller.
 //!
 //! One pool per process, started at the first step that has enough work to split:
-//! `available_parallelism - 1` workers, parked on a condition variable between steps.
-//! A dispatch posts a type-erased reference to a job on the caller's stack, the caller
-//! works on it too, and the dispatch returns only when no worker is inside the job any
-//! more. Posting, waking and joining allocate nothing (a mutex, two condition variables
-//! and a few counters), so a steady-state step allocates nothing either.
+//! `available_parallelism - 1` workers. A dispatch posts a type-erased reference to a
+//! job on the caller's stack, the caller works on it too, and the dispatch returns only
+//! when no worker is inside the job any more. Posting, waking and joining allocate
+//! nothing (a mutex, two condition variables and a few counters), so a steady-state step
+//! allocates nothing either.
+//!
+//! Between jobs a worker first spins for [`WORKER_SPIN`] (steps often come back to back,
+//! and waking a sleeping thread, on a virtual machine above all, can cost more than a
+//! step's share), then sleeps on a condition variable. The caller likewise spins for up
+//! to [`CALLER_SPIN`] for the workers to leave a job before it sleeps.
 //!
 //! A panic in a job, on any thread, stops the job's remaining work, waits for every
 //! worker to leave the job and is then raised again on the caller's thread, so no worker
@@ -13,24 +18,38 @@
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long an idle worker spins for the next job before it sleeps.
+const WORKER_SPIN: Duration = Duration::from_micros(100);
+/// How long the caller spins for the workers to leave a job before it sleeps (short: a
+/// worker that takes longer was probably preempted, and a spinning caller would keep it
+/// from the core it could run on).
+const CALLER_SPIN: Duration = Duration::from_micros(50);
 
 /// Work that several threads do together: each thread calls [`Share::work`] until it
 /// returns, and the work is done when every call has returned.
 pub(crate) trait Share: Sync {
-    /// Does parts of the work until none is left (or the work was stopped).
-    fn work(&self);
+    /// Does parts of the work until none is left (or the work was stopped). `thread` is
+    /// 0 on the caller and `1 + i` on worker `i`, the same for every job, so that a job
+    /// can give each thread the same part at every step.
+    fn work(&self, thread: usize);
     /// Makes every current and later call of [`Share::work`] return soon, leaving the
     /// remaining parts undone (after a panic).
     fn stop(&self);
 }
+
+/// A panic's payload, as `catch_unwind` returns it.
+type Payload = Box<dyn Any + Send>;
 
 /// A posted job: a pointer to a `Share` on the caller's stack, and the function that
 /// works on it given that pointer.
 #[derive(Clone, Copy)]
 struct JobRef {
     data: *const (),
-    work: unsafe fn(*const ()) -> Result<(), Box<dyn Any + Send>>,
+    work: unsafe fn(*const (), usize) -> Result<(), Payload>,
 }
 
 // SAFETY: a `JobRef` points to a `Share`, which is `Sync`, and is dereferenced only
@@ -42,23 +61,21 @@ unsafe impl Send for JobRef {}
 ///
 /// # Safety
 /// `data` must point to a live `S` for the whole call.
-unsafe fn work_erased<S: Share>(data: *const ()) -> Result<(), Box<dyn Any + Send>> {
+unsafe fn work_erased<S: Share>(data: *const (), thread: usize) -> Result<(), Box<dyn Any + Send>> {
     // SAFETY: guaranteed by the caller: `Pool::run` keeps the `S` alive until this call
     // has returned.
     let job = unsafe { &*data.cast::<S>() };
-    panic::catch_unwind(AssertUnwindSafe(|| job.work())).inspect_err(|_| job.stop())
+    panic::catch_unwind(AssertUnwindSafe(|| job.work(thread))).inspect_err(|_| job.stop())
 }
 
 /// What the workers and the caller share, under `Pool::state`.
 struct State {
     /// The posted job, while the caller is working on it.
     job: Option<JobRef>,
-    /// Incremented at every post, so that a worker takes each job at most once.
-    epoch: u64,
-    /// Workers inside the posted job.
-    running: usize,
+    /// Workers asleep on `Pool::posted`.
+    sleeping: usize,
     /// The first panic a worker caught in the current job.
-    panic: Option<Box<dyn Any + Send>>,
+    panic: Option<Payload>,
 }
 
 /// The worker threads and their rendezvous.
@@ -66,7 +83,13 @@ pub(crate) struct Pool {
     /// Held for a whole dispatch: one job at a time (callers on other threads wait).
     turn: Mutex<()>,
     state: Mutex<State>,
-    /// Signalled when a job is posted.
+    /// Incremented at every post, so that a worker takes each job at most once. Written
+    /// only under `state`; read without it by spinning workers.
+    epoch: AtomicU64,
+    /// Workers inside the posted job. Written only under `state`; read without it by
+    /// the spinning caller.
+    running: AtomicUsize,
+    /// Signalled when a job is posted and a worker sleeps.
     posted: Condvar,
     /// Signalled when the last running worker leaves a job.
     left: Condvar,
@@ -76,6 +99,22 @@ pub(crate) struct Pool {
 /// state they guard is consistent at every unlock.
 fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Spins until `done` holds or `limit` has passed; returns whether `done` holds.
+fn spin_until(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            if done() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() > limit {
+            return done();
+        }
+    }
 }
 
 /// The process's pool and the number of threads a job runs on (the workers and the
@@ -88,20 +127,21 @@ pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
         turn: Mutex::new(()),
         state: Mutex::new(State {
             job: None,
-            epoch: 0,
-            running: 0,
+            sleeping: 0,
             panic: None,
         }),
+        epoch: AtomicU64::new(0),
+        running: AtomicUsize::new(0),
         posted: Condvar::new(),
         left: Condvar::new(),
     });
     let workers = *WORKERS.get_or_init(|| {
         let wanted = std::thread::available_parallelism().map_or(1, usize::from) - 1;
         (0..wanted)
-            .take_while(|i| {
+            .take_while(|&i| {
                 std::thread::Builder::new()
                     .name(format!("tempo-optim-{i}"))
-                    .spawn(move || pool.serve())
+                    .spawn(move || pool.serve(i + 1))
                     .is_ok()
             })
             .count()
@@ -110,7 +150,7 @@ pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
 }
 
 impl Pool {
-    /// Runs `job` on the caller's thread and on every worker that wakes up in time, and
+    /// Runs `job` on the caller's thread and on every worker that comes in time, and
     /// returns when the job is done and no worker is inside it. A panic in the job, on
     /// any thread, is raised again here once no worker is inside it.
     ///
@@ -121,23 +161,28 @@ impl Pool {
             data: std::ptr::from_ref(job).cast(),
             work: work_erased::<S>,
         };
-        {
+        let wake = {
             let mut st = lock(&self.state);
             st.job = Some(posted);
-            st.epoch = st.epoch.wrapping_add(1);
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            st.sleeping > 0
+        };
+        if wake {
+            self.posted.notify_all();
         }
-        self.posted.notify_all();
-        let mine = panic::catch_unwind(AssertUnwindSafe(|| job.work()));
+        let mine = panic::catch_unwind(AssertUnwindSafe(|| job.work(0)));
         if mine.is_err() {
             job.stop();
         }
+        // Workers that have not taken the job yet will not take it any more...
+        lock(&self.state).job = None;
+        // ...and those that have are waited for: only then may `job` (and what it
+        // borrows) go away, normally or by unwinding. They are usually finishing their
+        // last chunk: spin a little before sleeping.
+        spin_until(CALLER_SPIN, || self.running.load(Ordering::SeqCst) == 0);
         let theirs = {
             let mut st = lock(&self.state);
-            // Workers that have not taken the job yet will not take it any more...
-            st.job = None;
-            // ...and those that have are waited for: only then may `job` (and what it
-            // borrows) go away, normally or by unwinding.
-            while st.running > 0 {
+            while self.running.load(Ordering::SeqCst) > 0 {
                 st = self.left.wait(st).unwrap_or_else(PoisonError::into_inner);
             }
             st.panic.take()
@@ -150,35 +195,43 @@ impl Pool {
         }
     }
 
-    /// A worker's loop: waits for a job it has not taken yet, works on it, reports.
-    fn serve(&self) {
+    /// The loop of the worker that works as `thread`: waits for a job it has not taken
+    /// yet, works on it, reports.
+    fn serve(&self, thread: usize) {
         #[cfg(test)]
         tests::IN_WORKER.with(|w| w.set(true));
         let mut seen = 0u64;
         loop {
+            spin_until(WORKER_SPIN, || self.epoch.load(Ordering::SeqCst) != seen);
             let job = {
                 let mut st = lock(&self.state);
                 loop {
+                    let epoch = self.epoch.load(Ordering::SeqCst);
                     match st.job {
-                        Some(job) if st.epoch != seen => {
-                            seen = st.epoch;
-                            st.running += 1;
+                        Some(job) if epoch != seen => {
+                            seen = epoch;
+                            self.running.fetch_add(1, Ordering::SeqCst);
                             break job;
                         }
-                        _ => st = self.posted.wait(st).unwrap_or_else(PoisonError::into_inner),
+                        _ => {
+                            // A job posted and retracted while we spun is not ours.
+                            seen = epoch;
+                            st.sleeping += 1;
+                            st = self.posted.wait(st).unwrap_or_else(PoisonError::into_inner);
+                            st.sleeping -= 1;
+                        }
                     }
                 }
             };
             // SAFETY: the job was taken (and `running` incremented) under the lock while
             // it was posted, so `Pool::run` keeps its `Share` alive until we decrement
             // `running` below.
-            let result = unsafe { (job.work)(job.data) };
+            let result = unsafe { (job.work)(job.data, thread) };
             let mut st = lock(&self.state);
             if let Err(payload) = result {
                 st.panic.get_or_insert(payload);
             }
-            st.running -= 1;
-            if st.running == 0 {
+            if self.running.fetch_sub(1, Ordering::SeqCst) == 1 {
                 self.left.notify_all();
             }
         }
@@ -263,8 +316,9 @@ mod tests {
     }
 
     impl<C: Fn(&AtomicUsize) + Sync, W: Fn() + Sync> Share for Probe<C, W> {
-        fn work(&self) {
-            if std::thread::current().id() == self.caller {
+        fn work(&self, thread: usize) {
+            assert_eq!(thread == 0, std::thread::current().id() == self.caller);
+            if thread == 0 {
                 (self.on_caller)(&self.entered);
             } else {
                 self.entered.fetch_add(1, SeqCst);
