@@ -54,8 +54,8 @@ pub(crate) fn bench(c: &mut Criterion) {
         b.iter(|| {
             let o = check(read_pt(&pt_path).map_err(Into::into), "read_pt");
             black_box(check(
-                TrainingState::from_object(&o).map_err(Into::into),
-                "from_object",
+                TrainingState::try_from(o).map_err(Into::into),
+                "try_from",
             ))
         })
     });

@@ -893,14 +893,14 @@ impl Summary {
             ),
             (
                 "save_nosync",
-                "  part of it: tree + write, no fsync",
+                "  the general path: `to_object` tree + `write_tempo`, no fsync",
                 torch_save,
                 disk_write,
                 None,
             ),
             (
                 "to_object",
-                "  part of it: `TrainingState::to_object` (copies every tensor)",
+                "  of that: `TrainingState::to_object` (a copy of every tensor; `save` makes none)",
                 None,
                 None,
                 None,
@@ -921,7 +921,7 @@ impl Summary {
             ),
             (
                 "pt_load",
-                "`.pt` read (`read_pt` + `TrainingState::from_object`)",
+                "`.pt` read (`read_pt` + `TrainingState::try_from`, no copy)",
                 torch_load,
                 disk_read,
                 None,
