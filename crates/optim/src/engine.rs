@@ -479,6 +479,24 @@ macro_rules! elementwise_optimizer {
             ) -> Result<(), tempo_param_groups::ParamGroupError> {
                 self.engine.set(group, key, value)
             }
+            fn get_f64(
+                &self,
+                group: usize,
+                key: &str,
+            ) -> Result<f64, tempo_param_groups::ParamGroupError> {
+                self.engine.groups.get_f64(group, key)
+            }
+            fn set_f64(
+                &mut self,
+                group: usize,
+                key: &str,
+                value: f64,
+            ) -> Result<(), tempo_param_groups::ParamGroupError> {
+                self.engine.groups.set_f64(group, key, value)
+            }
+            fn initial_lr(&self, group: usize) -> Option<f64> {
+                self.engine.groups.get_f64(group, "initial_lr").ok()
+            }
             fn momentum_key(
                 &self,
                 group: usize,

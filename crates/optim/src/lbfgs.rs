@@ -839,6 +839,15 @@ impl<T: Float> OptimizerParamGroups for Lbfgs<T> {
     fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
         self.groups.set(group, key, value)
     }
+    fn get_f64(&self, group: usize, key: &str) -> Result<f64, ParamGroupError> {
+        self.groups.get_f64(group, key)
+    }
+    fn set_f64(&mut self, group: usize, key: &str, value: f64) -> Result<(), ParamGroupError> {
+        self.groups.set_f64(group, key, value)
+    }
+    fn initial_lr(&self, group: usize) -> Option<f64> {
+        self.groups.get_f64(group, "initial_lr").ok()
+    }
 }
 
 fn tensor<T: Float>(v: &[T]) -> StateValue {

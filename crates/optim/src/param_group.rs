@@ -194,6 +194,43 @@ impl<T: Float> Groups<T> {
         Ok(())
     }
 
+    /// `OptimizerParamGroups::get_f64`'s provided behaviour, reading in place instead of
+    /// copying the value out (a scheduler reads `lr` every step).
+    pub(crate) fn get_f64(&self, group: usize, key: &str) -> Result<f64, ParamGroupError> {
+        let d = self.dict(group)?;
+        let v = (key != "params")
+            .then(|| d.get(key))
+            .flatten()
+            .ok_or_else(|| ParamGroupError::MissingKey {
+                group,
+                key: key.to_string(),
+            })?;
+        v.as_f64().ok_or_else(|| ParamGroupError::WrongType {
+            key: key.to_string(),
+            expected: "a number",
+            found: v.type_name(),
+        })
+    }
+
+    /// `OptimizerParamGroups::set_f64`'s provided behaviour (`set` with a float),
+    /// overwriting a float in place (a scheduler writes `lr` every step).
+    pub(crate) fn set_f64(
+        &mut self,
+        group: usize,
+        key: &str,
+        value: f64,
+    ) -> Result<(), ParamGroupError> {
+        if key != "params" {
+            if let Some(Value::Float(slot)) =
+                self.options.get_mut(group).and_then(|d| d.get_mut(key))
+            {
+                *slot = value;
+                return Ok(());
+            }
+        }
+        self.set(group, key, Value::Float(value))
+    }
+
     fn dict(&self, group: usize) -> Result<&Dict, ParamGroupError> {
         let groups = self.options.len();
         self.options
@@ -484,6 +521,53 @@ mod tests {
         ours.set(0, "initial_lr", Value::Float(0.5)).unwrap();
         let keys: Vec<_> = ours.options[0].keys().collect();
         assert_eq!(keys, ["betas", "lr", "initial_lr"]);
+    }
+
+    #[test]
+    fn number_accessors_match_the_provided_methods() {
+        use tempo_param_groups::OptimizerParamGroups;
+        let build = || {
+            let groups = vec![
+                ParamGroup::new(vec![t(1)])
+                    .with("lr", 0.1)
+                    .with("momentum", 0i64),
+                ParamGroup::new(vec![t(1)])
+                    .with("lr", Value::Str("fast".into()))
+                    .with("initial_lr", Value::None),
+                ParamGroup::new(vec![t(1)]).with("initial_lr", 0.5),
+            ];
+            Groups::build(groups, &Dict::new()).unwrap()
+        };
+        let mut ours = build();
+        let mut provided = Provided(build());
+        let keys = ["lr", "momentum", "initial_lr", "params", "missing"];
+        for group in 0..4 {
+            for key in keys {
+                assert_eq!(
+                    ours.get_f64(group, key),
+                    provided.get_f64(group, key),
+                    "group {group} key {key}"
+                );
+            }
+            assert_eq!(
+                ours.get_f64(group, "initial_lr").ok(),
+                provided.initial_lr(group),
+                "group {group}"
+            );
+            for (i, key) in keys.into_iter().enumerate() {
+                let v = 0.25 * i as f64;
+                assert_eq!(
+                    ours.set_f64(group, key, v),
+                    provided.set_f64(group, key, v),
+                    "group {group} key {key}"
+                );
+                assert_eq!(
+                    ours.options.get(group),
+                    provided.0.options.get(group),
+                    "group {group} key {key}"
+                );
+            }
+        }
     }
 
     #[test]

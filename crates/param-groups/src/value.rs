@@ -239,17 +239,24 @@ impl Dict {
         Self::default()
     }
 
+    /// The position of `key`. Keys are short: compared inline rather than through a
+    /// `memcmp` call per entry (a scheduler looks up `lr` every step).
+    fn position(&self, key: &str) -> Option<usize> {
+        let key = key.as_bytes();
+        self.entries.iter().position(|(k, _)| {
+            let k = k.as_bytes();
+            k.len() == key.len() && k.iter().zip(key).all(|(a, b)| a == b)
+        })
+    }
+
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.position(key).map(|i| &self.entries[i].1)
     }
 
     /// A mutable reference to the value under `key`.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
-        self.entries
-            .iter_mut()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        self.position(key).map(|i| &mut self.entries[i].1)
     }
 
     /// Whether `key` is present.
@@ -275,7 +282,7 @@ impl Dict {
     /// value now under `key`.
     pub fn setdefault(&mut self, key: impl Into<String>, value: impl Into<Value>) -> &Value {
         let key = key.into();
-        let pos = match self.entries.iter().position(|(k, _)| *k == key) {
+        let pos = match self.position(&key) {
             Some(p) => p,
             None => {
                 self.entries.push((key, value.into()));
@@ -287,7 +294,7 @@ impl Dict {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let pos = self.entries.iter().position(|(k, _)| k == key)?;
+        let pos = self.position(key)?;
         Some(self.entries.remove(pos).1)
     }
 

@@ -173,7 +173,8 @@ pub(crate) fn read_lrs(
     opt: &dyn OptimizerParamGroups,
     out: &mut Vec<f64>,
 ) -> Result<(), SchedError> {
-    for g in 0..opt.num_groups() {
+    let n = opt.num_groups();
+    for g in 0..n {
         out.push(opt.lr(g)?);
     }
     Ok(())

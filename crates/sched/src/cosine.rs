@@ -95,7 +95,7 @@ impl Rule for CosineAnnealingLR {
         let pairs = out.iter_mut().zip(&self.core.base_lrs);
         if at.step_count == 1 && e > 0 {
             pairs.for_each(|(lr, b)| *lr = eta + (b - eta) * (1.0 + (ef * PI / tf).cos()) / 2.0);
-        } else if (e - 1 - t).rem_euclid(2 * t) == 0 {
+        } else if restarts(e, t) {
             pairs.for_each(|(lr, b)| *lr += (b - eta) * (1.0 - (PI / tf).cos()) / 2.0);
         } else {
             // The last step's numerator is this one's denominator: ask for it first.
@@ -133,3 +133,30 @@ impl Rule for CosineAnnealingLR {
 }
 
 leaf_scheduler!(CosineAnnealingLR);
+
+/// PyTorch's `(last_epoch - 1 - T_max) % (2 * T_max) == 0`, the step that starts a new
+/// rise past `T_max`. Within the first half period (`1 <= e <= T_max`) the left side is
+/// in `[-T_max, -1]`, which holds no multiple of `2 * T_max`: the integer division is
+/// skipped on every step of the usual schedule.
+fn restarts(e: i64, t: i64) -> bool {
+    if (1..=t).contains(&e) {
+        return false;
+    }
+    (e - 1 - t).rem_euclid(2 * t) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn restarts_is_pytorchs_modulo() {
+        for t in 1..12 {
+            for e in -30..60 {
+                assert_eq!(
+                    super::restarts(e, t),
+                    (e - 1 - t).rem_euclid(2 * t) == 0,
+                    "e {e} T_max {t}"
+                );
+            }
+        }
+    }
+}

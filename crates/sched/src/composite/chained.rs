@@ -31,6 +31,15 @@ pub struct ChainedScheduler {
     saved: Vec<Option<Value>>,
     /// Not state: the lrs a failing restart puts back.
     before: Vec<f64>,
+    /// Not state: whether a child cycles momentum, asked of the children when they
+    /// are set (it depends on their configuration, not on their step), not every step.
+    /// (Whether a child needs a metric can change as it steps: a SequentialLR's.)
+    writes_momentum: bool,
+}
+
+/// Whether any child cycles momentum.
+fn any_writes_momentum(children: &[Box<dyn LrScheduler>]) -> bool {
+    children.iter().any(|c| c.writes_momentum())
 }
 
 /// The group values a step of children that never write momentum may change.
@@ -75,6 +84,7 @@ impl ChainedScheduler {
         let bases = (0..n)
             .map(|g| opt.initial_lr(g).unwrap_or(last_lr[g]))
             .collect();
+        let writes_momentum = any_writes_momentum(&schedulers);
         Ok(ChainedScheduler {
             children: schedulers,
             last_lr,
@@ -82,6 +92,7 @@ impl ChainedScheduler {
             scratch: Vec::with_capacity(n),
             saved: Vec::with_capacity(n * MOMENTUM_KEYS.len()),
             before: Vec::with_capacity(n),
+            writes_momentum,
         })
     }
 
@@ -103,7 +114,7 @@ impl ChainedScheduler {
     ) -> Result<(), SchedError> {
         check_groups(self.last_lr.len(), opt)?;
         let n = opt.num_groups();
-        let keys = if self.children.iter().any(|c| c.writes_momentum()) {
+        let keys = if self.writes_momentum {
             MOMENTUM_KEYS
         } else {
             LR_KEYS
@@ -115,37 +126,37 @@ impl ChainedScheduler {
                 self.saved.push(opt.get(g, k));
             }
         }
-        let mut result = Ok(());
-        let mut stepped = 0;
-        for c in &mut self.children {
-            result = f(c.as_mut(), opt);
-            if result.is_err() {
+        // Errors are moved only on the failing path: an Ok step copies no `Result`.
+        let mut failure = None;
+        for (i, c) in self.children.iter_mut().enumerate() {
+            if let Err(e) = f(c.as_mut(), opt) {
+                failure = Some((i, e));
                 break;
             }
-            stepped += 1;
         }
-        let mut lrs = std::mem::take(&mut self.scratch);
-        lrs.clear();
-        lrs.reserve(n);
-        if result.is_ok() {
-            result = read_lrs(opt, &mut lrs);
-            if result.is_ok() {
-                std::mem::swap(&mut self.last_lr, &mut lrs);
+        if failure.is_none() {
+            let mut lrs = std::mem::take(&mut self.scratch);
+            lrs.clear();
+            lrs.reserve(n);
+            match read_lrs(opt, &mut lrs) {
+                Ok(()) => std::mem::swap(&mut self.last_lr, &mut lrs),
+                Err(e) => failure = Some((self.children.len(), e)),
+            }
+            self.scratch = lrs;
+        }
+        let Some((stepped, error)) = failure else {
+            return Ok(());
+        };
+        for c in self.children[..stepped].iter_mut().rev() {
+            c.undo_step();
+        }
+        for (i, v) in self.saved.drain(..).enumerate() {
+            if let Some(v) = v {
+                // Best effort: these keys were readable a moment ago.
+                let _ = opt.set(i / keys.len(), keys[i % keys.len()], v);
             }
         }
-        self.scratch = lrs;
-        if result.is_err() {
-            for c in self.children[..stepped].iter_mut().rev() {
-                c.undo_step();
-            }
-            for (i, v) in self.saved.drain(..).enumerate() {
-                if let Some(v) = v {
-                    // Best effort: these keys were readable a moment ago.
-                    let _ = opt.set(i / keys.len(), keys[i % keys.len()], v);
-                }
-            }
-        }
-        result
+        Err(error)
     }
 }
 
@@ -194,6 +205,7 @@ impl LrScheduler for ChainedScheduler {
         let children = load_children(&mut r, NAME, &self.children)?;
         r.finish()?;
         self.last_lr = last_lr;
+        self.writes_momentum = any_writes_momentum(&children);
         self.children = children;
         Ok(())
     }
@@ -214,6 +226,7 @@ impl LrScheduler for ChainedScheduler {
             scratch: Vec::with_capacity(self.last_lr.len()),
             saved: Vec::new(),
             before: Vec::new(),
+            writes_momentum: self.writes_momentum,
         })
     }
 
@@ -235,7 +248,7 @@ impl LrScheduler for ChainedScheduler {
     }
 
     fn writes_momentum(&self) -> bool {
-        self.children.iter().any(|c| c.writes_momentum())
+        self.writes_momentum
     }
 
     fn initial_step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
