@@ -5,8 +5,9 @@
 //!   large as its buffer straight to the file, without copying it), and the CRC-32 of
 //!   a large buffer is computed on a second thread while the buffer is written.
 //! * Reads go straight into the destination buffer in chunks, each chunk hashed while
-//!   it is still in the cache. From a [`File`], a large buffer is read as two halves on
-//!   two threads with positioned reads, and the two CRCs are combined.
+//!   it is still in the cache. From a [`File`], a large buffer is copied out of a
+//!   memory map of its range (on Linux; `crate::mapped`), else read with positioned
+//!   reads, as two halves on two threads, and the two CRCs are combined.
 //!
 //! Buffers below [`PARALLEL_MIN`] bytes, and every buffer on a machine with a single
 //! core, are handled on the calling thread. The bytes hashed and written or read are
@@ -14,6 +15,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use crc32fast::Hasher;
@@ -69,29 +71,89 @@ pub(crate) fn write_hashed<W: Write + ?Sized>(
     Ok(())
 }
 
+/// Proof that every byte of a buffer was written: made only by this module's readers,
+/// and only once they have filled the whole buffer it names. A tensor's memory is read
+/// into without zeroing it first (zeroing 300 MB costs two thirds of copying it); the
+/// code that then treats it as initialised checks the proof against that memory.
+#[derive(Debug)]
+pub(crate) struct Filled {
+    addr: usize,
+    len: usize,
+}
+
+impl Filled {
+    fn of(buf: &[MaybeUninit<u8>]) -> Filled {
+        Filled {
+            addr: buf.as_ptr() as usize,
+            len: buf.len(),
+        }
+    }
+
+    /// Whether this is the proof for exactly `buf`.
+    pub(crate) fn is_for(&self, buf: &[MaybeUninit<u8>]) -> bool {
+        self.addr == buf.as_ptr() as usize && self.len == buf.len()
+    }
+}
+
+/// `buf` zeroed, as initialised bytes (for the readers that need `&mut [u8]`).
+fn zeroed(buf: &mut [MaybeUninit<u8>]) -> &mut [u8] {
+    buf.fill(MaybeUninit::new(0));
+    // SAFETY: every byte was just written, and `MaybeUninit<u8>` has `u8`'s layout.
+    unsafe { &mut *(std::ptr::from_mut(buf) as *mut [u8]) }
+}
+
+/// Copies `src` into `dst`, which must have its length.
+fn copy_into(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
+    assert_eq!(
+        src.len(),
+        dst.len(),
+        "copy between buffers of different sizes"
+    );
+    // SAFETY: both are valid for `src.len()` bytes and cannot overlap (a shared and an
+    // exclusive borrow); `MaybeUninit<u8>` has `u8`'s layout.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast(), src.len()) }
+}
+
+/// Fills `dst` with `src` (of the same length), or `InvalidInput` if the lengths differ.
+pub(crate) fn copy_bytes(src: &[u8], dst: &mut [MaybeUninit<u8>]) -> io::Result<Filled> {
+    if src.len() != dst.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} bytes for a buffer of {}", src.len(), dst.len()),
+        ));
+    }
+    copy_into(src, dst);
+    Ok(Filled::of(dst))
+}
+
 /// Fills all of `buf` from `r`, adding the bytes read to the CRC-32 state `crc`.
 pub(crate) fn read_hashed<R: Read + ?Sized>(
     r: &mut R,
-    buf: &mut [u8],
+    buf: &mut [MaybeUninit<u8>],
     crc: &mut Hasher,
-) -> io::Result<()> {
+) -> io::Result<Filled> {
+    let filled = Filled::of(buf);
     for chunk in buf.chunks_mut(CHUNK) {
+        let chunk = zeroed(chunk);
         r.read_exact(chunk)?;
         crc.update(chunk);
     }
-    Ok(())
+    Ok(filled)
 }
 
 /// Fills all of `buf` from `file` at `offset`, adding the bytes read to the CRC-32
-/// state `crc`. Positioned reads: the file's cursor is not used. A large buffer is read
-/// as two halves on two threads, whose CRCs are combined.
+/// state `crc`. The file's cursor is not used. A large buffer is copied from a memory
+/// map of its range where the system allows (Linux: a third faster than `pread` from
+/// the page cache, measured on 302 MB), else read with positioned reads; either way as
+/// two halves on two threads, whose CRCs are combined.
 #[cfg(any(unix, windows))]
 pub(crate) fn read_at_hashed(
     file: &File,
     offset: u64,
-    buf: &mut [u8],
+    buf: &mut [MaybeUninit<u8>],
     crc: &mut Hasher,
-) -> io::Result<()> {
+) -> io::Result<Filled> {
+    let filled = Filled::of(buf);
     let serial = |buf: &mut [u8], offset: u64, h: &mut Hasher| -> io::Result<()> {
         let mut at = offset;
         for chunk in buf.chunks_mut(CHUNK) {
@@ -101,8 +163,17 @@ pub(crate) fn read_at_hashed(
         }
         Ok(())
     };
+    #[cfg(target_os = "linux")]
+    if buf.len() >= PARALLEL_MIN {
+        if let Some(map) = crate::mapped::Mapping::new(file, offset, buf.len()) {
+            crate::mapped::advise_huge_pages(buf);
+            copy_hashed(map.bytes(), buf, crc);
+            return Ok(filled);
+        }
+    }
+    let buf = zeroed(buf);
     if buf.len() < PARALLEL_MIN || !parallel() {
-        return serial(buf, offset, crc);
+        return serial(buf, offset, crc).map(|()| filled);
     }
     let half = buf.len() / 2;
     let (first, second) = buf.split_at_mut(half);
@@ -124,7 +195,42 @@ pub(crate) fn read_at_hashed(
         // A thread that could not be started leaves the second half to this one.
         None => serial(second, second_at, crc)?,
     }
-    Ok(())
+    Ok(filled)
+}
+
+/// Copies `src` into `dst` (of the same length), adding the bytes to the CRC-32 state
+/// `crc`: chunk by chunk, each hashed right after it is copied, from the cache; a large buffer as two
+/// halves on two threads, whose CRCs are combined.
+#[cfg(target_os = "linux")]
+fn copy_hashed(src: &[u8], dst: &mut [MaybeUninit<u8>], crc: &mut Hasher) {
+    let serial = |src: &[u8], dst: &mut [MaybeUninit<u8>], h: &mut Hasher| {
+        for (s, d) in src.chunks(CHUNK).zip(dst.chunks_mut(CHUNK)) {
+            copy_into(s, d);
+            h.update(s);
+        }
+    };
+    if src.len() < PARALLEL_MIN || !parallel() {
+        return serial(src, dst, crc);
+    }
+    let half = src.len() / 2;
+    let (src_first, src_second) = src.split_at(half);
+    let (first, second) = dst.split_at_mut(half);
+    let rest = std::thread::scope(|s| {
+        let other = std::thread::Builder::new()
+            .spawn_scoped(s, || {
+                let mut h = Hasher::new();
+                serial(src_second, &mut *second, &mut h);
+                h
+            })
+            .ok();
+        serial(src_first, first, crc);
+        other.map(|t| t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    });
+    match rest {
+        Some(rest) => crc.combine(&rest),
+        // A thread that could not be started leaves the second half to this one.
+        None => serial(src_second, second, crc),
+    }
 }
 
 #[cfg(unix)]
@@ -152,6 +258,23 @@ fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bytes written through `MaybeUninit` (all initialised in these tests).
+    fn init(buf: &[MaybeUninit<u8>]) -> Vec<u8> {
+        // SAFETY: the tests only create initialised buffers.
+        buf.iter().map(|b| unsafe { b.assume_init() }).collect()
+    }
+
+    #[test]
+    fn copies_are_checked_and_proved() {
+        let src = pattern(1000);
+        let mut dst = vec![MaybeUninit::new(0u8); 1000];
+        let filled = copy_bytes(&src, &mut dst).unwrap();
+        assert!(filled.is_for(&dst) && !filled.is_for(&dst[1..]));
+        assert!(init(&dst) == src);
+        let err = copy_bytes(&src[1..], &mut dst).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
 
     /// Bytes that differ from position to position (so that a misplaced chunk shows).
     fn pattern(n: usize) -> Vec<u8> {
@@ -200,18 +323,20 @@ mod tests {
         file.write_all(&data).unwrap();
         for n in SIZES {
             let expected = &data[100..100 + n];
-            let mut buf = vec![0u8; n];
+            let mut buf = vec![MaybeUninit::new(0xAAu8); n];
             let mut crc = Hasher::new();
             crc.update(b"prefix");
-            read_at_hashed(&file, 100, &mut buf, &mut crc).unwrap();
-            assert!(buf == expected, "size {n}: the bytes differ");
+            let filled = read_at_hashed(&file, 100, &mut buf, &mut crc).unwrap();
+            assert!(filled.is_for(&buf), "size {n}");
+            assert!(init(&buf) == expected, "size {n}: the bytes differ");
             let whole = [b"prefix".as_slice(), expected].concat();
             assert_eq!(crc.finalize(), crc32fast::hash(&whole), "size {n}");
 
-            let mut buf = vec![0u8; n];
+            let mut buf = vec![MaybeUninit::new(0xAAu8); n];
             let mut crc = Hasher::new();
-            read_hashed(&mut &data[100..], &mut buf, &mut crc).unwrap();
-            assert!(buf == expected, "size {n}: the bytes differ");
+            let filled = read_hashed(&mut &data[100..], &mut buf, &mut crc).unwrap();
+            assert!(filled.is_for(&buf), "size {n}");
+            assert!(init(&buf) == expected, "size {n}: the bytes differ");
             assert_eq!(crc.finalize(), crc32fast::hash(expected), "size {n}");
         }
     }
@@ -225,11 +350,11 @@ mod tests {
         // The first half is in the file, the second is not (the second thread fails);
         // then neither is.
         for at in [PARALLEL_MIN as u64, 3 * PARALLEL_MIN as u64] {
-            let mut buf = vec![0u8; PARALLEL_MIN * 2];
+            let mut buf = vec![MaybeUninit::new(0u8); PARALLEL_MIN * 2];
             let err = read_at_hashed(&file, at, &mut buf, &mut crc).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         }
-        let mut buf = vec![0u8; 10];
+        let mut buf = vec![MaybeUninit::new(0u8); 10];
         let err = read_hashed(&mut &data[..5], &mut buf, &mut crc).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }

@@ -3,11 +3,13 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::mem::MaybeUninit;
 use std::path::Path;
 
 use serde_json::Value as Json;
 
 use crate::format::{decode, tensor_refs, CHECKSUM_KEY, FORMAT_VERSION, MAGIC, MAX_HEADER};
+use crate::io::Filled;
 use crate::tensor::{numel, Elements};
 use crate::{AnyTensor, CkptError, DType, Object};
 
@@ -23,9 +25,9 @@ pub fn load_object(path: impl AsRef<Path>) -> Result<Object, CkptError> {
     {
         let mut at = 8 + header.hashed.len() as u64;
         read_data(header, |buf, crc| {
-            crate::io::read_at_hashed(&file, at, buf, crc)?;
+            let filled = crate::io::read_at_hashed(&file, at, buf, crc)?;
             at += buf.len() as u64;
-            Ok(())
+            Ok(filled)
         })
     }
     #[cfg(not(any(unix, windows)))]
@@ -258,7 +260,7 @@ pub fn read_tempo<R: Read + Seek>(r: &mut R) -> Result<Object, CkptError> {
 /// them to the CRC-32. The value is returned only if the checksum matches.
 fn read_data(
     header: Header,
-    mut fill: impl FnMut(&mut [u8], &mut crc32fast::Hasher) -> std::io::Result<()>,
+    mut fill: impl FnMut(&mut [MaybeUninit<u8>], &mut crc32fast::Hasher) -> std::io::Result<Filled>,
 ) -> Result<Object, CkptError> {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&(header.hashed.len() as u64).to_le_bytes());

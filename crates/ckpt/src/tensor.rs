@@ -2,10 +2,12 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::mem::MaybeUninit;
 
 use ndarray::{ArrayD, IxDyn};
 use tempo_tensor::TensorData;
 
+use crate::io::Filled;
 use crate::CkptError;
 
 /// The element type of a stored tensor.
@@ -178,6 +180,33 @@ macro_rules! each_elements {
 }
 
 /// Converts between little-endian file bytes and native elements in place.
+/// A vector of `len` elements whose little-endian bytes `fill` writes into its
+/// uninitialised memory.
+fn filled_vec<T: bytemuck::Pod>(
+    len: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<Filled, CkptError>,
+) -> Result<Vec<T>, CkptError> {
+    let mut v = Vec::<T>::with_capacity(len);
+    let spare = &mut v.spare_capacity_mut()[..len];
+    let nbytes = std::mem::size_of_val(spare);
+    // SAFETY: the first `len` elements of the spare capacity, as bytes: `MaybeUninit<u8>`
+    // has alignment 1 and no validity requirement.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), nbytes) };
+    let filled = fill(bytes)?;
+    if !filled.is_for(bytes) {
+        return Err(CkptError::malformed(
+            "tensor bytes",
+            format!("{nbytes} bytes read"),
+            "a read into another buffer",
+        ));
+    }
+    // SAFETY: `filled` proves every byte of the first `len` elements was written, and
+    // any bytes are a valid `T` (`Pod`).
+    unsafe { v.set_len(len) };
+    fix_endianness(bytemuck::cast_slice_mut(&mut v), std::mem::size_of::<T>());
+    Ok(v)
+}
+
 fn fix_endianness(bytes: &mut [u8], size: usize) {
     if cfg!(target_endian = "big") && size > 1 {
         for chunk in bytes.chunks_exact_mut(size) {
@@ -253,45 +282,41 @@ impl Elements {
     }
 
     /// `len` elements of `dtype` whose little-endian bytes `fill` writes, straight into
-    /// the elements' memory (a `bool` tensor's bytes go through a byte buffer and must be
-    /// 0 or 1). `fill` is called once, with a buffer of exactly `len * dtype.size()` bytes.
+    /// the elements' memory, which is not zeroed first (a `bool` tensor's bytes go
+    /// through a byte buffer and must be 0 or 1). `fill` is called once, with a buffer of
+    /// exactly `len * dtype.size()` bytes, and proves it filled that buffer.
     pub(crate) fn fill_le(
         dtype: DType,
         len: usize,
-        fill: impl FnOnce(&mut [u8]) -> Result<(), CkptError>,
+        fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<Filled, CkptError>,
     ) -> Result<Elements, CkptError> {
-        if dtype == DType::Bool {
-            let mut raw = vec![0u8; len];
-            fill(&mut raw)?;
-            let bools = raw
-                .iter()
-                .map(|&b| match b {
-                    0 => Ok(false),
-                    1 => Ok(true),
-                    other => Err(CkptError::malformed(
-                        "bool tensor",
-                        "bytes 0 or 1",
-                        format!("{other}"),
-                    )),
-                })
-                .collect::<Result<_, _>>()?;
-            return Ok(Elements::Bool(bools));
-        }
-        let mut elements = Elements::zeroed(dtype, len);
-        let bytes: &mut [u8] = match &mut elements {
-            Elements::Bool(_) => &mut [], // read above
-            Elements::U8(v) => v,
-            Elements::I8(v) => bytemuck::cast_slice_mut(v),
-            Elements::I16(v) => bytemuck::cast_slice_mut(v),
-            Elements::I32(v) => bytemuck::cast_slice_mut(v),
-            Elements::I64(v) => bytemuck::cast_slice_mut(v),
-            Elements::F16(v) | Elements::BF16(v) => bytemuck::cast_slice_mut(v),
-            Elements::F32(v) => bytemuck::cast_slice_mut(v),
-            Elements::F64(v) => bytemuck::cast_slice_mut(v),
-        };
-        fill(bytes)?;
-        fix_endianness(bytes, dtype.size());
-        Ok(elements)
+        Ok(match dtype {
+            DType::Bool => {
+                let raw: Vec<u8> = filled_vec(len, fill)?;
+                let bools = raw
+                    .iter()
+                    .map(|&b| match b {
+                        0 => Ok(false),
+                        1 => Ok(true),
+                        other => Err(CkptError::malformed(
+                            "bool tensor",
+                            "bytes 0 or 1",
+                            format!("{other}"),
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?;
+                Elements::Bool(bools)
+            }
+            DType::U8 => Elements::U8(filled_vec(len, fill)?),
+            DType::I8 => Elements::I8(filled_vec(len, fill)?),
+            DType::I16 => Elements::I16(filled_vec(len, fill)?),
+            DType::I32 => Elements::I32(filled_vec(len, fill)?),
+            DType::I64 => Elements::I64(filled_vec(len, fill)?),
+            DType::F16 => Elements::F16(filled_vec(len, fill)?),
+            DType::BF16 => Elements::BF16(filled_vec(len, fill)?),
+            DType::F32 => Elements::F32(filled_vec(len, fill)?),
+            DType::F64 => Elements::F64(filled_vec(len, fill)?),
+        })
     }
 
     /// Elements from little-endian bytes (`bytes.len()` must be a multiple of the size).
@@ -305,8 +330,7 @@ impl Elements {
             ));
         }
         Elements::fill_le(dtype, bytes.len() / size, |buf| {
-            buf.copy_from_slice(bytes);
-            Ok(())
+            Ok(crate::io::copy_bytes(bytes, buf)?)
         })
     }
 

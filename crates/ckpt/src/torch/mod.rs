@@ -9,6 +9,7 @@ mod zip;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::mem::MaybeUninit;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -17,6 +18,7 @@ pub use map::{
     optimizer_state_to_object, scheduler_state_from_object, scheduler_state_to_object,
 };
 
+use crate::io::Filled;
 use crate::tensor::{numel, Elements};
 use crate::write::write_atomic;
 use crate::{AnyTensor, CkptError, DType, Object};
@@ -54,8 +56,8 @@ pub fn read_pt_from<R: Read + Seek>(reader: &mut R) -> Result<Object, CkptError>
 }
 
 /// Fills a buffer from a reader at an offset, adding the bytes to a CRC-32.
-type Fill<'f, R> =
-    dyn FnMut(&mut R, u64, &mut [u8], &mut crc32fast::Hasher) -> std::io::Result<()> + 'f;
+type Fill<'f, R> = dyn FnMut(&mut R, u64, &mut [MaybeUninit<u8>], &mut crc32fast::Hasher) -> std::io::Result<Filled>
+    + 'f;
 
 /// [`read_pt_from`], with `fill` reading a storage that is a whole tensor.
 fn read_pt_with<R: Read + Seek>(
@@ -139,8 +141,9 @@ fn read_pt_with<R: Read + Seek>(
                     .map_err(|_| bad(format!("{} elements", spec.storage_numel)))?;
                 let s = Rc::new(Elements::fill_le(spec.dtype, numel, |buf| {
                     let mut hasher = crc32fast::Hasher::new();
-                    fill(reader, entry.data_offset, buf, &mut hasher)?;
-                    check_crc(entry, hasher.finalize())
+                    let filled = fill(reader, entry.data_offset, buf, &mut hasher)?;
+                    check_crc(entry, hasher.finalize())?;
+                    Ok(filled)
                 })?);
                 cache.insert((spec.key.clone(), spec.dtype), Rc::clone(&s));
                 s
