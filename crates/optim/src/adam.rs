@@ -316,22 +316,29 @@ pub(crate) struct AdamKernel<T> {
 }
 
 impl<T: Float> AdamKernel<T> {
-    /// Weight decay and the moment updates; returns the new `exp_avg_sq`.
+    /// Weight decay and the moment updates; returns the decayed parameter and the new
+    /// `exp_avg_sq`.
+    ///
+    /// The decay is a value, never a conditional store to the parameter: a store under
+    /// a loop-invariant condition may be vectorized as a masked store (`vmaskmovps`),
+    /// which some CPUs (AMD Zen) run several times slower than the whole update.
     #[inline(always)]
-    fn moments(&self, p: &mut T, g: T, m: &mut T, v: &mut T) -> T {
-        let g = self.prep.apply(g, *p);
-        if let Some(d) = self.decay {
-            *p *= d;
-        }
+    fn moments(&self, p: T, g: T, m: &mut T, v: &mut T) -> (T, T) {
+        let g = self.prep.apply(g, p);
+        let p = match self.decay {
+            Some(d) => p * d,
+            None => p,
+        };
         *m = self.lerp.apply(*m, g);
         *v = crate::kernels::fma(self.one_minus_beta2 * g, g, *v * self.beta2);
-        *v
+        (p, *v)
     }
 
+    /// The parameter after the update, from the decayed parameter `p`.
     #[inline(always)]
-    fn apply(&self, p: &mut T, m: T, s: T) {
+    fn apply(&self, p: T, m: T, s: T) -> T {
         let denom = s.sqrt() / self.bc2_sqrt + self.eps;
-        *p += (self.neg_step_size * m) / denom;
+        p + (self.neg_step_size * m) / denom
     }
 }
 
@@ -340,8 +347,8 @@ impl<T: Float> Kernel<T> for AdamKernel<T> {
     fn run(&self, l: Lanes<'_, T>) {
         let [m, v, _] = l.s;
         for ((p, &g), (m, v)) in l.p.iter_mut().zip(l.g).zip(m.iter_mut().zip(v.iter_mut())) {
-            let v = self.moments(p, g, m, v);
-            self.apply(p, *m, v);
+            let (q, v) = self.moments(*p, g, m, v);
+            *p = self.apply(q, *m, v);
         }
     }
 }
@@ -358,9 +365,9 @@ impl<T: Float> Kernel<T> for AmsKernel<T> {
                 .zip(m.iter_mut().zip(v.iter_mut()))
                 .zip(vmax.iter_mut())
         {
-            let v = self.0.moments(p, g, m, v);
+            let (q, v) = self.0.moments(*p, g, m, v);
             *vmax = maximum(*vmax, v);
-            self.0.apply(p, *m, *vmax);
+            *p = self.0.apply(q, *m, *vmax);
         }
     }
 }

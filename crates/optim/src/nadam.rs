@@ -238,14 +238,16 @@ impl<T: Float> Kernel<T> for NAdamKernel<T> {
         let [m, v, _] = l.s;
         for ((p, &g), (m, v)) in l.p.iter_mut().zip(l.g).zip(m.iter_mut().zip(v.iter_mut())) {
             let g = self.prep.apply(g, *p);
-            if let Some(d) = self.decay {
-                *p *= d;
-            }
+            // Decay as a value, not a conditional store (see `AdamKernel::moments`).
+            let q = match self.decay {
+                Some(d) => *p * d,
+                None => *p,
+            };
             *m = self.lerp.apply(*m, g);
             *v = fma(self.one_minus_beta2 * g, g, *v * self.beta2);
             let denom = (*v / self.bc2).sqrt() + self.eps;
-            *p += (self.c_grad * g) / denom;
-            *p += (self.c_avg * *m) / denom;
+            let q = q + (self.c_grad * g) / denom;
+            *p = q + (self.c_avg * *m) / denom;
         }
     }
 }

@@ -235,9 +235,11 @@ impl<T: Float> Kernel<T> for RAdamKernel<T> {
         let [m, v, _] = l.s;
         for ((p, &g), (m, v)) in l.p.iter_mut().zip(l.g).zip(m.iter_mut().zip(v.iter_mut())) {
             let g = self.prep.apply(g, *p);
-            if let Some(d) = self.decay {
-                *p *= d;
-            }
+            // Decay as a value, not a conditional store (see `AdamKernel::moments`).
+            let q = match self.decay {
+                Some(d) => *p * d,
+                None => *p,
+            };
             *m = self.lerp.apply(*m, g);
             *v = fma(self.one_minus_beta2 * g, g, *v * self.beta2);
             let mhat = *m / self.bc1;
@@ -248,7 +250,7 @@ impl<T: Float> Kernel<T> for RAdamKernel<T> {
                 }
                 None => mhat * self.lr,
             };
-            *p -= upd;
+            *p = q - upd;
         }
     }
 }
