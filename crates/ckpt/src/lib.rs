@@ -21,8 +21,8 @@
 //! Tensor bytes cross memory once in each direction. [`save`] writes straight from the
 //! state's arrays (no intermediate tree of copies), in large writes, computing the
 //! checksum on a second thread; [`load`] and [`read_pt`] read each tensor straight
-//! into its final, unzeroed buffer, large ones from a memory map of their range (Linux)
-//! as two halves on two threads, checksumming as the bytes arrive. A tree you own converts to a [`TrainingState`] without a copy with
+//! into its final, unzeroed buffer (on Linux from one memory map of the file), large
+//! ones as two halves on two threads, checksumming as the bytes arrive. A tree you own converts to a [`TrainingState`] without a copy with
 //! `TrainingState::try_from(object)`; [`TrainingState::from_object`] takes a
 //! reference and therefore copies every tensor.
 //!

@@ -3,7 +3,10 @@
 
 use std::io::Write;
 
-use tempo_ckpt::{read_pt, read_pt_bytes, read_tempo_bytes, write_tempo_bytes, CkptError, MAGIC};
+use tempo_ckpt::{
+    load_object, read_pt, read_pt_bytes, read_tempo_bytes, write_pt, write_tempo_bytes, AnyTensor,
+    CkptError, DType, Object, MAGIC,
+};
 
 use crate::golden::golden_object;
 use crate::torch_checkpoint;
@@ -363,4 +366,80 @@ fn malicious_and_inconsistent_pickles_are_errors() {
         read_pt_bytes(b"\x80\x02N."),
         Err(CkptError::BadMagic { .. })
     ));
+}
+
+/// The file readers (`load_object`, `read_pt`: on Linux, a memory map of the file and
+/// copies of 2 MiB+ tensors on two threads) return what the byte readers return, and
+/// fail where they fail: truncations in the header, in a small tensor and in the middle
+/// of a large one, and a flipped byte of a large tensor.
+#[test]
+fn file_readers_agree_with_byte_readers_and_refuse_the_same_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut fields = match golden_object() {
+        Object::Dict(d) => d,
+        other => panic!("not a dict: {other:?}"),
+    };
+    fields.push((
+        Object::Str("big".into()),
+        Object::Tensor(AnyTensor::from_le_bytes(DType::F32, vec![3 << 18], &big).unwrap()),
+    ));
+    let object = Object::Dict(fields);
+
+    let tempo = write_tempo_bytes(&object).unwrap();
+    let pt_path = dir.path().join("whole.pt");
+    write_pt(&pt_path, &object).unwrap();
+    let pt = std::fs::read(&pt_path).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+        path
+    };
+    let path = write("whole.tempo", &tempo);
+    // Compared through Debug: the golden object holds a NaN, which is not == itself.
+    let same = |a: &Object, b: &Object| format!("{a:?}") == format!("{b:?}");
+    let from_file = load_object(&path).unwrap();
+    assert!(same(&from_file, &read_tempo_bytes(&tempo).unwrap()));
+    assert!(
+        same(&from_file, &object),
+        "the tempo file did not round-trip"
+    );
+    assert!(same(
+        &read_pt(&pt_path).unwrap(),
+        &read_pt_bytes(&pt).unwrap()
+    ));
+
+    let big_at = |bytes: &[u8]| {
+        bytes
+            .windows(64)
+            .position(|w| w == &big[1 << 20..(1 << 20) + 64])
+            .unwrap()
+    };
+    for (what, bytes, load) in [
+        (
+            "tempo",
+            &tempo,
+            (&|p: &std::path::Path| load_object(p).map(drop))
+                as &dyn Fn(&std::path::Path) -> Result<(), CkptError>,
+        ),
+        ("pt", &pt, &|p: &std::path::Path| read_pt(p).map(drop)),
+    ] {
+        let middle = big_at(bytes);
+        for len in [0, 7, 8, 100, bytes.len() / 3, middle, bytes.len() - 1] {
+            let path = write(&format!("cut-{len}.{what}"), &bytes[..len]);
+            assert!(load(&path).is_err(), "{what} cut to {len} went unnoticed");
+        }
+        let mut flipped = bytes.clone();
+        flipped[middle + 5] ^= 0x10;
+        let path = write(&format!("flipped.{what}"), &flipped);
+        assert!(
+            load(&path).is_err(),
+            "{what}: a flip in the big tensor went unnoticed"
+        );
+    }
 }
