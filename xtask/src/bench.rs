@@ -8,11 +8,19 @@
 //! written after the run started, so results left by an earlier run are never mixed in.
 //! The PyTorch side is a Python script embedded below, written to
 //! `target/bench/torch_bench.py` and run with `TEMPO_TORCH_PYTHON` (else `python3`).
+//!
+//! Then the paired rounds: tempo's `bench-pair` (benches/pair.rs) and, with
+//! `--vs-torch`, the PyTorch script in server mode are asked for the figures the
+//! targets compare (optimizer steps, bandwidth references, scheduler steps, checkpoint
+//! save and load), workload by workload, in turn, over several rounds; each side keeps
+//! its best. On a shared machine whose memory bandwidth moves 2x within a minute, this is
+//! what makes a ratio's two sides comparable. The verdicts use these figures.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
@@ -88,8 +96,9 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def timeit(name, fn, elements=None, bytes_=None, samples=None):
-    """The fastest and the median time per call of fn over `samples` timed batches."""
+def measure(fn, batch, samples):
+    """Times per call of fn over `samples` batches of calls lasting at least `batch`
+    seconds (fewer batches for a call slower than 10 batches), and the calls timed."""
     fn()
     n = 1
     while True:
@@ -97,11 +106,11 @@ def timeit(name, fn, elements=None, bytes_=None, samples=None):
         for _ in range(n):
             fn()
         dt = time.perf_counter() - t0
-        if dt >= TARGET / 10 or n >= 1 << 24:
+        if dt >= batch or n >= 1 << 24:
             break
-        n = max(n * 2, int(n * (TARGET / 10) / max(dt, 1e-9)))
-    k = samples or (5 if QUICK else 20)
-    if n == 1 and dt > TARGET:
+        n = max(n * 2, int(n * batch / max(dt, 1e-9)))
+    k = samples
+    if n == 1 and dt > 10 * batch:
         k = min(k, 3)  # a slow call: a few samples keep the run short
     per = []
     for _ in range(k):
@@ -109,9 +118,15 @@ def timeit(name, fn, elements=None, bytes_=None, samples=None):
         for _ in range(n):
             fn()
         per.append((time.perf_counter() - t0) / n)
+    return per, n * k
+
+
+def timeit(name, fn, elements=None, bytes_=None, samples=None):
+    """The fastest and the median time per call of fn over `samples` timed batches."""
+    per, iters = measure(fn, TARGET / 10, samples or (5 if QUICK else 20))
     med = statistics.median(per)
     best = min(per)
-    results[name] = {"ns": best * 1e9, "median_ns": med * 1e9, "elements": elements, "bytes": bytes_, "iters": n * k}
+    results[name] = {"ns": best * 1e9, "median_ns": med * 1e9, "elements": elements, "bytes": bytes_, "iters": iters}
     log(f"{name}: {best * 1e9:.1f} ns (median {med * 1e9:.1f} ns)")
 
 
@@ -130,6 +145,14 @@ OPTS = {
     "adam_step": (torch.optim.Adam, {"lr": 1e-3}),
     "adamw_step": (torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 0.01}),
 }
+
+
+def make_opt(name, fused, sizes):
+    cls, kw = OPTS[name]
+    ps = params_with_grads(sizes, 42)
+    opt = cls(ps, **kw, **({"fused": True} if fused else {}))
+    opt.step()
+    return opt
 
 
 def optim_suite():
@@ -262,7 +285,7 @@ def train_suite():
     timeit("train/digits_epoch/batch=32", epoch, elements=len(order))
 
 
-def ckpt_suite():
+def ckpt_state():
     c = cfg["ckpt"]
     params, names = [], []
     for l in range(c["layers"]):
@@ -284,9 +307,14 @@ def ckpt_suite():
         "optimizer": opt.state_dict(),
     }
     nbytes = sum(p.numel() * 4 for p in params) * 3
+    n = sum(p.numel() for p in params)
+    return ckpt, nbytes, n
+
+
+def ckpt_suite():
+    ckpt, nbytes, n = ckpt_state()
     path = os.path.join(cfg["scratch"], "torch-25m.pt")
     k = 3 if QUICK else 10
-    n = sum(p.numel() for p in params)
 
     def save():
         torch.save(ckpt, path)
@@ -296,8 +324,53 @@ def ckpt_suite():
     os.remove(path)
 
 
-for suite in (optim_suite, sched_suite, train_suite, ckpt_suite):
-    suite()
+def serve():
+    """The paired rounds: one workload id per line on stdin, one JSON line per id on
+    stdout (see benches/pair.rs, tempo's side)."""
+    batch, samples = cfg["pair"]["batch_ms"] / 1e3, cfg["pair"]["samples"]
+    works, shared = {}, {}
+
+    def make(wid):
+        if wid.startswith("ckpt/torch_"):
+            if "ckpt" not in shared:
+                shared["ckpt"] = ckpt_state()[0]
+            ckpt = shared["ckpt"]
+            path = os.path.join(cfg["scratch"], "pair-" + wid.split("/")[1] + ".pt")
+            torch.save(ckpt, path)
+            shared.setdefault("files", []).append(path)
+            if wid.startswith("ckpt/torch_save/"):
+                return lambda: torch.save(ckpt, path)
+            return lambda: torch.load(path, weights_only=True)
+        name, label = wid.split("/", 1)
+        fused = name.endswith("_fused")
+        name = name[: -len("_fused")] if fused else name
+        sizes = cfg["mix"] if label.startswith("mix/") else [int(label[len("n="):])]
+        opt = make_opt(name, fused, sizes)
+        return opt.step
+
+    for line in sys.stdin:
+        wid = line.strip()
+        if not wid:
+            continue
+        try:
+            if wid not in works:
+                works[wid] = make(wid)
+            per, iters = measure(works[wid], batch, samples)
+            reply = {"id": wid, "ns": min(per) * 1e9, "iters": iters}
+        except Exception as e:  # reported, not fatal: the other workloads go on
+            reply = {"id": wid, "error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(reply), flush=True)
+    for path in shared.get("files", []):
+        os.remove(path)
+
+
+if cfg.get("serve"):
+    serve()
+    sys.exit(0)
+
+SUITES = {"optim": optim_suite, "sched": sched_suite, "train": train_suite, "ckpt": ckpt_suite}
+for name in cfg["suites"]:
+    SUITES[name]()
 print(json.dumps({"torch_version": torch.__version__, "threads": torch.get_num_threads(), "results": results}))
 "##;
 
@@ -350,6 +423,9 @@ pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
             json!({"skipped": "not requested (run with --vs-torch)"})
         };
         std::fs::write(out.join("torch.json"), format!("{torch:#}\n"))?;
+        let torch_python = torch["results"].is_object().then(torch_python);
+        let paired = run_pairs(&o, &out, &scratch, threads, torch_python.as_deref())?;
+        std::fs::write(out.join("paired.json"), format!("{paired:#}\n"))?;
         eprintln!("all workloads done after {:.0} s", secs(started));
     }
     let tempo = read_criterion(&criterion_home, since)?;
@@ -361,7 +437,8 @@ pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
     }
     let mem = read_json(&out.join("memory.json")).unwrap_or(Value::Null);
     let torch = read_json(&out.join("torch.json")).unwrap_or(Value::Null);
-    let summary = Summary::build(&tempo, &mem, &torch, threads, o.quick);
+    let paired = read_json(&out.join("paired.json")).unwrap_or(Value::Null);
+    let summary = Summary::build(&tempo, &mem, &torch, &paired, threads, o.quick);
     let md = summary.markdown();
     std::fs::write(out.join("summary.md"), &md)?;
     std::fs::write(out.join("summary.json"), format!("{:#}\n", summary.json))?;
@@ -417,7 +494,9 @@ fn run_memory_probe(o: &Options) -> Result<Value> {
         .args([
             "run",
             "--quiet",
-            "--release",
+            // The profile `cargo bench` built the workspace with: nothing to rebuild.
+            "--profile",
+            "bench",
             "--package",
             "benches",
             "--bin",
@@ -433,9 +512,41 @@ fn run_memory_probe(o: &Options) -> Result<Value> {
     serde_json::from_slice(&output.stdout).context("reading the allocation probe's JSON")
 }
 
+/// The Python that runs the PyTorch side: `TEMPO_TORCH_PYTHON`, else `python3`.
+fn torch_python() -> String {
+    std::env::var("TEMPO_TORCH_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// The PyTorch script's configuration (shapes and sizes in step with benches/lib.rs).
+fn torch_config(o: &Options, scratch: &Path, threads: usize) -> Value {
+    let sizes: Vec<u64> = if o.quick {
+        vec![10_000_000]
+    } else {
+        vec![1_000, 100_000, 10_000_000]
+    };
+    json!({
+        "quick": o.quick,
+        "threads": threads,
+        "sizes": sizes,
+        "mix": model_mix_sizes(),
+        "schedulers": SCHEDULERS,
+        "digits": crate::workspace_root().join("crates/cli/data/digits.csv.gz"),
+        "scratch": scratch,
+        "ckpt": {"layers": 12, "out": 1024, "in": 2048},
+        "pair": {"batch_ms": pair_batch_ms(o), "samples": PAIR_SAMPLES},
+        // A quick run's optimizer sizes are all measured in the paired rounds; a full run
+        // also has the small sizes.
+        "suites": if o.quick {
+            json!(["sched", "train", "ckpt"])
+        } else {
+            json!(["optim", "sched", "train", "ckpt"])
+        },
+    })
+}
+
 /// The PyTorch run, or why there is none.
 fn run_torch(o: &Options, out: &Path, scratch: &Path, threads: usize) -> Result<Value> {
-    let python = std::env::var("TEMPO_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = torch_python();
     let probe = Command::new(&python)
         .args(["-c", "import torch; print(torch.__version__)"])
         .output();
@@ -448,21 +559,7 @@ fn run_torch(o: &Options, out: &Path, scratch: &Path, threads: usize) -> Result<
     }
     let script = out.join("torch_bench.py");
     std::fs::write(&script, TORCH_SCRIPT)?;
-    let sizes: Vec<u64> = if o.quick {
-        vec![10_000_000]
-    } else {
-        vec![1_000, 100_000, 10_000_000]
-    };
-    let config = json!({
-        "quick": o.quick,
-        "threads": threads,
-        "sizes": sizes,
-        "mix": model_mix_sizes(),
-        "schedulers": SCHEDULERS,
-        "digits": crate::workspace_root().join("crates/cli/data/digits.csv.gz"),
-        "scratch": scratch,
-        "ckpt": {"layers": 12, "out": 1024, "in": 2048},
-    });
+    let config = torch_config(o, scratch, threads);
     eprintln!("running the PyTorch workloads with {python} ({threads} threads)");
     let output = Command::new(&python)
         .arg(&script)
@@ -477,6 +574,181 @@ fn run_torch(o: &Options, out: &Path, scratch: &Path, threads: usize) -> Result<
     let text = String::from_utf8_lossy(&output.stdout);
     let last = text.lines().last().unwrap_or_default();
     serde_json::from_str(last).context("reading the PyTorch script's JSON")
+}
+
+/// Timed batches per workload per round, on both sides.
+const PAIR_SAMPLES: u64 = 5;
+
+/// The shortest timed batch of the paired rounds, ms.
+fn pair_batch_ms(o: &Options) -> u64 {
+    if o.quick {
+        30
+    } else {
+        100
+    }
+}
+
+/// The workloads of the paired rounds: tempo's id and the PyTorch ids it is compared
+/// with (none for the bandwidth references, which pair with tempo's optimizers).
+fn paired_workloads() -> Vec<(String, Vec<String>)> {
+    let mut w = vec![
+        ("bandwidth/triad/n=16777216".to_string(), vec![]),
+        ("bandwidth/adam_traffic/n=10000000".to_string(), vec![]),
+    ];
+    for &(group, _, _) in OPTIMIZERS {
+        for size in [BIG, MIX] {
+            w.push((
+                format!("{group}/{size}"),
+                vec![format!("{group}/{size}"), format!("{group}_fused/{size}")],
+            ));
+        }
+    }
+    for name in SCHEDULERS {
+        w.push((format!("sched_step/name={name}"), vec![]));
+    }
+    for (op, torch_op) in [("save", "torch_save"), ("load", "torch_load")] {
+        w.push((
+            format!("ckpt/{op}/{CKPT_N}"),
+            vec![format!("ckpt/{torch_op}/{CKPT_N}")],
+        ));
+    }
+    w
+}
+
+/// A benchmark server (benches/pair.rs, or the PyTorch script in server mode): asked
+/// for one workload id at a time, it answers with one JSON line.
+struct Server {
+    name: &'static str,
+    child: Child,
+    input: Option<ChildStdin>,
+    output: BufReader<ChildStdout>,
+}
+
+impl Server {
+    fn spawn(name: &'static str, mut cmd: Command) -> Result<Server> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let input = child.stdin.take();
+        let output = BufReader::new(child.stdout.take().context("no stdout")?);
+        Ok(Server {
+            name,
+            child,
+            input,
+            output,
+        })
+    }
+
+    /// The fastest time per call of workload `id`, ns; `None` (reported) if the server
+    /// could not run it.
+    fn ask(&mut self, id: &str) -> Result<Option<f64>> {
+        let input = self.input.as_mut().context("server closed")?;
+        writeln!(input, "{id}")?;
+        input.flush()?;
+        let mut line = String::new();
+        if self.output.read_line(&mut line)? == 0 {
+            bail!("{} stopped answering (asked for {id})", self.name);
+        }
+        let v: Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}'s answer for {id}: {line}", self.name))?;
+        if let Some(e) = v["error"].as_str() {
+            eprintln!("{}: {id}: {e}", self.name);
+            return Ok(None);
+        }
+        Ok(v["ns"].as_f64())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        drop(self.input.take());
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("{} failed ({status})", self.name);
+        }
+        Ok(())
+    }
+}
+
+/// The paired rounds: tempo's `bench-pair` and, with `python`, the PyTorch script in
+/// server mode run side by side; every round asks each of them for every paired
+/// workload in turn (who goes first alternates), so the two sides of a ratio are
+/// measured seconds apart. Each side's figure is its best over the rounds.
+fn run_pairs(
+    o: &Options,
+    out: &Path,
+    scratch: &Path,
+    threads: usize,
+    python: Option<&str>,
+) -> Result<Value> {
+    let rounds = if o.quick { 3 } else { 5 };
+    eprintln!("running the paired rounds ({rounds})");
+    let mut cmd = crate::cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--profile",
+        "bench",
+        "--package",
+        "benches",
+        "--bin",
+        "bench-pair",
+    ])
+    .env("TEMPO_BENCH_SCRATCH", scratch)
+    .env("TEMPO_PAIR_BATCH_MS", pair_batch_ms(o).to_string())
+    .env("TEMPO_PAIR_SAMPLES", PAIR_SAMPLES.to_string());
+    let mut tempo = Server::spawn("bench-pair", cmd)?;
+    let mut torch = match python {
+        Some(python) => {
+            let script = out.join("torch_bench.py");
+            std::fs::write(&script, TORCH_SCRIPT)?;
+            let mut config = torch_config(o, scratch, threads);
+            config["serve"] = json!(true);
+            let mut cmd = Command::new(python);
+            cmd.arg(&script)
+                .arg(config.to_string())
+                .env("OMP_NUM_THREADS", threads.to_string());
+            Some(Server::spawn("the PyTorch script", cmd)?)
+        }
+        None => None,
+    };
+    let mut best_tempo: BTreeMap<String, f64> = BTreeMap::new();
+    let mut best_torch: BTreeMap<String, f64> = BTreeMap::new();
+    let keep = |best: &mut BTreeMap<String, f64>, id: &str, ns: Option<f64>| {
+        if let Some(ns) = ns {
+            let slot = best.entry(id.to_string()).or_insert(f64::INFINITY);
+            *slot = slot.min(ns);
+        }
+    };
+    for round in 0..rounds {
+        for (id, torch_ids) in paired_workloads() {
+            let torch_first = round % 2 == 1;
+            if !torch_first {
+                keep(&mut best_tempo, &id, tempo.ask(&id)?);
+            }
+            if let Some(t) = torch.as_mut() {
+                for tid in &torch_ids {
+                    keep(&mut best_torch, tid, t.ask(tid)?);
+                }
+            }
+            if torch_first {
+                keep(&mut best_tempo, &id, tempo.ask(&id)?);
+            }
+        }
+        eprintln!("paired round {} of {rounds} done", round + 1);
+    }
+    tempo.finish()?;
+    if let Some(t) = torch {
+        t.finish()?;
+    }
+    Ok(json!({
+        "rounds": rounds,
+        "batch_ms": pair_batch_ms(o),
+        "samples": PAIR_SAMPLES,
+        "tempo": best_tempo,
+        "torch": best_torch,
+    }))
 }
 
 /// benches/lib.rs's `model_mix_sizes`, for the PyTorch script.
@@ -640,13 +912,37 @@ impl Summary {
         tempo: &BTreeMap<String, Measured>,
         mem: &Value,
         torch: &Value,
+        paired: &Value,
         threads: usize,
         quick: bool,
     ) -> Summary {
         let t = |id: &str| tempo.get(id);
+        // The paired rounds (when they ran): each side's best, measured in turn.
+        let has_pairs = paired["tempo"].is_object();
+        let pair_tempo = |id: &str| paired["tempo"][id].as_f64();
+        let pair_torch = |id: &str| paired["torch"][id].as_f64();
+        let pair_note = format!(
+            "paired rounds: best of {} on each side, measured in turn",
+            paired["rounds"]
+        );
         let torch_results = &torch["results"];
         let has_torch = torch_results.is_object();
-        let pt = |id: &str| torch_results[id]["ns"].as_f64();
+        // PyTorch's figure for `id`: from the paired rounds when they measured it, else
+        // from the PyTorch suites.
+        let pt = |id: &str| {
+            paired["torch"][id]
+                .as_f64()
+                .or_else(|| torch_results[id]["ns"].as_f64())
+        };
+        // PyTorch's time over tempo's: both from the paired rounds when both were measured
+        // there (seconds apart), else PyTorch's suites over `tempo_ns` (the suites').
+        let vs = |tempo_id: &str, torch_id: &str, tempo_ns: f64| match (
+            paired["tempo"][tempo_id].as_f64(),
+            paired["torch"][torch_id].as_f64(),
+        ) {
+            (Some(a), Some(b)) => Some(b / a),
+            _ => torch_results[torch_id]["ns"].as_f64().map(|p| p / tempo_ns),
+        };
         let mut md = String::new();
         let mut verdicts: Vec<Verdict> = Vec::new();
         let mut rows_json = Vec::new();
@@ -657,7 +953,9 @@ impl Summary {
             "Measured in one run of `cargo xtask bench{}{}` on {} thread(s); every ratio \
              compares figures from this same run. Times are the fastest sample per iteration on \
              each side (criterion's samples for tempo, timed batches for PyTorch): the machine is \
-             shared, and other work only ever adds time. Medians are in summary.json.",
+             shared, and other work only ever adds time. Medians are in summary.json. The \
+             verdicts under Targets use the paired rounds (see that section) where they measured \
+             the figure: both sides of a ratio measured seconds apart, best of several rounds.",
             if quick { " --quick" } else { "" },
             if has_torch { " --vs-torch" } else { "" },
             threads
@@ -684,6 +982,13 @@ impl Summary {
         let mix_per_tensor = bw("bandwidth/adam_traffic_mix/per_tensor");
         let mix_one_join = bw("bandwidth/adam_traffic_mix/one_fork_join");
         let bound = match (triad, traffic) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let pair_bw = |id: &str, bytes: f64| pair_tempo(id).map(|ns| bytes / ns);
+        let pair_triad = pair_bw("bandwidth/triad/n=16777216", 12.0 * 16_777_216.0);
+        let pair_traffic = pair_bw("bandwidth/adam_traffic/n=10000000", 28.0 * 1e7);
+        let pair_bound = match (pair_triad, pair_traffic) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
@@ -742,9 +1047,9 @@ impl Summary {
                 let rate = n / m.ns; // G params/s
                 let frac = bound.map(|b| rate * bpp / b);
                 let param = id.split_once('/').map_or("", |(_, p)| p);
-                let vs_default = pt(id).map(|p| p / m.ns);
+                let vs_default = vs(id, id, m.ns);
                 let fused_id = format!("{group}_fused/{param}");
-                let vs_fused = pt(&fused_id).map(|p| p / m.ns);
+                let vs_fused = vs(id, &fused_id, m.ns);
                 let _ = writeln!(
                     md,
                     "| {label} | {param} | {} | {rate:.2} | {} | {} | {} |",
@@ -759,18 +1064,35 @@ impl Summary {
                     "torch_default_ns": pt(id), "torch_fused_ns": pt(&fused_id),
                 }));
             }
-            let big = t(&format!("{group}/{BIG}"));
-            let mix = t(&format!("{group}/{MIX}"));
+            // The verdicts use the paired rounds' figures when they ran, else the suites'.
+            let (big_id, mix_id) = (format!("{group}/{BIG}"), format!("{group}/{MIX}"));
+            let fused_id = format!("{group}_fused/{BIG}");
+            let (big, mix, fused, bd, note) = if has_pairs {
+                (
+                    pair_tempo(&big_id),
+                    pair_tempo(&mix_id),
+                    pair_torch(&fused_id),
+                    pair_bound,
+                    pair_note.clone(),
+                )
+            } else {
+                (
+                    t(&big_id).map(|m| m.ns),
+                    t(&mix_id).map(|m| m.ns),
+                    pt(&fused_id),
+                    bound,
+                    String::new(),
+                )
+            };
             if let Some(b) = big {
-                let rate = b.elements.unwrap_or(0.0) / b.ns;
-                let frac = bound.map(|bd| rate * bpp / bd);
+                let frac = bd.map(|bd| 1e7 / b * bpp / bd);
                 verdicts.push(Verdict {
                     target: format!("{label}, 1e7 parameters: ≥ 0.9 of the bandwidth bound"),
                     measured: fmt_frac(frac),
                     met: frac.map(|f| f >= 0.9),
-                    note: String::new(),
+                    note: note.clone(),
                 });
-                let fused = pt(&format!("{group}_fused/{BIG}")).map(|p| p / b.ns);
+                let fused = fused.map(|p| p / b);
                 verdicts.push(Verdict {
                     target: format!("{label}, 1e7 parameters: ≥ PyTorch fused"),
                     measured: fmt_ratio(fused),
@@ -778,17 +1100,17 @@ impl Summary {
                     note: if has_torch && fused.is_none() {
                         "PyTorch has no fused variant here".into()
                     } else {
-                        String::new()
+                        note.clone()
                     },
                 });
             }
             if let (Some(b), Some(m)) = (big, mix) {
-                let r = b.ns / m.ns;
+                let r = b / m;
                 verdicts.push(Verdict {
                     target: format!("{label}: model-shaped mix within 10% of one tensor"),
                     measured: format!("{:.0}% of one tensor's throughput", r * 100.0),
                     met: Some(r >= 0.9),
-                    note: String::new(),
+                    note,
                 });
             }
         }
@@ -800,8 +1122,14 @@ impl Summary {
             "| scheduler | tempo `step` | vs 50 ns target | PyTorch `step` | speed-up vs PyTorch | tempo `lr_at` |\n|---|---:|---:|---:|---:|---:|"
         );
         let mut worst: Option<(String, f64)> = None;
+        let mut worst_paired: Option<(String, f64)> = None;
         for name in SCHEDULERS {
             let id = format!("sched_step/name={name}");
+            if let Some(ns) = pair_tempo(&id) {
+                if worst_paired.as_ref().is_none_or(|(_, w)| ns > *w) {
+                    worst_paired = Some((name.to_string(), ns));
+                }
+            }
             let Some(m) = t(&id) else { continue };
             let lr_at = t(&format!("sched_lr_at/name={name}")).map(|m| m.ns);
             let p = pt(&id);
@@ -819,6 +1147,10 @@ impl Summary {
                 worst = Some((name.to_string(), m.ns));
             }
         }
+        let (worst, note) = match worst_paired {
+            Some(w) => (Some(w), pair_note.clone()),
+            None => (worst, String::new()),
+        };
         if let Some((name, ns)) = &worst {
             verdicts.push(Verdict {
                 target: "every scheduler step < 50 ns".into(),
@@ -828,7 +1160,7 @@ impl Summary {
                     ns / 50.0
                 ),
                 met: Some(*ns < 50.0),
-                note: String::new(),
+                note,
             });
         }
 
@@ -952,7 +1284,12 @@ impl Summary {
             let Some(m) = t(&id) else { continue };
             let gbs = m.bytes.map(|b| b / m.ns);
             let pgbs = reference.and_then(|p| m.bytes.map(|b| b / p));
-            let r = reference.map(|p| p / m.ns);
+            let torch_op = if op.ends_with("save") || op == "save_nosync" {
+                "torch_save"
+            } else {
+                "torch_load"
+            };
+            let r = reference.and(vs(&id, &format!("ckpt/{torch_op}/{CKPT_N}"), m.ns));
             let _ = writeln!(
                 md,
                 "| {label} | {} | {} | {} | {} | {} | {} |",
@@ -965,14 +1302,27 @@ impl Summary {
             );
             rows_json.push(json!({"id": id, "ns": m.ns, "gb_per_s": gbs, "torch_ns": reference}));
             if let Some(x) = target {
+                let torch_op = if op == "save" { "save" } else { "load" };
+                let (r, note) = if has_pairs {
+                    let ours = pair_tempo(&id);
+                    let theirs = pair_torch(&format!("ckpt/torch_{torch_op}/{CKPT_N}"));
+                    let r = ours.zip(theirs).map(|(a, b)| b / a);
+                    (
+                        r,
+                        if r.is_some() {
+                            pair_note.clone()
+                        } else {
+                            String::new()
+                        },
+                    )
+                } else {
+                    (r, String::new())
+                };
                 verdicts.push(Verdict {
-                    target: format!(
-                        "checkpoint {op} ≥ {x}× torch.{}",
-                        if op == "save" { "save" } else { "load" }
-                    ),
+                    target: format!("checkpoint {op} ≥ {x}× torch.{torch_op}"),
                     measured: fmt_ratio(r),
                     met: r.map(|r| r >= x),
-                    note: String::new(),
+                    note,
                 });
             }
         }
@@ -1037,6 +1387,46 @@ impl Summary {
             let _ = writeln!(md, "(the allocation probe did not run)");
         }
 
+        // Paired rounds.
+        if has_pairs {
+            let _ = writeln!(md, "\n## Paired rounds\n");
+            let _ = writeln!(
+                md,
+                "The figures the targets compare, measured again in {} rounds in which tempo's \
+                 `bench-pair` and the PyTorch script (as a server) are asked for each workload \
+                 in turn, so both sides of a ratio are measured seconds apart; each figure is \
+                 that side's best over the rounds (batches of at least {} ms, {} per round). \
+                 The bandwidth bound here is {} GB/s.\n",
+                paired["rounds"],
+                paired["batch_ms"],
+                paired["samples"],
+                pair_bound.map_or("—".into(), |v| format!("{v:.1}"))
+            );
+            let _ = writeln!(
+                md,
+                "| workload | tempo | of bandwidth bound | PyTorch | speed-up | PyTorch fused | speed-up |\n|---|---:|---:|---:|---:|---:|---:|"
+            );
+            for (id, torch_ids) in paired_workloads() {
+                let Some(ns) = pair_tempo(&id) else { continue };
+                let bpp = OPTIMIZERS
+                    .iter()
+                    .find(|(g, _, _)| id.starts_with(&format!("{g}/")))
+                    .map(|&(_, _, b)| b);
+                let frac = bpp.zip(pair_bound).map(|(b, bd)| 1e7 / ns * b / bd);
+                let theirs = |i: usize| torch_ids.get(i).and_then(|t| pair_torch(t));
+                let _ = writeln!(
+                    md,
+                    "| {id} | {} | {} | {} | {} | {} | {} |",
+                    fmt_ns(ns),
+                    fmt_frac(frac),
+                    theirs(0).map_or("—".into(), fmt_ns),
+                    fmt_ratio(theirs(0).map(|p| p / ns)),
+                    theirs(1).map_or("—".into(), fmt_ns),
+                    fmt_ratio(theirs(1).map(|p| p / ns)),
+                );
+            }
+        }
+
         // Targets.
         let _ = writeln!(md, "\n## Targets\n");
         let _ = writeln!(md, "| target | measured | verdict |\n|---|---|---|");
@@ -1069,6 +1459,7 @@ impl Summary {
                 json!({"skipped": torch["skipped"]})
             },
             "rows": rows_json,
+            "paired": paired,
             "memory": mem,
             "targets": verdicts.iter().map(|v| json!({
                 "target": v.target, "measured": v.measured, "met": v.met,
