@@ -1,7 +1,7 @@
 //! PyTorch's `LRScheduler` base class: the state every epoch-driven scheduler shares, and
 //! the step protocol (`_initial_step`, `step`, `step(epoch)`, `_update_lr`) written once.
 
-use tempo_param_groups::{Dict, OptimizerParamGroups, ParamGroupError, Value};
+use tempo_param_groups::{Dict, MomentumKey, OptimizerParamGroups, ParamGroupError, Value};
 
 use crate::state::{float_list, StateReader};
 use crate::SchedError;
@@ -206,13 +206,13 @@ pub(crate) fn check_groups(
 /// Writes momentum to `betas[0]` (`use_beta1`, keeping the rest of `betas`, written back
 /// as a tuple) or `momentum`, as CyclicLR/OneCycleLR do.
 ///
-/// For `betas`, a group without a `momentum` key goes through
-/// [`OptimizerParamGroups::set_momentum`], which an optimizer can implement in place,
-/// without building a tuple. That method writes `betas[0]` of a pair exactly as the
-/// general path below does, and fails (changing nothing) on anything else: no `betas`
-/// (a group with neither key), or `betas` that is not a pair. Then, and for a group that
-/// also has `momentum` (where `set_momentum` could pick `momentum`), the general path
-/// decides, so the outcome is always that of reading, editing and writing `betas`.
+/// For `betas`, a group whose [`OptimizerParamGroups::momentum_key`] is `Beta1` (it has
+/// `betas`) goes through [`OptimizerParamGroups::set_momentum`], which an optimizer can
+/// implement in place, without building a tuple: by the trait's contract it then writes
+/// `betas[0]` of a pair exactly as the general path below does, and fails (changing
+/// nothing) on anything else (`betas` that is not a pair). Then, and for a group without
+/// `betas`, the general path decides, so the outcome is always that of reading, editing
+/// and writing `betas`.
 pub(crate) fn write_momentum(
     opt: &mut dyn OptimizerParamGroups,
     group: usize,
@@ -223,7 +223,9 @@ pub(crate) fn write_momentum(
         opt.set_f64(group, "momentum", momentum)?;
         return Ok(());
     }
-    if opt.get(group, "momentum").is_none() && opt.set_momentum(group, momentum).is_ok() {
+    if opt.momentum_key(group) == Ok(MomentumKey::Beta1)
+        && opt.set_momentum(group, momentum).is_ok()
+    {
         return Ok(());
     }
     let betas = opt.get(group, "betas").unwrap_or_default();

@@ -47,6 +47,8 @@ pub struct CosineAnnealingLR {
     eta_min: f64,
     /// The recursive form's cosine at `e` is the next step's at `e - 1`.
     cos: CosMemo,
+    /// Not state: where the last epoch asked about stood in the `2 * T_max` period.
+    period: PeriodMemo,
 }
 
 impl CosineAnnealingLR {
@@ -65,6 +67,7 @@ impl CosineAnnealingLR {
                 t_max,
                 eta_min: config.eta_min,
                 cos: CosMemo::default(),
+                period: PeriodMemo::default(),
             },
             opt,
         )
@@ -95,7 +98,7 @@ impl Rule for CosineAnnealingLR {
         let pairs = out.iter_mut().zip(&self.core.base_lrs);
         if at.step_count == 1 && e > 0 {
             pairs.for_each(|(lr, b)| *lr = eta + (b - eta) * (1.0 + (ef * PI / tf).cos()) / 2.0);
-        } else if restarts(e, t) {
+        } else if self.period.restarts(e, t) {
             pairs.for_each(|(lr, b)| *lr += (b - eta) * (1.0 - (PI / tf).cos()) / 2.0);
         } else {
             // The last step's numerator is this one's denominator: ask for it first.
@@ -135,27 +138,51 @@ impl Rule for CosineAnnealingLR {
 leaf_scheduler!(CosineAnnealingLR);
 
 /// PyTorch's `(last_epoch - 1 - T_max) % (2 * T_max) == 0`, the step that starts a new
-/// rise past `T_max`. Within the first half period (`1 <= e <= T_max`) the left side is
-/// in `[-T_max, -1]`, which holds no multiple of `2 * T_max`: the integer division is
-/// skipped on every step of the usual schedule.
-fn restarts(e: i64, t: i64) -> bool {
-    if (1..=t).contains(&e) {
-        return false;
+/// rise past `T_max`, without an integer division on the usual steps. Within the first
+/// half period (`1 <= e <= T_max`) the left side is in `[-T_max, -1]`, which holds no
+/// multiple of `2 * T_max`. Past it, the memo keeps the last epoch asked about and its
+/// remainder `(e - 1 - T_max) mod 2 * T_max`, and steps the remainder when the next
+/// epoch is the one after; any other epoch (a jump, a reload, another `T_max`) is
+/// computed afresh. Not state: the answer never depends on the memo.
+#[derive(Debug, Clone, Copy, Default)]
+struct PeriodMemo {
+    /// `(e, t, (e - 1 - t).rem_euclid(2 * t))`.
+    last: Option<(i64, i64, i64)>,
+}
+
+impl PeriodMemo {
+    fn restarts(&mut self, e: i64, t: i64) -> bool {
+        if (1..=t).contains(&e) {
+            return false;
+        }
+        let rem = match self.last {
+            Some((le, lt, lr)) if lt == t && le.checked_add(1) == Some(e) => {
+                if lr + 1 == 2 * t {
+                    0
+                } else {
+                    lr + 1
+                }
+            }
+            _ => (e - 1 - t).rem_euclid(2 * t),
+        };
+        self.last = Some((e, t, rem));
+        rem == 0
     }
-    (e - 1 - t).rem_euclid(2 * t) == 0
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn restarts_is_pytorchs_modulo() {
-        for t in 1..12 {
-            for e in -30..60 {
-                assert_eq!(
-                    super::restarts(e, t),
-                    (e - 1 - t).rem_euclid(2 * t) == 0,
-                    "e {e} T_max {t}"
-                );
+        for t in 1..12i64 {
+            let mut memo = super::PeriodMemo::default();
+            // Consecutive epochs, then jumps back and forth, then consecutive again.
+            let epochs = (-30..60)
+                .chain([5, 100, 7, 8, 3 * t, 3 * t + 1])
+                .chain(40..90);
+            for e in epochs {
+                let want = (e - 1 - t).rem_euclid(2 * t) == 0;
+                assert_eq!(memo.restarts(e, t), want, "memo: e {e} T_max {t}");
             }
         }
     }
