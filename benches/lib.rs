@@ -1,5 +1,6 @@
-//! The workloads of tempo's benchmarks, shared by the criterion suites (`main.rs`) and
-//! the allocation probe (`memory.rs`), so both measure exactly the same thing.
+//! The workloads of tempo's benchmarks, shared by the criterion suites (`main.rs`), the
+//! allocation probe (`memory.rs`) and the paired rounds' server (`pair.rs`), so all of
+//! them measure exactly the same thing.
 //!
 //! Every input is built from a fixed seed, outside any timed region. `cargo xtask bench`
 //! runs the suites and writes the summary; the same workloads are generated for PyTorch
