@@ -24,9 +24,13 @@ mod train;
 fn config() -> Criterion {
     let c = Criterion::default().without_plots();
     if benches::quick() {
+        // Criterion's analysis bootstraps 100 000 resamples per benchmark by default,
+        // about as long as a quick measurement; the summary reads the samples, not the
+        // bootstrap's intervals.
         c.warm_up_time(Duration::from_millis(200))
             .measurement_time(Duration::from_millis(800))
             .sample_size(20)
+            .nresamples(5_000)
     } else {
         c.warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(4))

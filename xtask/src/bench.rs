@@ -534,10 +534,10 @@ fn torch_config(o: &Options, scratch: &Path, threads: usize) -> Value {
         "scratch": scratch,
         "ckpt": {"layers": 12, "out": 1024, "in": 2048},
         "pair": {"batch_ms": pair_batch_ms(o), "samples": PAIR_SAMPLES},
-        // A quick run's optimizer sizes are all measured in the paired rounds; a full run
-        // also has the small sizes.
+        // A quick run's optimizer sizes and checkpoints are all measured in the paired
+        // rounds; a full run also has the small sizes, and measures everything twice.
         "suites": if o.quick {
-            json!(["sched", "train", "ckpt"])
+            json!(["sched", "train"])
         } else {
             json!(["optim", "sched", "train", "ckpt"])
         },
@@ -935,13 +935,13 @@ impl Summary {
                 .or_else(|| torch_results[id]["ns"].as_f64())
         };
         // PyTorch's time over tempo's: both from the paired rounds when both were measured
-        // there (seconds apart), else PyTorch's suites over `tempo_ns` (the suites').
+        // there (seconds apart), else PyTorch's figure over `tempo_ns` (the suites').
         let vs = |tempo_id: &str, torch_id: &str, tempo_ns: f64| match (
             paired["tempo"][tempo_id].as_f64(),
-            paired["torch"][torch_id].as_f64(),
+            pt(torch_id),
         ) {
-            (Some(a), Some(b)) => Some(b / a),
-            _ => torch_results[torch_id]["ns"].as_f64().map(|p| p / tempo_ns),
+            (Some(a), Some(b)) if paired["torch"][torch_id].is_number() => Some(b / a),
+            (_, b) => b.map(|p| p / tempo_ns),
         };
         let mut md = String::new();
         let mut verdicts: Vec<Verdict> = Vec::new();
