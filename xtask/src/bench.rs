@@ -1097,10 +1097,10 @@ impl Summary {
                     target: format!("{label}, 1e7 parameters: ≥ PyTorch fused"),
                     measured: fmt_ratio(fused),
                     met: fused.map(|r| r >= 1.0),
-                    note: if has_torch && fused.is_none() {
-                        "PyTorch has no fused variant here".into()
-                    } else {
-                        note.clone()
+                    note: match fused {
+                        Some(_) => note.clone(),
+                        None if has_torch => "PyTorch has no fused variant here".into(),
+                        None => String::new(),
                     },
                 });
             }
@@ -1390,14 +1390,19 @@ impl Summary {
         // Paired rounds.
         if has_pairs {
             let _ = writeln!(md, "\n## Paired rounds\n");
+            let with_torch = paired["torch"].as_object().is_some_and(|m| !m.is_empty());
             let _ = writeln!(
                 md,
-                "The figures the targets compare, measured again in {} rounds in which tempo's \
-                 `bench-pair` and the PyTorch script (as a server) are asked for each workload \
-                 in turn, so both sides of a ratio are measured seconds apart; each figure is \
-                 that side's best over the rounds (batches of at least {} ms, {} per round). \
-                 The bandwidth bound here is {} GB/s.\n",
+                "The figures the targets compare, measured again in {} rounds in which {} \
+                 asked for each workload in turn, so both sides of a ratio are measured seconds \
+                 apart; each figure is that side's best over the rounds (batches of at least {} \
+                 ms, {} per round). The bandwidth bound here is {} GB/s.\n",
                 paired["rounds"],
+                if with_torch {
+                    "tempo's `bench-pair` and the PyTorch script (as a server) are"
+                } else {
+                    "tempo's `bench-pair` (alone: run with `--vs-torch` for PyTorch's side) is"
+                },
                 paired["batch_ms"],
                 paired["samples"],
                 pair_bound.map_or("—".into(), |v| format!("{v:.1}"))
