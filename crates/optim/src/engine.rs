@@ -497,6 +497,15 @@ macro_rules! elementwise_optimizer {
             fn initial_lr(&self, group: usize) -> Option<f64> {
                 self.engine.groups.get_f64(group, "initial_lr").ok()
             }
+            fn lrs_into(
+                &self,
+                out: &mut Vec<f64>,
+            ) -> Result<(), tempo_param_groups::ParamGroupError> {
+                self.engine.groups.lrs_into(out)
+            }
+            fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), tempo_param_groups::ParamGroupError> {
+                self.engine.groups.set_lrs(lrs)
+            }
             fn momentum_key(
                 &self,
                 group: usize,

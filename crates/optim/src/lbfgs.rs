@@ -848,6 +848,12 @@ impl<T: Float> OptimizerParamGroups for Lbfgs<T> {
     fn initial_lr(&self, group: usize) -> Option<f64> {
         self.groups.get_f64(group, "initial_lr").ok()
     }
+    fn lrs_into(&self, out: &mut Vec<f64>) -> Result<(), ParamGroupError> {
+        self.groups.lrs_into(out)
+    }
+    fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), ParamGroupError> {
+        self.groups.set_lrs(lrs)
+    }
 }
 
 fn tensor<T: Float>(v: &[T]) -> StateValue {

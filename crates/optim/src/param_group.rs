@@ -231,6 +231,22 @@ impl<T: Float> Groups<T> {
         self.set(group, key, Value::Float(value))
     }
 
+    /// `OptimizerParamGroups::lrs_into`'s provided behaviour, in one loop.
+    pub(crate) fn lrs_into(&self, out: &mut Vec<f64>) -> Result<(), ParamGroupError> {
+        for g in 0..self.options.len() {
+            out.push(self.get_f64(g, "lr")?);
+        }
+        Ok(())
+    }
+
+    /// `OptimizerParamGroups::set_lrs`'s provided behaviour, in one loop.
+    pub(crate) fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), ParamGroupError> {
+        for (g, &lr) in lrs.iter().enumerate() {
+            self.set_f64(g, "lr", lr)?;
+        }
+        Ok(())
+    }
+
     fn dict(&self, group: usize) -> Result<&Dict, ParamGroupError> {
         let groups = self.options.len();
         self.options
@@ -554,6 +570,12 @@ mod tests {
                 provided.initial_lr(group),
                 "group {group}"
             );
+            let (mut a, mut b) = (vec![9.0], vec![9.0]);
+            assert_eq!(ours.lrs_into(&mut a), provided.lrs_into(&mut b));
+            assert_eq!(a, b);
+            let lrs = [0.5, 0.25, 0.125, 1.0][..group].to_vec();
+            assert_eq!(ours.set_lrs(&lrs), provided.set_lrs(&lrs), "{lrs:?}");
+            assert_eq!(ours.options, provided.0.options, "{lrs:?}");
             for (i, key) in keys.into_iter().enumerate() {
                 let v = 0.25 * i as f64;
                 assert_eq!(

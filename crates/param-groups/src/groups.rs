@@ -74,6 +74,26 @@ pub trait OptimizerParamGroups {
         self.set_f64(group, "lr", lr)
     }
 
+    /// Every group's learning rate, in group order, appended to `out` (a scheduler reads
+    /// them all at every step; an implementation can do it in one call instead of one
+    /// per group). Stops at the first group whose `lr` cannot be read, with its error.
+    fn lrs_into(&self, out: &mut Vec<f64>) -> Result<(), ParamGroupError> {
+        for g in 0..self.num_groups() {
+            out.push(self.lr(g)?);
+        }
+        Ok(())
+    }
+
+    /// Sets group `g`'s learning rate to `lrs[g]`, in group order, for every `g` in
+    /// `lrs` (which a scheduler gives with one value per group). Stops at the first
+    /// group that refuses, with its error; the groups before it are written.
+    fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), ParamGroupError> {
+        for (g, &lr) in lrs.iter().enumerate() {
+            self.set_lr(g, lr)?;
+        }
+        Ok(())
+    }
+
     /// The group's `initial_lr`, if a scheduler recorded one.
     fn initial_lr(&self, group: usize) -> Option<f64> {
         self.get(group, "initial_lr").and_then(|v| v.as_f64())

@@ -173,18 +173,11 @@ pub(crate) fn read_lrs(
     opt: &dyn OptimizerParamGroups,
     out: &mut Vec<f64>,
 ) -> Result<(), SchedError> {
-    let n = opt.num_groups();
-    for g in 0..n {
-        out.push(opt.lr(g)?);
-    }
-    Ok(())
+    Ok(opt.lrs_into(out)?)
 }
 
 pub(crate) fn write_lrs(opt: &mut dyn OptimizerParamGroups, lrs: &[f64]) -> Result<(), SchedError> {
-    for (g, &lr) in lrs.iter().enumerate() {
-        opt.set_lr(g, lr)?;
-    }
-    Ok(())
+    Ok(opt.set_lrs(lrs)?)
 }
 
 /// `Err` unless the optimizer still has `groups` groups.

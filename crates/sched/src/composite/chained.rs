@@ -17,7 +17,8 @@ const NAME: &str = "ChainedScheduler";
 /// children step. A failing child leaves every child and every group as they were: the
 /// children that had stepped take their step back
 /// ([`undo_step`](LrScheduler::undo_step)) and each group's `lr` (and, if a child cycles
-/// momentum, `momentum` and `betas`) gets its value from before the step back.
+/// momentum, `momentum` and `betas`) gets its value from before the step back (an lr is
+/// put back as a float: an int lr comes back as the equal float).
 pub struct ChainedScheduler {
     children: Vec<Box<dyn LrScheduler>>,
     last_lr: Vec<f64>,
@@ -29,6 +30,9 @@ pub struct ChainedScheduler {
     scratch: Vec<f64>,
     /// Not state: the group values a failing step puts back, group by group.
     saved: Vec<Option<Value>>,
+    /// Not state: the lrs a failing step puts back, when its children change nothing
+    /// else (then `saved` is empty).
+    saved_lrs: Vec<f64>,
     /// Not state: the lrs a failing restart puts back.
     before: Vec<f64>,
     /// Not state: whether a child cycles momentum, asked of the children when they
@@ -91,6 +95,7 @@ impl ChainedScheduler {
             bases,
             scratch: Vec::with_capacity(n),
             saved: Vec::with_capacity(n * MOMENTUM_KEYS.len()),
+            saved_lrs: Vec::with_capacity(n),
             before: Vec::with_capacity(n),
             writes_momentum,
         })
@@ -120,10 +125,17 @@ impl ChainedScheduler {
             LR_KEYS
         };
         self.saved.clear();
-        self.saved.reserve(n * keys.len());
-        for g in 0..n {
-            for &k in keys {
-                self.saved.push(opt.get(g, k));
+        self.saved_lrs.clear();
+        // Children that write only `lr`: the lrs as numbers (one call, no copies of
+        // values). Else, or if a group's lr is not a number, every key as a value.
+        let numbers = !self.writes_momentum && opt.lrs_into(&mut self.saved_lrs).is_ok();
+        if !numbers {
+            self.saved_lrs.clear();
+            self.saved.reserve(n * keys.len());
+            for g in 0..n {
+                for &k in keys {
+                    self.saved.push(opt.get(g, k));
+                }
             }
         }
         // Errors are moved only on the failing path: an Ok step copies no `Result`.
@@ -149,6 +161,10 @@ impl ChainedScheduler {
         };
         for c in self.children[..stepped].iter_mut().rev() {
             c.undo_step();
+        }
+        for (g, &lr) in self.saved_lrs.iter().enumerate() {
+            // Best effort, as below.
+            let _ = opt.set_lr(g, lr);
         }
         for (i, v) in self.saved.drain(..).enumerate() {
             if let Some(v) = v {
@@ -225,6 +241,7 @@ impl LrScheduler for ChainedScheduler {
             bases: self.bases.clone(),
             scratch: Vec::with_capacity(self.last_lr.len()),
             saved: Vec::new(),
+            saved_lrs: Vec::new(),
             before: Vec::new(),
             writes_momentum: self.writes_momentum,
         })
