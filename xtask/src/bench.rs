@@ -615,6 +615,25 @@ fn paired_workloads() -> Vec<(String, Vec<String>)> {
     w
 }
 
+/// The order a round asks for the paired workloads in: [`paired_workloads`], with the
+/// Adam-pattern bandwidth reference asked again right before each optimizer workload,
+/// so that the reference is measured as often as, and next to, what it bounds (its best
+/// is kept, as every figure's).
+fn pair_schedule() -> Vec<(String, Vec<String>)> {
+    let reference = "bandwidth/adam_traffic/n=10000000";
+    let mut out = Vec::new();
+    for (id, torch_ids) in paired_workloads() {
+        let optimizer = OPTIMIZERS
+            .iter()
+            .any(|(g, _, _)| id.starts_with(&format!("{g}/")));
+        if optimizer {
+            out.push((reference.to_string(), vec![]));
+        }
+        out.push((id, torch_ids));
+    }
+    out
+}
+
 /// A benchmark server (benches/pair.rs, or the PyTorch script in server mode): asked
 /// for one workload id at a time, it answers with one JSON line.
 struct Server {
@@ -722,7 +741,7 @@ fn run_pairs(
         }
     };
     for round in 0..rounds {
-        for (id, torch_ids) in paired_workloads() {
+        for (id, torch_ids) in pair_schedule() {
             let torch_first = round % 2 == 1;
             if !torch_first {
                 keep(&mut best_tempo, &id, tempo.ask(&id)?);
