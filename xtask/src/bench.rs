@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--vs-torch] [--summary-only]
 
-  --quick         short measurements and fewer sizes (about 3 minutes)
+  --quick         short measurements and fewer sizes (under 3 minutes)
   --vs-torch      also run the same workloads in PyTorch (TEMPO_TORCH_PYTHON, else python3)
   --summary-only  rebuild the summary from the newest results without running anything";
 
