@@ -240,6 +240,7 @@ pub(crate) fn read_at_hashed(
 /// Fills all of `dst` with `src` (bytes of a memory-mapped file), adding them to the
 /// CRC-32 state `crc`; `UnexpectedEof` if `src` is shorter (a file shorter than its
 /// header says). Large buffers are first advised to use huge pages (Linux).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the readers map files on Linux only
 pub(crate) fn copy_from(
     src: &[u8],
     dst: &mut [MaybeUninit<u8>],
@@ -259,6 +260,7 @@ pub(crate) fn copy_from(
 /// Copies `src` into `dst` (of the same length), adding the bytes to the CRC-32 state
 /// `crc`: chunk by chunk, each hashed right after it is copied, from the cache; a large
 /// buffer as two halves on two threads, whose CRCs are combined.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn copy_hashed(src: &[u8], dst: &mut [MaybeUninit<u8>], crc: &mut Hasher) {
     // Chunks small enough that the source chunk is still in the core's own cache when
     // it is hashed.
