@@ -27,8 +27,8 @@ fn config() -> Criterion {
         // Criterion's analysis bootstraps 100 000 resamples per benchmark by default,
         // about as long as a quick measurement; the summary reads the samples, not the
         // bootstrap's intervals.
-        c.warm_up_time(Duration::from_millis(200))
-            .measurement_time(Duration::from_millis(800))
+        c.warm_up_time(Duration::from_millis(100))
+            .measurement_time(Duration::from_millis(500))
             .sample_size(20)
             .nresamples(5_000)
     } else {

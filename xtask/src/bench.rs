@@ -385,6 +385,8 @@ struct Options {
     quick: bool,
     vs_torch: bool,
     summary_only: bool,
+    /// When the run started (progress messages count from it).
+    started: SystemTime,
 }
 
 pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
@@ -392,6 +394,7 @@ pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
         quick: false,
         vs_torch: false,
         summary_only: false,
+        started: SystemTime::now(),
     };
     for a in args {
         match a.as_str() {
@@ -413,7 +416,7 @@ pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
     std::fs::create_dir_all(&scratch)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
 
-    let started = SystemTime::now();
+    let started = o.started;
     let since = if o.summary_only {
         SystemTime::UNIX_EPOCH
     } else {
@@ -424,12 +427,16 @@ pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
         eprintln!("criterion suites done after {:.0} s", secs(started));
         let mem = run_memory_probe(&o)?;
         std::fs::write(out.join("memory.json"), format!("{mem:#}\n"))?;
+        eprintln!("allocation probe done after {:.0} s", secs(started));
         let torch = if o.vs_torch {
             run_torch(&o, &out, &scratch, threads)?
         } else {
             json!({"skipped": "not requested (run with --vs-torch)"})
         };
         std::fs::write(out.join("torch.json"), format!("{torch:#}\n"))?;
+        if o.vs_torch {
+            eprintln!("PyTorch suites done after {:.0} s", secs(started));
+        }
         let torch_python = torch["results"].is_object().then(torch_python);
         let paired = run_pairs(&o, &out, &scratch, threads, torch_python.as_deref())?;
         std::fs::write(out.join("paired.json"), format!("{paired:#}\n"))?;
@@ -767,7 +774,11 @@ fn run_pairs(
                 keep(&mut best_tempo, &id, tempo.ask(&id)?);
             }
         }
-        eprintln!("paired round {} of {rounds} done", round + 1);
+        eprintln!(
+            "paired round {} of {rounds} done after {:.0} s",
+            round + 1,
+            secs(o.started)
+        );
     }
     tempo.finish()?;
     if let Some(t) = torch {
