@@ -502,20 +502,37 @@ fn run_criterion(o: &Options, criterion_home: &Path, scratch: &Path) -> Result<(
     Ok(())
 }
 
+/// `cargo run` of one of the `benches` package's binaries, with the profile `cargo bench`
+/// built the workspace with: nothing to rebuild.
+fn bench_bin(name: &str) -> Command {
+    let mut cmd = crate::cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--profile",
+        "bench",
+        "--package",
+        "benches",
+        "--bin",
+        name,
+    ]);
+    cmd
+}
+
+/// The PyTorch script (written to `out`) run by `python` with `config`.
+fn torch_command(python: &str, out: &Path, config: &Value, threads: usize) -> Result<Command> {
+    let script = out.join("torch_bench.py");
+    std::fs::write(&script, TORCH_SCRIPT)?;
+    let mut cmd = Command::new(python);
+    cmd.arg(&script)
+        .arg(config.to_string())
+        .env("OMP_NUM_THREADS", threads.to_string());
+    Ok(cmd)
+}
+
 fn run_memory_probe(o: &Options) -> Result<Value> {
     eprintln!("running the allocation probe");
-    let output = crate::cargo()
-        .args([
-            "run",
-            "--quiet",
-            // The profile `cargo bench` built the workspace with: nothing to rebuild.
-            "--profile",
-            "bench",
-            "--package",
-            "benches",
-            "--bin",
-            "bench-memory",
-        ])
+    let output = bench_bin("bench-memory")
         .env("TEMPO_BENCH_QUICK", if o.quick { "1" } else { "0" })
         .stderr(Stdio::inherit())
         .output()
@@ -571,14 +588,9 @@ fn run_torch(o: &Options, out: &Path, scratch: &Path, threads: usize) -> Result<
         }
         Err(e) => return Ok(json!({"skipped": format!("cannot run {python}: {e}")})),
     }
-    let script = out.join("torch_bench.py");
-    std::fs::write(&script, TORCH_SCRIPT)?;
     let config = torch_config(o, scratch, threads);
     eprintln!("running the PyTorch workloads with {python} ({threads} threads)");
-    let output = Command::new(&python)
-        .arg(&script)
-        .arg(config.to_string())
-        .env("OMP_NUM_THREADS", threads.to_string())
+    let output = torch_command(&python, out, &config, threads)?
         .stderr(Stdio::inherit())
         .output()
         .context("running the PyTorch script")?;
@@ -722,31 +734,16 @@ fn run_pairs(
 ) -> Result<Value> {
     let rounds = if o.quick { 3 } else { 5 };
     eprintln!("running the paired rounds ({rounds})");
-    let mut cmd = crate::cargo();
-    cmd.args([
-        "run",
-        "--quiet",
-        "--profile",
-        "bench",
-        "--package",
-        "benches",
-        "--bin",
-        "bench-pair",
-    ])
-    .env("TEMPO_BENCH_SCRATCH", scratch)
-    .env("TEMPO_PAIR_BATCH_MS", pair_batch_ms(o).to_string())
-    .env("TEMPO_PAIR_SAMPLES", PAIR_SAMPLES.to_string());
+    let mut cmd = bench_bin("bench-pair");
+    cmd.env("TEMPO_BENCH_SCRATCH", scratch)
+        .env("TEMPO_PAIR_BATCH_MS", pair_batch_ms(o).to_string())
+        .env("TEMPO_PAIR_SAMPLES", PAIR_SAMPLES.to_string());
     let mut tempo = Server::spawn("bench-pair", cmd)?;
     let mut torch = match python {
         Some(python) => {
-            let script = out.join("torch_bench.py");
-            std::fs::write(&script, TORCH_SCRIPT)?;
             let mut config = torch_config(o, scratch, threads);
             config["serve"] = json!(true);
-            let mut cmd = Command::new(python);
-            cmd.arg(&script)
-                .arg(config.to_string())
-                .env("OMP_NUM_THREADS", threads.to_string());
+            let cmd = torch_command(python, out, &config, threads)?;
             Some(Server::spawn("the PyTorch script", cmd)?)
         }
         None => None,

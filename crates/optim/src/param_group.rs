@@ -1,6 +1,6 @@
 //! Param groups: parameters plus a PyTorch-style dict of hyperparameters.
 
-use tempo_param_groups::{Dict, MomentumKey, ParamGroupError, Value};
+use tempo_param_groups::{Dict, MomentumKey, OptimizerParamGroups, ParamGroupError, Value};
 use tempo_tensor::{Float, Tensor};
 
 use crate::OptimError;
@@ -160,11 +160,24 @@ impl<T: Float> Groups<T> {
         Ok(map)
     }
 
+    // The group dicts are param groups by themselves (`impl OptimizerParamGroups for
+    // [Dict]` in tempo-param-groups); these add only the rule that `params` is not a
+    // hyperparameter (never in `options`, and never written).
+
     pub(crate) fn get(&self, group: usize, key: &str) -> Option<Value> {
+        OptimizerParamGroups::get(self.options.as_slice(), group, key)
+    }
+
+    /// Refuses `params` (`UnknownKey`) once the group is known to exist.
+    fn writable(&self, group: usize, key: &str) -> Result<(), ParamGroupError> {
+        self.options.as_slice().check_group(group)?;
         if key == "params" {
-            return None;
+            return Err(ParamGroupError::UnknownKey {
+                group,
+                key: key.into(),
+            });
         }
-        self.options.get(group)?.get(key).cloned()
+        Ok(())
     }
 
     pub(crate) fn set(
@@ -173,148 +186,46 @@ impl<T: Float> Groups<T> {
         key: &str,
         value: Value,
     ) -> Result<(), ParamGroupError> {
-        let groups = self.options.len();
-        let d = self
-            .options
-            .get_mut(group)
-            .ok_or(ParamGroupError::NoSuchGroup { group, groups })?;
-        if key == "params" {
-            return Err(ParamGroupError::UnknownKey {
-                group,
-                key: key.into(),
-            });
-        }
-        // In place when the key exists (a scheduler writes `lr` every step): no key copy.
-        match d.get_mut(key) {
-            Some(slot) => *slot = value,
-            None => {
-                d.insert(key, value);
-            }
-        }
-        Ok(())
+        self.writable(group, key)?;
+        self.options.as_mut_slice().set(group, key, value)
     }
 
-    /// `OptimizerParamGroups::get_f64`'s provided behaviour, reading in place instead of
-    /// copying the value out (a scheduler reads `lr` every step).
     pub(crate) fn get_f64(&self, group: usize, key: &str) -> Result<f64, ParamGroupError> {
-        let d = self.dict(group)?;
-        let v = (key != "params")
-            .then(|| d.get(key))
-            .flatten()
-            .ok_or_else(|| ParamGroupError::MissingKey {
-                group,
-                key: key.to_string(),
-            })?;
-        v.as_f64().ok_or_else(|| ParamGroupError::WrongType {
-            key: key.to_string(),
-            expected: "a number",
-            found: v.type_name(),
-        })
+        self.options.as_slice().get_f64(group, key)
     }
 
-    /// `OptimizerParamGroups::set_f64`'s provided behaviour (`set` with a float),
-    /// overwriting a float in place (a scheduler writes `lr` every step).
     pub(crate) fn set_f64(
         &mut self,
         group: usize,
         key: &str,
         value: f64,
     ) -> Result<(), ParamGroupError> {
-        if key != "params" {
-            if let Some(Value::Float(slot)) =
-                self.options.get_mut(group).and_then(|d| d.get_mut(key))
-            {
-                *slot = value;
-                return Ok(());
-            }
-        }
-        self.set(group, key, Value::Float(value))
+        self.writable(group, key)?;
+        self.options.as_mut_slice().set_f64(group, key, value)
     }
 
-    /// `OptimizerParamGroups::lrs_into`'s provided behaviour, in one loop.
     pub(crate) fn lrs_into(&self, out: &mut Vec<f64>) -> Result<(), ParamGroupError> {
-        for g in 0..self.options.len() {
-            out.push(self.get_f64(g, "lr")?);
-        }
-        Ok(())
+        self.options.as_slice().lrs_into(out)
     }
 
-    /// `OptimizerParamGroups::set_lrs`'s provided behaviour, in one loop.
     pub(crate) fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), ParamGroupError> {
-        for (g, &lr) in lrs.iter().enumerate() {
-            self.set_f64(g, "lr", lr)?;
-        }
-        Ok(())
+        self.options.as_mut_slice().set_lrs(lrs)
     }
 
-    fn dict(&self, group: usize) -> Result<&Dict, ParamGroupError> {
-        let groups = self.options.len();
-        self.options
-            .get(group)
-            .ok_or(ParamGroupError::NoSuchGroup { group, groups })
-    }
-
-    /// `OptimizerParamGroups::momentum_key`'s provided behaviour, without copying `betas`.
     pub(crate) fn momentum_key(&self, group: usize) -> Result<MomentumKey, ParamGroupError> {
-        let d = self.dict(group)?;
-        if d.contains_key("betas") {
-            Ok(MomentumKey::Beta1)
-        } else if d.contains_key("momentum") {
-            Ok(MomentumKey::Momentum)
-        } else {
-            Err(ParamGroupError::NoMomentum { group })
-        }
+        self.options.as_slice().momentum_key(group)
     }
 
-    /// `OptimizerParamGroups::momentum`'s provided behaviour, without copying `betas`.
     pub(crate) fn momentum(&self, group: usize) -> Result<f64, ParamGroupError> {
-        let key = self.momentum_key(group)?;
-        let (name, expected) = match key {
-            MomentumKey::Momentum => ("momentum", "a number"),
-            MomentumKey::Beta1 => ("betas", "a pair of numbers"),
-        };
-        let v = self.dict(group)?.get(name).unwrap_or(&Value::None);
-        let m = match key {
-            MomentumKey::Momentum => v.as_f64(),
-            MomentumKey::Beta1 => v.as_slice().and_then(|b| b.first()).and_then(Value::as_f64),
-        };
-        m.ok_or_else(|| ParamGroupError::WrongType {
-            key: name.into(),
-            expected,
-            found: v.type_name(),
-        })
+        self.options.as_slice().momentum(group)
     }
 
-    /// `OptimizerParamGroups::set_momentum`'s provided behaviour (`betas[0]`, keeping
-    /// `betas[1]` and leaving a tuple; or `momentum`), writing `betas[0]` in place
-    /// instead of building a new tuple.
     pub(crate) fn set_momentum(
         &mut self,
         group: usize,
         momentum: f64,
     ) -> Result<(), ParamGroupError> {
-        match self.momentum_key(group)? {
-            MomentumKey::Momentum => self.set(group, "momentum", Value::Float(momentum)),
-            MomentumKey::Beta1 => {
-                let betas = self.options[group]
-                    .get_mut("betas")
-                    .ok_or(ParamGroupError::NoMomentum { group })?;
-                match betas {
-                    Value::Tuple(items) | Value::List(items) if items.len() == 2 => {
-                        items[0] = Value::Float(momentum);
-                        if let Value::List(items) = betas {
-                            *betas = Value::Tuple(std::mem::take(items));
-                        }
-                        Ok(())
-                    }
-                    other => Err(ParamGroupError::WrongType {
-                        key: "betas".into(),
-                        expected: "a pair of numbers",
-                        found: other.type_name(),
-                    }),
-                }
-            }
-        }
+        self.options.as_mut_slice().set_momentum(group, momentum)
     }
 }
 

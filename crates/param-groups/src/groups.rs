@@ -121,18 +121,7 @@ pub trait OptimizerParamGroups {
     fn momentum(&self, group: usize) -> Result<f64, ParamGroupError> {
         match self.momentum_key(group)? {
             MomentumKey::Momentum => self.get_f64(group, "momentum"),
-            MomentumKey::Beta1 => {
-                let betas = self.get(group, "betas").unwrap_or_default();
-                betas
-                    .as_slice()
-                    .and_then(|b| b.first())
-                    .and_then(Value::as_f64)
-                    .ok_or(ParamGroupError::WrongType {
-                        key: "betas".into(),
-                        expected: "a pair of numbers",
-                        found: betas.type_name(),
-                    })
-            }
+            MomentumKey::Beta1 => beta1(&self.get(group, "betas").unwrap_or_default()),
         }
     }
 
@@ -141,19 +130,43 @@ pub trait OptimizerParamGroups {
         match self.momentum_key(group)? {
             MomentumKey::Momentum => self.set_f64(group, "momentum", momentum),
             MomentumKey::Beta1 => {
-                let betas = self.get(group, "betas").unwrap_or_default();
-                let mut items = betas.as_slice().map(<[Value]>::to_vec).unwrap_or_default();
-                if items.len() != 2 {
-                    return Err(ParamGroupError::WrongType {
-                        key: "betas".into(),
-                        expected: "a pair of numbers",
-                        found: betas.type_name(),
-                    });
-                }
-                items[0] = Value::Float(momentum);
-                self.set(group, "betas", Value::Tuple(items))
+                let mut betas = self.get(group, "betas").unwrap_or_default();
+                set_beta1(&mut betas, momentum)?;
+                self.set(group, "betas", betas)
             }
         }
+    }
+}
+
+/// `betas[0]` as a number.
+pub(crate) fn beta1(betas: &Value) -> Result<f64, ParamGroupError> {
+    betas
+        .as_slice()
+        .and_then(|b| b.first())
+        .and_then(Value::as_f64)
+        .ok_or_else(|| ParamGroupError::WrongType {
+            key: "betas".into(),
+            expected: "a pair of numbers",
+            found: betas.type_name(),
+        })
+}
+
+/// Writes `betas[0]` of a pair in place and makes `betas` a tuple; `WrongType` (and
+/// `betas` unchanged) if it is not a pair.
+pub(crate) fn set_beta1(betas: &mut Value, momentum: f64) -> Result<(), ParamGroupError> {
+    match betas {
+        Value::Tuple(items) | Value::List(items) if items.len() == 2 => {
+            items[0] = Value::Float(momentum);
+            if let Value::List(items) = betas {
+                *betas = Value::Tuple(std::mem::take(items));
+            }
+            Ok(())
+        }
+        other => Err(ParamGroupError::WrongType {
+            key: "betas".into(),
+            expected: "a pair of numbers",
+            found: other.type_name(),
+        }),
     }
 }
 

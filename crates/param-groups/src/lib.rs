@@ -62,6 +62,7 @@
 //! # Ok::<(), ParamGroupError>(())
 //! ```
 
+mod dicts;
 mod error;
 mod groups;
 mod value;

@@ -89,107 +89,41 @@ impl SimulatedGroups {
     }
 }
 
-impl SimulatedGroups {
-    fn group_mut(&mut self, group: usize) -> Result<&mut Dict, ParamGroupError> {
-        let groups = self.groups.len();
-        self.groups
-            .get_mut(group)
-            .ok_or(ParamGroupError::NoSuchGroup { group, groups })
-    }
-}
-
-/// The required methods, and the provided ones a scheduler calls at every step written
-/// so that they read values in place and write existing keys in place: a step allocates
-/// nothing. Each behaves exactly as the trait's provided method.
+/// Every method is the group dicts' own (`impl OptimizerParamGroups for [Dict]`): values
+/// read in place, existing keys written in place, so a step allocates nothing.
 impl OptimizerParamGroups for SimulatedGroups {
     fn num_groups(&self) -> usize {
         self.groups.len()
     }
     fn get(&self, group: usize, key: &str) -> Option<Value> {
-        self.groups.get(group)?.get(key).cloned()
+        OptimizerParamGroups::get(self.groups.as_slice(), group, key)
     }
     fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
-        let g = self.group_mut(group)?;
-        match g.get_mut(key) {
-            Some(slot) => *slot = value,
-            None => {
-                g.insert(key, value);
-            }
-        }
-        Ok(())
+        self.groups.as_mut_slice().set(group, key, value)
     }
     fn get_f64(&self, group: usize, key: &str) -> Result<f64, ParamGroupError> {
-        self.check_group(group)?;
-        match self.groups[group].get(key) {
-            None => Err(ParamGroupError::MissingKey {
-                group,
-                key: key.to_string(),
-            }),
-            Some(v) => v.as_f64().ok_or_else(|| ParamGroupError::WrongType {
-                key: key.to_string(),
-                expected: "a number",
-                found: v.type_name(),
-            }),
-        }
+        self.groups.as_slice().get_f64(group, key)
+    }
+    fn set_f64(&mut self, group: usize, key: &str, value: f64) -> Result<(), ParamGroupError> {
+        self.groups.as_mut_slice().set_f64(group, key, value)
+    }
+    fn initial_lr(&self, group: usize) -> Option<f64> {
+        self.groups.as_slice().initial_lr(group)
+    }
+    fn lrs_into(&self, out: &mut Vec<f64>) -> Result<(), ParamGroupError> {
+        self.groups.as_slice().lrs_into(out)
+    }
+    fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), ParamGroupError> {
+        self.groups.as_mut_slice().set_lrs(lrs)
     }
     fn momentum_key(&self, group: usize) -> Result<MomentumKey, ParamGroupError> {
-        self.check_group(group)?;
-        let g = &self.groups[group];
-        if g.contains_key("betas") {
-            Ok(MomentumKey::Beta1)
-        } else if g.contains_key("momentum") {
-            Ok(MomentumKey::Momentum)
-        } else {
-            Err(ParamGroupError::NoMomentum { group })
-        }
+        self.groups.as_slice().momentum_key(group)
     }
     fn momentum(&self, group: usize) -> Result<f64, ParamGroupError> {
-        match self.momentum_key(group)? {
-            MomentumKey::Momentum => self.get_f64(group, "momentum"),
-            MomentumKey::Beta1 => {
-                let betas = self.groups[group].get("betas").unwrap_or(&Value::None);
-                betas
-                    .as_slice()
-                    .and_then(|b| b.first())
-                    .and_then(Value::as_f64)
-                    .ok_or(ParamGroupError::WrongType {
-                        key: "betas".into(),
-                        expected: "a pair of numbers",
-                        found: betas.type_name(),
-                    })
-            }
-        }
+        self.groups.as_slice().momentum(group)
     }
-    /// `betas[0]` is written in place; `betas` becomes a tuple, as the provided method
-    /// makes it.
     fn set_momentum(&mut self, group: usize, momentum: f64) -> Result<(), ParamGroupError> {
-        let g = self.group_mut(group)?;
-        if let Some(betas) = g.get_mut("betas") {
-            match betas {
-                Value::Tuple(items) | Value::List(items) if items.len() == 2 => {
-                    items[0] = Value::Float(momentum);
-                }
-                other => {
-                    return Err(ParamGroupError::WrongType {
-                        key: "betas".into(),
-                        expected: "a pair of numbers",
-                        found: other.type_name(),
-                    })
-                }
-            }
-            if let Value::List(items) = betas {
-                let items = std::mem::take(items);
-                *betas = Value::Tuple(items);
-            }
-            return Ok(());
-        }
-        match g.get_mut("momentum") {
-            Some(slot) => {
-                *slot = Value::Float(momentum);
-                Ok(())
-            }
-            None => Err(ParamGroupError::NoMomentum { group }),
-        }
+        self.groups.as_mut_slice().set_momentum(group, momentum)
     }
 }
 
