@@ -1,16 +1,16 @@
 //! The machinery shared by every elementwise optimizer: groups, lazily created
 //! per-parameter state in first-touch order, the step loop, and the state dict.
 
-use std::sync::{RwLockReadGuard, RwLockWriteGuard};
-
-use ndarray::ArrayD;
 use tempo_param_groups::{Dict, ParamGroupError, Value};
-use tempo_tensor::{Float, Tensor};
+use tempo_tensor::Float;
+#[cfg(test)]
+use tempo_tensor::Tensor;
 
 use crate::kernels::{Batch, Kernel, Lanes, Task};
 use crate::param_group::{GroupReader, Groups};
 use crate::state::{ParamState, StateReader};
-use crate::{OptimError, OptimizerStateDict, ParamGroup};
+use crate::store::{LockScope, Slot, Spare};
+use crate::{OptimError, OptimizerStateDict, Param, ParamGroup};
 
 /// One elementwise algorithm (its config struct implements this).
 pub(crate) trait Algorithm<T: Float>:
@@ -70,11 +70,11 @@ pub(crate) trait Algorithm<T: Float>:
     fn fix_loaded_group(&self, _group: &mut Dict) {}
 }
 
-/// Groups + state + the step loop for an [`Algorithm`].
-pub(crate) struct Engine<T: Float, A: Algorithm<T>> {
+/// Groups + state + the step loop for an [`Algorithm`], over parameters stored in `P`.
+pub(crate) struct Engine<T: Float, A: Algorithm<T>, P: Param<T>> {
     pub(crate) config: A,
     defaults: Dict,
-    pub(crate) groups: Groups<T>,
+    pub(crate) groups: Groups<T, P>,
     /// Indexed by state-dict id.
     states: Vec<Option<A::State>>,
     /// State-dict ids in first-touch order.
@@ -84,13 +84,13 @@ pub(crate) struct Engine<T: Float, A: Algorithm<T>> {
     /// By state-dict id: the state lent to the update of a parameter stepped without
     /// state (SGD without momentum), which is never saved.
     scratch: Vec<A::State>,
-    /// The allocation of a step's locks, kept between steps.
-    spare_locks: Spare<Locked<'static, T>>,
+    /// What the storage keeps between steps to lock the parameters without allocating.
+    locks: P::Scratch,
     /// The allocation of a step's tasks, kept between steps.
     spare_tasks: Spare<Task<'static, T, A::Kernel>>,
 }
 
-impl<T: Float, A: Algorithm<T>> std::fmt::Debug for Engine<T, A> {
+impl<T: Float, A: Algorithm<T>, P: Param<T>> std::fmt::Debug for Engine<T, A, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("config", &self.config)
@@ -102,66 +102,9 @@ impl<T: Float, A: Algorithm<T>> std::fmt::Debug for Engine<T, A> {
     }
 }
 
-/// A parameter locked for a step: its data (written), its gradient (read), and a
-/// contiguous copy of the gradient if it is not contiguous itself.
-struct Locked<'a, T> {
-    id: usize,
-    group: usize,
-    data: RwLockWriteGuard<'a, ArrayD<T>>,
-    grad: RwLockReadGuard<'a, Option<ArrayD<T>>>,
-    contiguous: Option<ArrayD<T>>,
-}
-
-/// An empty vector, kept between steps only for its allocation, and lent to each step
-/// as a vector of the same type with the step's lifetimes (`Locked<'step, T>` for a
-/// `Spare<Locked<'static, T>>`).
-///
-/// Invariant: the vector is always empty.
-struct Spare<X>(Vec<X>);
-
-// SAFETY: a `Spare` never holds an `X` (it is always empty), only an allocation, which
-// any thread may own and free.
-unsafe impl<X> Send for Spare<X> {}
-// SAFETY: as above; `&Spare` gives access to nothing but the (empty) vector's capacity.
-unsafe impl<X> Sync for Spare<X> {}
-
-impl<X> Default for Spare<X> {
-    fn default() -> Self {
-        Self(Vec::new())
-    }
-}
-
-impl<X> std::fmt::Debug for Spare<X> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Spare(capacity {})", self.0.capacity())
-    }
-}
-
-impl<X> Spare<X> {
-    /// The kept allocation, as an empty `Vec<Y>` (`Y` is `X` with other lifetimes).
-    fn lend<Y>(&mut self) -> Vec<Y> {
-        recycle(std::mem::take(&mut self.0))
-    }
-
-    /// Keeps `v`'s allocation (dropping its elements) until the next `lend`.
-    fn restore<Y>(&mut self, v: Vec<Y>) {
-        self.0 = recycle(v);
-    }
-}
-
-/// Empties `v` and returns its allocation as a `Vec<Y>`. For types of the same size and
-/// alignment (here: the same type with other lifetimes), `collect` reuses the source
-/// allocation in place, so this does not allocate; the allocation test checks it.
-fn recycle<X, Y>(mut v: Vec<X>) -> Vec<Y> {
-    v.clear();
-    v.into_iter()
-        .map(|_| unreachable!("the vector was emptied"))
-        .collect()
-}
-
-impl<T: Float, A: Algorithm<T>> Engine<T, A> {
+impl<T: Float, A: Algorithm<T>, P: Param<T>> Engine<T, A, P> {
     pub(crate) fn new(
-        groups: Vec<ParamGroup<T>>,
+        groups: Vec<ParamGroup<T, P>>,
         config: A,
         overrides: Option<&Dict>,
     ) -> Result<Self, OptimError> {
@@ -184,7 +127,7 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
             order: Vec::new(),
             hypers: Vec::new(),
             scratch: (0..n).map(|_| A::State::default()).collect(),
-            spare_locks: Spare::default(),
+            locks: P::Scratch::default(),
             spare_tasks: Spare::default(),
         };
         if engine.config.eager_init() {
@@ -214,71 +157,69 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
         Ok(())
     }
 
-    /// One step: locks every parameter that has a gradient, checks everything that can
-    /// fail, then prepares each parameter's update and runs them all as one batch.
+    /// One step: checks everything that can fail, then locks every parameter that has
+    /// a gradient, prepares each parameter's update and runs them as one batch (one
+    /// batch per run of slots the storage hands out).
     pub(crate) fn step(&mut self) -> Result<bool, OptimError> {
         self.hypers.clear();
         for (gi, d) in self.groups.options.iter().enumerate() {
             let h = self.config.hyper(&GroupReader { dict: d, group: gi })?;
             self.hypers.push(h);
         }
-        let mut locked: Vec<Locked<'_, T>> = self.spare_locks.lend();
-        // Check everything that can fail before changing anything.
-        if let Err(e) = lock_all(
-            &self.config,
-            &self.groups,
-            &self.hypers,
-            &self.states,
-            &mut locked,
-        ) {
-            self.spare_locks.restore(locked);
-            return Err(e);
-        }
-        let updated = !locked.is_empty();
-        let mut batch = Batch::new(self.spare_tasks.lend());
-        let mut cells = self.states.iter_mut().zip(self.scratch.iter_mut());
-        let mut next = 0;
-        for l in &mut locked {
-            // `locked` is in id order: skip the cells of parameters without a gradient.
-            let Some((state, scratch)) = cells.nth(l.id - next) else {
-                break;
-            };
-            next = l.id + 1;
-            let h = &self.hypers[l.group];
-            let Locked {
-                data,
-                grad,
-                contiguous,
-                ..
-            } = l;
-            let Some(g) = grad.as_ref() else {
-                continue;
-            };
-            let g = match g.as_slice() {
-                Some(s) => s,
-                None => contiguous
-                    .insert(g.as_standard_layout().into_owned())
-                    .as_slice()
-                    .unwrap_or(&[]),
-            };
-            if data.as_slice().is_none() {
-                **data = data.as_standard_layout().into_owned();
-            }
-            let pd = data.as_slice_mut().unwrap_or(&mut []);
-            let st = if self.config.has_state(h) {
-                if state.is_none() {
-                    self.order.push(l.id);
+        // Check everything that can fail before changing anything (the storage checks
+        // the gradients' shapes before it lends the first slot).
+        for (id, st) in self.states.iter().enumerate() {
+            if let Some(st) = st {
+                let p = &self.groups.flat[id];
+                if p.has_grad() {
+                    self.config
+                        .check_state(&self.hypers[self.groups.group_of[id]], st, id)?;
                 }
-                state.get_or_insert_with(|| self.config.init_state(h, pd.len()))
-            } else {
-                scratch
-            };
-            let (kernel, lanes) = self.config.prepare(h, st, pd, g);
-            batch.push(kernel, lanes);
+            }
         }
-        batch.run();
-        self.spare_tasks.restore(batch.into_tasks());
-        self.spare_locks.restore(locked);
+        let Self {
+            config,
+            groups,
+            states,
+            order,
+            hypers,
+            scratch,
+            locks,
+            spare_tasks,
+            ..
+        } = self;
+        let mut updated = false;
+        P::lock(&groups.flat, LockScope::WithGrad, locks, &mut |slots| {
+            updated |= !slots.is_empty();
+            let mut batch = Batch::new(spare_tasks.lend());
+            let mut cells = states.iter_mut().zip(scratch.iter_mut());
+            let mut next = 0;
+            for slot in slots.iter_mut() {
+                let Slot { id, data, grad } = slot;
+                // Slots come in increasing id order: skip the cells in between.
+                let Some((state, spare)) = cells.nth(id.wrapping_sub(next)) else {
+                    break;
+                };
+                next = *id + 1;
+                let (id, Some(g)) = (*id, *grad) else {
+                    continue;
+                };
+                let h = &hypers[groups.group_of[id]];
+                let st = if config.has_state(h) {
+                    if state.is_none() {
+                        order.push(id);
+                    }
+                    state.get_or_insert_with(|| config.init_state(h, data.len()))
+                } else {
+                    spare
+                };
+                let (kernel, lanes) = config.prepare(h, st, data, g);
+                batch.push(kernel, lanes);
+            }
+            batch.run();
+            spare_tasks.restore(batch.into_tasks());
+            Ok(())
+        })?;
         Ok(updated)
     }
 
@@ -288,11 +229,11 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
         }
     }
 
-    pub(crate) fn params(&self) -> Vec<Tensor<T>> {
-        self.groups.flat().cloned().collect()
+    pub(crate) fn params(&self) -> Vec<P> {
+        self.groups.flat.clone()
     }
 
-    pub(crate) fn add_param_group(&mut self, group: ParamGroup<T>) -> Result<(), OptimError> {
+    pub(crate) fn add_param_group(&mut self, group: ParamGroup<T, P>) -> Result<(), OptimError> {
         let n = group.params.len();
         self.groups.add(group, &self.defaults)?;
         self.states.extend((0..n).map(|_| None));
@@ -301,7 +242,7 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
     }
 
     pub(crate) fn state_dict(&self) -> OptimizerStateDict {
-        let params: Vec<&Tensor<T>> = self.groups.flat().collect();
+        let params = &self.groups.flat;
         let state = self
             .order
             .iter()
@@ -318,7 +259,7 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
 
     pub(crate) fn load_state_dict(&mut self, sd: &OptimizerStateDict) -> Result<(), OptimError> {
         let map = self.groups.map_saved_ids(&sd.param_groups)?;
-        let params: Vec<&Tensor<T>> = self.groups.flat().collect();
+        let params = &self.groups.flat;
         let mut states: Vec<Option<A::State>> = (0..params.len()).map(|_| None).collect();
         let mut order = Vec::new();
         for (saved_id, ps) in &sd.state {
@@ -372,45 +313,6 @@ impl<T: Float, A: Algorithm<T>> Engine<T, A> {
     }
 }
 
-/// Locks, in id order, every parameter that has a gradient (into `locked`), checking its
-/// gradient's shape and its state against the group's hyperparameters.
-fn lock_all<'a, T: Float, A: Algorithm<T>>(
-    config: &A,
-    groups: &'a Groups<T>,
-    hypers: &[A::Hyper],
-    states: &[Option<A::State>],
-    locked: &mut Vec<Locked<'a, T>>,
-) -> Result<(), OptimError> {
-    let mut id = 0;
-    for (gi, (ps, h)) in groups.params.iter().zip(hypers).enumerate() {
-        for p in ps {
-            let grad = p.grad();
-            if let Some(g) = grad.as_ref() {
-                let data = p.data_mut();
-                if g.shape() != data.shape() {
-                    return Err(OptimError::GradShapeMismatch {
-                        param: id,
-                        expected: data.shape().to_vec(),
-                        got: g.shape().to_vec(),
-                    });
-                }
-                if let Some(st) = &states[id] {
-                    config.check_state(h, st, id)?;
-                }
-                locked.push(Locked {
-                    id,
-                    group: gi,
-                    data,
-                    grad,
-                    contiguous: None,
-                });
-            }
-            id += 1;
-        }
-    }
-    Ok(())
-}
-
 /// Builds a parameter tensor's shape-agnostic view for tests and docs.
 #[cfg(test)]
 pub(crate) fn param<T: Float>(data: &[T]) -> Tensor<T> {
@@ -425,16 +327,22 @@ pub(crate) fn param<T: Float>(data: &[T]) -> Tensor<T> {
 macro_rules! elementwise_optimizer {
     ($(#[$doc:meta])* $name:ident, $config:ty) => {
         $(#[$doc])*
+        ///
+        /// `P` is the parameters' storage: tempo's `Tensor<T>` by default, or any
+        /// [`Param`](crate::Param).
         #[derive(Debug)]
-        pub struct $name<T: tempo_tensor::Float> {
-            engine: crate::engine::Engine<T, $config>,
+        pub struct $name<
+            T: tempo_tensor::Float,
+            P: crate::Param<T> = tempo_tensor::Tensor<T>,
+        > {
+            engine: crate::engine::Engine<T, $config, P>,
         }
 
-        impl<T: tempo_tensor::Float> $name<T> {
+        impl<T: tempo_tensor::Float, P: crate::Param<T>> $name<T, P> {
             /// One group holding `params`, with `config` as its hyperparameters.
             /// Validates `config` (an invalid value is an `Err` naming it).
             pub fn new(
-                params: Vec<tempo_tensor::Tensor<T>>,
+                params: Vec<P>,
                 config: $config,
             ) -> Result<Self, crate::OptimError> {
                 Self::with_groups(vec![crate::ParamGroup::new(params)], config)
@@ -443,7 +351,7 @@ macro_rules! elementwise_optimizer {
             /// Several groups; each group's options override `config`'s values for it
             /// (group values are not validated, as in PyTorch).
             pub fn with_groups(
-                groups: Vec<crate::ParamGroup<T>>,
+                groups: Vec<crate::ParamGroup<T, P>>,
                 config: $config,
             ) -> Result<Self, crate::OptimError> {
                 Ok(Self { engine: crate::engine::Engine::new(groups, config, None)? })
@@ -451,7 +359,7 @@ macro_rules! elementwise_optimizer {
 
             #[allow(dead_code)]
             pub(crate) fn from_spec(
-                groups: Vec<crate::ParamGroup<T>>,
+                groups: Vec<crate::ParamGroup<T, P>>,
                 config: $config,
                 kwargs: &tempo_param_groups::Dict,
             ) -> Result<Self, crate::OptimError> {
@@ -464,7 +372,9 @@ macro_rules! elementwise_optimizer {
             }
         }
 
-        impl<T: tempo_tensor::Float> tempo_param_groups::OptimizerParamGroups for $name<T> {
+        impl<T: tempo_tensor::Float, P: crate::Param<T>> tempo_param_groups::OptimizerParamGroups
+            for $name<T, P>
+        {
             fn num_groups(&self) -> usize {
                 self.engine.groups.len()
             }
@@ -524,7 +434,7 @@ macro_rules! elementwise_optimizer {
             }
         }
 
-        impl<T: tempo_tensor::Float> crate::Optimizer<T> for $name<T> {
+        impl<T: tempo_tensor::Float, P: crate::Param<T>> crate::Optimizer<T, P> for $name<T, P> {
             fn name(&self) -> &'static str {
                 <$config as crate::engine::Algorithm<T>>::NAME
             }
@@ -534,10 +444,10 @@ macro_rules! elementwise_optimizer {
             fn zero_grad(&mut self) {
                 self.engine.zero_grad()
             }
-            fn params(&self) -> Vec<tempo_tensor::Tensor<T>> {
+            fn params(&self) -> Vec<P> {
                 self.engine.params()
             }
-            fn add_param_group(&mut self, group: crate::ParamGroup<T>) -> Result<(), crate::OptimError> {
+            fn add_param_group(&mut self, group: crate::ParamGroup<T, P>) -> Result<(), crate::OptimError> {
                 self.engine.add_param_group(group)
             }
             fn state_dict(&self) -> crate::OptimizerStateDict {

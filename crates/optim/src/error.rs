@@ -128,6 +128,15 @@ pub enum OptimError {
         /// The gradient's shape.
         got: Vec<usize>,
     },
+    /// The parameter's storage cannot be stepped (a dtype or device the storage does
+    /// not support, a storage error); reported by a [`crate::Param`] implementation.
+    #[error("parameter {param}: {reason}")]
+    Storage {
+        /// The parameter's state-dict id.
+        param: usize,
+        /// What is wrong, and what is supported.
+        reason: String,
+    },
     /// A loaded state dict has a different number of param groups.
     #[error("loaded state dict has {got} parameter groups, but the optimizer has {expected}")]
     GroupCountMismatch {

@@ -9,8 +9,9 @@ use crate::kernels::{f, fma, wide};
 use crate::kwargs::Kwargs;
 use crate::param_group::{py_num, GroupReader, Groups};
 use crate::state::{tensor_to_vec, ParamState, StateValue};
+use crate::store::{LockScope, WithSlots};
 use crate::validate::non_negative;
-use crate::{OptimError, Optimizer, OptimizerStateDict, ParamGroup};
+use crate::{OptimError, Optimizer, OptimizerStateDict, Param, ParamGroup};
 
 /// LBFGS's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,10 +124,10 @@ const NAME: &str = "LBFGS";
 /// are rounded to the parameters' type where PyTorch rounds them; dot products are
 /// summed in order (PyTorch uses BLAS), so results agree to a tolerance, not bit for bit.
 #[derive(Debug)]
-pub struct Lbfgs<T: Float> {
+pub struct Lbfgs<T: Float, P: Param<T> = Tensor<T>> {
     config: LbfgsConfig,
     defaults: Dict,
-    groups: Groups<T>,
+    groups: Groups<T, P>,
     state: Option<LbfgsState<T>>,
 }
 
@@ -313,22 +314,22 @@ struct Hyper {
     maximize: bool,
 }
 
-impl<T: Float> Lbfgs<T> {
+impl<T: Float, P: Param<T>> Lbfgs<T, P> {
     /// One group holding `params`. Validates `config`.
-    pub fn new(params: Vec<Tensor<T>>, config: LbfgsConfig) -> Result<Self, OptimError> {
+    pub fn new(params: Vec<P>, config: LbfgsConfig) -> Result<Self, OptimError> {
         Self::with_groups(vec![ParamGroup::new(params)], config)
     }
 
     /// The groups (exactly one is allowed, as in PyTorch).
     pub fn with_groups(
-        groups: Vec<ParamGroup<T>>,
+        groups: Vec<ParamGroup<T, P>>,
         config: LbfgsConfig,
     ) -> Result<Self, OptimError> {
         Self::build(groups, config, None)
     }
 
     pub(crate) fn from_spec(
-        groups: Vec<ParamGroup<T>>,
+        groups: Vec<ParamGroup<T, P>>,
         config: LbfgsConfig,
         kwargs: &Dict,
     ) -> Result<Self, OptimError> {
@@ -336,7 +337,7 @@ impl<T: Float> Lbfgs<T> {
     }
 
     fn build(
-        groups: Vec<ParamGroup<T>>,
+        groups: Vec<ParamGroup<T, P>>,
         config: LbfgsConfig,
         overrides: Option<&Dict>,
     ) -> Result<Self, OptimError> {
@@ -397,51 +398,75 @@ impl<T: Float> Lbfgs<T> {
         })
     }
 
-    fn params_vec(&self) -> Vec<Tensor<T>> {
-        self.groups.flat().cloned().collect()
+    fn params_vec(&self) -> Vec<P> {
+        self.groups.flat.clone()
     }
 
     fn numel(&self) -> usize {
-        self.groups.flat().map(Tensor::numel).sum()
+        self.groups.flat().map(P::numel).sum()
     }
 
-    fn gather_flat_grad(&self, maximize: bool) -> Vec<T> {
+    /// Calls `f` with every parameter locked, in id order (LBFGS is not a hot path: a
+    /// fresh lock scratch per call).
+    fn with_all(&self, f: &mut WithSlots<'_, T>) -> Result<(), OptimError> {
+        P::lock(
+            &self.groups.flat,
+            LockScope::All,
+            &mut P::Scratch::default(),
+            f,
+        )
+    }
+
+    fn gather_flat_grad(&self, maximize: bool) -> Result<Vec<T>, OptimError> {
         let mut out = Vec::with_capacity(self.numel());
-        for p in self.groups.flat() {
-            match p.grad().as_ref() {
-                Some(g) => out.extend(g.iter().map(|&x| if maximize { -x } else { x })),
-                None => out.extend(std::iter::repeat_n(T::zero(), p.numel())),
+        self.with_all(&mut |slots| {
+            for s in slots.iter() {
+                match s.grad {
+                    Some(g) => out.extend(g.iter().map(|&x| if maximize { -x } else { x })),
+                    None => out.extend(std::iter::repeat_n(T::zero(), s.data.len())),
+                }
             }
-        }
-        out
+            Ok(())
+        })?;
+        Ok(out)
     }
 
-    fn add_grad(&self, t: f64, d: &[T]) {
+    fn add_grad(&self, t: f64, d: &[T]) -> Result<(), OptimError> {
         let mut off = 0;
-        for p in self.groups.flat() {
-            let mut data = p.data_mut();
-            let n = data.len();
-            let a = f::<T>(t);
-            for (x, &y) in data.iter_mut().zip(&d[off..off + n]) {
-                *x = fma(a, y, *x);
+        let a = f::<T>(t);
+        self.with_all(&mut |slots| {
+            for s in slots.iter_mut() {
+                let n = s.data.len();
+                let src = d.get(off..off + n).unwrap_or(&[]);
+                for (x, &y) in s.data.iter_mut().zip(src) {
+                    *x = fma(a, y, *x);
+                }
+                off += n;
             }
-            off += n;
-        }
+            Ok(())
+        })
     }
 
-    fn clone_param(&self) -> Vec<Vec<T>> {
-        self.groups
-            .flat()
-            .map(|p| p.data().iter().copied().collect())
-            .collect()
+    fn clone_param(&self) -> Result<Vec<Vec<T>>, OptimError> {
+        let mut out = Vec::with_capacity(self.groups.num_params());
+        self.with_all(&mut |slots| {
+            out.extend(slots.iter().map(|s| s.data.to_vec()));
+            Ok(())
+        })?;
+        Ok(out)
     }
 
-    fn set_param(&self, x: &[Vec<T>]) {
-        for (p, v) in self.groups.flat().zip(x) {
-            for (d, &s) in p.data_mut().iter_mut().zip(v) {
-                *d = s;
+    fn set_param(&self, x: &[Vec<T>]) -> Result<(), OptimError> {
+        let mut k = 0;
+        self.with_all(&mut |slots| {
+            for s in slots.iter_mut() {
+                if let Some(v) = x.get(k) {
+                    s.data.copy_from_slice(v);
+                }
+                k += 1;
             }
-        }
+            Ok(())
+        })
     }
 
     fn run(
@@ -469,7 +494,7 @@ impl<T: Float> Lbfgs<T> {
         let mut loss = sign * orig_loss;
         let mut current_evals = 1i64;
         st.func_evals += 1;
-        let mut flat_grad = self.gather_flat_grad(h.maximize);
+        let mut flat_grad = self.gather_flat_grad(h.maximize)?;
         let tol_grad = Num::<T>::py(h.tolerance_grad);
         let tol_change = Num::<T>::py(h.tolerance_change);
         let mut opt_cond = Num::<T>::ten(abs_max(&flat_grad)).le(tol_grad);
@@ -560,13 +585,13 @@ impl<T: Float> Lbfgs<T> {
             }
             let mut ls_func_evals = 0i64;
             if h.strong_wolfe {
-                let x_init = self.clone_param();
+                let x_init = self.clone_param()?;
                 let max_ls = h.max_eval - current_evals;
                 let mut obj = |t: f64, d: &[T]| -> Result<(f64, Vec<T>), OptimError> {
-                    self.add_grad(t, d);
+                    self.add_grad(t, d)?;
                     let l = sign * closure()?;
-                    let g = self.gather_flat_grad(h.maximize);
-                    self.set_param(&x_init);
+                    let g = self.gather_flat_grad(h.maximize)?;
+                    self.set_param(&x_init)?;
                     Ok((l, g))
                 };
                 let (l, g, new_t, evals) =
@@ -575,13 +600,13 @@ impl<T: Float> Lbfgs<T> {
                 flat_grad = g;
                 t = new_t;
                 ls_func_evals = evals;
-                self.add_grad(t.v, &d);
+                self.add_grad(t.v, &d)?;
                 opt_cond = Num::<T>::ten(abs_max(&flat_grad)).le(tol_grad);
             } else {
-                self.add_grad(t.v, &d);
+                self.add_grad(t.v, &d)?;
                 if n_iter != h.max_iter {
                     loss = sign * closure()?;
-                    flat_grad = self.gather_flat_grad(h.maximize);
+                    flat_grad = self.gather_flat_grad(h.maximize)?;
                     opt_cond = Num::<T>::ten(abs_max(&flat_grad)).le(tol_grad);
                     ls_func_evals = 1;
                 }
@@ -829,7 +854,7 @@ fn strong_wolfe<T: Float>(
     ))
 }
 
-impl<T: Float> OptimizerParamGroups for Lbfgs<T> {
+impl<T: Float, P: Param<T>> OptimizerParamGroups for Lbfgs<T, P> {
     fn num_groups(&self) -> usize {
         self.groups.len()
     }
@@ -860,7 +885,7 @@ fn tensor<T: Float>(v: &[T]) -> StateValue {
     StateValue::tensor(&[v.len()], v)
 }
 
-impl<T: Float> Optimizer<T> for Lbfgs<T> {
+impl<T: Float, P: Param<T>> Optimizer<T, P> for Lbfgs<T, P> {
     fn name(&self) -> &'static str {
         NAME
     }
@@ -882,11 +907,11 @@ impl<T: Float> Optimizer<T> for Lbfgs<T> {
         }
     }
 
-    fn params(&self) -> Vec<Tensor<T>> {
+    fn params(&self) -> Vec<P> {
         self.params_vec()
     }
 
-    fn add_param_group(&mut self, _group: ParamGroup<T>) -> Result<(), OptimError> {
+    fn add_param_group(&mut self, _group: ParamGroup<T, P>) -> Result<(), OptimError> {
         Err(OptimError::SingleGroupOnly {
             optimizer: NAME,
             found: self.groups.len() + 1,

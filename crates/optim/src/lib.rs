@@ -31,6 +31,30 @@
 //! | `ASGD` | [`Asgd`] | [`AsgdConfig`] |
 //! | `LBFGS` | [`Lbfgs`] | [`LbfgsConfig`] |
 //!
+//! ## Any parameter storage
+//!
+//! Every optimizer is generic over where its parameters live: `Adam<T, P>` with `P:`
+//! [`Param`]`<T>`, and `P` defaults to tempo-tensor's [`tempo_tensor::Tensor`]. A step
+//! needs from a storage only each parameter's data (written), its gradient (read) and
+//! its shape, locked together for the step; the optimizer state (moments, step
+//! counts) lives in tempo. So a foreign framework plugs in by implementing [`Param`]
+//! for a cheap, shared handle on one of its variables:
+//!
+//! - `shape`, `numel`, `same` (identity: a parameter listed twice is refused),
+//!   `has_grad` and `zero_grad`;
+//! - [`Param::lock`], which checks every parameter first (gradient shapes, supported
+//!   dtypes and devices: an `Err` before anything changes), then lends each selected
+//!   parameter as a [`Slot`] (`&mut [T]` data, `&[T]` gradient, row-major) to a
+//!   callback, all at once or in consecutive runs; a storage that cannot lend memory
+//!   (a GPU) copies to host vectors and back around the callback.
+//!
+//! Then [`build_optimizer`], the config constructors (`Adam::new(handles, config)`),
+//! param groups, state dicts, validation, the kernels and the worker threads are the
+//! same, number for number, as over tempo's tensors; a scheduler drives the result
+//! through `OptimizerParamGroups` as usual. Frameworks that keep gradients apart from
+//! their variables (candle's `GradStore`) give the handle a gradient slot that the
+//! adapter fills before a step. `tempo-candle` is such an adapter.
+//!
 //! Unlike PyTorch: state is always a copy (`state_dict` does not alias live tensors);
 //! a parameter listed twice in one group is an error (PyTorch warns); scalar state
 //! (`step`, `mu_product`, `eta`, `mu`) is a 0-d tensor of the parameters' type (PyTorch
@@ -80,6 +104,7 @@ mod rprop;
 mod sgd;
 mod spec;
 mod state;
+mod store;
 mod validate;
 
 pub use adadelta::{Adadelta, AdadeltaConfig};
@@ -99,3 +124,4 @@ pub use rprop::{Rprop, RpropConfig};
 pub use sgd::{Sgd, SgdConfig};
 pub use spec::{build_optimizer, GroupSpec, OptimizerSpec, ParamSelection, OPTIMIZER_NAMES};
 pub use state::{OptimizerStateDict, ParamState, StateValue};
+pub use store::{LockScope, Param, Slot, TensorLocks, WithSlots};

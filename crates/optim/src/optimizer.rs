@@ -3,16 +3,17 @@
 use tempo_param_groups::OptimizerParamGroups;
 use tempo_tensor::{Float, Tensor};
 
-use crate::{OptimError, OptimizerStateDict, ParamGroup};
+use crate::{OptimError, OptimizerStateDict, Param, ParamGroup};
 
-/// An optimizer over parameters of element type `T`, in PyTorch's terms.
+/// An optimizer over parameters of element type `T`, in PyTorch's terms, stored in `P`
+/// (tempo's [`Tensor`] by default; any [`Param`]).
 ///
 /// The trait is object-safe: `Box<dyn Optimizer<T>>` is what [`crate::build_optimizer`]
 /// returns, and it coerces to `&mut dyn OptimizerParamGroups` for a scheduler.
 ///
 /// Every step reads its hyperparameters from the group dicts, so a scheduler's writes
 /// (`lr`, `betas`, `momentum`, ...) take effect at the next step.
-pub trait Optimizer<T: Float>: OptimizerParamGroups + Send {
+pub trait Optimizer<T: Float, P: Param<T> = Tensor<T>>: OptimizerParamGroups + Send {
     /// PyTorch's class name (`"Adam"`, `"SGD"`, ...).
     fn name(&self) -> &'static str;
 
@@ -40,11 +41,11 @@ pub trait Optimizer<T: Float>: OptimizerParamGroups + Send {
     fn zero_grad(&mut self);
 
     /// The parameters, in state-dict id order (group by group).
-    fn params(&self) -> Vec<Tensor<T>>;
+    fn params(&self) -> Vec<P>;
 
     /// PyTorch's `add_param_group`: missing hyperparameters are filled from the
     /// optimizer's defaults; a parameter already in a group is an error.
-    fn add_param_group(&mut self, group: ParamGroup<T>) -> Result<(), OptimError>;
+    fn add_param_group(&mut self, group: ParamGroup<T, P>) -> Result<(), OptimError>;
 
     /// The state in PyTorch's `state_dict()` layout (a copy, unlike PyTorch's aliases).
     fn state_dict(&self) -> OptimizerStateDict;

@@ -3,26 +3,30 @@
 use tempo_param_groups::{Dict, MomentumKey, OptimizerParamGroups, ParamGroupError, Value};
 use tempo_tensor::{Float, Tensor};
 
-use crate::OptimError;
+use crate::{OptimError, Param};
 
 /// A param group as given to a constructor or to `add_param_group`: the parameters and
 /// the hyperparameters that override the optimizer's defaults for them (PyTorch's
 /// `{"params": [...], "lr": 0.01}`).
+///
+/// `P` is the parameters' storage: tempo's [`Tensor`] by default, or any [`Param`].
 #[derive(Debug, Clone)]
-pub struct ParamGroup<T: Float> {
+pub struct ParamGroup<T: Float, P: Param<T> = Tensor<T>> {
     /// The parameters, in order.
-    pub params: Vec<Tensor<T>>,
+    pub params: Vec<P>,
     /// Per-group overrides, by PyTorch's names, in the user's order. Keys the optimizer
     /// does not know are kept and saved, as in PyTorch.
     pub options: Dict,
+    element: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T: Float> ParamGroup<T> {
+impl<T: Float, P: Param<T>> ParamGroup<T, P> {
     /// A group with no overrides.
-    pub fn new(params: Vec<Tensor<T>>) -> Self {
+    pub fn new(params: Vec<P>) -> Self {
         Self {
             params,
             options: Dict::new(),
+            element: std::marker::PhantomData,
         }
     }
 
@@ -35,20 +39,30 @@ impl<T: Float> ParamGroup<T> {
 
 /// The groups of an optimizer. Invariant: no parameter appears twice, across or within
 /// groups; `options[i]` never holds `"params"`.
+/// `flat` and `group_of` are `params` flattened (state-dict id order) and each id's group.
 #[derive(Debug, Clone)]
-pub(crate) struct Groups<T: Float> {
-    pub(crate) params: Vec<Vec<Tensor<T>>>,
+pub(crate) struct Groups<T: Float, P: Param<T>> {
+    pub(crate) params: Vec<Vec<P>>,
     pub(crate) options: Vec<Dict>,
+    pub(crate) flat: Vec<P>,
+    pub(crate) group_of: Vec<usize>,
+    element: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T: Float> Groups<T> {
-    pub(crate) fn build(groups: Vec<ParamGroup<T>>, defaults: &Dict) -> Result<Self, OptimError> {
+impl<T: Float, P: Param<T>> Groups<T, P> {
+    pub(crate) fn build(
+        groups: Vec<ParamGroup<T, P>>,
+        defaults: &Dict,
+    ) -> Result<Self, OptimError> {
         if groups.iter().all(|g| g.params.is_empty()) && groups.len() <= 1 {
             return Err(OptimError::EmptyParameters);
         }
         let mut out = Self {
             params: Vec::new(),
             options: Vec::new(),
+            flat: Vec::new(),
+            group_of: Vec::new(),
+            element: std::marker::PhantomData,
         };
         for g in groups {
             out.add(g, defaults)?;
@@ -58,10 +72,14 @@ impl<T: Float> Groups<T> {
 
     /// PyTorch's `add_param_group`: the user's keys in the user's order, then the
     /// remaining defaults in defaults order; refuses a parameter that is already in a group.
-    pub(crate) fn add(&mut self, group: ParamGroup<T>, defaults: &Dict) -> Result<(), OptimError> {
+    pub(crate) fn add(
+        &mut self,
+        group: ParamGroup<T, P>,
+        defaults: &Dict,
+    ) -> Result<(), OptimError> {
         let new_index = self.params.len();
         for (i, p) in group.params.iter().enumerate() {
-            if let Some(j) = group.params[..i].iter().position(|q| q.ptr_eq(p)) {
+            if let Some(j) = group.params[..i].iter().position(|q| q.same(p)) {
                 return Err(OptimError::DuplicateParam {
                     group: new_index,
                     first: j,
@@ -71,7 +89,7 @@ impl<T: Float> Groups<T> {
             if let Some(other) = self
                 .params
                 .iter()
-                .position(|ps| ps.iter().any(|q| q.ptr_eq(p)))
+                .position(|ps| ps.iter().any(|q| q.same(p)))
             {
                 return Err(OptimError::ParamInTwoGroups {
                     group: new_index,
@@ -88,6 +106,9 @@ impl<T: Float> Groups<T> {
         for (k, v) in defaults.iter() {
             options.setdefault(k, v.clone());
         }
+        self.flat.extend(group.params.iter().cloned());
+        self.group_of
+            .extend(std::iter::repeat_n(new_index, group.params.len()));
         self.params.push(group.params);
         self.options.push(options);
         Ok(())
@@ -98,12 +119,12 @@ impl<T: Float> Groups<T> {
     }
 
     /// All parameters in state-dict id order.
-    pub(crate) fn flat(&self) -> impl Iterator<Item = &Tensor<T>> {
-        self.params.iter().flatten()
+    pub(crate) fn flat(&self) -> impl Iterator<Item = &P> {
+        self.flat.iter()
     }
 
     pub(crate) fn num_params(&self) -> usize {
-        self.params.iter().map(Vec::len).sum()
+        self.flat.len()
     }
 
     /// The `param_groups` of a state dict: every key but `params`, then `params` last.
@@ -372,13 +393,13 @@ mod tests {
             })
         ));
         assert!(matches!(
-            Groups::<f64>::build(vec![], &d),
+            Groups::<f64, Tensor<f64>>::build(vec![], &d),
             Err(OptimError::EmptyParameters)
         ));
     }
 
     /// The groups seen through the trait's provided methods only.
-    struct Provided(Groups<f64>);
+    struct Provided(Groups<f64, Tensor<f64>>);
 
     impl tempo_param_groups::OptimizerParamGroups for Provided {
         fn num_groups(&self) -> usize {

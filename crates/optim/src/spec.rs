@@ -2,13 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
-use tempo_tensor::{Float, Tensor};
+use tempo_tensor::Float;
+#[cfg(test)]
+use tempo_tensor::Tensor;
 
 use crate::kwargs::{json_to_value, Kwargs};
 use crate::{
     Adadelta, AdadeltaConfig, Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Adamax,
     AdamaxConfig, Asgd, AsgdConfig, Lbfgs, LbfgsConfig, NAdam, NAdamConfig, OptimError, Optimizer,
-    ParamGroup, RAdam, RAdamConfig, Rmsprop, RmspropConfig, Rprop, RpropConfig, Sgd, SgdConfig,
+    Param, ParamGroup, RAdam, RAdamConfig, Rmsprop, RmspropConfig, Rprop, RpropConfig, Sgd,
+    SgdConfig,
 };
 
 /// An optimizer described by PyTorch's class and argument names: the `optimizer` field
@@ -101,10 +104,10 @@ pub const OPTIMIZER_NAMES: &[&str] = &[
     "ASGD", "LBFGS",
 ];
 
-fn groups_of<T: Float>(
+fn groups_of<T: Float, P: Param<T>>(
     spec: &OptimizerSpec,
-    params: &[Tensor<T>],
-) -> Result<Vec<ParamGroup<T>>, OptimError> {
+    params: &[P],
+) -> Result<Vec<ParamGroup<T, P>>, OptimError> {
     let Some(groups) = &spec.groups else {
         return Ok(vec![ParamGroup::new(params.to_vec())]);
     };
@@ -137,14 +140,15 @@ fn groups_of<T: Float>(
         .collect()
 }
 
-/// Builds the optimizer `spec` describes over `params` (indexed by the groups' `params`).
+/// Builds the optimizer `spec` describes over `params` (indexed by the groups' `params`),
+/// stored in tempo's tensors or any [`Param`].
 ///
 /// Unknown class names and unknown keyword arguments are errors that name them; invalid
 /// hyperparameters are errors that name the hyperparameter and its value.
-pub fn build_optimizer<T: Float>(
+pub fn build_optimizer<T: Float, P: Param<T>>(
     spec: &OptimizerSpec,
-    params: &[Tensor<T>],
-) -> Result<Box<dyn Optimizer<T>>, OptimError> {
+    params: &[P],
+) -> Result<Box<dyn Optimizer<T, P>>, OptimError> {
     let groups = groups_of(spec, params)?;
     macro_rules! build {
         ($name:literal, $opt:ident, $cfg:ident) => {{

@@ -6,4 +6,5 @@ mod case;
 mod conformance;
 mod lbfgs;
 mod resume;
+mod store;
 mod validation;
