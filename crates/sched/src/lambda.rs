@@ -108,6 +108,10 @@ impl NamedLambda {
 pub struct LambdaLRConfig {
     /// One function for every group, or one per group.
     pub lr_lambda: PerGroup<LrLambda>,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    pub last_epoch: i64,
 }
 
 /// `lr = base_lr * lr_lambda(epoch)`: PyTorch's `torch.optim.lr_scheduler.LambdaLR`.
@@ -129,7 +133,7 @@ impl LambdaLR {
         let lambdas = config.lr_lambda.resolve("lr_lambda", opt.num_groups())?;
         base::construct(
             LambdaLR {
-                core: Core::attach(opt)?,
+                core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
                 lambdas,
             },
             opt,

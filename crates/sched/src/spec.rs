@@ -108,24 +108,37 @@ fn named(name: &str, arg: &str, v: &Json) -> Result<NamedLambda, SchedError> {
     serde_json::from_value(v.clone()).map_err(|e| spec_error(name, format!("`{arg}`: {e}")))
 }
 
-/// `lr_lambda`: one named function, or a list of them (one per group).
-fn lr_lambdas(name: &str, kwargs: &Map<String, Json>) -> Result<PerGroup<LrLambda>, SchedError> {
-    if let Some(k) = kwargs.keys().find(|k| *k != "lr_lambda") {
+/// `lr_lambda`: one named function, or a list of them (one per group); and `last_epoch`.
+fn lr_lambdas(
+    name: &str,
+    kwargs: &Map<String, Json>,
+) -> Result<(PerGroup<LrLambda>, i64), SchedError> {
+    if let Some(k) = kwargs
+        .keys()
+        .find(|k| !matches!(k.as_str(), "lr_lambda" | "last_epoch"))
+    {
         return Err(spec_error(
             name,
-            format!("unknown argument `{k}`, expected `lr_lambda`"),
+            format!("unknown argument `{k}`, expected `lr_lambda` or `last_epoch`"),
         ));
     }
-    match kwargs.get("lr_lambda") {
-        None => Err(spec_error(name, "missing argument `lr_lambda`")),
-        Some(Json::Array(items)) => Ok(PerGroup::Each(
+    let last_epoch = match kwargs.get("last_epoch") {
+        None => -1,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| spec_error(name, format!("`last_epoch`: expected an int, found {v}")))?,
+    };
+    let lambdas = match kwargs.get("lr_lambda") {
+        None => return Err(spec_error(name, "missing argument `lr_lambda`")),
+        Some(Json::Array(items)) => PerGroup::Each(
             items
                 .iter()
                 .map(|v| named(name, "lr_lambda", v).map(LrLambda::from))
                 .collect::<Result<_, _>>()?,
-        )),
-        Some(v) => Ok(PerGroup::All(named(name, "lr_lambda", v)?.into())),
-    }
+        ),
+        Some(v) => PerGroup::All(named(name, "lr_lambda", v)?.into()),
+    };
+    Ok((lambdas, last_epoch))
 }
 
 /// Builds the scheduler a spec describes on `opt` (children first, in order, as PyTorch
@@ -168,18 +181,22 @@ pub fn build_scheduler(
             let kids = children()?;
             Box::new(ChainedScheduler::new(opt, kids)?)
         }
-        "LambdaLR" => Box::new(LambdaLR::new(
-            opt,
-            LambdaLRConfig {
-                lr_lambda: lr_lambdas(name, kw)?,
-            },
-        )?),
-        "MultiplicativeLR" => Box::new(MultiplicativeLR::new(
-            opt,
-            MultiplicativeLRConfig {
-                lr_lambda: lr_lambdas(name, kw)?,
-            },
-        )?),
+        "LambdaLR" => {
+            let (lr_lambda, last_epoch) = lr_lambdas(name, kw)?;
+            let config = LambdaLRConfig {
+                lr_lambda,
+                last_epoch,
+            };
+            Box::new(LambdaLR::new(opt, config)?)
+        }
+        "MultiplicativeLR" => {
+            let (lr_lambda, last_epoch) = lr_lambdas(name, kw)?;
+            let config = MultiplicativeLRConfig {
+                lr_lambda,
+                last_epoch,
+            };
+            Box::new(MultiplicativeLR::new(opt, config)?)
+        }
         "StepLR" => Box::new(StepLR::new(opt, config(name, kw)?)?),
         "MultiStepLR" => Box::new(MultiStepLR::new(opt, config(name, kw)?)?),
         "ConstantLR" => Box::new(ConstantLR::new(opt, config(name, kw)?)?),
