@@ -210,32 +210,85 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// The scheduler spec to build, without the CLI's `step_every` key, and with OneCycleLR's
-    /// `total_steps` filled in from the run's length when the config leaves it out.
+    /// The scheduler spec to build, without the CLI's `step_every` key, and with the
+    /// run's length filled in where the config leaves it out (OneCycleLR's
+    /// `total_steps`, transformers' `num_training_steps`), and transformers' schedules
+    /// given the optimizer's lr (transformers reads `optimizer.defaults["lr"]`).
     pub(crate) fn scheduler_spec(&self, batches_per_epoch: usize) -> Result<Option<Json>> {
         let Some(s) = &self.scheduler else {
             return Ok(None);
         };
-        let step_every = self.step_every()?;
+        let total = match self.step_every()? {
+            StepEvery::Batch => self.epochs * batches_per_epoch,
+            StepEvery::Epoch => self.epochs,
+        };
+        let optimizer_lr = self
+            .optimizer
+            .get("kwargs")
+            .and_then(|k| k.get("lr"))
+            .cloned();
         let mut s = s.clone();
         if let Some(obj) = s.as_object_mut() {
             obj.remove("step_every");
         }
-        if s.get("type").and_then(Json::as_str) == Some("OneCycleLR") {
-            let kwargs = kwargs_mut(&mut s, "scheduler")?;
-            let given = ["total_steps", "epochs", "steps_per_epoch"]
-                .iter()
-                .any(|k| kwargs.contains_key(*k));
-            if !given {
-                let total = match step_every {
-                    StepEvery::Batch => self.epochs * batches_per_epoch,
-                    StepEvery::Epoch => self.epochs,
-                };
-                kwargs.insert("total_steps".into(), Json::from(total));
-            }
-        }
+        fill_run_length(&mut s, total, optimizer_lr.as_ref())?;
         Ok(Some(s))
     }
+}
+
+/// transformers' schedules that take `num_training_steps` (and, but for
+/// `warmup_stable_decay`, need it).
+pub(crate) const TRANSFORMERS_WITH_LENGTH: &[&str] = &[
+    "transformers:linear",
+    "transformers:cosine",
+    "transformers:cosine_with_restarts",
+    "transformers:polynomial",
+    "transformers:cosine_with_min_lr",
+    "transformers:cosine_warmup_with_min_lr",
+    "transformers:warmup_stable_decay",
+];
+
+/// Fills in, here and in every child, the length of a schedule that spans the run when
+/// the config leaves it out: OneCycleLR's `total_steps`, transformers'
+/// `num_training_steps` (not for `warmup_stable_decay` given `num_stable_steps`); and
+/// transformers' `optimizer_lr`.
+fn fill_run_length(spec: &mut Json, total: usize, optimizer_lr: Option<&Json>) -> Result<()> {
+    let kind = spec
+        .get("type")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if kind == "OneCycleLR" {
+        let kwargs = kwargs_mut(spec, "scheduler")?;
+        let given = ["total_steps", "epochs", "steps_per_epoch"]
+            .iter()
+            .any(|k| kwargs.contains_key(*k));
+        if !given {
+            kwargs.insert("total_steps".into(), Json::from(total));
+        }
+    }
+    if kind.starts_with("transformers:") {
+        let kwargs = kwargs_mut(spec, "scheduler")?;
+        let stable_given = kwargs.contains_key("num_stable_steps")
+            || kwargs
+                .get("scheduler_specific_kwargs")
+                .is_some_and(|k| k.get("num_stable_steps").is_some());
+        if TRANSFORMERS_WITH_LENGTH.contains(&kind.as_str())
+            && !kwargs.contains_key("num_training_steps")
+            && !(kind == "transformers:warmup_stable_decay" && stable_given)
+        {
+            kwargs.insert("num_training_steps".into(), Json::from(total));
+        }
+        if let Some(lr) = optimizer_lr {
+            kwargs.entry("optimizer_lr").or_insert_with(|| lr.clone());
+        }
+    }
+    if let Some(Json::Array(children)) = spec.get_mut("schedulers") {
+        for c in children {
+            fill_run_length(c, total, optimizer_lr)?;
+        }
+    }
+    Ok(())
 }
 
 /// The `type` of a `{type, kwargs}` table.
@@ -302,6 +355,38 @@ mod tests {
         let spec = c.scheduler_spec(45).unwrap().unwrap();
         assert_eq!(spec["kwargs"]["total_steps"], Json::from(15 * 45));
         assert!(spec.get("step_every").is_none());
+    }
+
+    #[test]
+    fn transformers_schedules_get_the_run_length_and_the_optimizers_lr() {
+        let text = DEFAULT_CONFIG.replace(
+            "type = \"OneCycleLR\"",
+            "type = \"transformers:cosine_with_min_lr\"",
+        );
+        let mut c = TrainConfig::parse(&text, "x.toml").unwrap();
+        let kwargs = c.scheduler.as_mut().unwrap()["kwargs"]
+            .as_object_mut()
+            .unwrap();
+        kwargs.clear();
+        kwargs.insert("num_warmup_steps".into(), Json::from(10));
+        kwargs.insert(
+            "scheduler_specific_kwargs".into(),
+            serde_json::json!({"min_lr": 1e-5}),
+        );
+        let spec = c.scheduler_spec(45).unwrap().unwrap();
+        assert_eq!(spec["kwargs"]["num_training_steps"], Json::from(15 * 45));
+        assert_eq!(spec["kwargs"]["optimizer_lr"], c.optimizer["kwargs"]["lr"]);
+        // Given lengths are kept; a stable phase makes warmup_stable_decay's optional.
+        let mut c2 = c.clone();
+        let s = c2.scheduler.as_mut().unwrap();
+        s["type"] = Json::from("transformers:warmup_stable_decay");
+        s["kwargs"] =
+            serde_json::json!({"num_warmup_steps": 5, "num_decay_steps": 5, "num_stable_steps": 7});
+        let spec = c2.scheduler_spec(45).unwrap().unwrap();
+        assert!(spec["kwargs"].get("num_training_steps").is_none(), "{spec}");
+        c.scheduler.as_mut().unwrap()["kwargs"]["num_training_steps"] = Json::from(99);
+        let spec = c.scheduler_spec(45).unwrap().unwrap();
+        assert_eq!(spec["kwargs"]["num_training_steps"], Json::from(99));
     }
 
     #[test]

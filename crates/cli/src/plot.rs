@@ -5,16 +5,21 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value as Json;
-use tempo::sched::{simulate, SchedError, SchedulerSpec, SimulatedGroups, Trajectory};
+use tempo::sched::{
+    simulate, SchedError, SchedulerSpec, SimulatedGroups, Trajectory, SCHEDULER_NAMES,
+};
 
 use crate::charts::{self, Figure, Line, Panel};
-use crate::config::one_line;
+use crate::config::{one_line, TRANSFORMERS_WITH_LENGTH};
 use crate::Outcome;
 
 const AFTER_HELP: &str = "\
 Schedulers are written as PyTorch calls without the optimizer argument, or given as a
 TOML/JSON file holding {type, kwargs, schedulers} (or a training config, whose
 [scheduler] table is used). OneCycleLR without total_steps runs for --steps steps.
+Hugging Face transformers' schedules are transformers:<name>(...) with get_scheduler's
+arguments (num_warmup_steps, num_training_steps, scheduler_specific_kwargs={...}, or the
+schedule's own arguments directly); without num_training_steps they span --steps steps.
 Row 0 of the output is the lr after the scheduler's construction: the lr the first
 optimizer step uses; row t is the lr after t scheduler steps.
 
@@ -23,7 +28,23 @@ Examples:
   tempo plot --scheduler 'OneCycleLR(max_lr=0.1, total_steps=100)' \\
              --scheduler 'OneCycleLR(max_lr=0.1, total_steps=100, anneal_strategy=\"linear\")' -o onecycle.svg
   tempo plot --scheduler 'SequentialLR(schedulers=[LinearLR(start_factor=0.01, total_iters=10), CosineAnnealingLR(T_max=90)], milestones=[10])' --steps 100 -o warmup.png
+  tempo plot --scheduler 'transformers:cosine_with_restarts(num_warmup_steps=10, num_cycles=3)' -o hf.svg
   tempo plot --spec my-schedule.toml --lr 0.1,0.01 --optimizer adam --csv > lr.csv";
+
+/// The help's end: [`AFTER_HELP`] and every scheduler name tempo knows.
+fn after_help() -> String {
+    let mut out = format!("{AFTER_HELP}\n\nSchedulers:");
+    let mut line = String::new();
+    for name in SCHEDULER_NAMES {
+        if !line.is_empty() && line.len() + name.len() + 2 > 86 {
+            let _ = write!(out, "\n  {}", line.trim_end_matches(' '));
+            line.clear();
+        }
+        let _ = write!(line, "{name}, ");
+    }
+    let _ = write!(out, "\n  {}", line.trim_end_matches([',', ' ']));
+    out
+}
 
 /// Where the simulated optimizer keeps momentum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,7 +57,7 @@ pub(crate) enum OptimizerKind {
 
 /// Arguments of `tempo plot`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = AFTER_HELP)]
+#[command(after_help = after_help())]
 pub(crate) struct PlotArgs {
     /// A scheduler as a PyTorch call, e.g. 'StepLR(step_size=30, gamma=0.1)'; repeat to overlay.
     #[arg(long = "scheduler", short = 's', value_name = "CALL")]
@@ -183,8 +204,9 @@ pub(crate) fn load_spec(path: &Path) -> Result<SchedulerSpec> {
     })
 }
 
-/// OneCycleLR needs its length; when the spec does not give it, the plot's length is used:
-/// `steps + 1` optimizer steps, whose lrs are rows `0..=steps`.
+/// A schedule that needs its length gets the plot's when the spec does not give it:
+/// OneCycleLR `steps + 1` optimizer steps (whose lrs are rows `0..=steps`),
+/// transformers' schedules `num_training_steps = steps`.
 fn fill_total_steps(spec: &mut SchedulerSpec, steps: usize) {
     if spec.r#type == "OneCycleLR"
         && !["total_steps", "epochs", "steps_per_epoch"]
@@ -193,6 +215,18 @@ fn fill_total_steps(spec: &mut SchedulerSpec, steps: usize) {
     {
         spec.kwargs
             .insert("total_steps".into(), Json::from(steps + 1));
+    }
+    let stable_given = spec.kwargs.contains_key("num_stable_steps")
+        || spec
+            .kwargs
+            .get("scheduler_specific_kwargs")
+            .is_some_and(|k| k.get("num_stable_steps").is_some());
+    if TRANSFORMERS_WITH_LENGTH.contains(&spec.r#type.as_str())
+        && !spec.kwargs.contains_key("num_training_steps")
+        && !(spec.r#type == "transformers:warmup_stable_decay" && stable_given)
+    {
+        spec.kwargs
+            .insert("num_training_steps".into(), Json::from(steps));
     }
     if let Some(children) = spec.schedulers.as_mut() {
         for c in children {

@@ -23,8 +23,9 @@ fn fresh<T: Float>(case: &Case) -> Result<Run<T>, String> {
     let sched = match &case.scheduler {
         None | Some(serde_json::Value::Null) => None,
         Some(s) => {
-            let spec: SchedulerSpec =
+            let mut spec: SchedulerSpec =
                 serde_json::from_value(s.clone()).map_err(|e| format!("scheduler spec: {e}"))?;
+            give_optimizer_lr(&mut spec, case);
             let groups: &mut dyn OptimizerParamGroups = &mut *opt;
             Some(
                 build_scheduler(&spec, groups)
@@ -33,6 +34,23 @@ fn fresh<T: Float>(case: &Case) -> Result<Run<T>, String> {
         }
     };
     Ok(Run { params, opt, sched })
+}
+
+/// transformers' schedules read the optimizer's default lr (`optimizer.defaults["lr"]`:
+/// the case's optimizer `kwargs.lr`), which a param group does not hold: pass it on.
+fn give_optimizer_lr(spec: &mut SchedulerSpec, case: &Case) {
+    if let Some(children) = spec.schedulers.as_mut() {
+        children.iter_mut().for_each(|c| give_optimizer_lr(c, case));
+    }
+    let lr = case
+        .optimizer
+        .as_ref()
+        .and_then(|o| o.get("kwargs"))
+        .and_then(|k| k.get("lr"))
+        .cloned();
+    if let Some(lr) = lr.filter(|_| spec.r#type.starts_with("transformers:")) {
+        spec.kwargs.entry("optimizer_lr").or_insert(lr);
+    }
 }
 
 fn lrs<T: Float>(opt: &dyn Optimizer<T>) -> Result<Vec<f64>, String> {

@@ -46,23 +46,32 @@ impl Core {
         }
     }
 
-    /// The base constructor before its initial step: `initial_lr` is set with
-    /// `setdefault` in every group and becomes `base_lrs`; `last_epoch = -1`.
-    pub(crate) fn attach(opt: &mut dyn OptimizerParamGroups) -> Result<Core, SchedError> {
+    /// The base constructor before its initial step. With `last_epoch == -1` (a fresh
+    /// run) `initial_lr` is set with `setdefault` in every group and becomes `base_lrs`;
+    /// otherwise every group must already carry `initial_lr` (PyTorch's `KeyError`; here
+    /// [`SchedError::MissingGroupKey`]) and nothing is written. The counter is
+    /// `last_epoch`, so that the initial step computes epoch `last_epoch + 1`.
+    pub(crate) fn attach(
+        opt: &mut dyn OptimizerParamGroups,
+        scheduler: &'static str,
+        last_epoch: i64,
+    ) -> Result<Core, SchedError> {
+        check_last_epoch(scheduler, last_epoch)?;
         let n = opt.num_groups();
         let mut base_lrs = Vec::with_capacity(n);
         for g in 0..n {
             let base = match opt.initial_lr(g) {
                 Some(v) => v,
-                None => {
+                None if last_epoch == -1 => {
                     let lr = opt.lr(g)?;
                     set_extra(opt, g, "initial_lr", Value::Float(lr))?;
                     lr
                 }
+                None => return Err(missing_group_key(scheduler, g, "initial_lr", last_epoch)),
             };
             base_lrs.push(base);
         }
-        Ok(Core::new(base_lrs, -1, 0, Vec::with_capacity(n)))
+        Ok(Core::new(base_lrs, last_epoch, 0, Vec::with_capacity(n)))
     }
 
     pub(crate) fn groups(&self) -> usize {
@@ -142,6 +151,42 @@ impl Core {
             }
         }
         Ok(Core::new(base_lrs, last_epoch, step_count, last_lr))
+    }
+}
+
+/// PyTorch's default `last_epoch`: a fresh run.
+pub(crate) fn fresh_run() -> i64 {
+    -1
+}
+
+/// `Err` unless `last_epoch` is -1 (a fresh run) or an epoch `>= 0` whose next epoch
+/// exists. (PyTorch takes any int; below -1 its schedules compute nonsense.)
+pub(crate) fn check_last_epoch(scheduler: &'static str, last_epoch: i64) -> Result<(), SchedError> {
+    if (-1..i64::MAX / 2).contains(&last_epoch) {
+        Ok(())
+    } else {
+        Err(invalid(
+            scheduler,
+            "last_epoch",
+            "-1 (a fresh run) or the epoch to resume at (>= 0)",
+            last_epoch,
+        ))
+    }
+}
+
+/// The `Err` for a group that lacks `key`, which a scheduler built with `last_epoch`
+/// (not -1) reads instead of writing it.
+pub(crate) fn missing_group_key(
+    scheduler: &'static str,
+    group: usize,
+    key: &'static str,
+    last_epoch: i64,
+) -> SchedError {
+    SchedError::MissingGroupKey {
+        scheduler,
+        group,
+        key,
+        last_epoch,
     }
 }
 

@@ -77,6 +77,19 @@ impl<'a> Parser<'a> {
         Some(&self.src[start..start + len])
     }
 
+    /// A scheduler's name after its first word: `word`, or `word:name`
+    /// (`transformers:cosine`).
+    fn qualified(&mut self, word: &str) -> Result<String, SchedError> {
+        if self.peek() != Some(':') {
+            return Ok(word.to_string());
+        }
+        self.pos += 1;
+        match self.ident() {
+            Some(rest) => Ok(format!("{word}:{rest}")),
+            None => self.err("a name after `:`"),
+        }
+    }
+
     /// `Name(kw=value, ...)`, after the name.
     fn call_args(&mut self, name: &str) -> Result<SchedulerSpec, SchedError> {
         let mut spec = SchedulerSpec::new(name);
@@ -250,7 +263,10 @@ impl<'a> Parser<'a> {
                     "True" => Ok(Node::Json(Json::Bool(true))),
                     "False" => Ok(Node::Json(Json::Bool(false))),
                     "None" => Ok(Node::Json(Json::Null)),
-                    name => Ok(Node::Call(self.call_args(name)?)),
+                    word => {
+                        let name = self.qualified(word)?;
+                        Ok(Node::Call(self.call_args(&name)?))
+                    }
                 }
             }
             None => self.err("a value"),
@@ -277,12 +293,15 @@ impl<'a> Parser<'a> {
 /// `{'fn': 'pow', 'base': 0.9}`. SequentialLR and ChainedScheduler take their children
 /// as calls: `SequentialLR(schedulers=[LinearLR(start_factor=0.1), ExponentialLR(gamma=0.9)],
 /// milestones=[5])`. Arguments are keywords only; the optimizer is not written.
+/// transformers' schedules are `transformers:<name>(...)`:
+/// `transformers:cosine(num_warmup_steps=100, num_training_steps=1000)`.
 pub fn parse_scheduler_call(s: &str) -> Result<SchedulerSpec, SchedError> {
     let mut p = Parser { src: s, pos: 0 };
-    let Some(name) = p.ident() else {
+    let Some(word) = p.ident() else {
         return p.err("a scheduler name");
     };
-    let spec = p.call_args(name)?;
+    let name = p.qualified(word)?;
+    let spec = p.call_args(&name)?;
     p.skip_ws();
     if p.pos != s.len() {
         return p.err("the end of the input");

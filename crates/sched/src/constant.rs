@@ -15,6 +15,11 @@ pub struct ConstantLRConfig {
     pub factor: f64,
     /// The epoch at which the factor is lifted (5).
     pub total_iters: u64,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 impl Default for ConstantLRConfig {
@@ -22,6 +27,7 @@ impl Default for ConstantLRConfig {
         ConstantLRConfig {
             factor: 1.0 / 3.0,
             total_iters: 5,
+            last_epoch: -1,
         }
     }
 }
@@ -66,7 +72,7 @@ impl ConstantLR {
         }
         base::construct(
             ConstantLR {
-                core: Core::attach(opt)?,
+                core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
                 factor: f,
                 total_iters,
             },

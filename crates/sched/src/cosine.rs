@@ -19,6 +19,11 @@ pub struct CosineAnnealingLRConfig {
     /// The minimum lr (0.0).
     #[serde(default)]
     pub eta_min: f64,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 impl CosineAnnealingLRConfig {
@@ -27,6 +32,7 @@ impl CosineAnnealingLRConfig {
         CosineAnnealingLRConfig {
             t_max,
             eta_min: 0.0,
+            last_epoch: -1,
         }
     }
 }
@@ -63,7 +69,7 @@ impl CosineAnnealingLR {
             .ok_or_else(|| invalid("CosineAnnealingLR", "T_max", "an int > 0", config.t_max))?;
         base::construct(
             CosineAnnealingLR {
-                core: Core::attach(opt)?,
+                core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
                 t_max,
                 eta_min: config.eta_min,
                 cos: CosMemo::default(),

@@ -128,6 +128,11 @@ pub struct CyclicLRConfig {
     /// The momentum at the lr's trough (0.9).
     #[serde(default = "point_nine")]
     pub max_momentum: PerGroup<f64>,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 impl CyclicLRConfig {
@@ -145,6 +150,7 @@ impl CyclicLRConfig {
             cycle_momentum: true,
             base_momentum: PerGroup::All(0.8),
             max_momentum: PerGroup::All(0.9),
+            last_epoch: -1,
         }
     }
 }
@@ -210,10 +216,12 @@ impl CyclicLR {
         } else {
             None
         };
-        for (g, &lr) in base_lrs.iter().enumerate() {
+        base::check_last_epoch("CyclicLR", config.last_epoch)?;
+        let fresh = config.last_epoch == -1;
+        for (g, &lr) in base_lrs.iter().enumerate().filter(|_| fresh) {
             opt.set_lr(g, lr)?;
         }
-        if let Some(m) = &momentum {
+        if let Some(m) = momentum.as_ref().filter(|_| fresh) {
             for g in 0..n {
                 write_momentum(opt, g, m.use_beta1, m.max[g])?;
                 set_extra(opt, g, "max_momentum", Value::Float(m.max[g]))?;
@@ -221,7 +229,7 @@ impl CyclicLR {
             }
         }
         let mut s = CyclicLR {
-            core: Core::attach(opt)?,
+            core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
             max_lrs,
             total_size,
             step_ratio: up / total_size,

@@ -1,3 +1,5 @@
+//! [`SchedError`]: what can go wrong in this crate.
+
 use tempo_param_groups::ParamGroupError;
 use thiserror::Error;
 
@@ -32,6 +34,39 @@ pub enum SchedError {
         expected: usize,
         /// The number of values found.
         got: usize,
+    },
+    /// A scheduler built with `last_epoch >= 0` (resuming) found a group without a key
+    /// it reads instead of writing (PyTorch's `KeyError`): `initial_lr` for every
+    /// scheduler; OneCycleLR also reads `max_lr`, `min_lr` and its momentum bounds.
+    #[error(
+        "{scheduler} with last_epoch = {last_epoch}: param group {group} has no `{key}`, which a \
+         resumed scheduler reads instead of writing. Load the optimizer's state dict (saved \
+         from the run being resumed; it holds `{key}`) before building the scheduler, or set \
+         `{key}` in the group yourself, or build with last_epoch = -1 for a fresh run"
+    )]
+    MissingGroupKey {
+        /// The scheduler's PyTorch class name.
+        scheduler: &'static str,
+        /// The index of the group that lacks the key.
+        group: usize,
+        /// The missing key (`initial_lr`, ...).
+        key: &'static str,
+        /// The `last_epoch` the scheduler was built with.
+        last_epoch: i64,
+    },
+    /// SequentialLR reached the milestone of a child that is itself a composite: PyTorch
+    /// restarts the child with `_update_lr(0)`, which a SequentialLR or ChainedScheduler
+    /// does not have (`NotImplementedError`).
+    #[error(
+        "SequentialLR: at milestone {milestone} the next child is a {child}, which cannot be \
+         restarted (PyTorch raises NotImplementedError here); only the first child of a \
+         SequentialLR may be a composite"
+    )]
+    CompositeAtMilestone {
+        /// The nested composite's class name.
+        child: &'static str,
+        /// The milestone (the outer SequentialLR's epoch).
+        milestone: i64,
     },
     /// OneCycleLR was stepped past `total_steps`.
     #[error("OneCycleLR: tried to step {step} times, but total_steps is {total_steps}")]

@@ -13,6 +13,11 @@ use crate::SchedError;
 pub struct ExponentialLRConfig {
     /// The decay factor per epoch (required).
     pub gamma: f64,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 /// `lr *= gamma` every epoch: PyTorch's `torch.optim.lr_scheduler.ExponentialLR`.
@@ -30,7 +35,7 @@ impl ExponentialLR {
     ) -> Result<Self, SchedError> {
         base::construct(
             ExponentialLR {
-                core: Core::attach(opt)?,
+                core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
                 gamma: config.gamma,
             },
             opt,

@@ -20,6 +20,10 @@ pub struct LrLambda {
     f: Arc<dyn Fn(i64) -> f64 + Send + Sync>,
     /// Set when made from a [`NamedLambda`]: evaluated directly, and known to be pure.
     named: Option<NamedLambda>,
+    /// Whether PyTorch's state dict shows the function as a callable object with no
+    /// attributes (`{}`, a `functools.partial`, as transformers' schedules are) rather
+    /// than `None` (a plain function).
+    partial: bool,
 }
 
 impl LrLambda {
@@ -28,6 +32,26 @@ impl LrLambda {
         LrLambda {
             f: Arc::new(f),
             named: None,
+            partial: false,
+        }
+    }
+
+    /// A pure function of the epoch that PyTorch's state dict shows as `{}` (`partial`)
+    /// or `None`.
+    pub(crate) fn pure(f: impl Fn(i64) -> f64 + Send + Sync + 'static, partial: bool) -> Self {
+        LrLambda {
+            f: Arc::new(f),
+            named: None,
+            partial,
+        }
+    }
+
+    /// The function's entry in PyTorch's `lr_lambdas` state.
+    fn state(&self) -> Value {
+        if self.partial {
+            Value::Dict(Dict::new())
+        } else {
+            Value::None
         }
     }
 
@@ -56,6 +80,7 @@ impl From<NamedLambda> for LrLambda {
         LrLambda {
             f: Arc::new(move |e| named.eval(e)),
             named: Some(named),
+            partial: false,
         }
     }
 }
@@ -108,12 +133,17 @@ impl NamedLambda {
 pub struct LambdaLRConfig {
     /// One function for every group, or one per group.
     pub lr_lambda: PerGroup<LrLambda>,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    pub last_epoch: i64,
 }
 
 /// `lr = base_lr * lr_lambda(epoch)`: PyTorch's `torch.optim.lr_scheduler.LambdaLR`.
 ///
 /// Not recursive, and (as in PyTorch) the constructor already sets `lr = base *
-/// lambda(0)`. The state dict's `lr_lambdas` is a list of `None` (closures are not state).
+/// lambda(0)`. The state dict's `lr_lambdas` is a list of `None` (closures are not
+/// state; `{}` for transformers' schedules, which PyTorch sees as `functools.partial`s).
 #[derive(Debug, Clone)]
 pub struct LambdaLR {
     core: Core,
@@ -129,7 +159,7 @@ impl LambdaLR {
         let lambdas = config.lr_lambda.resolve("lr_lambda", opt.num_groups())?;
         base::construct(
             LambdaLR {
-                core: Core::attach(opt)?,
+                core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
                 lambdas,
             },
             opt,
@@ -163,7 +193,7 @@ impl Rule for LambdaLR {
     fn write_trailing(&self, d: &mut Dict) {
         d.insert(
             "lr_lambdas",
-            Value::List(vec![Value::None; self.lambdas.len()]),
+            Value::List(self.lambdas.iter().map(LrLambda::state).collect()),
         );
     }
     fn read_own(&mut self, r: &mut StateReader<'_>, groups: usize) -> Result<(), SchedError> {

@@ -77,6 +77,7 @@ mod spec;
 mod state;
 mod step;
 mod swa;
+mod transformers;
 mod warm_restarts;
 
 pub use call::parse_scheduler_call;
@@ -105,4 +106,7 @@ pub use simulate::{
 pub use spec::{build_scheduler, SchedulerSpec, SCHEDULER_NAMES};
 pub use step::{StepLR, StepLRConfig};
 pub use swa::{SWALRConfig, SWALR};
+pub use transformers::{
+    transformers_scheduler, TransformersConfig, TransformersSchedule, TRANSFORMERS_SCHEDULES,
+};
 pub use warm_restarts::{CosineAnnealingWarmRestarts, CosineAnnealingWarmRestartsConfig};

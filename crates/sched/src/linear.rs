@@ -17,6 +17,11 @@ pub struct LinearLRConfig {
     pub end_factor: f64,
     /// The number of epochs of the ramp (5).
     pub total_iters: u64,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 impl Default for LinearLRConfig {
@@ -25,6 +30,7 @@ impl Default for LinearLRConfig {
             start_factor: 1.0 / 3.0,
             end_factor: 1.0,
             total_iters: 5,
+            last_epoch: -1,
         }
     }
 }
@@ -64,7 +70,7 @@ impl LinearLR {
             )
         })?;
         let s = LinearLR {
-            core: Core::attach(opt)?,
+            core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
             start_factor: sf,
             end_factor: ef,
             total_iters,

@@ -14,6 +14,10 @@ use crate::{LrLambda, PerGroup, SchedError};
 pub struct MultiplicativeLRConfig {
     /// One function for every group, or one per group.
     pub lr_lambda: PerGroup<LrLambda>,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    pub last_epoch: i64,
 }
 
 /// `lr *= lr_lambda(epoch)` at every step: PyTorch's
@@ -66,7 +70,7 @@ impl MultiplicativeLR {
         let lambdas = config.lr_lambda.resolve("lr_lambda", opt.num_groups())?;
         base::construct(
             MultiplicativeLR {
-                core: Core::attach(opt)?,
+                core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
                 lambdas,
                 memo: Mutex::new(None),
             },
@@ -175,9 +179,11 @@ mod tests {
                 NamedLambda::Const { factor: 0.97 }.into(),
                 NamedLambda::Pow { base: 0.999 }.into(),
             ]),
+            last_epoch: -1,
         };
         let closure = MultiplicativeLRConfig {
             lr_lambda: PerGroup::All(LrLambda::new(|e| 1.0 - 0.01 * (e % 3) as f64)),
+            last_epoch: -1,
         };
         for config in [named, closure] {
             let want = stepped(&config, 40);

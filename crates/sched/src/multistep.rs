@@ -20,6 +20,11 @@ pub struct MultiStepLRConfig {
     /// The decay factor (0.1).
     #[serde(default = "point_one")]
     pub gamma: f64,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 /// Decays the lr by `gamma` at each milestone: PyTorch's
@@ -51,7 +56,7 @@ impl MultiStepLR {
         }
         base::construct(
             MultiStepLR {
-                core: Core::attach(opt)?,
+                core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
                 milestones,
                 gamma: config.gamma,
             },

@@ -112,6 +112,11 @@ pub struct OneCycleLRConfig {
     /// fast.ai's three phases (up, back down to `initial_lr`, then annihilation).
     #[serde(default)]
     pub three_phase: bool,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 impl OneCycleLRConfig {
@@ -130,6 +135,7 @@ impl OneCycleLRConfig {
             div_factor: 25.0,
             final_div_factor: 1e4,
             three_phase: false,
+            last_epoch: -1,
         }
     }
 }
@@ -296,20 +302,47 @@ impl OneCycleLR {
         } else {
             None
         };
-        for g in 0..n {
-            set_extra(opt, g, "initial_lr", Value::Float(initial_lrs[g]))?;
-            set_extra(opt, g, "max_lr", Value::Float(max_lrs[g]))?;
-            set_extra(opt, g, "min_lr", Value::Float(min_lrs[g]))?;
-        }
-        if let Some(m) = &momentum {
+        base::check_last_epoch(NAME, config.last_epoch)?;
+        let (core, max_lrs, min_lrs, momentum) = if config.last_epoch == -1 {
             for g in 0..n {
-                write_momentum(opt, g, m.use_beta1, m.max[g])?;
-                set_extra(opt, g, "max_momentum", Value::Float(m.max[g]))?;
-                set_extra(opt, g, "base_momentum", Value::Float(m.base[g]))?;
+                set_extra(opt, g, "initial_lr", Value::Float(initial_lrs[g]))?;
+                set_extra(opt, g, "max_lr", Value::Float(max_lrs[g]))?;
+                set_extra(opt, g, "min_lr", Value::Float(min_lrs[g]))?;
             }
-        }
-        let mut core = Core::attach(opt)?;
-        core.base_lrs = initial_lrs;
+            if let Some(m) = &momentum {
+                for g in 0..n {
+                    write_momentum(opt, g, m.use_beta1, m.max[g])?;
+                    set_extra(opt, g, "max_momentum", Value::Float(m.max[g]))?;
+                    set_extra(opt, g, "base_momentum", Value::Float(m.base[g]))?;
+                }
+            }
+            let mut core = Core::attach(opt, NAME, config.last_epoch)?;
+            core.base_lrs = initial_lrs;
+            (core, max_lrs, min_lrs, momentum)
+        } else {
+            // Resuming, PyTorch writes nothing and reads the phases' ends from the
+            // groups: `initial_lr`, `max_lr`, `min_lr` and the momentum bounds.
+            let core = Core::attach(opt, NAME, config.last_epoch)?;
+            let read = |opt: &dyn OptimizerParamGroups, key: &'static str| {
+                (0..n)
+                    .map(|g| {
+                        opt.get(g, key)
+                            .and_then(|v| v.as_f64())
+                            .ok_or_else(|| base::missing_group_key(NAME, g, key, config.last_epoch))
+                    })
+                    .collect::<Result<Vec<f64>, SchedError>>()
+            };
+            let (max_lrs, min_lrs) = (read(opt, "max_lr")?, read(opt, "min_lr")?);
+            let momentum = match momentum {
+                Some(m) => Some(Momentum {
+                    use_beta1: m.use_beta1,
+                    max: read(opt, "max_momentum")?,
+                    base: read(opt, "base_momentum")?,
+                }),
+                None => None,
+            };
+            (core, max_lrs, min_lrs, momentum)
+        };
         let s = OneCycleLR {
             core,
             total_steps,

@@ -15,6 +15,11 @@ pub struct PolynomialLRConfig {
     pub total_iters: u64,
     /// The polynomial's power (1.0).
     pub power: f64,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 impl Default for PolynomialLRConfig {
@@ -22,6 +27,7 @@ impl Default for PolynomialLRConfig {
         PolynomialLRConfig {
             total_iters: 5,
             power: 1.0,
+            last_epoch: -1,
         }
     }
 }
@@ -56,7 +62,7 @@ impl PolynomialLR {
             })?;
         base::construct(
             PolynomialLR {
-                core: Core::attach(opt)?,
+                core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
                 total_iters,
                 power: config.power,
             },

@@ -31,6 +31,11 @@ pub struct WarmupCosineLRConfig {
     /// The lr at and after `total_steps` (0).
     #[serde(default)]
     pub min_lr: f64,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 /// Linear warmup, then cosine decay to `min_lr` (Loshchilov & Hutter, SGDR, as used by
@@ -67,7 +72,7 @@ impl WarmupCosineLR {
             ));
         }
         let s = WarmupCosineLR {
-            core: Core::attach(opt)?,
+            core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
             warmup_steps,
             total_steps,
             min_lr: config.min_lr,
@@ -178,6 +183,11 @@ pub struct WarmupStableDecayLRConfig {
     /// `linear` (default), `cosine` or `1-sqrt`.
     #[serde(default)]
     pub decay: DecayShape,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 /// Warmup-stable-decay ("trapezoidal", Zhai et al. 2022; Hu et al., MiniCPM, 2024;
@@ -205,7 +215,7 @@ impl WarmupStableDecayLR {
             return Err(invalid(NAME, "decay_steps", "an int > 0", 0));
         }
         let s = WarmupStableDecayLR {
-            core: Core::attach(opt)?,
+            core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
             warmup_steps: to_i64(NAME, "warmup_steps", config.warmup_steps)?,
             stable_steps: to_i64(NAME, "stable_steps", config.stable_steps)?,
             decay_steps: to_i64(NAME, "decay_steps", config.decay_steps)?,
@@ -294,6 +304,11 @@ leaf_scheduler!(WarmupStableDecayLR);
 pub struct InverseSqrtLRConfig {
     /// Steps to the peak (>= 1).
     pub warmup_steps: u64,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 /// The inverse-square-root schedule of "Attention Is All You Need" (Vaswani et al.,
@@ -318,7 +333,7 @@ impl InverseSqrtLR {
         }
         base::construct(
             InverseSqrtLR {
-                core: Core::attach(opt)?,
+                core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
                 warmup_steps: w,
             },
             opt,

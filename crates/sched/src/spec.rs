@@ -5,12 +5,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use tempo_param_groups::OptimizerParamGroups;
 
+use crate::transformers_scheduler;
 use crate::{
     ChainedScheduler, ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts, CyclicLR,
     CyclicLRConfig, ExponentialLR, InverseSqrtLR, LambdaLR, LambdaLRConfig, LinearLR, LrLambda,
     LrScheduler, MultiStepLR, MultiplicativeLR, MultiplicativeLRConfig, NamedLambda, OneCycleLR,
     PerGroup, PolynomialLR, ReduceLROnPlateau, ScaleFn, SchedError, SequentialLR, StepLR,
-    WarmupCosineLR, WarmupStableDecayLR, SWALR,
+    TransformersConfig, TransformersSchedule, WarmupCosineLR, WarmupStableDecayLR, SWALR,
 };
 
 /// A scheduler as data: PyTorch's class name, its keyword arguments by PyTorch's names,
@@ -91,6 +92,17 @@ pub const SCHEDULER_NAMES: &[&str] = &[
     "WarmupCosineLR",
     "WarmupStableDecayLR",
     "InverseSqrtLR",
+    "transformers:linear",
+    "transformers:cosine",
+    "transformers:cosine_with_restarts",
+    "transformers:polynomial",
+    "transformers:constant",
+    "transformers:constant_with_warmup",
+    "transformers:inverse_sqrt",
+    "transformers:cosine_with_min_lr",
+    "transformers:cosine_warmup_with_min_lr",
+    "transformers:warmup_stable_decay",
+    "transformers:reduce_lr_on_plateau",
 ];
 
 fn spec_error(name: &str, reason: impl ToString) -> SchedError {
@@ -108,24 +120,114 @@ fn named(name: &str, arg: &str, v: &Json) -> Result<NamedLambda, SchedError> {
     serde_json::from_value(v.clone()).map_err(|e| spec_error(name, format!("`{arg}`: {e}")))
 }
 
-/// `lr_lambda`: one named function, or a list of them (one per group).
-fn lr_lambdas(name: &str, kwargs: &Map<String, Json>) -> Result<PerGroup<LrLambda>, SchedError> {
-    if let Some(k) = kwargs.keys().find(|k| *k != "lr_lambda") {
+/// `lr_lambda`: one named function, or a list of them (one per group); and `last_epoch`.
+fn lr_lambdas(
+    name: &str,
+    kwargs: &Map<String, Json>,
+) -> Result<(PerGroup<LrLambda>, i64), SchedError> {
+    if let Some(k) = kwargs
+        .keys()
+        .find(|k| !matches!(k.as_str(), "lr_lambda" | "last_epoch"))
+    {
         return Err(spec_error(
             name,
-            format!("unknown argument `{k}`, expected `lr_lambda`"),
+            format!("unknown argument `{k}`, expected `lr_lambda` or `last_epoch`"),
         ));
     }
-    match kwargs.get("lr_lambda") {
-        None => Err(spec_error(name, "missing argument `lr_lambda`")),
-        Some(Json::Array(items)) => Ok(PerGroup::Each(
+    let last_epoch = match kwargs.get("last_epoch") {
+        None => -1,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| spec_error(name, format!("`last_epoch`: expected an int, found {v}")))?,
+    };
+    let lambdas = match kwargs.get("lr_lambda") {
+        None => return Err(spec_error(name, "missing argument `lr_lambda`")),
+        Some(Json::Array(items)) => PerGroup::Each(
             items
                 .iter()
                 .map(|v| named(name, "lr_lambda", v).map(LrLambda::from))
                 .collect::<Result<_, _>>()?,
-        )),
-        Some(v) => Ok(PerGroup::All(named(name, "lr_lambda", v)?.into())),
+        ),
+        Some(v) => PerGroup::All(named(name, "lr_lambda", v)?.into()),
+    };
+    Ok((lambdas, last_epoch))
+}
+
+/// An optional int argument (`None` for a missing key or `null`).
+fn opt_int(name: &str, kw: &Map<String, Json>, arg: &str) -> Result<Option<i64>, SchedError> {
+    match kw.get(arg) {
+        None | Some(Json::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| spec_error(name, format!("`{arg}`: expected an int, found {v}"))),
     }
+}
+
+/// `transformers:<name>`: transformers' `get_scheduler(name, optimizer, **kwargs)`.
+fn transformers(
+    name: &str,
+    kw: &Map<String, Json>,
+    opt: &mut dyn OptimizerParamGroups,
+) -> Result<Box<dyn LrScheduler>, SchedError> {
+    let schedule = &name["transformers:".len()..];
+    let mut specific = match kw.get("scheduler_specific_kwargs") {
+        None | Some(Json::Null) => Map::new(),
+        Some(Json::Object(m)) => m.clone(),
+        Some(v) => {
+            return Err(spec_error(
+                name,
+                format!("`scheduler_specific_kwargs`: expected a dict, found {v}"),
+            ))
+        }
+    };
+    // tempo also takes the schedule's own arguments beside get_scheduler's.
+    for (k, v) in kw {
+        let own = matches!(
+            k.as_str(),
+            "num_warmup_steps"
+                | "num_training_steps"
+                | "scheduler_specific_kwargs"
+                | "last_epoch"
+                | "optimizer_lr"
+        );
+        if !own && specific.insert(k.clone(), v.clone()).is_some() {
+            return Err(spec_error(
+                name,
+                format!("`{k}` is given twice (also in scheduler_specific_kwargs)"),
+            ));
+        }
+    }
+    if schedule == "reduce_lr_on_plateau" {
+        return Ok(Box::new(ReduceLROnPlateau::new(
+            opt,
+            config(name, &specific)?,
+        )?));
+    }
+    let (schedule, mut last_epoch) = TransformersSchedule::from_get_scheduler(
+        schedule,
+        opt_int(name, kw, "num_warmup_steps")?,
+        opt_int(name, kw, "num_training_steps")?,
+        &specific,
+    )?;
+    if let Some(e) = opt_int(name, kw, "last_epoch")? {
+        last_epoch = e;
+    }
+    let optimizer_lr = match kw.get("optimizer_lr") {
+        None | Some(Json::Null) => None,
+        Some(v) => Some(v.as_f64().ok_or_else(|| {
+            spec_error(
+                name,
+                format!("`optimizer_lr`: expected a number, found {v}"),
+            )
+        })?),
+    };
+    let config = TransformersConfig {
+        schedule,
+        optimizer_lr,
+        last_epoch,
+    };
+    Ok(Box::new(transformers_scheduler(opt, config)?))
 }
 
 /// Builds the scheduler a spec describes on `opt` (children first, in order, as PyTorch
@@ -135,6 +237,13 @@ fn lr_lambdas(name: &str, kwargs: &Map<String, Json>) -> Result<PerGroup<LrLambd
 /// `const`, `warmup_linear`, `inv_sqrt`; one, or a list with one per group), and so does
 /// CyclicLR's `scale_fn`. An unknown scheduler or argument, or a bad value, is an `Err`
 /// naming it.
+///
+/// `"transformers:<name>"` is Hugging Face transformers' `get_scheduler(name, optimizer,
+/// num_warmup_steps, num_training_steps, scheduler_specific_kwargs)` (see
+/// [`transformers_scheduler`]), with its kwargs by those names; tempo also takes the
+/// schedule's own arguments beside them, `last_epoch`, and `optimizer_lr` (the
+/// optimizer's default lr, which transformers reads from the optimizer; default: the
+/// first group's base lr).
 pub fn build_scheduler(
     spec: &SchedulerSpec,
     opt: &mut dyn OptimizerParamGroups,
@@ -168,18 +277,22 @@ pub fn build_scheduler(
             let kids = children()?;
             Box::new(ChainedScheduler::new(opt, kids)?)
         }
-        "LambdaLR" => Box::new(LambdaLR::new(
-            opt,
-            LambdaLRConfig {
-                lr_lambda: lr_lambdas(name, kw)?,
-            },
-        )?),
-        "MultiplicativeLR" => Box::new(MultiplicativeLR::new(
-            opt,
-            MultiplicativeLRConfig {
-                lr_lambda: lr_lambdas(name, kw)?,
-            },
-        )?),
+        "LambdaLR" => {
+            let (lr_lambda, last_epoch) = lr_lambdas(name, kw)?;
+            let config = LambdaLRConfig {
+                lr_lambda,
+                last_epoch,
+            };
+            Box::new(LambdaLR::new(opt, config)?)
+        }
+        "MultiplicativeLR" => {
+            let (lr_lambda, last_epoch) = lr_lambdas(name, kw)?;
+            let config = MultiplicativeLRConfig {
+                lr_lambda,
+                last_epoch,
+            };
+            Box::new(MultiplicativeLR::new(opt, config)?)
+        }
         "StepLR" => Box::new(StepLR::new(opt, config(name, kw)?)?),
         "MultiStepLR" => Box::new(MultiStepLR::new(opt, config(name, kw)?)?),
         "ConstantLR" => Box::new(ConstantLR::new(opt, config(name, kw)?)?),
@@ -209,6 +322,7 @@ pub fn build_scheduler(
         "WarmupCosineLR" => Box::new(WarmupCosineLR::new(opt, config(name, kw)?)?),
         "WarmupStableDecayLR" => Box::new(WarmupStableDecayLR::new(opt, config(name, kw)?)?),
         "InverseSqrtLR" => Box::new(InverseSqrtLR::new(opt, config(name, kw)?)?),
+        _ if name.starts_with("transformers:") => transformers(name, kw, opt)?,
         _ => {
             return Err(SchedError::UnknownScheduler {
                 name: name.to_string(),

@@ -20,6 +20,11 @@ pub struct StepLRConfig {
     /// The decay factor (0.1).
     #[serde(default = "point_one")]
     pub gamma: f64,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 impl StepLRConfig {
@@ -28,6 +33,7 @@ impl StepLRConfig {
         StepLRConfig {
             step_size,
             gamma: 0.1,
+            last_epoch: -1,
         }
     }
 }
@@ -55,7 +61,7 @@ impl StepLR {
             .filter(|&s| s > 0)
             .ok_or_else(|| invalid("StepLR", "step_size", "an int > 0", config.step_size))?;
         let s = StepLR {
-            core: Core::attach(opt)?,
+            core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
             step_size,
             gamma: config.gamma,
         };

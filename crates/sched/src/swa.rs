@@ -25,6 +25,11 @@ pub struct SWALRConfig {
     /// `cos` (default) or `linear`.
     #[serde(default)]
     pub anneal_strategy: AnnealStrategy,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 impl SWALRConfig {
@@ -34,6 +39,7 @@ impl SWALRConfig {
             swa_lr: swa_lr.into(),
             anneal_epochs: 10,
             anneal_strategy: AnnealStrategy::Cos,
+            last_epoch: -1,
         }
     }
 }
@@ -76,7 +82,7 @@ impl SWALR {
             set_extra(opt, g, "swa_lr", Value::Float(v))?;
         }
         let s = SWALR {
-            core: Core::attach(opt)?,
+            core: Core::attach(opt, <Self as Rule>::NAME, config.last_epoch)?,
             swa_lrs,
             anneal_epochs,
             strategy: config.anneal_strategy,

@@ -27,6 +27,11 @@ pub struct CosineAnnealingWarmRestartsConfig {
     /// The minimum lr (0.0).
     #[serde(default)]
     pub eta_min: f64,
+    /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
+    /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
+    /// steps once, to epoch `k + 1`, as PyTorch's does).
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
 }
 
 impl CosineAnnealingWarmRestartsConfig {
@@ -36,6 +41,7 @@ impl CosineAnnealingWarmRestartsConfig {
             t_0,
             t_mult: 1,
             eta_min: 0.0,
+            last_epoch: -1,
         }
     }
 }
@@ -97,16 +103,16 @@ impl CosineAnnealingWarmRestarts {
             return Err(invalid(NAME, "eta_min", "a finite number", config.eta_min));
         }
         let mut s = CosineAnnealingWarmRestarts {
-            core: Core::attach(opt)?,
+            core: Core::attach(opt, NAME, config.last_epoch)?,
             t_0,
             t_i: t_0,
             t_mult,
             eta_min: config.eta_min,
-            t_cur: -1.0,
+            t_cur: config.last_epoch as f64,
             t_cur_int: true,
             prev: Pos {
-                last_epoch: -1,
-                t_cur: -1.0,
+                last_epoch: config.last_epoch,
+                t_cur: config.last_epoch as f64,
                 t_i: t_0,
                 t_cur_int: true,
             },

@@ -115,3 +115,47 @@ fn bad_specs_name_the_offending_argument() {
     let out = run_in(dir.path(), &["plot", "-s", "StepLR(step_size=3)"]);
     check_error(&out, "--csv");
 }
+
+#[test]
+fn help_lists_every_scheduler_and_transformers_schedules_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = check_ok(&run_in(dir.path(), &["plot", "--help"]));
+    for name in tempo::sched::SCHEDULER_NAMES {
+        assert!(
+            help.contains(name),
+            "`{name}` is not in tempo plot --help:\n{help}"
+        );
+    }
+    // transformers' linear schedule over the plot's length: warmup 0, 0.05, then down to 0.
+    let out = check_ok(&run_in(
+        dir.path(),
+        &[
+            "plot",
+            "-s",
+            "transformers:linear(num_warmup_steps=2)",
+            "--steps",
+            "6",
+            "--csv",
+        ],
+    ));
+    let values: Vec<f64> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    let want = [0.0, 0.05, 0.1, 0.075, 0.05, 0.025, 0.0];
+    assert_eq!(values.len(), want.len(), "{out}");
+    for (got, want) in values.iter().zip(want) {
+        assert!((got - want).abs() <= 1e-15, "{got} vs {want}");
+    }
+    let out = run_in(
+        dir.path(),
+        &[
+            "plot",
+            "-s",
+            "transformers:cosinus(num_warmup_steps=2)",
+            "--csv",
+        ],
+    );
+    check_error(&out, "cosine_with_restarts");
+}

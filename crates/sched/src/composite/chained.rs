@@ -2,7 +2,9 @@
 
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use super::{children_state, load_children, new_dict};
+use super::{
+    children_state, insert_initial_step_keys, load_children, new_dict, read_initial_step_keys,
+};
 use crate::base::{check_groups, current_lrs, invalid, read_lrs};
 use crate::state::{float_list, StateReader};
 use crate::{LrScheduler, SchedError};
@@ -22,9 +24,11 @@ const NAME: &str = "ChainedScheduler";
 pub struct ChainedScheduler {
     children: Vec<Box<dyn LrScheduler>>,
     last_lr: Vec<f64>,
-    /// Each group's `initial_lr` (else lr) at construction, where a restart begins. Not
-    /// state: a rebuilt scheduler recomputes it.
-    bases: Vec<f64>,
+    /// Whether an outer SequentialLR gave this one its initial step (PyTorch's
+    /// `_initial_step`), which adds `_step_count` (0) and `_is_initial` to its state.
+    initial_stepped: bool,
+    /// Not state: `initial_stepped` before the last successful step.
+    prev_initial_stepped: bool,
     /// Not state: the `last_lr` before the last successful step, and the buffer the next
     /// one is read into.
     scratch: Vec<f64>,
@@ -33,8 +37,6 @@ pub struct ChainedScheduler {
     /// Not state: the lrs a failing step puts back, when its children change nothing
     /// else (then `saved` is empty).
     saved_lrs: Vec<f64>,
-    /// Not state: the lrs a failing restart puts back.
-    before: Vec<f64>,
     /// Not state: whether a child cycles momentum, asked of the children when they
     /// are set (it depends on their configuration, not on their step), not every step.
     /// (Whether a child needs a metric can change as it steps: a SequentialLR's.)
@@ -85,18 +87,15 @@ impl ChainedScheduler {
             }
         }
         let last_lr = current_lrs(opt)?;
-        let bases = (0..n)
-            .map(|g| opt.initial_lr(g).unwrap_or(last_lr[g]))
-            .collect();
         let writes_momentum = any_writes_momentum(&schedulers);
         Ok(ChainedScheduler {
             children: schedulers,
             last_lr,
-            bases,
+            initial_stepped: false,
+            prev_initial_stepped: false,
             scratch: Vec::with_capacity(n),
             saved: Vec::with_capacity(n * MOMENTUM_KEYS.len()),
             saved_lrs: Vec::with_capacity(n),
-            before: Vec::with_capacity(n),
             writes_momentum,
         })
     }
@@ -157,6 +156,7 @@ impl ChainedScheduler {
             self.scratch = lrs;
         }
         let Some((stepped, error)) = failure else {
+            self.prev_initial_stepped = self.initial_stepped;
             return Ok(());
         };
         for c in self.children[..stepped].iter_mut().rev() {
@@ -211,6 +211,9 @@ impl LrScheduler for ChainedScheduler {
     fn state_dict(&self) -> Dict {
         let mut d = new_dict();
         d.insert("_last_lr", float_list(&self.last_lr));
+        if self.initial_stepped {
+            insert_initial_step_keys(&mut d);
+        }
         d.insert("_schedulers", children_state(&self.children));
         d
     }
@@ -218,9 +221,11 @@ impl LrScheduler for ChainedScheduler {
     fn load_state_dict(&mut self, state: &Dict) -> Result<(), SchedError> {
         let mut r = StateReader::new(state, NAME);
         let last_lr = r.floats("_last_lr", self.last_lr.len())?;
+        let initial_stepped = read_initial_step_keys(&mut r)?;
         let children = load_children(&mut r, NAME, &self.children)?;
         r.finish()?;
         self.last_lr = last_lr;
+        self.initial_stepped = initial_stepped;
         self.writes_momentum = any_writes_momentum(&children);
         self.children = children;
         Ok(())
@@ -238,11 +243,11 @@ impl LrScheduler for ChainedScheduler {
         Box::new(ChainedScheduler {
             children: self.children.clone(),
             last_lr: self.last_lr.clone(),
-            bases: self.bases.clone(),
+            initial_stepped: self.initial_stepped,
+            prev_initial_stepped: self.prev_initial_stepped,
             scratch: Vec::with_capacity(self.last_lr.len()),
             saved: Vec::new(),
             saved_lrs: Vec::new(),
-            before: Vec::new(),
             writes_momentum: self.writes_momentum,
         })
     }
@@ -262,40 +267,40 @@ impl LrScheduler for ChainedScheduler {
             c.undo_step();
         }
         std::mem::swap(&mut self.last_lr, &mut self.scratch);
+        self.initial_stepped = self.prev_initial_stepped;
     }
 
     fn writes_momentum(&self) -> bool {
         self.writes_momentum
     }
 
+    /// PyTorch's `_initial_step` of a ChainedScheduler (an outer SequentialLR's
+    /// constructor calls it): one ordinary step of every child, with the keys it adds.
+    /// (A ReduceLROnPlateau child, which PyTorch does not allow here, takes its own
+    /// initial step.)
     fn initial_step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
-        self.each(opt, |c, opt| c.initial_step(opt))
+        let before = self.initial_stepped;
+        self.each(opt, |c, opt| {
+            if c.needs_metric() {
+                c.initial_step(opt)
+            } else {
+                c.step(opt)
+            }
+        })?;
+        self.prev_initial_stepped = before;
+        self.initial_stepped = true;
+        Ok(())
     }
 
-    /// Restarts the chain as if freshly built: every lr back to its base (`initial_lr`
-    /// when the chain was built), then each child's initial step, composing (PyTorch
-    /// raises here).
+    /// PyTorch's `_update_lr` on a ChainedScheduler raises `NotImplementedError`.
     fn restart_at(
         &mut self,
-        opt: &mut dyn OptimizerParamGroups,
-        _epoch: i64,
+        _opt: &mut dyn OptimizerParamGroups,
+        epoch: i64,
     ) -> Result<(), SchedError> {
-        check_groups(self.last_lr.len(), opt)?;
-        let mut before = std::mem::take(&mut self.before);
-        before.clear();
-        let result = read_lrs(opt, &mut before).and_then(|()| {
-            for (g, &lr) in self.bases.iter().enumerate() {
-                opt.set_lr(g, lr)?;
-            }
-            let result = self.each(opt, |c, opt| c.initial_step(opt));
-            if result.is_err() {
-                for (g, &lr) in before.iter().enumerate() {
-                    opt.set_lr(g, lr)?;
-                }
-            }
-            result
-        });
-        self.before = before;
-        result
+        Err(SchedError::CompositeAtMilestone {
+            child: NAME,
+            milestone: epoch,
+        })
     }
 }

@@ -54,3 +54,24 @@ pub(crate) fn children_state(children: &[Box<dyn LrScheduler>]) -> Value {
 pub(crate) fn new_dict() -> Dict {
     Dict::new()
 }
+
+/// The keys PyTorch's `_initial_step` adds to a composite that is an outer
+/// SequentialLR's first child: `_step_count` (0: a composite's own `step` never counts)
+/// and `_is_initial` (false at rest).
+pub(crate) fn insert_initial_step_keys(d: &mut Dict) {
+    d.insert("_step_count", Value::Int(0));
+    d.insert("_is_initial", Value::Bool(false));
+}
+
+/// Reads the keys of [`insert_initial_step_keys`]: whether they are there.
+pub(crate) fn read_initial_step_keys(r: &mut StateReader<'_>) -> Result<bool, SchedError> {
+    let count = r.optional("_step_count").is_some();
+    if count {
+        r.int("_step_count")?;
+    }
+    let initial = r.optional("_is_initial").is_some();
+    if initial {
+        r.boolean("_is_initial")?;
+    }
+    Ok(count || initial)
+}

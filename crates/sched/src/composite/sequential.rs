@@ -3,17 +3,33 @@
 use serde::{Deserialize, Serialize};
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
-use super::{children_state, load_children, new_dict};
+use super::{
+    children_state, insert_initial_step_keys, load_children, new_dict, read_initial_step_keys,
+};
 use crate::base::{check_groups, invalid};
 use crate::state::{float_list, StateReader};
 use crate::{LrScheduler, SchedError};
 
 /// The arguments of [`SequentialLR`] besides its children.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SequentialLRConfig {
     /// The epochs at which the next child takes over; one fewer than the children.
     pub milestones: Vec<i64>,
+    /// PyTorch's `last_epoch` (-1). As in PyTorch, a SequentialLR built with `k >= 0`
+    /// starts counting at `k + 1` but still starts its first child afresh, so every
+    /// milestone comes `k + 1` steps early.
+    #[serde(default = "crate::base::fresh_run")]
+    pub last_epoch: i64,
+}
+
+impl Default for SequentialLRConfig {
+    fn default() -> Self {
+        SequentialLRConfig {
+            milestones: Vec::new(),
+            last_epoch: -1,
+        }
+    }
 }
 
 const NAME: &str = "SequentialLR";
@@ -25,22 +41,38 @@ const NAME: &str = "SequentialLR";
 /// child's constructor counted, redo the first child's initial step. At a milestone the
 /// next child restarts at its epoch 0 through its closed form (PyTorch's `_update_lr(0)`).
 ///
+/// Composites nest as in PyTorch 2.15, with its numbers: the undo reaches the leaves of
+/// a nested composite (not its own counter), and the first child's initial step is, for
+/// a composite, one ordinary step of it (so a nested SequentialLR's milestones come one
+/// step early, and a ChainedScheduler's children all take a real step at epoch 0).
+/// PyTorch cannot restart a composite at a milestone (`NotImplementedError`): reaching
+/// the milestone of a composite child is [`SchedError::CompositeAtMilestone`], and
+/// changes nothing.
+///
 /// Unlike PyTorch, a child may be a [`ReduceLROnPlateau`](crate::ReduceLROnPlateau):
 /// [`step_with_metric`](LrScheduler::step_with_metric) passes the metric down (the
-/// metric of a milestone step is not used: the switch itself is that step). A nested
-/// composite child redoes its own initial step when it is first (PyTorch steps it once
-/// more) and restarts its active child at a milestone (PyTorch raises).
+/// metric of a milestone step is not used: the switch itself is that step).
 pub struct SequentialLR {
     children: Vec<Box<dyn LrScheduler>>,
     milestones: Vec<i64>,
     last_epoch: i64,
     last_lr: Vec<f64>,
+    /// Whether an outer SequentialLR gave this one its initial step (PyTorch's
+    /// `_initial_step`), which adds `_step_count` (0) and `_is_initial` to its state.
+    initial_stepped: bool,
     /// Not state: the `last_lr` before the last successful step, and the buffer the next
     /// one is copied into.
     scratch: Vec<f64>,
-    /// Not state: `last_epoch` before the last successful step, and the child it moved.
+    /// Not state: `last_epoch` (and `initial_stepped`) before the last successful step,
+    /// and the child it moved.
     prev_epoch: i64,
+    prev_initial_stepped: bool,
     prev_child: usize,
+}
+
+/// Whether a scheduler is a composite (PyTorch's `hasattr(s, "_schedulers")`).
+pub(crate) fn is_composite(s: &dyn LrScheduler) -> bool {
+    matches!(s.name(), NAME | "ChainedScheduler")
 }
 
 impl std::fmt::Debug for SequentialLR {
@@ -96,6 +128,7 @@ impl SequentialLR {
                 ),
             });
         }
+        crate::base::check_last_epoch(NAME, config.last_epoch)?;
         let n = opt.num_groups();
         for c in &schedulers {
             if c.last_lr().len() != n {
@@ -111,8 +144,10 @@ impl SequentialLR {
             milestones: config.milestones,
             last_epoch: 0,
             last_lr: Vec::with_capacity(n),
+            initial_stepped: false,
             scratch: Vec::with_capacity(n),
             prev_epoch: 0,
+            prev_initial_stepped: false,
             prev_child: 0,
         };
         for g in 0..n {
@@ -123,7 +158,9 @@ impl SequentialLR {
             opt.set_lr(g, lr)?;
         }
         s.undo_epoch();
-        s.initial_step(opt)?;
+        let idx = bisect_right(&s.milestones, 0);
+        s.children[idx].initial_step(opt)?;
+        s.moved(idx, config.last_epoch + 1);
         Ok(s)
     }
 
@@ -142,6 +179,12 @@ impl SequentialLR {
         let idx = bisect_right(&self.milestones, epoch);
         let child = &mut self.children[idx];
         if idx > 0 && self.milestones[idx - 1] == epoch {
+            if is_composite(child.as_ref()) {
+                return Err(SchedError::CompositeAtMilestone {
+                    child: child.name(),
+                    milestone: epoch,
+                });
+            }
             child.restart_at(opt, 0)?;
         } else {
             match metric {
@@ -162,6 +205,7 @@ impl SequentialLR {
         std::mem::swap(&mut self.last_lr, &mut lrs);
         self.scratch = lrs;
         self.prev_epoch = self.last_epoch;
+        self.prev_initial_stepped = self.initial_stepped;
         self.prev_child = idx;
         self.last_epoch = epoch;
     }
@@ -204,6 +248,9 @@ impl LrScheduler for SequentialLR {
         );
         d.insert("last_epoch", Value::Int(self.last_epoch));
         d.insert("_last_lr", float_list(&self.last_lr));
+        if self.initial_stepped {
+            insert_initial_step_keys(&mut d);
+        }
         d.insert("_schedulers", children_state(&self.children));
         d
     }
@@ -224,11 +271,13 @@ impl LrScheduler for SequentialLR {
             })?;
         let last_epoch = r.int("last_epoch")?;
         let last_lr = r.floats("_last_lr", self.last_lr.len())?;
+        let initial_stepped = read_initial_step_keys(&mut r)?;
         let children = load_children(&mut r, NAME, &self.children)?;
         r.finish()?;
         self.milestones = milestones;
         self.last_epoch = last_epoch;
         self.last_lr = last_lr;
+        self.initial_stepped = initial_stepped;
         self.children = children;
         Ok(())
     }
@@ -240,8 +289,12 @@ impl LrScheduler for SequentialLR {
     /// Child `i`'s closed form at the epoch since its milestone. Equal to stepping when
     /// each later child's schedule restarts at its base lr (every closed-form scheduler
     /// does) and no later child rewrote `initial_lr` (OneCycleLR does, and then, as in
-    /// PyTorch, the first child starts from that); `None` if a child has no closed form.
+    /// PyTorch, the first child starts from that); `None` if a child has no closed form
+    /// or is a composite.
     fn lr_at(&self, step: u64) -> Option<Vec<f64>> {
+        if self.children.iter().any(|c| is_composite(c.as_ref())) {
+            return None;
+        }
         let e = i64::try_from(step).ok()?;
         let idx = bisect_right(&self.milestones, e);
         let local = if idx == 0 {
@@ -258,8 +311,10 @@ impl LrScheduler for SequentialLR {
             milestones: self.milestones.clone(),
             last_epoch: self.last_epoch,
             last_lr: self.last_lr.clone(),
+            initial_stepped: self.initial_stepped,
             scratch: Vec::with_capacity(self.last_lr.len()),
             prev_epoch: self.prev_epoch,
+            prev_initial_stepped: self.prev_initial_stepped,
             prev_child: self.prev_child,
         })
     }
@@ -283,33 +338,33 @@ impl LrScheduler for SequentialLR {
         }
         std::mem::swap(&mut self.last_lr, &mut self.scratch);
         self.last_epoch = self.prev_epoch;
+        self.initial_stepped = self.prev_initial_stepped;
     }
 
     fn writes_momentum(&self) -> bool {
         self.children.iter().any(|c| c.writes_momentum())
     }
 
+    /// PyTorch's `_initial_step` of a nested SequentialLR (the outer one's constructor
+    /// calls it): one ordinary [`step`](LrScheduler::step), with the keys it adds.
     fn initial_step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
-        let idx = bisect_right(&self.milestones, 0);
-        self.children[idx].initial_step(opt)?;
-        self.moved(idx, 0);
+        let before = self.initial_stepped;
+        self.step_inner(opt, None)?;
+        self.prev_initial_stepped = before;
+        self.initial_stepped = true;
         Ok(())
     }
 
+    /// PyTorch's `_update_lr` on a SequentialLR raises `NotImplementedError`.
     fn restart_at(
         &mut self,
-        opt: &mut dyn OptimizerParamGroups,
+        _opt: &mut dyn OptimizerParamGroups,
         epoch: i64,
     ) -> Result<(), SchedError> {
-        let idx = bisect_right(&self.milestones, epoch);
-        let local = if idx == 0 {
-            epoch
-        } else {
-            epoch - self.milestones[idx - 1]
-        };
-        self.children[idx].restart_at(opt, local)?;
-        self.moved(idx, epoch);
-        Ok(())
+        Err(SchedError::CompositeAtMilestone {
+            child: NAME,
+            milestone: epoch,
+        })
     }
 }
 

@@ -145,9 +145,9 @@ fn specs() -> Vec<(&'static str, SchedulerSpec)> {
             spec("SequentialLR(schedulers=[ConstantLR(factor=0.5, total_iters=3), ReduceLROnPlateau(patience=1)], milestones=[4])"),
         ),
         (
-            "SequentialLR restarting a chain",
-            spec("SequentialLR(schedulers=[ConstantLR(factor=0.5, total_iters=2), ChainedScheduler(schedulers=\
-                  [ExponentialLR(gamma=0.9), StepLR(step_size=3)])], milestones=[10])"),
+            "SequentialLR after a chain",
+            spec("SequentialLR(schedulers=[ChainedScheduler(schedulers=[ExponentialLR(gamma=0.9), \
+                  StepLR(step_size=3)]), ConstantLR(factor=0.5, total_iters=2)], milestones=[10])"),
         ),
         (
             "ChainedScheduler",

@@ -167,40 +167,134 @@ fn a_failing_child_leaves_the_chain_unchanged() {
     assert_eq!((s.state_dict(), &opt), (state, &groups));
 }
 
+/// PyTorch 2.15's numbers for composites inside composites (SGD, lr 1.0; the lr after
+/// construction, then after each step), and exact resume at every step.
 #[test]
-fn nested_composites_resume_exactly_and_keep_pytorchs_state_shape() {
+fn nested_composites_give_pytorchs_numbers_and_resume_exactly() {
+    let cases: [(&str, &[f64]); 3] = [
+        (
+            "SequentialLR(schedulers=[SequentialLR(schedulers=[ConstantLR(factor=0.1, total_iters=2), \
+             ExponentialLR(gamma=0.5)], milestones=[3]), StepLR(step_size=2, gamma=0.1)], milestones=[6])",
+            &[0.1, 0.1, 1.0, 0.5, 0.25, 0.125, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01, 0.001],
+        ),
+        (
+            "SequentialLR(schedulers=[ChainedScheduler(schedulers=[ConstantLR(factor=0.1, total_iters=2), \
+             ExponentialLR(gamma=0.5)]), StepLR(step_size=2, gamma=0.1)], milestones=[4])",
+            &[0.05, 0.025, 0.125, 0.0625, 1.0, 1.0, 0.1, 0.1, 0.01],
+        ),
+        (
+            "ChainedScheduler(schedulers=[SequentialLR(schedulers=[ConstantLR(factor=0.1, total_iters=2), \
+             ExponentialLR(gamma=0.5)], milestones=[3]), MultiplicativeLR(lr_lambda={'fn': 'const', 'factor': 0.9})])",
+            &[0.1, 0.09, 0.81, 0.9, 0.405, 0.18225, 0.0820125, 0.036905625],
+        ),
+    ];
+    for (s, want) in cases {
+        let s = spec(s);
+        let steps = want.len() - 1;
+        let got = lrs_of(&s, 1.0, &Drive::Plain, steps);
+        check_lr_sequence(&s.r#type, &got, &column(want), 1e-14, 0.0);
+        check_resume(
+            "nested",
+            &build_spec(&s),
+            &FakeOptimizer::sgd(&[1.0, 0.1], 0.0),
+            steps,
+            &Drive::Plain,
+        );
+    }
+}
+
+/// A nested composite's state after the outer constructor, key for key as PyTorch's.
+#[test]
+fn a_nested_sequential_has_pytorchs_state_shape() {
     let s = spec(
-        "SequentialLR(schedulers=[ChainedScheduler(schedulers=[ConstantLR(factor=0.5, total_iters=2), \
-         ExponentialLR(gamma=0.9)]), SequentialLR(schedulers=[LinearLR(start_factor=0.5, total_iters=2), \
-         CosineAnnealingLR(T_max=5)], milestones=[3])], milestones=[4])",
+        "SequentialLR(schedulers=[SequentialLR(schedulers=[ConstantLR(factor=0.1, total_iters=2), \
+         ExponentialLR(gamma=0.5)], milestones=[3]), StepLR(step_size=2, gamma=0.1)], milestones=[6])",
     );
-    let fresh = FakeOptimizer::sgd(&[0.1, 0.02], 0.0);
-    check_resume("nested", &build_spec(&s), &fresh, 14, &Drive::Plain);
-    let mut opt = fresh.clone();
+    let mut opt = FakeOptimizer::sgd(&[1.0], 0.0);
     let sched = build_scheduler(&s, &mut opt).expect("build");
     let sd = sched.state_dict();
-    let keys: Vec<_> = sd.keys().collect();
     assert_eq!(
-        keys,
+        sd.keys().collect::<Vec<_>>(),
         ["_milestones", "last_epoch", "_last_lr", "_schedulers"]
     );
     let children = sd
         .get("_schedulers")
         .and_then(|v| v.as_slice())
         .expect("a list of child dicts");
-    let chained = children[0].as_dict().expect("a dict");
+    let inner = children[0].as_dict().expect("a dict");
     assert_eq!(
-        chained.keys().collect::<Vec<_>>(),
-        ["_last_lr", "_schedulers"]
+        inner.keys().collect::<Vec<_>>(),
+        [
+            "_milestones",
+            "last_epoch",
+            "_last_lr",
+            "_step_count",
+            "_is_initial",
+            "_schedulers"
+        ]
     );
-    // The warmup chain started from the base: 0.1 * 0.5 at construction.
-    check_lr_sequence(
-        "nested row 0",
-        &[opt.lrs()],
-        &[vec![0.05, 0.01]],
-        1e-15,
-        0.0,
+    assert_eq!(inner.get("last_epoch"), Some(&Value::Int(1)));
+    assert_eq!(inner.get("_step_count"), Some(&Value::Int(0)));
+    let leaves = inner
+        .get("_schedulers")
+        .and_then(|v| v.as_slice())
+        .expect("the inner children");
+    let counters = |i: usize| {
+        let d = leaves[i].as_dict().expect("a dict");
+        (d.get("last_epoch").cloned(), d.get("_step_count").cloned())
+    };
+    assert_eq!(counters(0), (Some(Value::Int(0)), Some(Value::Int(2))));
+    assert_eq!(counters(1), (Some(Value::Int(-2)), Some(Value::Int(1))));
+    // The first step of the outer one does not add the keys to the chain's state again.
+    let chained = spec(
+        "SequentialLR(schedulers=[ChainedScheduler(schedulers=[ConstantLR(factor=0.1, total_iters=2), \
+         ExponentialLR(gamma=0.5)]), StepLR(step_size=2)], milestones=[4])",
     );
+    let mut opt = FakeOptimizer::sgd(&[1.0], 0.0);
+    let sched = build_scheduler(&chained, &mut opt).expect("build");
+    let sd = sched.state_dict();
+    let children = sd
+        .get("_schedulers")
+        .and_then(|v| v.as_slice())
+        .expect("a list of child dicts");
+    assert_eq!(
+        children[0]
+            .as_dict()
+            .expect("a dict")
+            .keys()
+            .collect::<Vec<_>>(),
+        ["_last_lr", "_step_count", "_is_initial", "_schedulers"]
+    );
+}
+
+/// PyTorch cannot restart a composite at a milestone (`NotImplementedError`): tempo says
+/// so with an `Err`, and the failed step changes nothing.
+#[test]
+fn a_composite_after_a_milestone_is_refused_there() {
+    for inner in [
+        "ChainedScheduler(schedulers=[ConstantLR(factor=0.1, total_iters=2), ExponentialLR(gamma=0.5)])",
+        "SequentialLR(schedulers=[ConstantLR(factor=0.1, total_iters=2), ExponentialLR(gamma=0.5)], milestones=[3])",
+    ] {
+        let s = spec(&format!(
+            "SequentialLR(schedulers=[StepLR(step_size=2, gamma=0.1), {inner}], milestones=[3])"
+        ));
+        let mut opt = FakeOptimizer::sgd(&[1.0], 0.0);
+        let mut sched = build_scheduler(&s, &mut opt).expect("build");
+        let mut got = vec![opt.lrs()[0]];
+        for _ in 0..2 {
+            sched.step(&mut opt).expect("before the milestone");
+            got.push(opt.lrs()[0]);
+        }
+        check_lr_sequence(inner, &column(&got), &column(&[1.0, 1.0, 0.1]), 1e-15, 0.0);
+        let before = (sched.state_dict(), opt.clone());
+        let err = sched.step(&mut opt).expect_err("the milestone");
+        assert!(
+            matches!(err, SchedError::CompositeAtMilestone { milestone: 3, .. }),
+            "{err}"
+        );
+        assert_eq!(sched.state_dict(), before.0, "{inner}: state unchanged");
+        assert_eq!(opt.lrs(), before.1.lrs(), "{inner}: lrs unchanged");
+    }
 }
 
 /// Groups that refuse one write of an lr (the `fail_at`-th, counting every lr write).

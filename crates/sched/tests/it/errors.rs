@@ -285,7 +285,14 @@ fn the_call_parser_reports_where() {
 fn loading_another_schedulers_state_is_refused_and_changes_nothing() {
     let mut opt = FakeOptimizer::sgd(&[0.1, 0.01], 0.0);
     let mut step = StepLR::new(&mut opt, StepLRConfig::new(3)).expect("build");
-    let mut exp = ExponentialLR::new(&mut opt, ExponentialLRConfig { gamma: 0.9 }).expect("build");
+    let mut exp = ExponentialLR::new(
+        &mut opt,
+        ExponentialLRConfig {
+            gamma: 0.9,
+            last_epoch: -1,
+        },
+    )
+    .expect("build");
     step.step(&mut opt).expect("step");
     let before = exp.state_dict();
     assert_eq!(

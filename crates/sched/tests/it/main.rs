@@ -6,5 +6,6 @@ mod cases;
 mod common;
 mod composites;
 mod errors;
+mod last_epoch;
 mod props;
 mod state;

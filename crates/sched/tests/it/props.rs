@@ -4,6 +4,7 @@
 
 use proptest::prelude::*;
 use serde_json::json;
+use tempo_param_groups::OptimizerParamGroups;
 use tempo_sched::{build_scheduler, simulate_with_metrics, SchedulerSpec, SimulatedGroups};
 
 use crate::common::{build_spec, run, Drive, FakeOptimizer};
@@ -52,13 +53,70 @@ fn closed_form_leaf() -> impl Strategy<Value = SchedulerSpec> {
             json!({"warmup_steps": w, "stable_steps": s, "decay_steps": d, "decay": (["linear", "cosine", "1-sqrt"][shape])})
         )),
         (1u64..8).prop_map(|w| leaf("InverseSqrtLR", json!({"warmup_steps": w}))),
+        transformers_leaf(),
     ]
+}
+
+/// transformers' named schedules, with random arguments (get_scheduler's kwargs).
+fn transformers_leaf() -> impl Strategy<Value = SchedulerSpec> {
+    let shape = || prop_oneof![Just("linear"), Just("cosine"), Just("1-sqrt")];
+    let t = |name: &str, w: i64, t: Option<i64>, specific: serde_json::Value| {
+        let mut kw = json!({"num_warmup_steps": w, "scheduler_specific_kwargs": specific});
+        if let Some(t) = t {
+            kw["num_training_steps"] = json!(t);
+        }
+        leaf(&format!("transformers:{name}"), kw)
+    };
+    prop_oneof![
+        (0i64..5, 0i64..20).prop_map(move |(w, d)| t("linear", w, Some(w + d), json!({}))),
+        (0i64..5, 0i64..20, 0.25f64..2.0)
+            .prop_map(move |(w, d, nc)| t("cosine", w, Some(w + d), json!({"num_cycles": nc}))),
+        (0i64..5, 0i64..20, 1i64..4).prop_map(move |(w, d, nc)| {
+            t("cosine_with_restarts", w, Some(w + d), json!({"num_cycles": nc}))
+        }),
+        (0i64..5, 1i64..20, 0.5f64..3.0, 1e-6f64..1e-3).prop_map(move |(w, d, p, e)| {
+            t("polynomial", w, Some(w + d), json!({"power": p, "lr_end": e}))
+        }),
+        Just(leaf("transformers:constant", json!({}))),
+        (0i64..6).prop_map(move |w| t("constant_with_warmup", w, None, json!({}))),
+        (0i64..6, proptest::option::of(1i64..12))
+            .prop_map(move |(w, ts)| t("inverse_sqrt", w, None, json!({"timescale": ts}))),
+        (0i64..5, 0i64..20, 0.0f64..0.3).prop_map(move |(w, d, r)| {
+            t("cosine_with_min_lr", w, Some(w + d), json!({"min_lr_rate": r}))
+        }),
+        (0i64..5, 0i64..20, 0.0f64..0.3, proptest::option::of(0.0f64..0.5)).prop_map(
+            move |(w, d, r, wr)| {
+                t("cosine_warmup_with_min_lr", w, Some(w + d), json!({"min_lr_rate": r, "warmup_lr_rate": wr}))
+            }
+        ),
+        (0i64..5, 1i64..8, 0i64..8, shape(), shape(), 0.0f64..0.2).prop_map(
+            move |(w, d, s, up, down, m)| {
+                t("warmup_stable_decay", w, Some(w + s + d), json!({
+                    "num_decay_steps": d, "warmup_type": up, "decay_type": down, "min_lr_ratio": m
+                }))
+            }
+        ),
+    ]
+}
+
+/// A leaf built with `last_epoch` (the groups then need `initial_lr`, which
+/// [`groups`] gives half the time).
+fn resumed_leaf() -> impl Strategy<Value = SchedulerSpec> {
+    (closed_form_leaf(), 0i64..12).prop_map(|(mut s, k)| {
+        if s.r#type.starts_with("transformers:") {
+            s.kwargs.insert("last_epoch".into(), k.into());
+        } else {
+            s = s.kwarg("last_epoch", k);
+        }
+        s
+    })
 }
 
 /// Every leaf, including those without a closed form.
 fn any_leaf() -> impl Strategy<Value = SchedulerSpec> {
     prop_oneof![
         4 => closed_form_leaf(),
+        1 => resumed_leaf(),
         1 => (0.01f64..0.05, 0u64..5, any::<bool>()).prop_map(|(s, a, cos)| leaf(
             "SWALR",
             json!({"swa_lr": s, "anneal_epochs": a, "anneal_strategy": if cos { "cos" } else { "linear" }})
@@ -109,7 +167,8 @@ fn composition() -> impl Strategy<Value = SchedulerSpec> {
     ]
 }
 
-fn groups() -> impl Strategy<Value = FakeOptimizer> {
+/// Two fresh groups, SGD-like or Adam-like.
+fn fresh_groups() -> impl Strategy<Value = FakeOptimizer> {
     (proptest::collection::vec(0.01f64..1.0, 2), any::<bool>()).prop_map(|(lrs, adam)| {
         if adam {
             FakeOptimizer::adam(&lrs, (0.9, 0.999))
@@ -117,6 +176,27 @@ fn groups() -> impl Strategy<Value = FakeOptimizer> {
             FakeOptimizer::sgd(&lrs, 0.9)
         }
     })
+}
+
+/// Two groups, SGD-like or Adam-like, half the time holding `initial_lr` (as a resumed
+/// run's do).
+fn groups() -> impl Strategy<Value = FakeOptimizer> {
+    (
+        proptest::collection::vec(0.01f64..1.0, 2),
+        any::<bool>(),
+        proptest::option::of(proptest::collection::vec(0.01f64..1.0, 2)),
+    )
+        .prop_map(|(lrs, adam, initial)| {
+            let mut opt = if adam {
+                FakeOptimizer::adam(&lrs, (0.9, 0.999))
+            } else {
+                FakeOptimizer::sgd(&lrs, 0.9)
+            };
+            for (g, &v) in initial.iter().flatten().enumerate() {
+                opt.set_initial_lr(g, v).expect("a group");
+            }
+            opt
+        })
 }
 
 fn bits(rows: &[Vec<f64>]) -> Vec<Vec<u64>> {
@@ -154,7 +234,7 @@ proptest! {
 
     /// Stepping equals the closed form `lr_at` to 1e-12 relative.
     #[test]
-    fn stepping_equals_the_closed_form(spec in closed_form_leaf(), fresh in groups()) {
+    fn stepping_equals_the_closed_form(spec in closed_form_leaf(), fresh in fresh_groups()) {
         let mut opt = fresh.clone();
         let mut s = build_scheduler(&spec, &mut opt).expect("valid spec");
         for t in 0..30u64 {
