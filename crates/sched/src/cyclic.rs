@@ -185,6 +185,9 @@ pub struct CyclicLR {
 impl CyclicLR {
     /// Sets `lr = base_lr` (and the momentum) in every group, records `initial_lr`
     /// (kept if present: the first lr is then that old `initial_lr`, as in PyTorch).
+    /// With `last_epoch >= 0` it writes neither (nor the momentum bounds' keys): the
+    /// first value, at epoch `last_epoch + 1`, takes `initial_lr` as its base, the next
+    /// ones `base_lr`, as PyTorch's do.
     pub fn new(
         opt: &mut dyn OptimizerParamGroups,
         config: CyclicLRConfig,

@@ -53,6 +53,17 @@
 //!   optimizer); presets ([`WarmupCosineLR`], [`WarmupStableDecayLR`], [`InverseSqrtLR`]).
 //! * [`SchedulerSpec`] / [`build_scheduler`]: schedulers as data, and
 //!   [`parse_scheduler_call`] for `"StepLR(step_size=3)"`.
+//! * Hugging Face transformers' named schedules ([`transformers_scheduler`],
+//!   `"transformers:cosine"` in specs), with transformers' numbers.
+//!
+//! # PyTorch's `last_epoch`
+//!
+//! Every config has PyTorch's `last_epoch` (-1, a fresh run). With `k >= 0` the groups
+//! must carry `initial_lr` (else [`SchedError::MissingGroupKey`], naming the group and
+//! the fix), which becomes the base; nothing is written to them, and the constructor
+//! steps once, to epoch `k + 1`, with PyTorch's numbers (a recursive rule at a boundary
+//! applies its factor again, as PyTorch's does). Loading a state dict is the exact way
+//! to resume; `last_epoch` is there for code and checkpoints that use it.
 
 mod base;
 mod call;

@@ -203,7 +203,11 @@ pub struct OneCycleLR {
 }
 
 impl OneCycleLR {
-    /// Writes the group keys and the lr (and momentum) of step 0.
+    /// Writes the group keys and the lr (and momentum) of step 0. With `last_epoch >= 0`
+    /// it writes no keys and reads them, as PyTorch does: `initial_lr`, `max_lr`, `min_lr`
+    /// (and `max_momentum`, `base_momentum` with `cycle_momentum`) must be in every group
+    /// ([`SchedError::MissingGroupKey`] names a missing one); a `last_epoch` whose next
+    /// step is past `total_steps` is [`SchedError::PastTotalSteps`].
     pub fn new(
         opt: &mut dyn OptimizerParamGroups,
         config: OneCycleLRConfig,

@@ -72,7 +72,8 @@ pub trait LrScheduler: Send {
 
     /// The closed form: each group's lr after `step` steps (`step == 0` is the lr set at
     /// construction), computed from the scheduler's base values without touching any
-    /// optimizer. `None` for schedulers without one (ReduceLROnPlateau, SWALR,
+    /// optimizer. `step` counts epochs from a fresh start: a scheduler built with
+    /// `last_epoch = k` is at epoch `k + 1` after its construction. `None` for schedulers without one (ReduceLROnPlateau, SWALR,
     /// ChainedScheduler, SequentialLR with a child that has none) and past OneCycleLR's
     /// `total_steps`.
     fn lr_at(&self, step: u64) -> Option<Vec<f64>>;

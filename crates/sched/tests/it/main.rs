@@ -9,3 +9,4 @@ mod errors;
 mod last_epoch;
 mod props;
 mod state;
+mod transformers;
