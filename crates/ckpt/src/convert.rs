@@ -1,11 +1,13 @@
 //! Converting between `.pt` files and tempo checkpoints.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 
 use crate::format::MAGIC;
-use crate::{load_object, read_pt, save_object, write_pt, CkptError};
+use crate::torch::archive_name;
+use crate::write::write_atomic_checked;
+use crate::{load_object, read_pt, write_pt_to, write_tempo, CkptError, Object};
 
 /// A checkpoint file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,26 +50,79 @@ pub fn detect_format(path: impl AsRef<Path>) -> Result<Format, CkptError> {
 }
 
 /// Converts `src` (either format, detected by content) into `dst` (format by
-/// extension, see [`Format::from_extension`]), losslessly: every value, dtype, shape
-/// and key order is kept. Tensor views become contiguous tensors, and tensors that
-/// shared a storage are stored separately. The write is atomic.
+/// extension, see [`Format::from_extension`]), losslessly, replacing `dst` if it
+/// exists: see [`convert_checked`].
 pub fn convert(src: impl AsRef<Path>, dst: impl AsRef<Path>) -> Result<(), CkptError> {
+    convert_checked(src, dst, true).map(|_| ())
+}
+
+/// Converts `src` (either format, detected by content) into `dst` (format by
+/// extension, see [`Format::from_extension`]) and returns what `src` holds.
+///
+/// Every value, dtype, shape and key order is kept; tensor views become contiguous
+/// tensors, and tensors that shared a storage are stored separately. The output is
+/// written to a temporary file, read back and compared with the input bit for bit
+/// (NaN payloads and signs, and the sign of zero, included) before it takes `dst`'s
+/// name: a conversion that would lose anything is [`CkptError::NotLossless`] and leaves
+/// no file behind. An existing `dst` is replaced only if `replace` (else
+/// [`CkptError::Exists`]), and only by a verified file.
+pub fn convert_checked(
+    src: impl AsRef<Path>,
+    dst: impl AsRef<Path>,
+    replace: bool,
+) -> Result<Object, CkptError> {
     let object = match detect_format(&src)? {
         Format::Torch => read_pt(&src)?,
         Format::Tempo => load_object(&src)?,
     };
-    match Format::from_extension(&dst) {
-        Format::Torch => write_pt(dst, &object),
-        Format::Tempo => save_object(dst, &object),
-    }
+    write_verified(dst.as_ref(), Format::from_extension(&dst), &object, replace)?;
+    Ok(object)
 }
 
-/// Converts a `.pt` file into a tempo checkpoint.
+/// Writes `object` to `dst` in `format`, atomically, after reading the temporary file
+/// back and comparing it with `object` bit for bit.
+fn write_verified(
+    dst: &Path,
+    format: Format,
+    object: &Object,
+    replace: bool,
+) -> Result<(), CkptError> {
+    let archive = archive_name(dst);
+    write_atomic_checked(
+        dst,
+        replace,
+        |file| {
+            let mut w = BufWriter::with_capacity(1 << 20, file);
+            match format {
+                Format::Torch => write_pt_to(&mut w, &archive, object)?,
+                Format::Tempo => write_tempo(&mut w, object)?,
+            }
+            w.flush()?;
+            Ok(())
+        },
+        |tmp| {
+            let back = match format {
+                Format::Torch => read_pt(tmp)?,
+                Format::Tempo => load_object(tmp)?,
+            };
+            match object.first_difference(&back) {
+                None => Ok(()),
+                Some(detail) => Err(CkptError::NotLossless {
+                    path: dst.to_path_buf(),
+                    detail,
+                }),
+            }
+        },
+    )
+}
+
+/// Converts a `.pt` file into a tempo checkpoint, verified as [`convert_checked`] does.
 pub fn pt_to_tempo(src: impl AsRef<Path>, dst: impl AsRef<Path>) -> Result<(), CkptError> {
-    save_object(dst, &read_pt(src)?)
+    write_verified(dst.as_ref(), Format::Tempo, &read_pt(src)?, true)
 }
 
-/// Converts a tempo checkpoint into a `.pt` file that `torch.load(weights_only=True)` reads.
+/// Converts a tempo checkpoint into a `.pt` file that `torch.load(weights_only=True)`
+/// reads, verified as [`convert_checked`] does.
 pub fn tempo_to_pt(src: impl AsRef<Path>, dst: impl AsRef<Path>) -> Result<(), CkptError> {
-    write_pt(dst, &load_object(src)?)
+    write_verified(dst.as_ref(), Format::Torch, &load_object(src)?, true)
 }

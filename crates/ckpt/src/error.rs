@@ -130,6 +130,28 @@ pub enum CkptError {
         /// What was found.
         found: String,
     },
+    /// The destination exists and was not to be replaced.
+    #[error("`{path}` exists already (it was left as it was)")]
+    Exists {
+        /// The destination.
+        path: PathBuf,
+    },
+    /// A converted file does not read back bit for bit as its source (it was not kept).
+    #[error("the conversion into `{path}` does not read back bit for bit as its source, at {detail}; the output was not kept")]
+    NotLossless {
+        /// The destination.
+        path: PathBuf,
+        /// Where the two first differ and how.
+        detail: String,
+    },
+    /// Every checkpoint in a directory is unreadable.
+    #[error("no intact checkpoint in `{dir}`: {skipped}")]
+    NoIntactCheckpoint {
+        /// The directory.
+        dir: PathBuf,
+        /// Each checkpoint tried, newest first, and why it was skipped.
+        skipped: String,
+    },
     /// A checkpoint directory holds no checkpoint.
     #[error("no checkpoint in `{dir}`")]
     NoCheckpoint {

@@ -435,6 +435,35 @@ impl AnyTensor {
         self.elements.le_bytes()
     }
 
+    /// What differs between `self` and `other`, bit for bit (dtype, shape, then the
+    /// first differing element's bytes); `None` if they are identical. NaNs compare by
+    /// their bits, so a NaN equals the same NaN, and `0.0` differs from `-0.0`.
+    pub fn first_difference(&self, other: &AnyTensor) -> Option<String> {
+        if self.dtype() != other.dtype() {
+            return Some(format!("dtype {}, then {}", self.dtype(), other.dtype()));
+        }
+        if self.shape != other.shape {
+            return Some(format!("shape {:?}, then {:?}", self.shape, other.shape));
+        }
+        let (a, b) = (self.le_bytes(), other.le_bytes());
+        if a == b {
+            return None;
+        }
+        let size = self.dtype().size().max(1);
+        let i = a
+            .iter()
+            .zip(b.iter())
+            .position(|(x, y)| x != y)
+            .unwrap_or(0)
+            / size;
+        let bytes = |v: &[u8]| format!("{:02x?}", &v[i * size..((i + 1) * size).min(v.len())]);
+        Some(format!(
+            "element {i} (row-major) has the little-endian bytes {}, then {}",
+            bytes(&a),
+            bytes(&b)
+        ))
+    }
+
     /// The single value of a one-element float or int tensor (PyTorch's `t.item()`),
     /// widened to f64; `None` for other tensors.
     pub fn item_f64(&self) -> Option<f64> {

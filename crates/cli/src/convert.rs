@@ -1,9 +1,9 @@
 //! `tempo convert`: checkpoints between PyTorch's `.pt` and tempo's format, both ways.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use tempo::ckpt::{convert, detect_format, load_object, read_pt, Format, Object};
+use tempo::ckpt::{convert_checked, detect_format, Format};
 
 use crate::Outcome;
 
@@ -11,7 +11,9 @@ const AFTER_HELP: &str = "\
 The input's format is detected from its content; the output's from its extension:
 .pt or .pth for PyTorch (torch.load(path, weights_only=True) reads it), .tempo for
 tempo's format (a safetensors file with versioned metadata). Every value, dtype, shape
-and key order is kept; the output is read back and compared with the input.
+and key order is kept; the output is read back and compared with the input bit for
+bit (NaNs included) before it takes OUT's name, so a failed conversion leaves no file
+behind and never replaces an existing OUT.
 
 Examples:
   tempo convert seed_epoch5_float32.pt seed_epoch5_float32.tempo
@@ -30,16 +32,6 @@ pub(crate) struct ConvertArgs {
     /// Replace OUT if it exists.
     #[arg(long, short)]
     pub(crate) force: bool,
-}
-
-fn read(path: &Path) -> Result<(Object, Format)> {
-    let format = detect_format(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let object = match format {
-        Format::Torch => read_pt(path),
-        Format::Tempo => load_object(path),
-    }
-    .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok((object, format))
 }
 
 fn name(format: Format) -> &'static str {
@@ -71,22 +63,17 @@ pub(crate) fn run(args: &ConvertArgs) -> Result<Outcome> {
     if args.output.canonicalize().ok() == Some(args.input.canonicalize()?) {
         bail!("IN and OUT are the same file");
     }
-    let (original, in_format) = read(&args.input)?;
-    convert(&args.input, &args.output).with_context(|| {
+    let in_format = detect_format(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    // Written to a temporary file, read back and compared bit for bit before it takes
+    // OUT's name: a failure leaves no file, and an existing OUT as it was.
+    convert_checked(&args.input, &args.output, args.force).with_context(|| {
         format!(
             "cannot convert {} into {}",
             args.input.display(),
             args.output.display()
         )
     })?;
-    let (back, _) = read(&args.output)?;
-    if back != original {
-        bail!(
-            "{} does not read back as what {} holds; the conversion lost something",
-            args.output.display(),
-            args.input.display()
-        );
-    }
     println!(
         "converted {} ({}) into {} ({}); it reads back identical",
         args.input.display(),

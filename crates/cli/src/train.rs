@@ -30,6 +30,8 @@ The run directory gets config.toml, the checkpoints (ckpt-<step>.tempo, the last
 --keep of them), metrics.csv, lr.svg (each group's lr and cycled momentum per step) and
 loss.svg (training loss per step, test accuracy per epoch). Ctrl-C saves a checkpoint at
 the next batch boundary and exits with code 130; --resume continues it bit for bit.
+A NaN or infinite batch loss stops the run (exit code 1) with the step and the last
+good checkpoint, saving nothing; --allow-nonfinite-loss keeps going.
 A ReduceLROnPlateau scheduler follows the test loss (step_every = \"epoch\") or the
 mini-batch loss (step_every = \"batch\").
 
@@ -84,6 +86,10 @@ pub(crate) struct TrainArgs {
         "config", "epochs", "batch_size", "lr", "seed", "hidden", "data", "target_column", "run_dir",
     ])]
     pub(crate) resume: Option<PathBuf>,
+    /// Keep training when a batch's loss is NaN or infinite (by default the run stops
+    /// there, naming the step and the last good checkpoint, and saves nothing).
+    #[arg(long)]
+    pub(crate) allow_nonfinite_loss: bool,
     /// Print nothing but errors.
     #[arg(long, short)]
     pub(crate) quiet: bool,
@@ -196,13 +202,21 @@ fn start(args: &TrainArgs) -> Result<Run> {
 
 /// An interrupted or finished run, from its directory's config and latest checkpoint.
 fn resume(dir: &Path, args: &TrainArgs) -> Result<Run> {
-    let path = checkpoint::latest(dir)?.with_context(|| {
+    let (path, saved, skipped) = checkpoint::load_latest(dir)?.with_context(|| {
         format!(
             "{} has no checkpoint (ckpt-*.tempo) to resume from",
             dir.display()
         )
     })?;
-    let saved = checkpoint::load(&path)?;
+    for line in &skipped {
+        eprintln!("warning: {line}");
+    }
+    if !skipped.is_empty() {
+        eprintln!(
+            "resuming from {}, the newest intact checkpoint",
+            path.display()
+        );
+    }
     let mut config = TrainConfig::parse(&saved.progress.config, &path.display().to_string())?;
     if let Some(n) = args.checkpoint_every {
         config.checkpoint.every = n;
@@ -385,6 +399,10 @@ fn train_loop(run: &mut Run, args: &TrainArgs, interrupted: &AtomicBool) -> Resu
                 .map(|g| run.optimizer.momentum(g).ok())
                 .collect();
             let loss = train_batch(run, rows)?;
+            if !loss.is_finite() && !args.allow_nonfinite_loss {
+                bar.finish_and_clear();
+                return Err(diverged(run, loss, epoch));
+            }
             run.progress.step += 1;
             run.progress.batches_done += 1;
             if let (Some(s), StepEvery::Batch) = (run.scheduler.as_mut(), run.step_every) {
@@ -459,6 +477,27 @@ fn train_loop(run: &mut Run, args: &TrainArgs, interrupted: &AtomicBool) -> Resu
         }
     }
     Ok(Outcome::Done)
+}
+
+/// The error of a run whose loss became `loss` (NaN or infinite) at the next step:
+/// which step, and the checkpoint to go back to. Nothing of the diverged state is saved.
+fn diverged(run: &Run, loss: f64, epoch: u64) -> anyhow::Error {
+    let step = run.progress.step + 1;
+    let last = match checkpoint::latest(&run.dir) {
+        Ok(Some(path)) => format!(
+            "the last good checkpoint is {} (continue from it with: tempo train --resume {})",
+            path.display(),
+            shell_quote(&run.dir)
+        ),
+        Ok(None) => "no checkpoint was saved before it".to_string(),
+        Err(e) => format!("the run directory cannot be listed ({e})"),
+    };
+    anyhow::anyhow!(
+        "the training loss is {loss} at step {step} (epoch {epoch}, batch {} of the epoch): \
+         the run diverged, so it stops without saving; {last}; a smaller --lr may help, \
+         and --allow-nonfinite-loss keeps going instead",
+        run.progress.batches_done + 1
+    )
 }
 
 /// One optimizer step on the rows `rows` of the training set; returns the batch loss.
@@ -631,6 +670,32 @@ mod tests {
             .collect();
         assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
         assert_eq!(describe_model(&model), "a 64-128-10 MLP");
+    }
+
+    #[test]
+    fn a_diverged_run_names_its_step_and_last_good_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TrainConfig::default_config().unwrap();
+        let text = config.to_toml().unwrap();
+        let mut run = build(config, text, dir.path().to_path_buf()).unwrap();
+        let before = diverged(&run, f64::NAN, 1).to_string();
+        assert!(
+            before.contains("loss is NaN at step 1 (epoch 1, batch 1"),
+            "{before}"
+        );
+        assert!(before.contains("no checkpoint was saved"), "{before}");
+        run.progress.step = 45;
+        run.progress.epochs_done = 1;
+        save_checkpoint(&run).unwrap();
+        run.progress.step = 52;
+        run.progress.batches_done = 7;
+        let after = diverged(&run, f64::INFINITY, 2).to_string();
+        assert!(
+            after.contains("loss is inf at step 53 (epoch 2, batch 8"),
+            "{after}"
+        );
+        assert!(after.contains("ckpt-000000000045.tempo"), "{after}");
+        assert!(after.contains("tempo train --resume"), "{after}");
     }
 
     #[test]

@@ -39,25 +39,8 @@ use zip::{check_crc, Archive, ZipWriter};
 pub fn read_pt(path: impl AsRef<Path>) -> Result<Object, CkptError> {
     let path = path.as_ref();
     let mut file = File::open(path).map_err(CkptError::io(path))?;
-    // On Linux, one read-only map of the whole file: storages are copied out of the page
-    // cache's own pages, with one mmap and one munmap per read.
-    #[cfg(target_os = "linux")]
-    {
-        let len = file.metadata().map_err(CkptError::io(path))?.len();
-        let map = usize::try_from(len)
-            .ok()
-            .and_then(|n| crate::mapped::Mapping::new(&file, 0, n));
-        if let Some(map) = map {
-            let bytes = map.bytes();
-            return read_pt_with(&mut file, &mut |_, at, buf, crc| {
-                let from = usize::try_from(at)
-                    .ok()
-                    .and_then(|at| bytes.get(at..))
-                    .unwrap_or_default();
-                crate::io::copy_from(from, buf, crc)
-            });
-        }
-    }
+    // Positioned reads, not a memory map: a file truncated by another process while it
+    // is read then gives a short read (an error), where a map would give SIGBUS.
     #[cfg(any(unix, windows))]
     return read_pt_with(&mut file, &mut |file, at, buf, crc| {
         crate::io::read_at_hashed(file, at, buf, crc)
@@ -206,7 +189,7 @@ pub fn write_pt(path: impl AsRef<Path>, object: &Object) -> Result<(), CkptError
 }
 
 /// The archive folder name torch derives from a path: the file stem.
-fn archive_name(path: &Path) -> String {
+pub(crate) fn archive_name(path: &Path) -> String {
     let stem = path
         .file_stem()
         .and_then(|s| s.to_str())

@@ -5,6 +5,7 @@ mod demo;
 mod inspect;
 mod plot;
 mod resume;
+mod safety;
 mod train;
 
 use std::path::{Path, PathBuf};
