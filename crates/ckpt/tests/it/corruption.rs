@@ -75,7 +75,7 @@ fn structural_errors_of_tempo_files_are_named() {
     let good = write_tempo_bytes(&golden_object()).unwrap();
     let case = |bytes: Vec<u8>| read_tempo_bytes(&bytes).unwrap_err();
     assert!(
-        matches!(case(edit_header(&good, "\"BF16\"", "\"C64\"")), CkptError::UnknownDType { found } if found == "C64")
+        matches!(case(edit_header(&good, "\"BF16\"", "\"F4\"")), CkptError::UnknownDType { found } if found == "F4")
     );
     assert!(matches!(
         case(edit_header(&good, "\"shape\":[1,1]", "\"shape\":[1,2]")),
@@ -342,7 +342,14 @@ fn malicious_and_inconsistent_pickles_are_errors() {
             &tensor_pickle("ComplexFloatStorage", 1, 0, &[1], &[1]),
             &[("0", &four)]
         ),
-        Err(CkptError::UnknownDType { .. })
+        Err(CkptError::BadTensor { .. })
+    ));
+    assert!(matches!(
+        read(
+            &tensor_pickle("QInt8Storage", 1, 0, &[1], &[1]),
+            &[("0", &four)]
+        ),
+        Err(CkptError::Unsupported { .. })
     ));
     // A storage whose bytes do not match its CRC.
     let mut bytes = pt_with_pickle(
