@@ -7,23 +7,30 @@ use std::path::Path;
 use crate::format::MAGIC;
 use crate::torch::archive_name;
 use crate::write::write_atomic_checked;
-use crate::{load_object, read_pt, write_pt_to, write_tempo, CkptError, Object};
+use crate::{
+    load_object, read_pt, read_safetensors, write_pt_to, write_safetensors_to, write_tempo,
+    CkptError, Object,
+};
 
 /// A checkpoint file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Format {
     /// The tempo format (a safetensors file with versioned metadata).
     Tempo,
     /// PyTorch's `torch.save` zip format.
     Torch,
+    /// A plain safetensors file (a dict of named tensors, as `model.safetensors`).
+    Safetensors,
 }
 
 impl Format {
-    /// The format a destination path asks for: `.pt` and `.pth` are PyTorch's,
-    /// anything else is tempo's.
+    /// The format a destination path asks for: `.pt`, `.pth`, `.bin` and `.ckpt` are
+    /// PyTorch's, `.safetensors` plain safetensors, anything else tempo's.
     pub fn from_extension(path: impl AsRef<Path>) -> Format {
         match path.as_ref().extension().and_then(|e| e.to_str()) {
-            Some("pt" | "pth") => Format::Torch,
+            Some("pt" | "pth" | "bin" | "ckpt") => Format::Torch,
+            Some("safetensors") => Format::Safetensors,
             _ => Format::Tempo,
         }
     }
@@ -40,10 +47,12 @@ pub fn detect_format(path: impl AsRef<Path>) -> Result<Format, CkptError> {
         Ok(Format::Torch)
     } else if head.len() >= 8 && head[8..].starts_with(MAGIC) {
         Ok(Format::Tempo)
+    } else if head.len() > 8 && head[8] == b'{' {
+        Ok(Format::Safetensors)
     } else {
         Err(CkptError::BadMagic {
             format: "checkpoint",
-            expected: "a tempo checkpoint or a torch.save zip".into(),
+            expected: "a tempo checkpoint, a torch.save zip or a safetensors file".into(),
             found: format!("{:02x?}", &head[..head.len().min(16)]),
         })
     }
@@ -71,12 +80,19 @@ pub fn convert_checked(
     dst: impl AsRef<Path>,
     replace: bool,
 ) -> Result<Object, CkptError> {
-    let object = match detect_format(&src)? {
-        Format::Torch => read_pt(&src)?,
-        Format::Tempo => load_object(&src)?,
-    };
+    let object = read_any(src.as_ref())?;
     write_verified(dst.as_ref(), Format::from_extension(&dst), &object, replace)?;
     Ok(object)
+}
+
+/// Reads a checkpoint in any format tempo reads, detected by content.
+pub fn read_any(path: impl AsRef<Path>) -> Result<Object, CkptError> {
+    let path = path.as_ref();
+    match detect_format(path)? {
+        Format::Torch => read_pt(path),
+        Format::Tempo => load_object(path),
+        Format::Safetensors => read_safetensors(path),
+    }
 }
 
 /// Writes `object` to `dst` in `format`, atomically, after reading the temporary file
@@ -96,6 +112,7 @@ fn write_verified(
             match format {
                 Format::Torch => write_pt_to(&mut w, &archive, object)?,
                 Format::Tempo => write_tempo(&mut w, object)?,
+                Format::Safetensors => write_safetensors_to(&mut w, object)?,
             }
             w.flush()?;
             Ok(())
@@ -104,6 +121,7 @@ fn write_verified(
             let back = match format {
                 Format::Torch => read_pt(tmp)?,
                 Format::Tempo => load_object(tmp)?,
+                Format::Safetensors => read_safetensors(tmp)?,
             };
             match object.first_difference(&back) {
                 None => Ok(()),

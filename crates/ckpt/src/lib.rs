@@ -61,6 +61,7 @@ mod object;
 mod pages;
 mod read;
 mod restore;
+mod safetensors;
 mod state;
 mod tensor;
 mod torch;
@@ -71,12 +72,17 @@ pub use checkpointer::{
     CheckpointEntry, Checkpointer, CheckpointerConfig, LatestCheckpoint, MetricMode,
     SkippedCheckpoint,
 };
-pub use convert::{convert, convert_checked, detect_format, pt_to_tempo, tempo_to_pt, Format};
+pub use convert::{
+    convert, convert_checked, detect_format, pt_to_tempo, read_any, tempo_to_pt, Format,
+};
 pub use error::CkptError;
 pub use format::{FORMAT_VERSION, MAGIC};
 pub use object::{Object, MAX_DEPTH};
 pub use read::{load_object, peek_object, read_tempo, read_tempo_bytes};
 pub use restore::restore;
+pub use safetensors::{
+    read_safetensors, read_safetensors_metadata, write_safetensors, write_safetensors_to,
+};
 pub use state::{ModuleStateDict, OptimizerStateDict, ParamState, StateValue};
 pub use tensor::{AnyTensor, DType, Elements};
 pub use torch::{

@@ -8,9 +8,12 @@ use tempo::ckpt::{convert_checked, detect_format, Format};
 use crate::Outcome;
 
 const AFTER_HELP: &str = "\
-The input's format is detected from its content; the output's from its extension:
-.pt or .pth for PyTorch (torch.load(path, weights_only=True) reads it), .tempo for
-tempo's format (a safetensors file with versioned metadata). Every value, dtype, shape
+The input's format is detected from its content (a torch.save zip, a tempo checkpoint,
+or a plain safetensors file such as Hugging Face's model.safetensors); the output's
+from its extension: .pt, .pth, .bin or .ckpt for PyTorch (torch.load(path,
+weights_only=True) reads it), .tempo for tempo's format (a safetensors file with
+versioned metadata), .safetensors for a plain safetensors file (a dict of named
+tensors only). Every value, dtype, shape
 and key order is kept; the output is read back and compared with the input bit for
 bit (NaNs included) before it takes OUT's name, so a failed conversion leaves no file
 behind and never replaces an existing OUT.
@@ -38,16 +41,19 @@ fn name(format: Format) -> &'static str {
     match format {
         Format::Torch => "PyTorch .pt",
         Format::Tempo => "tempo",
+        Format::Safetensors => "safetensors",
+        _ => "checkpoint",
     }
 }
 
 /// Runs `tempo convert`.
 pub(crate) fn run(args: &ConvertArgs) -> Result<Outcome> {
     let out_format = match args.output.extension().and_then(|e| e.to_str()) {
-        Some("pt" | "pth") => Format::Torch,
+        Some("pt" | "pth" | "bin" | "ckpt") => Format::Torch,
         Some("tempo") => Format::Tempo,
+        Some("safetensors") => Format::Safetensors,
         _ => bail!(
-            "cannot tell which format to write {}: expected a name ending in .pt, .pth or .tempo",
+            "cannot tell which format to write {}: expected a name ending in .pt, .pth, .bin, .ckpt, .tempo or .safetensors",
             args.output.display()
         ),
     };

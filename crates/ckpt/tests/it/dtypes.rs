@@ -149,3 +149,70 @@ fn what_tempo_cannot_hold_is_an_error_naming_its_key_path() {
     let err = read_pt_bytes(&pt_with_call("os\nsystem", b")")).unwrap_err();
     assert!(matches!(err, CkptError::ForbiddenGlobal { .. }), "{err}");
 }
+
+#[test]
+fn plain_safetensors_files_are_read_written_and_converted_both_ways() {
+    use tempo_ckpt::{
+        convert_checked, detect_format, read_safetensors, read_safetensors_metadata,
+        write_safetensors, Format,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = Object::str_dict(
+        every_dtype()
+            .into_iter()
+            .map(|(d, t)| (format!("layer.{d}"), Object::Tensor(t))),
+    );
+    let st = dir.path().join("model.safetensors");
+    write_safetensors(&st, &model).unwrap();
+    assert_eq!(detect_format(&st).unwrap(), Format::Safetensors);
+    assert_eq!(
+        read_safetensors(&st).unwrap().first_difference(&model),
+        None
+    );
+    assert_eq!(
+        read_safetensors_metadata(&st).unwrap(),
+        [("format".to_string(), "pt".to_string())]
+    );
+    // The safetensors crate reads what tempo writes (in the dtypes it knows).
+    let common = Object::str_dict(
+        every_dtype()
+            .into_iter()
+            .filter(|(d, _)| matches!(d, DType::F32 | DType::BF16 | DType::I64 | DType::F8E5M2))
+            .map(|(d, t)| (format!("layer.{d}"), Object::Tensor(t))),
+    );
+    let common_path = dir.path().join("common.safetensors");
+    write_safetensors(&common_path, &common).unwrap();
+    let common_bytes = std::fs::read(&common_path).unwrap();
+    let parsed = safetensors::SafeTensors::deserialize(&common_bytes).unwrap();
+    let f32s = parsed.tensor("layer.float32").unwrap();
+    assert_eq!(f32s.shape(), &[2, 3]);
+    assert_eq!(parsed.len(), 4);
+    let bytes = std::fs::read(&st).unwrap();
+    // safetensors -> .pt -> safetensors, bit for bit.
+    let pt = dir.path().join("model.pt");
+    convert_checked(&st, &pt, false).unwrap();
+    assert_eq!(read_pt(&pt).unwrap().first_difference(&model), None);
+    let again = dir.path().join("again.safetensors");
+    convert_checked(&pt, &again, false).unwrap();
+    assert_eq!(
+        read_safetensors(&again).unwrap().first_difference(&model),
+        None
+    );
+    // Only a dict of tensors is a safetensors file: anything else names its key.
+    let err = write_safetensors(
+        dir.path().join("x.safetensors"),
+        &Object::str_dict([("epoch", Object::Int(3))]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, CkptError::Schema { ref path, .. } if path == "epoch"),
+        "{err}"
+    );
+    // A tensor past the end of the file.
+    let cut = dir.path().join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() - 1]).unwrap();
+    assert!(matches!(
+        read_safetensors(&cut),
+        Err(CkptError::Truncated { .. })
+    ));
+}
