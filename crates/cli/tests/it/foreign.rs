@@ -249,3 +249,113 @@ fn long_values_are_shown_whole_and_wrapped() {
     assert!(!out.contains("..."), "{out}");
     assert!(out.lines().all(|l| l.chars().count() <= 110), "{out}");
 }
+
+/// A tempo run's first epoch (of three: the scheduler's schedule is the run's), as a `.pt` file and as a Lightning `.ckpt` (the model
+/// under `state_dict` with Lightning's `model.` prefix, the optimizer and scheduler in
+/// `optimizer_states` and `lr_schedulers`, the step in `global_step`).
+fn foreign_checkpoints(dir: &Path) {
+    std::fs::write(dir.join("tiny.toml"), crate::TINY_CONFIG).unwrap();
+    let args = ["train", "--config", "tiny.toml", "--run-dir", "first", "-q"];
+    check_ok(&run_in(dir, &args));
+    check_ok(&run_in(
+        dir,
+        &["convert", "first/ckpt-000000000023.tempo", "first.pt"],
+    ));
+    let state = tempo::ckpt::read_pt(dir.join("first.pt")).unwrap();
+    let model = state.get("model").unwrap().entries().unwrap();
+    let lightning = Object::str_dict([
+        ("epoch", Object::Int(0)),
+        ("global_step", Object::Int(23)),
+        ("pytorch-lightning_version", s("2.5.0")),
+        (
+            "state_dict",
+            Object::OrderedDict {
+                entries: model
+                    .iter()
+                    .map(|(k, v)| (s(&format!("model.{}", k.as_str().unwrap())), v.clone()))
+                    .collect(),
+                attrs: vec![],
+            },
+        ),
+        (
+            "optimizer_states",
+            Object::List(vec![state.get("optimizer").unwrap().clone()]),
+        ),
+        (
+            "lr_schedulers",
+            Object::List(vec![state.get("scheduler").unwrap().clone()]),
+        ),
+    ]);
+    write_pt(dir.join("last.ckpt"), &lightning).unwrap();
+}
+
+#[test]
+fn train_resumes_from_a_pt_file_or_a_lightning_checkpoint_that_matches_its_config() {
+    let dir = tempfile::tempdir().unwrap();
+    foreign_checkpoints(dir.path());
+    for (file, run) in [("first.pt", "from-pt"), ("last.ckpt", "from-ckpt")] {
+        let out = check_ok(&run_in(
+            dir.path(),
+            &[
+                "train",
+                "--config",
+                "tiny.toml",
+                "--resume",
+                file,
+                "--run-dir",
+                run,
+            ],
+        ));
+        assert!(out.contains("from step 23 (epoch 2, batch 0)"), "{out}");
+        assert!(!out.contains("epoch   1/3"), "{out}");
+        assert!(out.contains("epoch   3/3"), "{out}");
+        assert!(dir
+            .path()
+            .join(run)
+            .join("ckpt-000000000069.tempo")
+            .is_file());
+    }
+}
+
+#[test]
+fn a_foreign_checkpoint_that_does_not_match_the_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    foreign_checkpoints(dir.path());
+    let sgd = crate::TINY_CONFIG.replace("type = \"AdamW\"", "type = \"SGD\"");
+    std::fs::write(dir.path().join("sgd.toml"), sgd).unwrap();
+    let no_sched = crate::TINY_CONFIG
+        .split("[scheduler]")
+        .next()
+        .unwrap()
+        .to_string()
+        + "[checkpoint]\nevery = 1\n";
+    std::fs::write(dir.path().join("nosched.toml"), no_sched).unwrap();
+    for (file, extra, needle) in [
+        (
+            "last.ckpt",
+            &["--config", "tiny.toml", "--hidden", "8"][..],
+            "`0.weight` has shape [16, 64], the run's model needs [8, 64]",
+        ),
+        (
+            "first.pt",
+            &["--config", "sgd.toml"][..],
+            "the optimizer is AdamW, the run's config has SGD",
+        ),
+        (
+            "first.pt",
+            &["--config", "nosched.toml"][..],
+            "a scheduler state dict, but the run's config has no scheduler",
+        ),
+    ] {
+        let args = [&["train", "--resume", file, "--run-dir", "x"][..], extra].concat();
+        let out = run_in(dir.path(), &args);
+        crate::check_error(&out, needle);
+        assert!(
+            !dir.path().join("x").exists(),
+            "a refused run left its directory"
+        );
+    }
+    // A run directory is continued with its own config.
+    let out = run_in(dir.path(), &["train", "--resume", "first", "--lr", "0.1"]);
+    crate::check_error(&out, "--lr cannot be used");
+}
