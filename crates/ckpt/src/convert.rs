@@ -43,7 +43,8 @@ pub fn detect_format(path: impl AsRef<Path>) -> Result<Format, CkptError> {
     File::open(path)
         .and_then(|f| f.take(8 + MAGIC.len() as u64).read_to_end(&mut head))
         .map_err(CkptError::io(path))?;
-    if head.starts_with(b"PK\x03\x04") {
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46") {
+        // A torch.save zip, or the legacy format's magic-number pickle.
         Ok(Format::Torch)
     } else if head.len() >= 8 && head[8..].starts_with(MAGIC) {
         Ok(Format::Tempo)

@@ -1,6 +1,7 @@
 //! PyTorch's `torch.save` format: a zip archive with a pickle (`data.pkl`) and one raw
 //! little-endian record per storage (`data/<key>`).
 
+mod legacy;
 pub(crate) mod map;
 mod pickle;
 mod unpickle;
@@ -25,7 +26,8 @@ use crate::{AnyTensor, CkptError, DType, Object};
 use unpickle::TensorSpec;
 use zip::{check_crc, Archive, ZipWriter};
 
-/// Reads a file written by `torch.save` (PyTorch 1.6 and later), as
+/// Reads a file written by `torch.save` (the zip format of PyTorch 1.6 and later, and
+/// the legacy format before it), as
 /// `torch.load(path, weights_only=True, map_location="cpu")` would.
 ///
 /// Only plain data (None, bools, ints, floats, strings, bytes, lists, tuples, sets,
@@ -39,6 +41,11 @@ use zip::{check_crc, Archive, ZipWriter};
 pub fn read_pt(path: impl AsRef<Path>) -> Result<Object, CkptError> {
     let path = path.as_ref();
     let mut file = File::open(path).map_err(CkptError::io(path))?;
+    if is_legacy(&mut file)? {
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(CkptError::io(path))?;
+        return legacy::read_legacy(&bytes);
+    }
     // Positioned reads, not a memory map: a file truncated by another process while it
     // is read then gives a short read (an error), where a map would give SIGBUS.
     #[cfg(any(unix, windows))]
@@ -51,10 +58,27 @@ pub fn read_pt(path: impl AsRef<Path>) -> Result<Object, CkptError> {
 
 /// [`read_pt`] from any seekable reader (a file, or a `Cursor` over bytes).
 pub fn read_pt_from<R: Read + Seek>(reader: &mut R) -> Result<Object, CkptError> {
+    if is_legacy(reader)? {
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes)?;
+        return legacy::read_legacy(&bytes);
+    }
     read_pt_with(reader, &mut |r, at, buf, crc| {
         r.seek(SeekFrom::Start(at))?;
         crate::io::read_hashed(r, buf, crc)
     })
+}
+
+/// Whether the reader holds a legacy (pre-1.6) `torch.save` file; it is left at its
+/// start.
+fn is_legacy<R: Read + Seek>(reader: &mut R) -> Result<bool, CkptError> {
+    reader.seek(SeekFrom::Start(0))?;
+    let mut head = Vec::with_capacity(legacy::LEGACY_MAGIC.len());
+    reader
+        .take(legacy::LEGACY_MAGIC.len() as u64)
+        .read_to_end(&mut head)?;
+    reader.seek(SeekFrom::Start(0))?;
+    Ok(head == legacy::LEGACY_MAGIC)
 }
 
 /// Fills a buffer from a reader at an offset, adding the bytes to a CRC-32.
@@ -163,7 +187,7 @@ pub fn read_pt_bytes(bytes: &[u8]) -> Result<Object, CkptError> {
 
 /// Whether `stride` is the row-major stride of `size` (dimensions of size 1 may have
 /// any stride, as in PyTorch).
-fn is_contiguous(size: &[usize], stride: &[usize]) -> bool {
+pub(crate) fn is_contiguous(size: &[usize], stride: &[usize]) -> bool {
     let mut expected = 1usize;
     for (&d, &s) in size.iter().zip(stride).rev() {
         if d != 1 && s != expected {

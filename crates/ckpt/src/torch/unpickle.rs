@@ -224,6 +224,15 @@ pub(crate) fn unpickle(
     data: &[u8],
     load: &mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,
 ) -> Result<Object, CkptError> {
+    unpickle_prefix(data, load).map(|(o, _)| o)
+}
+
+/// Runs the pickle at the start of `data` (the legacy format writes several in a
+/// row) and returns its root and its length in bytes.
+pub(crate) fn unpickle_prefix(
+    data: &[u8],
+    load: &mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,
+) -> Result<(Object, usize), CkptError> {
     let mut vm = Vm {
         data,
         pos: 0,
@@ -242,7 +251,7 @@ pub(crate) fn unpickle(
         limit,
         load,
     };
-    builder.build(root, 0, "")
+    Ok((builder.build(root, 0, "")?, vm.pos))
 }
 
 impl<'a> Vm<'a> {
@@ -970,6 +979,18 @@ impl<'a> Vm<'a> {
                     let pid = self.pop()?;
                     let items = match &self.nodes[pid] {
                         Node::Tuple(items) if items.len() == 5 => items.clone(),
+                        // The legacy format adds a view of the storage, None since
+                        // PyTorch 0.4.
+                        Node::Tuple(items)
+                            if items.len() == 6 && matches!(self.nodes[items[5]], Node::None) =>
+                        {
+                            items[..5].to_vec()
+                        }
+                        Node::Tuple(items) if items.len() == 6 => {
+                            return Err(self.err(
+                                "a storage view (written by PyTorch before 0.4) is not supported",
+                            ))
+                        }
                         other => {
                             let found = other.type_name();
                             return Err(self.err(format!(

@@ -216,3 +216,40 @@ fn plain_safetensors_files_are_read_written_and_converted_both_ways() {
         Err(CkptError::Truncated { .. })
     ));
 }
+
+/// `testdata/foreign/legacy.pt`, written by `testdata/foreign/make_fixtures.py` in
+/// the legacy `torch.save` layout (PyTorch < 1.6).
+#[test]
+fn the_legacy_torch_save_format_is_read_and_converts_to_the_zip_format() {
+    use tempo_ckpt::{detect_format, Elements, Format};
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/foreign/legacy.pt");
+    assert_eq!(detect_format(&path).unwrap(), Format::Torch);
+    let o = read_pt(&path).unwrap();
+    assert_eq!(o.get("epoch"), Some(&Object::Int(7)));
+    assert!(matches!(o.get("best"), Some(Object::Float(f)) if f.is_nan()));
+    let model = o.get("model").unwrap();
+    let t = |name: &str| model.get(name).and_then(Object::as_tensor).unwrap().clone();
+    assert_eq!(t("fc.weight").shape(), &[2, 3]);
+    assert_eq!(
+        t("fc.weight").elements(),
+        &Elements::F32(vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
+    );
+    assert_eq!(t("fc.bias").elements(), &Elements::F64(vec![-1.0, 2.5]));
+    assert_eq!(
+        t("ids.t").elements(),
+        &Elements::I64(vec![0, 3, 1, 4, 2, 5])
+    );
+    assert_eq!(t("ids.row").elements(), &Elements::I64(vec![3, 4, 5]));
+    // To the zip format and tempo's, bit for bit.
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("new.pt");
+    convert(&path, &zip).unwrap();
+    assert_eq!(read_pt(&zip).unwrap().first_difference(&o), None);
+    assert_eq!(&std::fs::read(&zip).unwrap()[..4], b"PK\x03\x04");
+    // Cut short anywhere, it is an error, never a panic.
+    let bytes = std::fs::read(&path).unwrap();
+    for n in (0..bytes.len()).step_by(7) {
+        assert!(read_pt_bytes(&bytes[..n]).is_err(), "cut at {n}");
+    }
+}
