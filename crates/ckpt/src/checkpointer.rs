@@ -50,6 +50,38 @@ pub struct CheckpointEntry {
     pub step: u64,
 }
 
+/// What [`Checkpointer::load_latest_intact`] loaded, and what it skipped.
+#[derive(Debug)]
+pub struct LatestCheckpoint {
+    /// The state of the newest checkpoint that loads.
+    pub state: TrainingState,
+    /// Its file and step.
+    pub entry: CheckpointEntry,
+    /// The newer checkpoints that did not load, newest first.
+    pub skipped: Vec<SkippedCheckpoint>,
+}
+
+/// A checkpoint that did not load, and why.
+#[derive(Debug)]
+pub struct SkippedCheckpoint {
+    /// Its file and step.
+    pub entry: CheckpointEntry,
+    /// Why it did not load.
+    pub error: CkptError,
+}
+
+impl std::fmt::Display for SkippedCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "skipped `{}` (step {}): {}",
+            self.entry.path.display(),
+            self.entry.step,
+            self.error
+        )
+    }
+}
+
 /// Saves training states into a directory, keeping the last N (and the best).
 ///
 /// Every save is atomic, so the directory always holds complete checkpoints only;
@@ -126,9 +158,42 @@ impl Checkpointer {
         Ok(self.list()?.pop().map(|e| e.path))
     }
 
-    /// Loads the most recent checkpoint; `Ok(None)` if the directory has none.
+    /// Loads the most recent intact checkpoint; `Ok(None)` if the directory has none.
+    /// A newer checkpoint that cannot be loaded (corrupt, truncated) is skipped: see
+    /// [`Checkpointer::load_latest_intact`], which also says which were skipped and why.
     pub fn load_latest(&self) -> Result<Option<TrainingState>, CkptError> {
-        self.latest()?.map(load).transpose()
+        Ok(self.load_latest_intact()?.map(|l| l.state))
+    }
+
+    /// Loads the most recent checkpoint that loads, newest first, and reports the newer
+    /// ones it skipped with their errors; `Ok(None)` if the directory has no
+    /// checkpoint, [`CkptError::NoIntactCheckpoint`] if none of them loads.
+    pub fn load_latest_intact(&self) -> Result<Option<LatestCheckpoint>, CkptError> {
+        let entries = self.list()?;
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let mut skipped = Vec::new();
+        for e in entries.into_iter().rev() {
+            match load(&e.path) {
+                Ok(state) => {
+                    return Ok(Some(LatestCheckpoint {
+                        state,
+                        entry: e,
+                        skipped,
+                    }))
+                }
+                Err(error) => skipped.push(SkippedCheckpoint { entry: e, error }),
+            }
+        }
+        Err(CkptError::NoIntactCheckpoint {
+            dir: self.dir.clone(),
+            skipped: skipped
+                .iter()
+                .map(SkippedCheckpoint::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
     }
 
     /// The metric of a checkpoint, read from its header.
@@ -151,7 +216,8 @@ impl Checkpointer {
         };
         let mut best: Option<(f64, PathBuf)> = None;
         for e in self.list()? {
-            let Some(m) = self.metric(&e.path, key)? else {
+            // A checkpoint whose header cannot be read has no metric to compare.
+            let Ok(Some(m)) = self.metric(&e.path, key) else {
                 continue;
             };
             let better = match (&best, mode) {

@@ -83,7 +83,10 @@ pub enum CkptError {
         limit: u64,
     },
     /// A dtype name that tempo does not know.
-    #[error("unknown dtype `{found}` (known: bool, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64)")]
+    #[error(
+        "unknown dtype `{found}` (tempo holds {})",
+        crate::tensor::known_dtypes()
+    )]
     UnknownDType {
         /// The name found in the file.
         found: String,
@@ -105,6 +108,14 @@ pub enum CkptError {
         module: String,
         /// The name.
         name: String,
+    },
+    /// The file holds something PyTorch's safe loader reads but tempo cannot hold.
+    #[error("at `{path}`: {what}, which tempo cannot hold")]
+    Unsupported {
+        /// Where in the value (`state.0.exp_avg`).
+        path: String,
+        /// What it is (`a sparse tensor`, `a tensor of dtype torch.qint8`).
+        what: String,
     },
     /// Values are nested deeper than tempo accepts.
     #[error("values are nested more than {limit} levels deep")]
@@ -129,6 +140,28 @@ pub enum CkptError {
         expected: String,
         /// What was found.
         found: String,
+    },
+    /// The destination exists and was not to be replaced.
+    #[error("`{path}` exists already (it was left as it was)")]
+    Exists {
+        /// The destination.
+        path: PathBuf,
+    },
+    /// A converted file does not read back bit for bit as its source (it was not kept).
+    #[error("the conversion into `{path}` does not read back bit for bit as its source, at {detail}; the output was not kept")]
+    NotLossless {
+        /// The destination.
+        path: PathBuf,
+        /// Where the two first differ and how.
+        detail: String,
+    },
+    /// Every checkpoint in a directory is unreadable.
+    #[error("no intact checkpoint in `{dir}`: {skipped}")]
+    NoIntactCheckpoint {
+        /// The directory.
+        dir: PathBuf,
+        /// Each checkpoint tried, newest first, and why it was skipped.
+        skipped: String,
     },
     /// A checkpoint directory holds no checkpoint.
     #[error("no checkpoint in `{dir}`")]

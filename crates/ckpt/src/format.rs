@@ -89,18 +89,51 @@ pub(crate) struct Encoder<'a> {
     substitutes: std::vec::IntoIter<&'a TensorData>,
 }
 
+/// The `$float` text of a NaN: `nan` for the quiet NaN Python writes (`float("nan")`,
+/// bits `0x7ff8000000000000`), `-nan` for its negative, else `nan:0x` and the 16 hex
+/// digits of its bits, so that every NaN's sign and payload round-trip.
+fn nan_text(f: f64) -> String {
+    let bits = f.to_bits();
+    if bits == QUIET_NAN {
+        "nan".into()
+    } else if bits == QUIET_NAN | SIGN {
+        "-nan".into()
+    } else {
+        format!("nan:{bits:#018x}")
+    }
+}
+
+const QUIET_NAN: u64 = 0x7ff8_0000_0000_0000;
+const SIGN: u64 = 1 << 63;
+
+/// The NaN a `$float` text names, if it names one (see [`nan_text`]).
+fn nan_from_text(s: &str) -> Option<f64> {
+    let bits = match s {
+        "nan" => QUIET_NAN,
+        "-nan" => QUIET_NAN | SIGN,
+        _ => {
+            let hex = s.strip_prefix("nan:0x")?;
+            if hex.len() != 16 {
+                return None;
+            }
+            u64::from_str_radix(hex, 16).ok()?
+        }
+    };
+    Some(f64::from_bits(bits)).filter(|f| f.is_nan())
+}
+
 fn float_json(f: f64) -> Json {
     match serde_json::Number::from_f64(f) {
         Some(n) => Json::Number(n),
         None => {
             let s = if f.is_nan() {
-                "nan"
+                nan_text(f)
             } else if f > 0.0 {
-                "inf"
+                "inf".into()
             } else {
-                "-inf"
+                "-inf".into()
             };
-            tagged("$float", Json::String(s.into()))
+            tagged("$float", Json::String(s))
         }
     }
 }
@@ -358,10 +391,12 @@ pub(crate) fn decode(
                 }
                 "$float" => {
                     let f = match v.as_str() {
-                        Some("nan") => f64::NAN,
                         Some("inf") => f64::INFINITY,
                         Some("-inf") => f64::NEG_INFINITY,
-                        _ => return Err(bad(format!("`$float` of {v}"))),
+                        Some(s) => {
+                            nan_from_text(s).ok_or_else(|| bad(format!("`$float` of {v}")))?
+                        }
+                        None => return Err(bad(format!("`$float` of {v}"))),
                     };
                     single(Object::Float(f))?
                 }
@@ -424,6 +459,9 @@ mod tests {
             Object::Float(1.0),
             Object::Int(1),
             Object::Float(f64::NAN),
+            Object::Float(-f64::NAN),
+            Object::Float(f64::from_bits(0xfff0_0000_dead_beef)),
+            Object::Float(f64::from_bits(0x7ff0_0000_0000_0001)),
             Object::Float(f64::NEG_INFINITY),
             Object::Float(-0.0),
             Object::Float(1e-8),
@@ -455,13 +493,14 @@ mod tests {
                 TensorView::Data(d) => (n.name.clone(), AnyTensor::from(d)),
             })
             .collect();
-        assert_eq!(tensors.keys().collect::<Vec<_>>(), ["15/w"]);
+        assert_eq!(tensors.keys().collect::<Vec<_>>(), ["18/w"]);
         let back = decode(&serde_json::from_str(&text).unwrap(), &mut tensors, 0).unwrap();
-        // NaN != NaN: compare the debug forms, which print NaN the same way.
-        assert_eq!(format!("{back:?}"), format!("{o:?}"));
+        // Bit for bit: NaN signs and payloads, and the sign of zero.
+        assert_eq!(back.first_difference(&o), None);
+        assert!(text.contains(r#""-nan""#) && text.contains(r#""nan:0xfff00000deadbeef""#));
         assert!(tensors.is_empty());
         let Object::List(items) = back else { panic!() };
-        assert!(matches!(items[4], Object::Float(z) if z.to_bits() == (-0.0f64).to_bits()));
+        assert!(matches!(items[3], Object::Float(z) if z.to_bits() == (-f64::NAN).to_bits()));
         assert_eq!(DType::F32.size(), 4);
     }
 
@@ -473,6 +512,9 @@ mod tests {
             r#"{"$tensor": "w"}"#,
             r#"{"$tuple": 1}"#,
             r#"{"$bytes": "abc"}"#,
+            r#"{"$float": "nan:0x3ff0000000000000"}"#,
+            r#"{"$float": "nan:0x7ff8"}"#,
+            r#"{"$float": "NaN"}"#,
             "18446744073709551615",
         ] {
             let j: Json = serde_json::from_str(text).unwrap();

@@ -5,9 +5,11 @@
 //!   large as its buffer straight to the file, without copying it), and the CRC-32 of
 //!   a large buffer is computed on a second thread while the buffer is written.
 //! * Reads go straight into the destination buffer in chunks, each chunk hashed while
-//!   it is still in the cache. From a [`File`], a large buffer is copied out of a
-//!   memory map of its range (on Linux; `crate::mapped`), else read with positioned
-//!   reads, as two halves on two threads, and the two CRCs are combined.
+//!   it is still in the cache. From a [`File`], a large buffer is read with positioned
+//!   reads (into memory that is not zeroed first, on Linux), as two halves on two
+//!   threads, and the two CRCs are combined. Never through a memory map: a file
+//!   truncated while a map of it is read kills the process with `SIGBUS`, where a read
+//!   comes back short and is an error.
 //!
 //! Buffers below [`PARALLEL_MIN`] bytes, and every buffer on a machine with a single
 //! core, are handled on the calling thread. The bytes hashed and written or read are
@@ -191,8 +193,8 @@ pub(crate) fn read_hashed<R: Read + ?Sized>(
 
 /// Fills all of `buf` from `file` at `offset`, adding the bytes read to the CRC-32
 /// state `crc`. Positioned reads: the file's cursor is not used. A large buffer is read
-/// as two halves on two threads, whose CRCs are combined. (Where the system allows,
-/// readers map the whole file instead and fill buffers with [`copy_from`].)
+/// as two halves on two threads, whose CRCs are combined. A file shorter than
+/// `offset + buf.len()` (one truncated while it is read, too) is `UnexpectedEof`.
 #[cfg(any(unix, windows))]
 pub(crate) fn read_at_hashed(
     file: &File,
@@ -201,16 +203,19 @@ pub(crate) fn read_at_hashed(
     crc: &mut Hasher,
 ) -> io::Result<Filled> {
     let filled = Filled::of(buf);
-    let serial = |buf: &mut [u8], offset: u64, h: &mut Hasher| -> io::Result<()> {
+    let serial = |buf: &mut [MaybeUninit<u8>], offset: u64, h: &mut Hasher| -> io::Result<()> {
         let mut at = offset;
         for chunk in buf.chunks_mut(CHUNK) {
-            read_exact_at(file, chunk, at)?;
-            h.update(chunk);
-            at += chunk.len() as u64;
+            let len = chunk.len() as u64;
+            h.update(read_exact_at_uninit(file, chunk, at)?);
+            at += len;
         }
         Ok(())
     };
-    let buf = zeroed(buf);
+    #[cfg(target_os = "linux")]
+    if buf.len() >= PARALLEL_MIN {
+        crate::pages::advise_huge_pages(buf);
+    }
     if buf.len() < PARALLEL_MIN || !parallel() {
         return serial(buf, offset, crc).map(|()| filled);
     }
@@ -237,65 +242,52 @@ pub(crate) fn read_at_hashed(
     Ok(filled)
 }
 
-/// Fills all of `dst` with `src` (bytes of a memory-mapped file), adding them to the
-/// CRC-32 state `crc`; `UnexpectedEof` if `src` is shorter (a file shorter than its
-/// header says). Large buffers are first advised to use huge pages (Linux).
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the readers map files on Linux only
-pub(crate) fn copy_from(
-    src: &[u8],
-    dst: &mut [MaybeUninit<u8>],
-    crc: &mut Hasher,
-) -> io::Result<Filled> {
-    let src = src
-        .get(..dst.len())
-        .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+/// Fills `buf` from `file` at `offset` and returns it as initialised bytes; on Linux
+/// without zeroing it first (the kernel writes into it), elsewhere after zeroing it.
+#[cfg(any(unix, windows))]
+fn read_exact_at_uninit<'b>(
+    file: &File,
+    buf: &'b mut [MaybeUninit<u8>],
+    offset: u64,
+) -> io::Result<&'b mut [u8]> {
     #[cfg(target_os = "linux")]
-    if dst.len() >= PARALLEL_MIN {
-        crate::mapped::advise_huge_pages(dst);
-    }
-    copy_hashed(src, dst, crc);
-    Ok(Filled::of(dst))
-}
-
-/// Copies `src` into `dst` (of the same length), adding the bytes to the CRC-32 state
-/// `crc`: chunk by chunk, each hashed right after it is copied, from the cache; a large
-/// buffer as two halves on two threads, whose CRCs are combined.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn copy_hashed(src: &[u8], dst: &mut [MaybeUninit<u8>], crc: &mut Hasher) {
-    // Chunks small enough that the source chunk is still in the core's own cache when
-    // it is hashed.
-    const COPY_CHUNK: usize = 256 << 10;
-    let serial = |src: &[u8], dst: &mut [MaybeUninit<u8>], h: &mut Hasher| {
-        for (s, d) in src.chunks(COPY_CHUNK).zip(dst.chunks_mut(COPY_CHUNK)) {
-            copy_into(s, d);
-            h.update(s);
+    {
+        use std::os::fd::AsRawFd;
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset
+                .checked_add(done as u64)
+                .and_then(|at| libc::off_t::try_from(at).ok())
+                .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+            let rest = &mut buf[done..];
+            // SAFETY: `rest` is valid for writes of `rest.len()` bytes; `pread` writes at
+            // most that many into it and nothing else.
+            let n =
+                unsafe { libc::pread(file.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len(), at) };
+            match n {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n if n > 0 => done += n as usize,
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
         }
-    };
-    if src.len() < PARALLEL_MIN || !parallel() {
-        return serial(src, dst, crc);
+        // SAFETY: `pread` wrote every byte of `buf` (`done == buf.len()`), and
+        // `MaybeUninit<u8>` has `u8`'s layout.
+        Ok(unsafe { &mut *(std::ptr::from_mut(buf) as *mut [u8]) })
     }
-    let half = src.len() / 2;
-    let (src_first, src_second) = src.split_at(half);
-    let (first, second) = dst.split_at_mut(half);
-    let rest = std::thread::scope(|s| {
-        let other = std::thread::Builder::new()
-            .spawn_scoped(s, || {
-                let mut h = Hasher::new();
-                serial(src_second, &mut *second, &mut h);
-                h
-            })
-            .ok();
-        serial(src_first, first, crc);
-        other.map(|t| t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-    });
-    match rest {
-        Some(rest) => crc.combine(&rest),
-        // A thread that could not be started leaves the second half to this one.
-        None => serial(src_second, second, crc),
+    #[cfg(not(target_os = "linux"))]
+    {
+        let buf = zeroed(buf);
+        read_exact_at(file, buf, offset)?;
+        Ok(buf)
     }
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, not(target_os = "linux")))]
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
 }
@@ -325,25 +317,6 @@ mod tests {
     fn init(buf: &[MaybeUninit<u8>]) -> Vec<u8> {
         // SAFETY: the tests only create initialised buffers.
         buf.iter().map(|b| unsafe { b.assume_init() }).collect()
-    }
-
-    #[test]
-    fn copies_from_a_mapping_carry_the_bytes_and_their_crc_whatever_the_size() {
-        for n in SIZES {
-            let src = pattern(n + 3);
-            let mut dst = vec![MaybeUninit::new(0u8); n];
-            let mut crc = Hasher::new();
-            crc.update(b"prefix");
-            let filled = copy_from(&src, &mut dst, &mut crc).unwrap();
-            assert!(filled.is_for(&dst), "size {n}");
-            assert!(init(&dst) == src[..n], "size {n}: the bytes differ");
-            let whole = [b"prefix".as_slice(), &src[..n]].concat();
-            assert_eq!(crc.finalize(), crc32fast::hash(&whole), "size {n}");
-            if n > 0 {
-                let err = copy_from(&src[..n - 1], &mut dst, &mut Hasher::new()).unwrap_err();
-                assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "size {n}");
-            }
-        }
     }
 
     #[test]

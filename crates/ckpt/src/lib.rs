@@ -21,8 +21,9 @@
 //! Tensor bytes cross memory once in each direction. [`save`] writes straight from the
 //! state's arrays (no intermediate tree of copies), in large writes, computing the
 //! checksum on a second thread; [`load`] and [`read_pt`] read each tensor straight
-//! into its final, unzeroed buffer (on Linux from one memory map of the file), large
-//! ones as two halves on two threads, checksumming as the bytes arrive. A tree you own converts to a [`TrainingState`] without a copy with
+//! into its final, unzeroed buffer with positioned reads (never a memory map, so a
+//! file truncated while it is read is an error, not a `SIGBUS`), large ones as two
+//! halves on two threads, checksumming as the bytes arrive. A tree you own converts to a [`TrainingState`] without a copy with
 //! `TrainingState::try_from(object)`; [`TrainingState::from_object`] takes a
 //! reference and therefore copies every tensor.
 //!
@@ -55,24 +56,33 @@ mod convert;
 mod error;
 mod format;
 mod io;
-#[cfg(target_os = "linux")]
-mod mapped;
 mod object;
+#[cfg(target_os = "linux")]
+mod pages;
 mod read;
 mod restore;
+mod safetensors;
 mod state;
 mod tensor;
 mod torch;
 mod training;
 mod write;
 
-pub use checkpointer::{CheckpointEntry, Checkpointer, CheckpointerConfig, MetricMode};
-pub use convert::{convert, detect_format, pt_to_tempo, tempo_to_pt, Format};
+pub use checkpointer::{
+    CheckpointEntry, Checkpointer, CheckpointerConfig, LatestCheckpoint, MetricMode,
+    SkippedCheckpoint,
+};
+pub use convert::{
+    convert, convert_checked, detect_format, pt_to_tempo, read_any, tempo_to_pt, Format,
+};
 pub use error::CkptError;
 pub use format::{FORMAT_VERSION, MAGIC};
 pub use object::{Object, MAX_DEPTH};
 pub use read::{load_object, peek_object, read_tempo, read_tempo_bytes};
 pub use restore::restore;
+pub use safetensors::{
+    read_safetensors, read_safetensors_metadata, write_safetensors, write_safetensors_to,
+};
 pub use state::{ModuleStateDict, OptimizerStateDict, ParamState, StateValue};
 pub use tensor::{AnyTensor, DType, Elements};
 pub use torch::{

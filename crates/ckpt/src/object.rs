@@ -209,6 +209,123 @@ impl Object {
     }
 }
 
+impl Object {
+    /// Where `self` and `other` first differ, bit for bit, as a key path (`optimizer.state.0.exp_avg`)
+    /// and what differs there; `None` if they are identical.
+    ///
+    /// Unlike `==`, floats compare by their bits: a NaN equals a NaN with the same payload
+    /// and sign, and `0.0` differs from `-0.0`. Tensors compare by dtype, shape and bytes.
+    pub fn first_difference(&self, other: &Object) -> Option<String> {
+        difference(self, other, "")
+    }
+
+    /// Whether `self` and `other` are identical bit for bit (see [`Object::first_difference`]).
+    pub fn bitwise_eq(&self, other: &Object) -> bool {
+        self.first_difference(other).is_none()
+    }
+}
+
+fn at(path: &str) -> &str {
+    if path.is_empty() {
+        "the root"
+    } else {
+        path
+    }
+}
+
+fn child(path: &str, segment: &str) -> String {
+    if path.is_empty() {
+        segment.to_string()
+    } else {
+        format!("{path}.{segment}")
+    }
+}
+
+fn difference(a: &Object, b: &Object, path: &str) -> Option<String> {
+    let lists = |x: &[Object], y: &[Object]| -> Option<String> {
+        if x.len() != y.len() {
+            return Some(format!("{}: {} items, then {}", at(path), x.len(), y.len()));
+        }
+        x.iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (p, q))| difference(p, q, &child(path, &i.to_string())))
+    };
+    let pairs = |x: &[(Object, Object)], y: &[(Object, Object)]| -> Option<String> {
+        if x.len() != y.len() {
+            return Some(format!(
+                "{}: {} entries, then {}",
+                at(path),
+                x.len(),
+                y.len()
+            ));
+        }
+        x.iter().zip(y).find_map(|((k1, v1), (k2, v2))| {
+            let here = child(path, &key_repr(k1));
+            difference(k1, k2, &format!("{here} (key)")).or_else(|| difference(v1, v2, &here))
+        })
+    };
+    match (a, b) {
+        (Object::None, Object::None) => None,
+        (Object::Bool(x), Object::Bool(y)) if x == y => None,
+        (Object::Int(x), Object::Int(y)) if x == y => None,
+        (Object::Float(x), Object::Float(y)) if x.to_bits() == y.to_bits() => None,
+        (Object::Str(x), Object::Str(y)) if x == y => None,
+        (Object::Bytes(x), Object::Bytes(y)) if x == y => None,
+        (Object::List(x), Object::List(y))
+        | (Object::Tuple(x), Object::Tuple(y))
+        | (Object::Set(x), Object::Set(y))
+        | (Object::FrozenSet(x), Object::FrozenSet(y)) => lists(x, y),
+        (Object::Dict(x), Object::Dict(y)) | (Object::Counter(x), Object::Counter(y)) => {
+            pairs(x, y)
+        }
+        (
+            Object::OrderedDict {
+                entries: x,
+                attrs: ax,
+            },
+            Object::OrderedDict {
+                entries: y,
+                attrs: ay,
+            },
+        ) => pairs(x, y).or_else(|| {
+            if ax.len() != ay.len() {
+                return Some(format!(
+                    "{}: {} attributes, then {}",
+                    at(path),
+                    ax.len(),
+                    ay.len()
+                ));
+            }
+            ax.iter().zip(ay).find_map(|((n1, v1), (n2, v2))| {
+                if n1 != n2 {
+                    Some(format!("{}: attribute `{n1}`, then `{n2}`", at(path)))
+                } else {
+                    difference(v1, v2, &child(path, n1))
+                }
+            })
+        }),
+        (Object::Tensor(x), Object::Tensor(y)) => {
+            x.first_difference(y).map(|d| format!("{}: {d}", at(path)))
+        }
+        (Object::Float(x), Object::Float(y)) => Some(format!(
+            "{}: the float {x:?} (bits {:#018x}), then {y:?} (bits {:#018x})",
+            at(path),
+            x.to_bits(),
+            y.to_bits()
+        )),
+        (x, y) if x.type_name() == y.type_name() => {
+            Some(format!("{}: {x:?}, then {y:?}", at(path)))
+        }
+        (x, y) => Some(format!(
+            "{}: a {}, then a {}",
+            at(path),
+            x.type_name(),
+            y.type_name()
+        )),
+    }
+}
+
 /// A dict key as text, for paths in error messages.
 pub(crate) fn key_repr(k: &Object) -> String {
     match k {

@@ -22,24 +22,8 @@ pub fn load_object(path: impl AsRef<Path>) -> Result<Object, CkptError> {
     let mut file = File::open(path).map_err(CkptError::io(path))?;
     let header = read_header(&mut file)?;
     let start = 8 + header.hashed.len() as u64;
-    // On Linux, one read-only map of the data section (checked against the file's
-    // length first): tensors are copied out of the page cache's own pages, with one
-    // mmap and one munmap per load.
-    #[cfg(target_os = "linux")]
-    {
-        let data: u64 = header.tensors.iter().map(|t| t.3).sum();
-        let map = usize::try_from(data)
-            .ok()
-            .and_then(|n| crate::mapped::Mapping::new(&file, start, n));
-        if let Some(map) = map {
-            let mut rest = map.bytes();
-            return read_data(header, |buf, crc| {
-                let filled = crate::io::copy_from(rest, buf, crc)?;
-                rest = &rest[buf.len()..];
-                Ok(filled)
-            });
-        }
-    }
+    // Positioned reads, not a memory map: a file truncated by another process while it
+    // is read then gives a short read (an error), where a map would give SIGBUS.
     #[cfg(any(unix, windows))]
     {
         let mut at = start;

@@ -10,123 +10,169 @@ use tempo_tensor::TensorData;
 use crate::io::Filled;
 use crate::CkptError;
 
-/// The element type of a stored tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DType {
-    /// `torch.bool`: one byte, 0 or 1.
-    Bool,
-    /// `torch.uint8`.
-    U8,
-    /// `torch.int8`.
-    I8,
-    /// `torch.int16`.
-    I16,
-    /// `torch.int32`.
-    I32,
-    /// `torch.int64`.
-    I64,
-    /// `torch.float16`, kept as its bits.
-    F16,
-    /// `torch.bfloat16`, kept as its bits.
-    BF16,
-    /// `torch.float32`.
-    F32,
-    /// `torch.float64`.
-    F64,
+/// Declares the dtypes once: variant, element type in memory, bytes per element,
+/// bytes per scalar component (for byte order), PyTorch's name, the safetensors name,
+/// the legacy storage class `torch.save` writes (or `None`: PyTorch writes an
+/// `UntypedStorage` and the dtype, through `_rebuild_tensor_v3`), and the doc line.
+macro_rules! dtypes {
+    ($( $v:ident, $t:ty, $size:expr, $part:expr, $torch:expr, $st:expr, $storage:expr, $doc:expr; )*) => {
+        /// The element type of a stored tensor: every dtype `torch.save` writes that
+        /// has a fixed size per element.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum DType {
+            $( #[doc = $doc] $v, )*
+        }
+
+        /// Every dtype, for tests and tables.
+        pub(crate) const ALL_DTYPES: &[DType] = &[$(DType::$v),*];
+
+        impl DType {
+            /// Bytes per element.
+            pub fn size(self) -> usize {
+                match self { $(DType::$v => $size,)* }
+            }
+
+            /// Bytes per scalar component (a complex number has two): the unit whose
+            /// byte order a big-endian machine reverses.
+            fn part_size(self) -> usize {
+                match self { $(DType::$v => $part,)* }
+            }
+
+            /// PyTorch's name (`float32`, `bfloat16`, `float8_e4m3fn`, ...).
+            pub fn torch_name(self) -> &'static str {
+                match self { $(DType::$v => $torch,)* }
+            }
+
+            /// The safetensors name (`F32`, `BF16`, `F8_E4M3`, ...). The dtypes that
+            /// safetensors does not name (float8 `fnuz` variants, complex) get names
+            /// in its style (`F8_E4M3FNUZ`, `C64`).
+            pub fn safetensors_name(self) -> &'static str {
+                match self { $(DType::$v => $st,)* }
+            }
+
+            /// The pickle global of the dtype object: `torch\n<torch name>`.
+            pub(crate) fn torch_global(self) -> &'static str {
+                match self { $(DType::$v => concat!("torch\n", $torch),)* }
+            }
+
+            /// The legacy storage class `torch.save` names for this dtype
+            /// (`FloatStorage`, ...), or `None` for the dtypes it writes as an
+            /// `UntypedStorage` paired with the dtype.
+            pub fn torch_storage(self) -> Option<&'static str> {
+                match self { $(DType::$v => $storage,)* }
+            }
+        }
+
+        /// The elements of a tensor in row-major order, one vector type per dtype.
+        ///
+        /// Floats that Rust has no type for (16- and 8-bit floats) are kept as their
+        /// raw bits, complex numbers as `[re, im]` pairs: tempo only moves them.
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum Elements {
+            $( #[doc = $doc] $v(Vec<$t>), )*
+        }
+
+        macro_rules! each_elements {
+            ($e:expr, $x:ident => $body:expr) => {
+                match $e { $(Elements::$v($x) => $body,)* }
+            };
+        }
+
+        impl Elements {
+            /// The dtype.
+            pub fn dtype(&self) -> DType {
+                match self { $(Elements::$v(_) => DType::$v,)* }
+            }
+
+            /// `len` zeroed elements of `dtype` (the allocation is lazily zeroed by the
+            /// OS for large sizes, so this costs no pass over memory).
+            pub(crate) fn zeroed(dtype: DType, len: usize) -> Elements {
+                match dtype { $(DType::$v => Elements::$v(vec![<$t>::default(); len]),)* }
+            }
+
+            /// The elements at `indices` (in order), which the caller has bounds-checked.
+            fn gather(&self, indices: &[usize]) -> Elements {
+                match self {
+                    $(Elements::$v(v) => Elements::$v(indices.iter().map(|&i| v[i]).collect()),)*
+                }
+            }
+        }
+    };
 }
 
-/// Every dtype, for tests and tables.
-pub(crate) const ALL_DTYPES: [DType; 10] = [
-    DType::Bool,
-    DType::U8,
-    DType::I8,
-    DType::I16,
-    DType::I32,
-    DType::I64,
-    DType::F16,
-    DType::BF16,
-    DType::F32,
-    DType::F64,
-];
+dtypes! {
+    Bool, bool, 1, 1, "bool", "BOOL", Some("BoolStorage"), "`torch.bool`: one byte, 0 or 1.";
+    U8, u8, 1, 1, "uint8", "U8", Some("ByteStorage"), "`torch.uint8`.";
+    I8, i8, 1, 1, "int8", "I8", Some("CharStorage"), "`torch.int8`.";
+    I16, i16, 2, 2, "int16", "I16", Some("ShortStorage"), "`torch.int16`.";
+    I32, i32, 4, 4, "int32", "I32", Some("IntStorage"), "`torch.int32`.";
+    I64, i64, 8, 8, "int64", "I64", Some("LongStorage"), "`torch.int64`.";
+    F16, u16, 2, 2, "float16", "F16", Some("HalfStorage"), "`torch.float16`, kept as its bits.";
+    BF16, u16, 2, 2, "bfloat16", "BF16", Some("BFloat16Storage"), "`torch.bfloat16`, kept as its bits.";
+    F32, f32, 4, 4, "float32", "F32", Some("FloatStorage"), "`torch.float32`.";
+    F64, f64, 8, 8, "float64", "F64", Some("DoubleStorage"), "`torch.float64`.";
+    U16, u16, 2, 2, "uint16", "U16", None, "`torch.uint16`.";
+    U32, u32, 4, 4, "uint32", "U32", None, "`torch.uint32`.";
+    U64, u64, 8, 8, "uint64", "U64", None, "`torch.uint64`.";
+    F8E4M3FN, u8, 1, 1, "float8_e4m3fn", "F8_E4M3", None, "`torch.float8_e4m3fn`, kept as its bits.";
+    F8E4M3FNUZ, u8, 1, 1, "float8_e4m3fnuz", "F8_E4M3FNUZ", None, "`torch.float8_e4m3fnuz`, kept as its bits.";
+    F8E5M2, u8, 1, 1, "float8_e5m2", "F8_E5M2", None, "`torch.float8_e5m2`, kept as its bits.";
+    F8E5M2FNUZ, u8, 1, 1, "float8_e5m2fnuz", "F8_E5M2FNUZ", None, "`torch.float8_e5m2fnuz`, kept as its bits.";
+    F8E8M0FNU, u8, 1, 1, "float8_e8m0fnu", "F8_E8M0", None, "`torch.float8_e8m0fnu` (a power of two), kept as its bits.";
+    C32, [u16; 2], 4, 2, "complex32", "C32", None, "`torch.complex32`: `[re, im]` float16 bits.";
+    C64, [f32; 2], 8, 4, "complex64", "C64", Some("ComplexFloatStorage"), "`torch.complex64`: `[re, im]`.";
+    C128, [f64; 2], 16, 8, "complex128", "C128", Some("ComplexDoubleStorage"), "`torch.complex128`: `[re, im]`.";
+}
 
 impl DType {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            DType::Bool | DType::U8 | DType::I8 => 1,
-            DType::I16 | DType::F16 | DType::BF16 => 2,
-            DType::I32 | DType::F32 => 4,
-            DType::I64 | DType::F64 => 8,
-        }
-    }
-
-    /// PyTorch's name (`float32`, `bfloat16`, `bool`, ...).
-    pub fn torch_name(self) -> &'static str {
-        match self {
-            DType::Bool => "bool",
-            DType::U8 => "uint8",
-            DType::I8 => "int8",
-            DType::I16 => "int16",
-            DType::I32 => "int32",
-            DType::I64 => "int64",
-            DType::F16 => "float16",
-            DType::BF16 => "bfloat16",
-            DType::F32 => "float32",
-            DType::F64 => "float64",
-        }
-    }
-
-    /// The safetensors name (`F32`, `BF16`, `BOOL`, ...).
-    pub fn safetensors_name(self) -> &'static str {
-        match self {
-            DType::Bool => "BOOL",
-            DType::U8 => "U8",
-            DType::I8 => "I8",
-            DType::I16 => "I16",
-            DType::I32 => "I32",
-            DType::I64 => "I64",
-            DType::F16 => "F16",
-            DType::BF16 => "BF16",
-            DType::F32 => "F32",
-            DType::F64 => "F64",
-        }
-    }
-
     /// The dtype of a safetensors name.
     pub fn from_safetensors_name(name: &str) -> Result<DType, CkptError> {
         ALL_DTYPES
-            .into_iter()
+            .iter()
+            .copied()
             .find(|d| d.safetensors_name() == name)
             .ok_or_else(|| CkptError::UnknownDType {
                 found: name.to_string(),
             })
     }
 
-    /// The legacy storage class `torch.save` names for this dtype (`FloatStorage`, ...).
-    pub fn torch_storage(self) -> &'static str {
-        match self {
-            DType::Bool => "BoolStorage",
-            DType::U8 => "ByteStorage",
-            DType::I8 => "CharStorage",
-            DType::I16 => "ShortStorage",
-            DType::I32 => "IntStorage",
-            DType::I64 => "LongStorage",
-            DType::F16 => "HalfStorage",
-            DType::BF16 => "BFloat16Storage",
-            DType::F32 => "FloatStorage",
-            DType::F64 => "DoubleStorage",
-        }
-    }
-
     /// The dtype of a storage class name (`FloatStorage` → `F32`).
     pub fn from_torch_storage(name: &str) -> Result<DType, CkptError> {
         ALL_DTYPES
-            .into_iter()
-            .find(|d| d.torch_storage() == name)
+            .iter()
+            .copied()
+            .find(|d| d.torch_storage() == Some(name))
             .ok_or_else(|| CkptError::UnknownDType {
                 found: name.to_string(),
             })
     }
+
+    /// The dtype of a `torch.<name>` dtype object as a pickle names it (`float32`,
+    /// `float8_e4m3fn`, and the aliases `float`, `half`, `cfloat`, ...); `None` for a
+    /// name that is not a dtype tempo holds.
+    pub fn from_torch_name(name: &str) -> Option<DType> {
+        let name = match name {
+            "float" => "float32",
+            "double" => "float64",
+            "half" => "float16",
+            "long" => "int64",
+            "int" => "int32",
+            "short" => "int16",
+            "cfloat" => "complex64",
+            "cdouble" => "complex128",
+            "chalf" => "complex32",
+            other => other,
+        };
+        ALL_DTYPES.iter().copied().find(|d| d.torch_name() == name)
+    }
+}
+
+/// The dtypes tempo holds, by PyTorch's names, for error messages.
+pub(crate) fn known_dtypes() -> String {
+    let names: Vec<&str> = ALL_DTYPES.iter().map(|d| d.torch_name()).collect();
+    names.join(", ")
 }
 
 impl fmt::Display for DType {
@@ -135,55 +181,12 @@ impl fmt::Display for DType {
     }
 }
 
-/// The elements of a tensor in row-major order, one vector type per dtype.
-///
-/// 16-bit floats are kept as their raw bits (`u16`): tempo only moves them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Elements {
-    /// `bool`.
-    Bool(Vec<bool>),
-    /// `uint8`.
-    U8(Vec<u8>),
-    /// `int8`.
-    I8(Vec<i8>),
-    /// `int16`.
-    I16(Vec<i16>),
-    /// `int32`.
-    I32(Vec<i32>),
-    /// `int64`.
-    I64(Vec<i64>),
-    /// `float16` bits.
-    F16(Vec<u16>),
-    /// `bfloat16` bits.
-    BF16(Vec<u16>),
-    /// `float32`.
-    F32(Vec<f32>),
-    /// `float64`.
-    F64(Vec<f64>),
-}
-
-macro_rules! each_elements {
-    ($e:expr, $v:ident => $body:expr) => {
-        match $e {
-            Elements::Bool($v) => $body,
-            Elements::U8($v) => $body,
-            Elements::I8($v) => $body,
-            Elements::I16($v) => $body,
-            Elements::I32($v) => $body,
-            Elements::I64($v) => $body,
-            Elements::F16($v) => $body,
-            Elements::BF16($v) => $body,
-            Elements::F32($v) => $body,
-            Elements::F64($v) => $body,
-        }
-    };
-}
-
 /// Converts between little-endian file bytes and native elements in place.
 /// A vector of `len` elements whose little-endian bytes `fill` writes into its
 /// uninitialised memory.
 fn filled_vec<T: bytemuck::Pod>(
     len: usize,
+    part: usize,
     fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<Filled, CkptError>,
 ) -> Result<Vec<T>, CkptError> {
     let mut v = Vec::<T>::with_capacity(len);
@@ -203,7 +206,7 @@ fn filled_vec<T: bytemuck::Pod>(
     // SAFETY: `filled` proves every byte of the first `len` elements was written, and
     // any bytes are a valid `T` (`Pod`).
     unsafe { v.set_len(len) };
-    fix_endianness(bytemuck::cast_slice_mut(&mut v), std::mem::size_of::<T>());
+    fix_endianness(bytemuck::cast_slice_mut(&mut v), part);
     Ok(v)
 }
 
@@ -216,22 +219,6 @@ fn fix_endianness(bytes: &mut [u8], size: usize) {
 }
 
 impl Elements {
-    /// The dtype.
-    pub fn dtype(&self) -> DType {
-        match self {
-            Elements::Bool(_) => DType::Bool,
-            Elements::U8(_) => DType::U8,
-            Elements::I8(_) => DType::I8,
-            Elements::I16(_) => DType::I16,
-            Elements::I32(_) => DType::I32,
-            Elements::I64(_) => DType::I64,
-            Elements::F16(_) => DType::F16,
-            Elements::BF16(_) => DType::BF16,
-            Elements::F32(_) => DType::F32,
-            Elements::F64(_) => DType::F64,
-        }
-    }
-
     /// The number of elements.
     pub fn len(&self) -> usize {
         each_elements!(self, v => v.len())
@@ -242,39 +229,15 @@ impl Elements {
         self.len() == 0
     }
 
-    /// `len` zeroed elements of `dtype` (the allocation is lazily zeroed by the OS for
-    /// large sizes, so this costs no pass over memory).
-    pub(crate) fn zeroed(dtype: DType, len: usize) -> Elements {
-        match dtype {
-            DType::Bool => Elements::Bool(vec![false; len]),
-            DType::U8 => Elements::U8(vec![0; len]),
-            DType::I8 => Elements::I8(vec![0; len]),
-            DType::I16 => Elements::I16(vec![0; len]),
-            DType::I32 => Elements::I32(vec![0; len]),
-            DType::I64 => Elements::I64(vec![0; len]),
-            DType::F16 => Elements::F16(vec![0; len]),
-            DType::BF16 => Elements::BF16(vec![0; len]),
-            DType::F32 => Elements::F32(vec![0.0; len]),
-            DType::F64 => Elements::F64(vec![0.0; len]),
-        }
-    }
-
     /// The elements as little-endian bytes: borrowed on little-endian machines.
     pub fn le_bytes(&self) -> Cow<'_, [u8]> {
         let bytes: &[u8] = match self {
             Elements::Bool(v) => return Cow::Owned(v.iter().map(|&b| u8::from(b)).collect()),
-            Elements::U8(v) => v,
-            Elements::I8(v) => bytemuck::cast_slice(v),
-            Elements::I16(v) => bytemuck::cast_slice(v),
-            Elements::I32(v) => bytemuck::cast_slice(v),
-            Elements::I64(v) => bytemuck::cast_slice(v),
-            Elements::F16(v) | Elements::BF16(v) => bytemuck::cast_slice(v),
-            Elements::F32(v) => bytemuck::cast_slice(v),
-            Elements::F64(v) => bytemuck::cast_slice(v),
+            other => each_elements!(other, v => bytemuck::cast_slice(v)),
         };
         if cfg!(target_endian = "big") {
             let mut owned = bytes.to_vec();
-            fix_endianness(&mut owned, self.dtype().size());
+            fix_endianness(&mut owned, self.dtype().part_size());
             Cow::Owned(owned)
         } else {
             Cow::Borrowed(bytes)
@@ -290,9 +253,10 @@ impl Elements {
         len: usize,
         fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<Filled, CkptError>,
     ) -> Result<Elements, CkptError> {
-        Ok(match dtype {
-            DType::Bool => {
-                let raw: Vec<u8> = filled_vec(len, fill)?;
+        let part = dtype.part_size();
+        Ok(match Elements::zeroed(dtype, 0) {
+            Elements::Bool(_) => {
+                let raw: Vec<u8> = filled_vec(len, 1, fill)?;
                 let bools = raw
                     .iter()
                     .map(|&b| match b {
@@ -307,15 +271,26 @@ impl Elements {
                     .collect::<Result<_, _>>()?;
                 Elements::Bool(bools)
             }
-            DType::U8 => Elements::U8(filled_vec(len, fill)?),
-            DType::I8 => Elements::I8(filled_vec(len, fill)?),
-            DType::I16 => Elements::I16(filled_vec(len, fill)?),
-            DType::I32 => Elements::I32(filled_vec(len, fill)?),
-            DType::I64 => Elements::I64(filled_vec(len, fill)?),
-            DType::F16 => Elements::F16(filled_vec(len, fill)?),
-            DType::BF16 => Elements::BF16(filled_vec(len, fill)?),
-            DType::F32 => Elements::F32(filled_vec(len, fill)?),
-            DType::F64 => Elements::F64(filled_vec(len, fill)?),
+            Elements::U8(_) => Elements::U8(filled_vec(len, part, fill)?),
+            Elements::I8(_) => Elements::I8(filled_vec(len, part, fill)?),
+            Elements::I16(_) => Elements::I16(filled_vec(len, part, fill)?),
+            Elements::I32(_) => Elements::I32(filled_vec(len, part, fill)?),
+            Elements::I64(_) => Elements::I64(filled_vec(len, part, fill)?),
+            Elements::F16(_) => Elements::F16(filled_vec(len, part, fill)?),
+            Elements::BF16(_) => Elements::BF16(filled_vec(len, part, fill)?),
+            Elements::F32(_) => Elements::F32(filled_vec(len, part, fill)?),
+            Elements::F64(_) => Elements::F64(filled_vec(len, part, fill)?),
+            Elements::U16(_) => Elements::U16(filled_vec(len, part, fill)?),
+            Elements::U32(_) => Elements::U32(filled_vec(len, part, fill)?),
+            Elements::U64(_) => Elements::U64(filled_vec(len, part, fill)?),
+            Elements::F8E4M3FN(_) => Elements::F8E4M3FN(filled_vec(len, part, fill)?),
+            Elements::F8E4M3FNUZ(_) => Elements::F8E4M3FNUZ(filled_vec(len, part, fill)?),
+            Elements::F8E5M2(_) => Elements::F8E5M2(filled_vec(len, part, fill)?),
+            Elements::F8E5M2FNUZ(_) => Elements::F8E5M2FNUZ(filled_vec(len, part, fill)?),
+            Elements::F8E8M0FNU(_) => Elements::F8E8M0FNU(filled_vec(len, part, fill)?),
+            Elements::C32(_) => Elements::C32(filled_vec(len, part, fill)?),
+            Elements::C64(_) => Elements::C64(filled_vec(len, part, fill)?),
+            Elements::C128(_) => Elements::C128(filled_vec(len, part, fill)?),
         })
     }
 
@@ -332,22 +307,6 @@ impl Elements {
         Elements::fill_le(dtype, bytes.len() / size, |buf| {
             Ok(crate::io::copy_bytes(bytes, buf)?)
         })
-    }
-
-    /// The elements at `indices` (in order), which the caller has bounds-checked.
-    fn gather(&self, indices: &[usize]) -> Elements {
-        match self {
-            Elements::Bool(v) => Elements::Bool(indices.iter().map(|&i| v[i]).collect()),
-            Elements::U8(v) => Elements::U8(indices.iter().map(|&i| v[i]).collect()),
-            Elements::I8(v) => Elements::I8(indices.iter().map(|&i| v[i]).collect()),
-            Elements::I16(v) => Elements::I16(indices.iter().map(|&i| v[i]).collect()),
-            Elements::I32(v) => Elements::I32(indices.iter().map(|&i| v[i]).collect()),
-            Elements::I64(v) => Elements::I64(indices.iter().map(|&i| v[i]).collect()),
-            Elements::F16(v) => Elements::F16(indices.iter().map(|&i| v[i]).collect()),
-            Elements::BF16(v) => Elements::BF16(indices.iter().map(|&i| v[i]).collect()),
-            Elements::F32(v) => Elements::F32(indices.iter().map(|&i| v[i]).collect()),
-            Elements::F64(v) => Elements::F64(indices.iter().map(|&i| v[i]).collect()),
-        }
     }
 }
 
@@ -433,6 +392,35 @@ impl AnyTensor {
     /// The data as little-endian bytes (borrowed on little-endian machines).
     pub fn le_bytes(&self) -> Cow<'_, [u8]> {
         self.elements.le_bytes()
+    }
+
+    /// What differs between `self` and `other`, bit for bit (dtype, shape, then the
+    /// first differing element's bytes); `None` if they are identical. NaNs compare by
+    /// their bits, so a NaN equals the same NaN, and `0.0` differs from `-0.0`.
+    pub fn first_difference(&self, other: &AnyTensor) -> Option<String> {
+        if self.dtype() != other.dtype() {
+            return Some(format!("dtype {}, then {}", self.dtype(), other.dtype()));
+        }
+        if self.shape != other.shape {
+            return Some(format!("shape {:?}, then {:?}", self.shape, other.shape));
+        }
+        let (a, b) = (self.le_bytes(), other.le_bytes());
+        if a == b {
+            return None;
+        }
+        let size = self.dtype().size().max(1);
+        let i = a
+            .iter()
+            .zip(b.iter())
+            .position(|(x, y)| x != y)
+            .unwrap_or(0)
+            / size;
+        let bytes = |v: &[u8]| format!("{:02x?}", &v[i * size..((i + 1) * size).min(v.len())]);
+        Some(format!(
+            "element {i} (row-major) has the little-endian bytes {}, then {}",
+            bytes(&a),
+            bytes(&b)
+        ))
     }
 
     /// The single value of a one-element float or int tensor (PyTorch's `t.item()`),
@@ -591,16 +579,25 @@ mod tests {
 
     #[test]
     fn names_round_trip_for_every_dtype() {
-        for d in ALL_DTYPES {
+        for &d in ALL_DTYPES {
             assert_eq!(
                 DType::from_safetensors_name(d.safetensors_name()).unwrap(),
                 d
             );
-            assert_eq!(DType::from_torch_storage(d.torch_storage()).unwrap(), d);
+            if let Some(storage) = d.torch_storage() {
+                assert_eq!(DType::from_torch_storage(storage).unwrap(), d);
+            }
+            assert_eq!(DType::from_torch_name(d.torch_name()), Some(d));
+            assert_eq!(Elements::zeroed(d, 3).dtype(), d);
+            let bytes: Vec<u8> = (0..3 * d.size()).map(|i| (i % 2) as u8).collect();
+            let t = AnyTensor::from_le_bytes(d, vec![3], &bytes).unwrap();
+            assert_eq!(&*t.le_bytes(), &bytes[..], "{d}");
         }
+        assert_eq!(DType::from_torch_name("cfloat"), Some(DType::C64));
+        assert_eq!(DType::from_torch_name("qint8"), None);
         assert!(matches!(
-            DType::from_safetensors_name("C64"),
-            Err(CkptError::UnknownDType { found }) if found == "C64"
+            DType::from_safetensors_name("F4"),
+            Err(CkptError::UnknownDType { found }) if found == "F4"
         ));
     }
 

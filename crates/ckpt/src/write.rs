@@ -134,7 +134,25 @@ pub fn write_atomic(
     path: impl AsRef<Path>,
     write: impl FnOnce(&mut File) -> Result<(), CkptError>,
 ) -> Result<(), CkptError> {
-    let path = path.as_ref();
+    write_atomic_checked(path.as_ref(), true, write, |_| Ok(()))
+}
+
+/// [`write_atomic`], with `verify` run on the finished, fsync'd temporary file before
+/// it takes `path`'s name, and, unless `replace`, an error if `path` exists (checked
+/// atomically where the file system has hard links). On any error, `verify`'s included,
+/// the temporary file is removed and `path` is untouched.
+pub(crate) fn write_atomic_checked(
+    path: &Path,
+    replace: bool,
+    write: impl FnOnce(&mut File) -> Result<(), CkptError>,
+    verify: impl FnOnce(&Path) -> Result<(), CkptError>,
+) -> Result<(), CkptError> {
+    let exists = |path: &Path| CkptError::Exists {
+        path: path.to_path_buf(),
+    };
+    if !replace && fs::symlink_metadata(path).is_ok() {
+        return Err(exists(path));
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -159,6 +177,22 @@ pub fn write_atomic(
         write_behind(&mut file, &tmp, WRITE_BEHIND_STEP, write)?;
         file.sync_all().map_err(CkptError::io(&tmp))?;
         drop(file);
+        verify(&tmp)?;
+        if !replace {
+            // A hard link fails if `path` exists, atomically; where links are not
+            // supported, check and rename.
+            match fs::hard_link(&tmp, path) {
+                Ok(()) => {
+                    fs::remove_file(&tmp).map_err(CkptError::io(&tmp))?;
+                    return sync_dir(&dir);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(exists(path))
+                }
+                Err(_) if fs::symlink_metadata(path).is_ok() => return Err(exists(path)),
+                Err(_) => {}
+            }
+        }
         let replaced = hold(path);
         fs::rename(&tmp, path).map_err(CkptError::io(path))?;
         let synced = sync_dir(&dir);
@@ -320,6 +354,47 @@ mod tests {
         assert_eq!(names.len(), 1, "{names:?}");
         write_atomic(&path, |f| Ok(f.write_all(b"new")?)).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_failed_verification_or_an_existing_file_leaves_everything_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.pt");
+        let names = || -> Vec<_> {
+            fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect()
+        };
+        let refuse = |tmp: &Path| {
+            // The verifier sees the complete temporary file, not yet under its name.
+            assert_eq!(fs::read(tmp).unwrap(), b"new");
+            Err(CkptError::NotLossless {
+                path: tmp.to_path_buf(),
+                detail: "simulated".into(),
+            })
+        };
+        // Nothing there: a refused file is not left behind.
+        let err = write_atomic_checked(&path, true, |f| Ok(f.write_all(b"new")?), refuse);
+        assert!(matches!(err, Err(CkptError::NotLossless { .. })));
+        assert!(names().is_empty(), "{:?}", names());
+        // An existing file survives a refused replacement ...
+        fs::write(&path, b"old").unwrap();
+        let err = write_atomic_checked(&path, true, |f| Ok(f.write_all(b"new")?), refuse);
+        assert!(matches!(err, Err(CkptError::NotLossless { .. })));
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        // ... and is not replaced without `replace`, even by a verified file.
+        let err = write_atomic_checked(&path, false, |f| Ok(f.write_all(b"new")?), |_| Ok(()));
+        assert!(matches!(err, Err(CkptError::Exists { .. })), "{err:?}");
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        assert_eq!(names().len(), 1, "{:?}", names());
+        // A verified file takes a free name, or replaces when asked to.
+        let other = dir.path().join("new.pt");
+        write_atomic_checked(&other, false, |f| Ok(f.write_all(b"new")?), |_| Ok(())).unwrap();
+        write_atomic_checked(&path, true, |f| Ok(f.write_all(b"new")?), |_| Ok(())).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(fs::read(&other).unwrap(), b"new");
+        assert_eq!(names().len(), 2, "{:?}", names());
     }
 
     #[test]

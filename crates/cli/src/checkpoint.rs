@@ -183,10 +183,26 @@ pub(crate) fn save(
     })
 }
 
-/// Reads a checkpoint written by [`save`].
-pub(crate) fn load(path: &Path) -> Result<Checkpoint> {
-    let state = tempo::ckpt::load(path)
-        .with_context(|| format!("cannot load checkpoint {}", path.display()))?;
+/// The newest intact checkpoint of a run directory, with its path and a line for each
+/// newer one that was skipped (corrupt or truncated) and why; `None` if there is none.
+pub(crate) fn load_latest(dir: &Path) -> Result<Option<(PathBuf, Checkpoint, Vec<String>)>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let Some(latest) = checkpointer(dir, 1)?
+        .load_latest_intact()
+        .with_context(|| format!("cannot resume from {}", dir.display()))?
+    else {
+        return Ok(None);
+    };
+    let skipped = latest.skipped.iter().map(ToString::to_string).collect();
+    let path = latest.entry.path;
+    let checkpoint = from_state(&path, latest.state)?;
+    Ok(Some((path, checkpoint, skipped)))
+}
+
+/// The parts of a training state that [`save`] wrote at `path`.
+fn from_state(path: &Path, state: TrainingState) -> Result<Checkpoint> {
     let not_ours =
         |what: &str| format!("{} is not a tempo train checkpoint: {what}", path.display());
     let count = |v: i64, name: &str| {

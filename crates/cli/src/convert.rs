@@ -1,17 +1,22 @@
 //! `tempo convert`: checkpoints between PyTorch's `.pt` and tempo's format, both ways.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use tempo::ckpt::{convert, detect_format, load_object, read_pt, Format, Object};
+use tempo::ckpt::{convert_checked, detect_format, Format};
 
 use crate::Outcome;
 
 const AFTER_HELP: &str = "\
-The input's format is detected from its content; the output's from its extension:
-.pt or .pth for PyTorch (torch.load(path, weights_only=True) reads it), .tempo for
-tempo's format (a safetensors file with versioned metadata). Every value, dtype, shape
-and key order is kept; the output is read back and compared with the input.
+The input's format is detected from its content (a torch.save zip, a tempo checkpoint,
+or a plain safetensors file such as Hugging Face's model.safetensors); the output's
+from its extension: .pt, .pth, .bin or .ckpt for PyTorch (torch.load(path,
+weights_only=True) reads it), .tempo for tempo's format (a safetensors file with
+versioned metadata), .safetensors for a plain safetensors file (a dict of named
+tensors only). Every value, dtype, shape
+and key order is kept; the output is read back and compared with the input bit for
+bit (NaNs included) before it takes OUT's name, so a failed conversion leaves no file
+behind and never replaces an existing OUT.
 
 Examples:
   tempo convert seed_epoch5_float32.pt seed_epoch5_float32.tempo
@@ -32,30 +37,23 @@ pub(crate) struct ConvertArgs {
     pub(crate) force: bool,
 }
 
-fn read(path: &Path) -> Result<(Object, Format)> {
-    let format = detect_format(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let object = match format {
-        Format::Torch => read_pt(path),
-        Format::Tempo => load_object(path),
-    }
-    .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok((object, format))
-}
-
 fn name(format: Format) -> &'static str {
     match format {
         Format::Torch => "PyTorch .pt",
         Format::Tempo => "tempo",
+        Format::Safetensors => "safetensors",
+        _ => "checkpoint",
     }
 }
 
 /// Runs `tempo convert`.
 pub(crate) fn run(args: &ConvertArgs) -> Result<Outcome> {
     let out_format = match args.output.extension().and_then(|e| e.to_str()) {
-        Some("pt" | "pth") => Format::Torch,
+        Some("pt" | "pth" | "bin" | "ckpt") => Format::Torch,
         Some("tempo") => Format::Tempo,
+        Some("safetensors") => Format::Safetensors,
         _ => bail!(
-            "cannot tell which format to write {}: expected a name ending in .pt, .pth or .tempo",
+            "cannot tell which format to write {}: expected a name ending in .pt, .pth, .bin, .ckpt, .tempo or .safetensors",
             args.output.display()
         ),
     };
@@ -71,22 +69,17 @@ pub(crate) fn run(args: &ConvertArgs) -> Result<Outcome> {
     if args.output.canonicalize().ok() == Some(args.input.canonicalize()?) {
         bail!("IN and OUT are the same file");
     }
-    let (original, in_format) = read(&args.input)?;
-    convert(&args.input, &args.output).with_context(|| {
+    let in_format = detect_format(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    // Written to a temporary file, read back and compared bit for bit before it takes
+    // OUT's name: a failure leaves no file, and an existing OUT as it was.
+    convert_checked(&args.input, &args.output, args.force).with_context(|| {
         format!(
             "cannot convert {} into {}",
             args.input.display(),
             args.output.display()
         )
     })?;
-    let (back, _) = read(&args.output)?;
-    if back != original {
-        bail!(
-            "{} does not read back as what {} holds; the conversion lost something",
-            args.output.display(),
-            args.input.display()
-        );
-    }
     println!(
         "converted {} ({}) into {} ({}); it reads back identical",
         args.input.display(),

@@ -1,33 +1,44 @@
-//! `tempo inspect`: what a tempo checkpoint or a PyTorch `.pt` file holds.
+//! `tempo inspect`: what a tempo checkpoint, a PyTorch `.pt` file, a safetensors file
+//! or a Hugging Face checkpoint folder holds.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use tempo::ckpt::{
-    detect_format, load_object, optimizer_state_from_object, read_pt, Format, Object,
-    OptimizerStateDict, StateValue, TRAINING_STATE_KIND,
-};
-use tempo::param_groups::{Dict, Value};
+use std::sync::OnceLock;
+
+use tempo::ckpt::{detect_format, read_any, Format, Object, TRAINING_STATE_KIND};
+use tempo::optim::{build_optimizer, OptimizerSpec, OPTIMIZER_NAMES};
+use tempo::param_groups::Value;
+use tempo::tensor::Tensor;
 
 use crate::metrics::Metrics;
 use crate::Outcome;
 
 const AFTER_HELP: &str = "\
-Recognises, at the top level or one level down: module state dicts (name -> tensor),
-optimizer state dicts ({state, param_groups}) and scheduler state dicts (with last_epoch).
-PyTorch does not save class names: the optimizer's and scheduler's types are inferred
-from their keys, and said so.
+Reads tempo checkpoints, torch.save files (.pt, .pth, .bin, Lightning's .ckpt), plain
+safetensors files, and Hugging Face Trainer checkpoint folders (checkpoint-N/: the
+global step and logged lrs from trainer_state.json, optimizer.pt, scheduler.pt and
+model.safetensors together).
+
+Recognises, at the top level, one level down and in lists (Lightning's
+optimizer_states and lr_schedulers): module state dicts (name -> tensor), optimizer
+state dicts ({state, param_groups}) and scheduler state dicts (with last_epoch).
+PyTorch does not save class names: an optimizer is named only when its param groups
+have exactly the keys of one of tempo's optimizers (else it is shown as unknown, with
+its keys and state), a scheduler is inferred from its keys, and both say so.
 
 Examples:
   tempo inspect runs/2024-01-01T12-00-00/ckpt-000000000675.tempo
-  tempo inspect testdata/conformance/torch-checkpoints/seed_epoch5_float32.pt";
+  tempo inspect testdata/conformance/torch-checkpoints/seed_epoch5_float32.pt
+  tempo inspect output/checkpoint-500";
 
 /// Arguments of `tempo inspect`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub(crate) struct InspectArgs {
-    /// A tempo checkpoint (.tempo) or a PyTorch checkpoint (.pt, .pth).
+    /// A tempo checkpoint, a PyTorch checkpoint (.pt, .pth, .bin, .ckpt), a
+    /// safetensors file, or a Hugging Face checkpoint folder.
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
 }
@@ -43,12 +54,18 @@ pub(crate) fn inspect(path: &Path) -> Result<String> {
     let size = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))?
         .len();
+    if path.is_dir() {
+        return crate::inspect_hf::inspect_folder(path);
+    }
     let format =
         detect_format(path).with_context(|| format!("cannot inspect {}", path.display()))?;
-    let (object, format_name) = match format {
-        Format::Torch => (read_pt(path)?, "PyTorch checkpoint (torch.save zip)"),
-        Format::Tempo => (load_object(path)?, "tempo checkpoint"),
+    let format_name = match format {
+        Format::Torch => "PyTorch checkpoint (torch.save zip)",
+        Format::Tempo => "tempo checkpoint",
+        Format::Safetensors => "safetensors file",
+        _ => "checkpoint",
     };
+    let object = read_any(path).with_context(|| format!("cannot inspect {}", path.display()))?;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -60,6 +77,9 @@ pub(crate) fn inspect(path: &Path) -> Result<String> {
         let _ = writeln!(out, "kind: {TRAINING_STATE_KIND} (a training state)");
     }
     match object.entries() {
+        // A state dict at the top level (HF's optimizer.pt and scheduler.pt, a bare
+        // model state dict) is one thing, not one block per entry.
+        Some(_) if recognised(&object) => describe(&mut out, "(top level)", &object, 0),
         Some(entries) => {
             for (k, v) in entries {
                 let key = key_name(k);
@@ -72,6 +92,19 @@ pub(crate) fn inspect(path: &Path) -> Result<String> {
         None => describe(&mut out, "(top level)", &object, 0),
     }
     Ok(out)
+}
+
+/// Whether `v` is a model, optimizer or scheduler state dict.
+pub(crate) fn recognised(v: &Object) -> bool {
+    module_tensors(v).is_some() || is_optimizer(v) || is_scheduler(v)
+}
+
+fn is_optimizer(v: &Object) -> bool {
+    v.get("state").is_some() && v.get("param_groups").is_some()
+}
+
+fn is_scheduler(v: &Object) -> bool {
+    v.get("last_epoch").is_some() || v.get("_last_lr").is_some()
 }
 
 fn key_name(k: &Object) -> String {
@@ -88,7 +121,7 @@ fn indent(level: usize) -> String {
 }
 
 /// One entry: recognised state dicts get a structured summary, scalars their value.
-fn describe(out: &mut String, key: &str, v: &Object, level: usize) {
+pub(crate) fn describe(out: &mut String, key: &str, v: &Object, level: usize) {
     let pad = indent(level);
     if let Some(tensors) = module_tensors(v) {
         let params: usize = tensors.iter().map(|(_, t)| t.len()).sum();
@@ -108,19 +141,11 @@ fn describe(out: &mut String, key: &str, v: &Object, level: usize) {
         }
         return;
     }
-    if v.get("state").is_some() && v.get("param_groups").is_some() {
-        match optimizer_state_from_object(v) {
-            Ok(sd) => describe_optimizer(out, key, &sd, level),
-            Err(e) => {
-                let _ = writeln!(
-                    out,
-                    "{pad}{key}: an optimizer state dict that tempo cannot read: {e}"
-                );
-            }
-        }
+    if is_optimizer(v) {
+        describe_optimizer(out, key, v, level);
         return;
     }
-    if v.get("last_epoch").is_some() || v.get("_last_lr").is_some() {
+    if is_scheduler(v) {
         describe_scheduler(out, key, v, level);
         return;
     }
@@ -136,6 +161,35 @@ fn describe(out: &mut String, key: &str, v: &Object, level: usize) {
     if key == "rng" {
         if let Some(kind) = v.get("kind").and_then(Object::as_str) {
             let _ = writeln!(out, "{pad}rng: {kind} generator state");
+            return;
+        }
+    }
+    if let Some(items) = v.items() {
+        if !items.is_empty()
+            && items
+                .iter()
+                .all(|i| recognised(i) || lightning_scheduler(i))
+        {
+            let _ = writeln!(out, "{pad}{key}: list of {} state dicts", items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item.get("scheduler") {
+                    // Lightning wraps each scheduler's state with its settings.
+                    Some(inner) if lightning_scheduler(item) => {
+                        let settings: Vec<String> = item
+                            .entries()
+                            .unwrap_or_default()
+                            .iter()
+                            .filter(|(k, _)| k.as_str() != Some("scheduler"))
+                            .map(|(k, v)| format!("{}={}", key_name(k), short_value(v)))
+                            .collect();
+                        describe(out, &format!("{key}[{i}]"), inner, level + 1);
+                        for line in wrap(&settings, 96) {
+                            let _ = writeln!(out, "{pad}    {line}");
+                        }
+                    }
+                    _ => describe(out, &format!("{key}[{i}]"), item, level + 1),
+                }
+            }
             return;
         }
     }
@@ -156,9 +210,19 @@ fn describe(out: &mut String, key: &str, v: &Object, level: usize) {
             }
         }
         other => {
-            let _ = writeln!(out, "{pad}{key}: {}", short_value(other));
+            let _ = writeln!(
+                out,
+                "{pad}{key}: {}",
+                wrap_value(&short_value(other), 96, &pad)
+            );
         }
     }
+}
+
+/// Lightning's `lr_schedulers` entries: `{"scheduler": <state dict>, "interval": ...}`
+/// (older versions), or the state dict itself.
+fn lightning_scheduler(v: &Object) -> bool {
+    v.get("scheduler").is_some_and(is_scheduler)
 }
 
 /// The entries of a dict whose values are all tensors (a module's state dict).
@@ -173,12 +237,34 @@ fn module_tensors(v: &Object) -> Option<Vec<(String, &tempo::ckpt::AnyTensor)>> 
         .collect()
 }
 
+/// A value as Python prints it, whole (long ones are wrapped by [`wrap_value`]).
 fn short_value(v: &Object) -> String {
-    let text = match v.to_value("value") {
+    match v.to_value("value") {
         Ok(value) => value.to_string(),
-        Err(_) => format!("a {}", v.type_name()),
-    };
-    truncate(&text, 100)
+        Err(_) => match v {
+            Object::Tensor(t) => format!("tensor {:?} {}", t.shape(), t.dtype()),
+            other => format!("a {}", other.type_name()),
+        },
+    }
+}
+
+/// `text` in lines of at most about `width` characters, broken after `, `, the lines
+/// after the first indented by `pad` and two spaces more.
+fn wrap_value(text: &str, width: usize, pad: &str) -> String {
+    let mut out = String::new();
+    let mut line_len = 0;
+    for (i, part) in text.split_inclusive(", ").enumerate() {
+        if i > 0 && line_len + part.len() > width {
+            out.truncate(out.trim_end().len());
+            out.push('\n');
+            out.push_str(pad);
+            out.push_str("    ");
+            line_len = 0;
+        }
+        out.push_str(part);
+        line_len += part.len();
+    }
+    out
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -190,85 +276,156 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// PyTorch does not save the optimizer's class: tell it from the group's keys.
-pub(crate) fn infer_optimizer(group: &Dict) -> &'static str {
-    let has = |k: &str| group.contains_key(k);
-    if has("momentum_decay") {
-        "NAdam"
-    } else if has("etas") && has("step_sizes") {
-        "Rprop"
-    } else if has("lambd") && has("t0") {
-        "ASGD"
-    } else if has("rho") {
-        "Adadelta"
-    } else if has("lr_decay") {
-        "Adagrad"
-    } else if has("centered") {
-        "RMSprop"
-    } else if has("history_size") {
-        "LBFGS"
-    } else if has("dampening") || has("nesterov") {
-        "SGD"
-    } else if has("betas") && has("amsgrad") {
-        match group.get("decoupled_weight_decay") {
-            Some(Value::Bool(true)) => "AdamW",
-            _ => "Adam",
-        }
-    } else if has("betas") && has("decoupled_weight_decay") {
-        "RAdam"
-    } else if has("betas") {
-        "Adamax"
-    } else {
-        "unknown"
+/// Keys that LR schedulers add to a param group (OneCycleLR's `max_lr`, ...): not the
+/// optimizer's own.
+const SCHEDULER_GROUP_KEYS: &[&str] = &[
+    "initial_lr",
+    "max_lr",
+    "min_lr",
+    "base_momentum",
+    "max_momentum",
+    "swa_lr",
+];
+
+/// An optimizer's name, sorted group keys and default `decoupled_weight_decay`.
+type KeySet = (&'static str, Vec<String>, Option<bool>);
+
+/// Each of tempo's optimizers: its PyTorch name, the keys of its param groups (without
+/// `params`), and its default `decoupled_weight_decay` (what tells AdamW from Adam,
+/// whose groups have the same keys). Built once from the optimizers themselves.
+fn optimizer_key_sets() -> &'static [KeySet] {
+    static SETS: OnceLock<Vec<KeySet>> = OnceLock::new();
+    SETS.get_or_init(|| {
+        let param = Tensor::<f32>::parameter(ndarray::ArrayD::zeros(ndarray::IxDyn(&[1])));
+        OPTIMIZER_NAMES
+            .iter()
+            .filter_map(|&name| {
+                let spec = OptimizerSpec {
+                    kind: name.to_string(),
+                    kwargs: serde_json::Map::new(),
+                    groups: None,
+                };
+                let opt = build_optimizer(&spec, std::slice::from_ref(&param)).ok()?;
+                let sd = opt.state_dict();
+                let group = sd.param_groups.first()?;
+                let mut keys: Vec<String> = group
+                    .keys()
+                    .filter(|k| *k != "params")
+                    .map(str::to_string)
+                    .collect();
+                keys.sort_unstable();
+                let decoupled = match group.get("decoupled_weight_decay") {
+                    Some(Value::Bool(b)) => Some(*b),
+                    _ => None,
+                };
+                Some((name, keys, decoupled))
+            })
+            .collect()
+    })
+}
+
+/// PyTorch does not save the optimizer's class: it is named only if the group's
+/// hyperparameter keys (less those a scheduler adds) are exactly those of one of
+/// tempo's optimizers (timm's Lion, Lamb or Adopt, say, are no Adam); `None` otherwise.
+pub(crate) fn infer_optimizer(group: &Object) -> Option<&'static str> {
+    let mut keys: Vec<String> = group
+        .entries()?
+        .iter()
+        .filter_map(|(k, _)| k.as_str())
+        .filter(|k| *k != "params" && !SCHEDULER_GROUP_KEYS.contains(k))
+        .map(str::to_string)
+        .collect();
+    keys.sort_unstable();
+    let decoupled = match group.get("decoupled_weight_decay") {
+        Some(Object::Bool(b)) => Some(*b),
+        _ => None,
+    };
+    let matches: Vec<_> = optimizer_key_sets()
+        .iter()
+        .filter(|(_, k, _)| *k == keys)
+        .collect();
+    match matches.as_slice() {
+        [] => None,
+        [(name, _, _)] => Some(name),
+        several => several
+            .iter()
+            .find(|(_, _, d)| *d == decoupled)
+            .map(|(name, _, _)| *name),
     }
 }
 
-fn describe_optimizer(out: &mut String, key: &str, sd: &OptimizerStateDict, level: usize) {
+/// An optimizer state dict, from the raw value: it need not load into a tempo
+/// optimizer (an unknown class, bf16 state) to be described.
+fn describe_optimizer(out: &mut String, key: &str, v: &Object, level: usize) {
     let pad = indent(level);
-    let kind = sd.param_groups.first().map_or("unknown", infer_optimizer);
+    let groups: &[Object] = v
+        .get("param_groups")
+        .and_then(Object::items)
+        .unwrap_or_default();
+    let kinds: Vec<Option<&str>> = groups.iter().map(infer_optimizer).collect();
+    let kind = match kinds.first() {
+        Some(Some(k)) if kinds.iter().all(|x| x == &Some(*k)) => {
+            format!("{k} (its hyperparameter keys are exactly {k}'s)")
+        }
+        _ => "unknown optimizer (its hyperparameter keys match none of tempo's optimizers)"
+            .to_string(),
+    };
     let _ = writeln!(
         out,
-        "{pad}{key}: optimizer state dict, {kind} (inferred from its hyperparameters), {} param group{}",
-        sd.param_groups.len(),
-        if sd.param_groups.len() == 1 { "" } else { "s" }
+        "{pad}{key}: optimizer state dict, {kind}, {} param group{}",
+        groups.len(),
+        if groups.len() == 1 { "" } else { "s" }
     );
-    for (i, group) in sd.param_groups.iter().enumerate() {
+    for (i, group) in groups.iter().enumerate() {
+        let entries = group.entries().unwrap_or_default();
         let params = group
             .get("params")
-            .and_then(Value::as_slice)
-            .map_or(0, <[Value]>::len);
-        let mut keys: Vec<&str> = group.keys().filter(|k| *k != "params").collect();
-        keys.sort_unstable();
-        let pairs: Vec<String> = keys
+            .and_then(Object::items)
+            .map_or(0, <[Object]>::len);
+        let mut pairs: Vec<(String, String)> = entries
             .iter()
-            .filter_map(|k| group.get(k).map(|v| format!("{k}={v}")))
+            .filter(|(k, _)| k.as_str() != Some("params"))
+            .map(|(k, v)| (key_name(k), short_value(v)))
             .collect();
+        pairs.sort();
+        let pairs: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(out, "{pad}  group {i}: {params} params");
         for line in wrap(&pairs, 96) {
             let _ = writeln!(out, "{pad}    {line}");
         }
     }
-    let mut keys: Vec<&str> = Vec::new();
+    let state: &[(Object, Object)] = v.get("state").and_then(Object::entries).unwrap_or_default();
+    let mut keys: Vec<String> = Vec::new();
+    let mut dtypes: Vec<String> = Vec::new();
     let mut values = 0usize;
     let mut bytes_total = 0usize;
     let mut steps: Vec<f64> = Vec::new();
-    for (_, st) in &sd.state {
-        for (k, v) in &st.entries {
-            if !keys.contains(&k.as_str()) {
-                keys.push(k);
-            }
-            if let StateValue::Tensor(t) = v {
+    for (_, st) in state {
+        for (k, item) in st.entries().unwrap_or_default() {
+            let k = key_name(k);
+            if let Object::Tensor(t) = item {
                 values += t.len();
-                bytes_total += t.len() * t.dtype().size();
+                bytes_total += t.nbytes();
+                let d = t.dtype().to_string();
+                if !dtypes.contains(&d) {
+                    dtypes.push(d);
+                }
             }
             if k == "step" {
-                if let Some(s) = v.as_f64() {
-                    steps.push(s);
-                }
+                let s = match item {
+                    Object::Tensor(t) => t.item_f64(),
+                    Object::Float(f) => Some(*f),
+                    Object::Int(i) => Some(*i as f64),
+                    _ => None,
+                };
+                steps.extend(s);
+            }
+            if !keys.contains(&k) {
+                keys.push(k);
             }
         }
     }
-    if sd.state.is_empty() {
+    if state.is_empty() {
         let _ = writeln!(out, "{pad}  state: empty (no step taken yet)");
     } else {
         let step = match (
@@ -281,9 +438,10 @@ fn describe_optimizer(out: &mut String, key: &str, sd: &OptimizerStateDict, leve
         };
         let _ = writeln!(
             out,
-            "{pad}  state: {} params with state ({}), {values} values, {}{step}",
-            sd.state.len(),
+            "{pad}  state: {} params with state ({}), {values} values in {}, {}{step}",
+            state.len(),
             keys.join(", "),
+            dtypes.join(" and "),
             bytes(bytes_total)
         );
     }
@@ -343,7 +501,11 @@ fn describe_scheduler(out: &mut String, key: &str, v: &Object, level: usize) {
                 continue;
             }
         }
-        let _ = writeln!(out, "{pad}  {name}: {}", short_value(item));
+        let _ = writeln!(
+            out,
+            "{pad}  {name}: {}",
+            wrap_value(&short_value(item), 96, &pad)
+        );
     }
 }
 
@@ -386,7 +548,7 @@ fn describe_metadata(out: &mut String, key: &str, v: &Object, level: usize) {
             }
         }
         _ => {
-            let _ = writeln!(out, "{pad}{key}: {}", short_value(v));
+            let _ = writeln!(out, "{pad}{key}: {}", wrap_value(&short_value(v), 96, &pad));
         }
     }
 }
@@ -409,7 +571,7 @@ fn wrap(items: &[String], width: usize) -> Vec<String> {
     lines
 }
 
-fn bytes(n: usize) -> String {
+pub(crate) fn bytes(n: usize) -> String {
     if n < 1024 {
         format!("{n} bytes")
     } else if n < 1024 * 1024 {
@@ -424,30 +586,71 @@ mod tests {
     use super::*;
 
     #[test]
-    fn optimizer_types_from_pytorch_group_keys() {
-        let group = |keys: &[(&str, Value)]| -> Dict { keys.iter().cloned().collect() };
-        let betas = || Value::Tuple(vec![0.9.into(), 0.999.into()]);
-        assert_eq!(
-            infer_optimizer(&group(&[
+    fn optimizers_are_named_only_on_an_exact_match_of_their_keys() {
+        let group = |keys: &[(&str, Object)]| Object::str_dict(keys.iter().cloned());
+        let betas = || Object::Tuple(vec![Object::Float(0.9), Object::Float(0.999)]);
+        let f = Object::Float;
+        let b = Object::Bool;
+        // torch 2.15's Adam and AdamW groups: the same keys, told apart by a value.
+        let adam = |decoupled: bool| {
+            group(&[
+                ("lr", f(1e-3)),
                 ("betas", betas()),
-                ("amsgrad", false.into()),
-                ("decoupled_weight_decay", true.into())
-            ])),
-            "AdamW"
-        );
-        assert_eq!(
-            infer_optimizer(&group(&[
-                ("betas", betas()),
-                ("amsgrad", false.into()),
-                ("decoupled_weight_decay", false.into())
-            ])),
-            "Adam"
-        );
-        assert_eq!(
-            infer_optimizer(&group(&[("momentum", 0.9.into()), ("dampening", 0.into())])),
-            "SGD"
-        );
-        assert_eq!(infer_optimizer(&group(&[("lr", 0.1.into())])), "unknown");
+                ("eps", f(1e-8)),
+                ("weight_decay", f(0.0)),
+                ("amsgrad", b(false)),
+                ("maximize", b(false)),
+                ("foreach", Object::None),
+                ("capturable", b(false)),
+                ("differentiable", b(false)),
+                ("fused", Object::None),
+                ("decoupled_weight_decay", b(decoupled)),
+                ("params", Object::List(vec![Object::Int(0)])),
+                ("initial_lr", f(1e-3)),
+            ])
+        };
+        assert_eq!(infer_optimizer(&adam(true)), Some("AdamW"));
+        assert_eq!(infer_optimizer(&adam(false)), Some("Adam"));
+        // timm's Lion and Lamb are none of tempo's optimizers.
+        let lion = group(&[
+            ("lr", f(1e-4)),
+            ("betas", betas()),
+            ("weight_decay", f(0.0)),
+            ("caution", b(false)),
+            ("maximize", b(false)),
+            ("foreach", Object::None),
+        ]);
+        assert_eq!(infer_optimizer(&lion), None);
+        let lamb = group(&[
+            ("lr", f(1e-3)),
+            ("bias_correction", b(true)),
+            ("betas", betas()),
+            ("eps", f(1e-6)),
+            ("weight_decay", f(0.01)),
+            ("grad_averaging", b(true)),
+            ("max_grad_norm", f(1.0)),
+            ("trust_clip", b(false)),
+            ("always_adapt", b(false)),
+        ]);
+        assert_eq!(infer_optimizer(&lamb), None);
+        // Every tempo optimizer is recognised from its own default group.
+        for (name, keys, _) in optimizer_key_sets() {
+            let g = group(
+                &keys
+                    .iter()
+                    .map(|k| {
+                        let v = if k == "decoupled_weight_decay" {
+                            b(*name == "AdamW")
+                        } else {
+                            Object::None
+                        };
+                        (k.as_str(), v)
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            assert_eq!(infer_optimizer(&g), Some(*name), "{keys:?}");
+        }
+        assert_eq!(optimizer_key_sets().len(), OPTIMIZER_NAMES.len());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod convert;
 mod data;
 mod demo;
 mod inspect;
+mod inspect_hf;
 mod metrics;
 mod plot;
 mod train;

@@ -30,6 +30,11 @@ The run directory gets config.toml, the checkpoints (ckpt-<step>.tempo, the last
 --keep of them), metrics.csv, lr.svg (each group's lr and cycled momentum per step) and
 loss.svg (training loss per step, test accuracy per epoch). Ctrl-C saves a checkpoint at
 the next batch boundary and exits with code 130; --resume continues it bit for bit.
+--resume also takes a PyTorch checkpoint (.pt, Lightning's .ckpt) whose model,
+optimizer and scheduler match the config (same layer names and shapes, optimizer and
+scheduler classes): a new run continues from its step; a mismatch is an error.
+A NaN or infinite batch loss stops the run (exit code 1) with the step and the last
+good checkpoint, saving nothing; --allow-nonfinite-loss keeps going.
 A ReduceLROnPlateau scheduler follows the test loss (step_every = \"epoch\") or the
 mini-batch loss (step_every = \"batch\").
 
@@ -40,7 +45,8 @@ Examples:
   tempo train
   tempo train --epochs 5 --batch-size 64 --lr 0.02 --run-dir runs/short
   tempo train --config my.toml --data my.csv --target-column label
-  tempo train --resume runs/short";
+  tempo train --resume runs/short
+  tempo train --config my.toml --resume lightning/last.ckpt --run-dir runs/continued";
 
 /// Arguments of `tempo train`.
 #[derive(Debug, Default, clap::Args)]
@@ -79,11 +85,16 @@ pub(crate) struct TrainArgs {
     /// Keep the newest N checkpoints.
     #[arg(long, value_name = "N")]
     pub(crate) keep: Option<usize>,
-    /// Continue the run in RUN_DIR from its latest checkpoint, with its saved config.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = [
-        "config", "epochs", "batch_size", "lr", "seed", "hidden", "data", "target_column", "run_dir",
-    ])]
+    /// Continue the run in RUN_DIR from its latest checkpoint, with its saved config; or
+    /// continue from a PyTorch checkpoint (.pt, Lightning's .ckpt) whose model,
+    /// optimizer and scheduler match this run's config (--config and the options
+    /// above), into a new --run-dir.
+    #[arg(long, value_name = "RUN_DIR|FILE")]
     pub(crate) resume: Option<PathBuf>,
+    /// Keep training when a batch's loss is NaN or infinite (by default the run stops
+    /// there, naming the step and the last good checkpoint, and saves nothing).
+    #[arg(long)]
+    pub(crate) allow_nonfinite_loss: bool,
     /// Print nothing but errors.
     #[arg(long, short)]
     pub(crate) quiet: bool,
@@ -121,7 +132,11 @@ struct Run {
 pub(crate) fn run(args: TrainArgs) -> Result<Outcome> {
     let started = Instant::now();
     let mut run = match &args.resume {
-        Some(dir) => resume(dir, &args)?,
+        Some(file) if file.is_file() => resume_foreign(file, &args)?,
+        Some(dir) => {
+            refuse_overrides(&args)?;
+            resume(dir, &args)?
+        }
         None => start(&args)?,
     };
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -194,15 +209,295 @@ fn start(args: &TrainArgs) -> Result<Run> {
     build(config, config_text, dir)
 }
 
+/// A run directory is continued with its own config: only --checkpoint-every and
+/// --keep may change.
+fn refuse_overrides(args: &TrainArgs) -> Result<()> {
+    let given: Vec<&str> = [
+        ("--config", args.config.is_some()),
+        ("--epochs", args.epochs.is_some()),
+        ("--batch-size", args.batch_size.is_some()),
+        ("--lr", args.lr.is_some()),
+        ("--seed", args.seed.is_some()),
+        ("--hidden", args.hidden.is_some()),
+        ("--data", args.data.is_some()),
+        ("--target-column", args.target_column.is_some()),
+        ("--run-dir", args.run_dir.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    if !given.is_empty() {
+        bail!(
+            "--resume with a run directory continues it with its saved config, so {} cannot be used with it",
+            given.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// A new run, from this run's config, that continues from a PyTorch checkpoint: the
+/// model, optimizer and scheduler state dicts in `file` (a `torch.save` dict with
+/// them at the top level, a Lightning `.ckpt`, or a tempo checkpoint) must match the
+/// config's (same parameter names and shapes, same optimizer class, same scheduler
+/// class), or nothing is trained and the error names the mismatch.
+fn resume_foreign(file: &Path, args: &TrainArgs) -> Result<Run> {
+    let object = tempo::ckpt::read_any(file)
+        .with_context(|| format!("cannot resume from {}", file.display()))?;
+    let mut run = start(args)?;
+    match continue_from(&mut run, file, &object, args) {
+        Ok(()) => Ok(run),
+        Err(e) => {
+            // Leave no trace of a run that did not start: the new directory held only
+            // its config (remove_dir removes only an empty directory).
+            let _ = std::fs::remove_file(run.dir.join("config.toml"));
+            let _ = std::fs::remove_dir(&run.dir);
+            Err(e)
+        }
+    }
+}
+
+/// Puts the state dicts of a foreign checkpoint into a fresh run; see [`resume_foreign`].
+fn continue_from(
+    run: &mut Run,
+    file: &Path,
+    object: &tempo::ckpt::Object,
+    args: &TrainArgs,
+) -> Result<()> {
+    let here = |what: &str| format!("{}: {what}", file.display());
+    let parts = ForeignParts::find(object);
+
+    // The model: the same names and shapes, in any order.
+    let model_obj = parts.model.with_context(|| {
+        here(
+            "no model state dict (`state_dict`, `model`, `model_state_dict`, or a dict of tensors)",
+        )
+    })?;
+    let expected = run.model.state_dict().to_tensor_data();
+    let mut found = tempo::ckpt::module_state_from_object(model_obj)
+        .map_err(|e| anyhow::anyhow!("{}", here(&format!("model: {e}"))))?;
+    // Lightning prefixes the module's names with its attribute (`model.`).
+    if let Some(prefix) = common_prefix(&found, &expected) {
+        for (name, _) in &mut found {
+            *name = name[prefix.len()..].to_string();
+        }
+    }
+    for (name, data) in &expected {
+        match found.iter().find(|(n, _)| n == name) {
+            None => bail!(
+                "{}",
+                here(&format!(
+                    "the model has no `{name}` (the run's model has {}; the file's has {})",
+                    names(&expected),
+                    names(&found)
+                ))
+            ),
+            Some((_, d)) if d.shape() != data.shape() => bail!(
+                "{}",
+                here(&format!(
+                    "`{name}` has shape {:?}, the run's model needs {:?}",
+                    d.shape(),
+                    data.shape()
+                ))
+            ),
+            Some(_) => {}
+        }
+    }
+    if found.len() != expected.len() {
+        bail!(
+            "{}",
+            here(&format!(
+                "the model has {} tensors, the run's has {} ({})",
+                found.len(),
+                expected.len(),
+                names(&expected)
+            ))
+        );
+    }
+    let ordered: Vec<_> = expected
+        .iter()
+        .filter_map(|(name, _)| found.iter().find(|(n, _)| n == name).cloned())
+        .collect();
+    let model = StateDict::from_tensor_data(ordered)
+        .map_err(|e| anyhow::anyhow!("{}", here(&format!("model: {e}"))))?;
+    run.model
+        .load_state_dict(&model)
+        .map_err(|e| anyhow::anyhow!("{}", here(&format!("model: {e}"))))?;
+
+    // The optimizer: the config's class, told by its group keys.
+    let opt_obj = parts.optimizer.with_context(|| {
+        here("no optimizer state dict (`optimizer`, `optimizer_states`, `optimizer_state_dict`)")
+    })?;
+    let want = run.config.optimizer_type().to_string();
+    let group = opt_obj
+        .get("param_groups")
+        .and_then(tempo::ckpt::Object::items)
+        .and_then(<[_]>::first);
+    let kind = group.and_then(crate::inspect::infer_optimizer);
+    if kind != Some(want.as_str()) {
+        bail!(
+            "{}",
+            here(&format!(
+                "the optimizer is {}, the run's config has {want}",
+                kind.unwrap_or("not one of tempo's optimizers")
+            ))
+        );
+    }
+    let optimizer = tempo::ckpt::optimizer_state_from_object(opt_obj)
+        .map_err(|e| anyhow::anyhow!("{}", here(&format!("optimizer: {e}"))))?;
+    run.optimizer
+        .load_state_dict(&optimizer)
+        .map_err(|e| anyhow::anyhow!("{}", here(&format!("optimizer: {e}"))))?;
+
+    // The scheduler: present in both or in neither, the same class.
+    match (run.scheduler.as_mut(), parts.scheduler) {
+        (None, None) => {}
+        (Some(_), None) => bail!(
+            "{}",
+            here(&format!(
+                "no scheduler state dict, but the run's config has a {}",
+                run.config.scheduler_type().unwrap_or("scheduler")
+            ))
+        ),
+        (None, Some(_)) => bail!(
+            "{}",
+            here("a scheduler state dict, but the run's config has no scheduler")
+        ),
+        (Some(s), Some(state)) => {
+            let want = run.config.scheduler_type().unwrap_or("?").to_string();
+            let kind = crate::inspect::infer_scheduler(|k| state.get(k).is_some());
+            if !kind.split(" or ").any(|k| k == want) {
+                bail!(
+                    "{}",
+                    here(&format!(
+                        "the scheduler is {kind}, the run's config has {want}"
+                    ))
+                );
+            }
+            let dict = tempo::ckpt::scheduler_state_from_object(state)
+                .map_err(|e| anyhow::anyhow!("{}", here(&format!("scheduler: {e}"))))?;
+            s.load_state_dict(&dict)
+                .map_err(|e| anyhow::anyhow!("{}", here(&format!("scheduler: {e}"))))?;
+        }
+    }
+
+    // Where it stopped: the file's step (Lightning's `global_step`), else the
+    // optimizer's.
+    let step = ["global_step", "step"]
+        .iter()
+        .find_map(|k| object.get(k).and_then(tempo::ckpt::Object::as_i64))
+        .or_else(|| {
+            optimizer
+                .state
+                .iter()
+                .filter_map(|(_, st)| {
+                    st.entries
+                        .iter()
+                        .find(|(k, _)| k == "step")
+                        .and_then(|(_, v)| v.as_f64())
+                })
+                .reduce(f64::max)
+                .map(|s| s as i64)
+        })
+        .unwrap_or(0);
+    let step = u64::try_from(step).with_context(|| here(&format!("a negative step {step}")))?;
+    let batches = run.train.len().div_ceil(run.config.batch_size) as u64;
+    run.progress.step = step;
+    run.progress.epochs_done = step / batches.max(1);
+    run.progress.batches_done = step % batches.max(1);
+    if !args.quiet {
+        println!(
+            "continuing {} from step {step} (epoch {}, batch {}); the data order is this run's own",
+            file.display(),
+            run.progress.epochs_done + 1,
+            run.progress.batches_done
+        );
+    }
+    Ok(())
+}
+
+/// Where a foreign checkpoint keeps its model, optimizer and scheduler state dicts.
+struct ForeignParts<'a> {
+    model: Option<&'a tempo::ckpt::Object>,
+    optimizer: Option<&'a tempo::ckpt::Object>,
+    scheduler: Option<&'a tempo::ckpt::Object>,
+}
+
+impl<'a> ForeignParts<'a> {
+    fn find(o: &'a tempo::ckpt::Object) -> ForeignParts<'a> {
+        use tempo::ckpt::Object;
+        let first = |keys: &[&str]| keys.iter().find_map(|k| o.get(k));
+        let first_item = |k: &str| o.get(k).and_then(Object::items).and_then(<[_]>::first);
+        let is_model = |v: &&Object| {
+            v.entries().is_some_and(|e| {
+                !e.is_empty()
+                    && e.iter()
+                        .all(|(k, t)| k.as_str().is_some() && t.as_tensor().is_some())
+            })
+        };
+        let model = first(&["state_dict", "model", "model_state_dict", "net"])
+            .or_else(|| o.entries()?.iter().map(|(_, v)| v).find(is_model))
+            .or_else(|| Some(o).filter(is_model));
+        let optimizer = first(&["optimizer", "optimizer_state_dict"])
+            .or_else(|| first_item("optimizer_states"))
+            .filter(|v| v.get("param_groups").is_some());
+        let scheduler = first(&["scheduler", "lr_scheduler", "scheduler_state_dict"])
+            .or_else(|| first_item("lr_schedulers"))
+            .map(|v| {
+                v.get("scheduler")
+                    .filter(|s| s.get("last_epoch").is_some())
+                    .unwrap_or(v)
+            })
+            .filter(|v| v.get("last_epoch").is_some() || v.get("_last_lr").is_some());
+        ForeignParts {
+            model,
+            optimizer,
+            scheduler,
+        }
+    }
+}
+
+/// A prefix (`model.`) that, taken off every name in `found`, gives names in
+/// `expected`, if the names do not match as they are.
+fn common_prefix(
+    found: &[(String, tempo::tensor::TensorData)],
+    expected: &[(String, tempo::tensor::TensorData)],
+) -> Option<String> {
+    let (first, _) = expected.first()?;
+    if found.iter().any(|(n, _)| n == first) {
+        return None;
+    }
+    let (name, _) = found
+        .iter()
+        .find(|(n, _)| n.ends_with(&format!(".{first}")))?;
+    let prefix = name[..name.len() - first.len()].to_string();
+    found
+        .iter()
+        .all(|(n, _)| n.starts_with(&prefix))
+        .then_some(prefix)
+}
+
+fn names(entries: &[(String, tempo::tensor::TensorData)]) -> String {
+    let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+    names.join(", ")
+}
+
 /// An interrupted or finished run, from its directory's config and latest checkpoint.
 fn resume(dir: &Path, args: &TrainArgs) -> Result<Run> {
-    let path = checkpoint::latest(dir)?.with_context(|| {
+    let (path, saved, skipped) = checkpoint::load_latest(dir)?.with_context(|| {
         format!(
             "{} has no checkpoint (ckpt-*.tempo) to resume from",
             dir.display()
         )
     })?;
-    let saved = checkpoint::load(&path)?;
+    for line in &skipped {
+        eprintln!("warning: {line}");
+    }
+    if !skipped.is_empty() {
+        eprintln!(
+            "resuming from {}, the newest intact checkpoint",
+            path.display()
+        );
+    }
     let mut config = TrainConfig::parse(&saved.progress.config, &path.display().to_string())?;
     if let Some(n) = args.checkpoint_every {
         config.checkpoint.every = n;
@@ -385,6 +680,10 @@ fn train_loop(run: &mut Run, args: &TrainArgs, interrupted: &AtomicBool) -> Resu
                 .map(|g| run.optimizer.momentum(g).ok())
                 .collect();
             let loss = train_batch(run, rows)?;
+            if !loss.is_finite() && !args.allow_nonfinite_loss {
+                bar.finish_and_clear();
+                return Err(diverged(run, loss, epoch));
+            }
             run.progress.step += 1;
             run.progress.batches_done += 1;
             if let (Some(s), StepEvery::Batch) = (run.scheduler.as_mut(), run.step_every) {
@@ -459,6 +758,27 @@ fn train_loop(run: &mut Run, args: &TrainArgs, interrupted: &AtomicBool) -> Resu
         }
     }
     Ok(Outcome::Done)
+}
+
+/// The error of a run whose loss became `loss` (NaN or infinite) at the next step:
+/// which step, and the checkpoint to go back to. Nothing of the diverged state is saved.
+fn diverged(run: &Run, loss: f64, epoch: u64) -> anyhow::Error {
+    let step = run.progress.step + 1;
+    let last = match checkpoint::latest(&run.dir) {
+        Ok(Some(path)) => format!(
+            "the last good checkpoint is {} (continue from it with: tempo train --resume {})",
+            path.display(),
+            shell_quote(&run.dir)
+        ),
+        Ok(None) => "no checkpoint was saved before it".to_string(),
+        Err(e) => format!("the run directory cannot be listed ({e})"),
+    };
+    anyhow::anyhow!(
+        "the training loss is {loss} at step {step} (epoch {epoch}, batch {} of the epoch): \
+         the run diverged, so it stops without saving; {last}; a smaller --lr may help, \
+         and --allow-nonfinite-loss keeps going instead",
+        run.progress.batches_done + 1
+    )
 }
 
 /// One optimizer step on the rows `rows` of the training set; returns the batch loss.
@@ -631,6 +951,32 @@ mod tests {
             .collect();
         assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
         assert_eq!(describe_model(&model), "a 64-128-10 MLP");
+    }
+
+    #[test]
+    fn a_diverged_run_names_its_step_and_last_good_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TrainConfig::default_config().unwrap();
+        let text = config.to_toml().unwrap();
+        let mut run = build(config, text, dir.path().to_path_buf()).unwrap();
+        let before = diverged(&run, f64::NAN, 1).to_string();
+        assert!(
+            before.contains("loss is NaN at step 1 (epoch 1, batch 1"),
+            "{before}"
+        );
+        assert!(before.contains("no checkpoint was saved"), "{before}");
+        run.progress.step = 45;
+        run.progress.epochs_done = 1;
+        save_checkpoint(&run).unwrap();
+        run.progress.step = 52;
+        run.progress.batches_done = 7;
+        let after = diverged(&run, f64::INFINITY, 2).to_string();
+        assert!(
+            after.contains("loss is inf at step 53 (epoch 2, batch 8"),
+            "{after}"
+        );
+        assert!(after.contains("ckpt-000000000045.tempo"), "{after}");
+        assert!(after.contains("tempo train --resume"), "{after}");
     }
 
     #[test]

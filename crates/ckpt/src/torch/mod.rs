@@ -1,6 +1,7 @@
 //! PyTorch's `torch.save` format: a zip archive with a pickle (`data.pkl`) and one raw
 //! little-endian record per storage (`data/<key>`).
 
+mod legacy;
 pub(crate) mod map;
 mod pickle;
 mod unpickle;
@@ -25,7 +26,8 @@ use crate::{AnyTensor, CkptError, DType, Object};
 use unpickle::TensorSpec;
 use zip::{check_crc, Archive, ZipWriter};
 
-/// Reads a file written by `torch.save` (PyTorch 1.6 and later), as
+/// Reads a file written by `torch.save` (the zip format of PyTorch 1.6 and later, and
+/// the legacy format before it), as
 /// `torch.load(path, weights_only=True, map_location="cpu")` would.
 ///
 /// Only plain data (None, bools, ints, floats, strings, bytes, lists, tuples, sets,
@@ -39,25 +41,13 @@ use zip::{check_crc, Archive, ZipWriter};
 pub fn read_pt(path: impl AsRef<Path>) -> Result<Object, CkptError> {
     let path = path.as_ref();
     let mut file = File::open(path).map_err(CkptError::io(path))?;
-    // On Linux, one read-only map of the whole file: storages are copied out of the page
-    // cache's own pages, with one mmap and one munmap per read.
-    #[cfg(target_os = "linux")]
-    {
-        let len = file.metadata().map_err(CkptError::io(path))?.len();
-        let map = usize::try_from(len)
-            .ok()
-            .and_then(|n| crate::mapped::Mapping::new(&file, 0, n));
-        if let Some(map) = map {
-            let bytes = map.bytes();
-            return read_pt_with(&mut file, &mut |_, at, buf, crc| {
-                let from = usize::try_from(at)
-                    .ok()
-                    .and_then(|at| bytes.get(at..))
-                    .unwrap_or_default();
-                crate::io::copy_from(from, buf, crc)
-            });
-        }
+    if is_legacy(&mut file)? {
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(CkptError::io(path))?;
+        return legacy::read_legacy(&bytes);
     }
+    // Positioned reads, not a memory map: a file truncated by another process while it
+    // is read then gives a short read (an error), where a map would give SIGBUS.
     #[cfg(any(unix, windows))]
     return read_pt_with(&mut file, &mut |file, at, buf, crc| {
         crate::io::read_at_hashed(file, at, buf, crc)
@@ -68,10 +58,27 @@ pub fn read_pt(path: impl AsRef<Path>) -> Result<Object, CkptError> {
 
 /// [`read_pt`] from any seekable reader (a file, or a `Cursor` over bytes).
 pub fn read_pt_from<R: Read + Seek>(reader: &mut R) -> Result<Object, CkptError> {
+    if is_legacy(reader)? {
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes)?;
+        return legacy::read_legacy(&bytes);
+    }
     read_pt_with(reader, &mut |r, at, buf, crc| {
         r.seek(SeekFrom::Start(at))?;
         crate::io::read_hashed(r, buf, crc)
     })
+}
+
+/// Whether the reader holds a legacy (pre-1.6) `torch.save` file; it is left at its
+/// start.
+fn is_legacy<R: Read + Seek>(reader: &mut R) -> Result<bool, CkptError> {
+    reader.seek(SeekFrom::Start(0))?;
+    let mut head = Vec::with_capacity(legacy::LEGACY_MAGIC.len());
+    reader
+        .take(legacy::LEGACY_MAGIC.len() as u64)
+        .read_to_end(&mut head)?;
+    reader.seek(SeekFrom::Start(0))?;
+    Ok(head == legacy::LEGACY_MAGIC)
 }
 
 /// Fills a buffer from a reader at an offset, adding the bytes to a CRC-32.
@@ -180,7 +187,7 @@ pub fn read_pt_bytes(bytes: &[u8]) -> Result<Object, CkptError> {
 
 /// Whether `stride` is the row-major stride of `size` (dimensions of size 1 may have
 /// any stride, as in PyTorch).
-fn is_contiguous(size: &[usize], stride: &[usize]) -> bool {
+pub(crate) fn is_contiguous(size: &[usize], stride: &[usize]) -> bool {
     let mut expected = 1usize;
     for (&d, &s) in size.iter().zip(stride).rev() {
         if d != 1 && s != expected {
@@ -206,7 +213,7 @@ pub fn write_pt(path: impl AsRef<Path>, object: &Object) -> Result<(), CkptError
 }
 
 /// The archive folder name torch derives from a path: the file stem.
-fn archive_name(path: &Path) -> String {
+pub(crate) fn archive_name(path: &Path) -> String {
     let stem = path
         .file_stem()
         .and_then(|s| s.to_str())

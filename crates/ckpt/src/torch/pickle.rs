@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::object::MAX_DEPTH;
+use crate::DType;
 use crate::{AnyTensor, CkptError, Object};
 
 /// Python batches APPENDS and SETITEMS by this many items.
@@ -186,31 +187,51 @@ impl<'a> Pickler<'a> {
         let key = self.tensors.len();
         self.tensors.push(t);
         let to_i64 = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
-        self.global("torch._utils\n_rebuild_tensor_v2");
+        // Dtypes with a legacy storage class go through `_rebuild_tensor_v2` and a typed
+        // storage; the others (uint16, float8, complex32, ...) as torch writes them: an
+        // `UntypedStorage` of bytes and `_rebuild_tensor_v3` with the dtype.
+        let legacy = t.dtype().torch_storage();
+        self.global(if legacy.is_some() {
+            "torch._utils\n_rebuild_tensor_v2"
+        } else {
+            "torch._utils\n_rebuild_tensor_v3"
+        });
         self.out.push(b'(');
         // The persistent id: ('storage', torch.FloatStorage, '0', 'cpu', numel).
         self.out.push(b'(');
         self.constant("'storage'", |p| {
             p.out.extend_from_slice(b"X\x07\x00\x00\x00storage");
         });
-        let storage: &'static str = match t.dtype() {
-            crate::DType::Bool => "torch\nBoolStorage",
-            crate::DType::U8 => "torch\nByteStorage",
-            crate::DType::I8 => "torch\nCharStorage",
-            crate::DType::I16 => "torch\nShortStorage",
-            crate::DType::I32 => "torch\nIntStorage",
-            crate::DType::I64 => "torch\nLongStorage",
-            crate::DType::F16 => "torch\nHalfStorage",
-            crate::DType::BF16 => "torch\nBFloat16Storage",
-            crate::DType::F32 => "torch\nFloatStorage",
-            crate::DType::F64 => "torch\nDoubleStorage",
+        let storage = match t.dtype() {
+            DType::Bool => "torch\nBoolStorage",
+            DType::U8 => "torch\nByteStorage",
+            DType::I8 => "torch\nCharStorage",
+            DType::I16 => "torch\nShortStorage",
+            DType::I32 => "torch\nIntStorage",
+            DType::I64 => "torch\nLongStorage",
+            DType::F16 => "torch\nHalfStorage",
+            DType::BF16 => "torch\nBFloat16Storage",
+            DType::F32 => "torch\nFloatStorage",
+            DType::F64 => "torch\nDoubleStorage",
+            DType::C64 => "torch\nComplexFloatStorage",
+            DType::C128 => "torch\nComplexDoubleStorage",
+            _ => "torch\nUntypedStorage",
         };
+        debug_assert_eq!(
+            Some(storage.trim_start_matches("torch\n")),
+            legacy.or(Some("UntypedStorage"))
+        );
         self.global(storage);
         self.str(&key.to_string())?;
         self.constant("'cpu'", |p| {
             p.out.extend_from_slice(b"X\x03\x00\x00\x00cpu");
         });
-        self.int(to_i64(t.len()));
+        // A typed storage counts elements, an untyped one bytes.
+        self.int(to_i64(if legacy.is_some() {
+            t.len()
+        } else {
+            t.nbytes()
+        }));
         self.out.push(b't');
         self.out.push(b'Q');
         // offset, size, row-major stride, requires_grad, backward hooks.
@@ -225,6 +246,9 @@ impl<'a> Pickler<'a> {
         self.out.push(0x89);
         self.global("collections\nOrderedDict");
         self.out.extend_from_slice(b")R");
+        if legacy.is_none() {
+            self.global(t.dtype().torch_global());
+        }
         self.out.extend_from_slice(b"tR");
         Ok(())
     }

@@ -37,10 +37,18 @@ enum Global {
     OrderedDict,
     Counter,
     RebuildTensorV2,
+    RebuildTensorV3,
     RebuildTensor,
     RebuildParameter,
     RebuildParameterWithState,
     Storage(DType),
+    /// `torch.UntypedStorage`: bytes, typed by `_rebuild_tensor_v3`'s dtype.
+    UntypedStorage,
+    /// A dtype object (`torch.float8_e4m3fn`).
+    Dtype(DType),
+    /// Something `torch.load(weights_only=True)` accepts but tempo cannot hold: a
+    /// dtype, storage class or rebuild function, described.
+    Unsupported(&'static str),
     Set,
     FrozenSet,
     ByteArray,
@@ -74,6 +82,9 @@ enum Node {
         numel: u64,
     },
     Tensor(Box<TensorSpec>),
+    /// A value tempo cannot hold, described; an error, with its key path, if the
+    /// result contains it.
+    Unsupported(String),
 }
 
 impl Node {
@@ -95,9 +106,54 @@ impl Node {
             Node::Global(_) => "a global",
             Node::Storage { .. } => "a storage",
             Node::Tensor(_) => "Tensor",
+            Node::Unsupported(_) => "an unsupported value",
         }
     }
 }
+
+/// Names in `torch` that PyTorch's safe loader accepts but tempo does not hold: the
+/// quantized dtypes and their storages, the bit-packed and sub-byte dtypes, the
+/// layouts and memory formats of the tensors tempo refuses anyway.
+const UNSUPPORTED_DTYPES: &[&str] = &[
+    "qint8",
+    "quint8",
+    "qint32",
+    "quint4x2",
+    "quint2x4",
+    "QInt8Storage",
+    "QUInt8Storage",
+    "QInt32Storage",
+    "QUInt4x2Storage",
+    "QUInt2x4Storage",
+    "bits8",
+    "bits16",
+    "bits1x8",
+    "bits2x4",
+    "bits4x2",
+    "float4_e2m1fn_x2",
+    "int1",
+    "int2",
+    "int3",
+    "int4",
+    "int5",
+    "int6",
+    "int7",
+    "uint1",
+    "uint2",
+    "uint3",
+    "uint4",
+    "uint5",
+    "uint6",
+    "uint7",
+    "sparse_coo",
+    "sparse_csr",
+    "sparse_csc",
+    "sparse_bsr",
+    "sparse_bsc",
+    "per_tensor_affine",
+    "per_channel_affine",
+    "per_channel_affine_float_qparams",
+];
 
 /// Maps Python 2 module names (pickle protocol 2 writes them) to Python 3's.
 fn resolve_global(module: &str, name: &str) -> Result<Global, CkptError> {
@@ -110,6 +166,26 @@ fn resolve_global(module: &str, name: &str) -> Result<Global, CkptError> {
         ("collections", "OrderedDict") => Global::OrderedDict,
         ("collections", "Counter") => Global::Counter,
         ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
+        ("torch._utils", "_rebuild_tensor_v3") => Global::RebuildTensorV3,
+        ("torch", "UntypedStorage") => Global::UntypedStorage,
+        ("torch._utils", "_rebuild_qtensor") => Global::Unsupported("a quantized tensor"),
+        ("torch._utils", "_rebuild_sparse_tensor") => Global::Unsupported("a sparse tensor"),
+        ("torch._utils", "_rebuild_meta_tensor_no_storage") => {
+            Global::Unsupported("a meta tensor (a shape and dtype without data)")
+        }
+        ("torch._utils", "_rebuild_nested_tensor") => Global::Unsupported("a nested tensor"),
+        ("torch._utils", "_rebuild_wrapper_subclass") => Global::Unsupported("a tensor subclass"),
+        ("torch._tensor", "_rebuild_from_type_v2") => Global::Unsupported("a tensor subclass"),
+        ("torch", name) if DType::from_torch_name(name).is_some() => {
+            Global::Dtype(DType::from_torch_name(name).unwrap_or(DType::U8))
+        }
+        ("torch", name) if UNSUPPORTED_DTYPES.contains(&name) => Global::Unsupported(
+            UNSUPPORTED_DTYPES
+                .iter()
+                .find(|&&n| n == name)
+                .copied()
+                .unwrap_or("a dtype"),
+        ),
         ("torch._utils", "_rebuild_tensor") => Global::RebuildTensor,
         ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
         ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
@@ -148,6 +224,15 @@ pub(crate) fn unpickle(
     data: &[u8],
     load: &mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,
 ) -> Result<Object, CkptError> {
+    unpickle_prefix(data, load).map(|(o, _)| o)
+}
+
+/// Runs the pickle at the start of `data` (the legacy format writes several in a
+/// row) and returns its root and its length in bytes.
+pub(crate) fn unpickle_prefix(
+    data: &[u8],
+    load: &mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,
+) -> Result<(Object, usize), CkptError> {
     let mut vm = Vm {
         data,
         pos: 0,
@@ -166,7 +251,7 @@ pub(crate) fn unpickle(
         limit,
         load,
     };
-    builder.build(root, 0)
+    Ok((builder.build(root, 0, "")?, vm.pos))
 }
 
 impl<'a> Vm<'a> {
@@ -453,11 +538,16 @@ impl<'a> Vm<'a> {
                 };
                 self.push(Node::Tuple(items));
             }
-            Global::RebuildTensorV2 | Global::RebuildTensor => {
-                if g == Global::RebuildTensorV2 {
-                    want(self, &[6, 7])?;
-                } else {
-                    want(self, &[4])?;
+            Global::RebuildTensorV2 | Global::RebuildTensorV3 | Global::RebuildTensor => {
+                match g {
+                    Global::RebuildTensorV2 => want(self, &[6, 7])?,
+                    Global::RebuildTensorV3 => want(self, &[7, 8])?,
+                    _ => want(self, &[4])?,
+                }
+                if let Node::Unsupported(what) = &self.nodes[args[0]] {
+                    let what = what.clone();
+                    self.push(Node::Unsupported(what));
+                    return Ok(());
                 }
                 let (key, dtype, numel) = match &self.nodes[args[0]] {
                     Node::Storage { key, dtype, numel } => (key.clone(), *dtype, *numel),
@@ -467,6 +557,39 @@ impl<'a> Vm<'a> {
                             other.type_name()
                         )))
                     }
+                };
+                // `_rebuild_tensor_v3` types a storage of bytes with its dtype argument.
+                let (dtype, numel) = if g == Global::RebuildTensorV3 {
+                    let to = match self.nodes[args[6]] {
+                        Node::Global(Global::Dtype(d)) => d,
+                        Node::Global(Global::Unsupported(what)) => {
+                            self.push(Node::Unsupported(format!("a tensor of dtype torch.{what}")));
+                            return Ok(());
+                        }
+                        ref other => {
+                            let found = other.type_name();
+                            return Err(self.err(format!(
+                                "_rebuild_tensor_v3's dtype must be a torch dtype, found {found}"
+                            )));
+                        }
+                    };
+                    if dtype == to {
+                        (to, numel)
+                    } else if dtype == DType::U8 {
+                        let size = to.size() as u64;
+                        if numel % size != 0 {
+                            return Err(self.err(format!(
+                                "a storage of {numel} bytes does not hold whole {to} elements"
+                            )));
+                        }
+                        (to, numel / size)
+                    } else {
+                        return Err(self.err(format!(
+                            "a {dtype} storage read as {to} by _rebuild_tensor_v3"
+                        )));
+                    }
+                } else {
+                    (dtype, numel)
                 };
                 let offset = self.int(args[1], "a storage offset")?;
                 let offset = usize::try_from(offset)
@@ -505,7 +628,13 @@ impl<'a> Vm<'a> {
                 // A parameter is loaded as its data, as `state_dict()` would give it.
                 self.stack.push(args[0]);
             }
-            Global::Storage(_) => return Err(self.err("storage classes cannot be called")),
+            Global::Storage(_) | Global::UntypedStorage | Global::Dtype(_) => {
+                return Err(self.err("storage classes and dtypes cannot be called"))
+            }
+            Global::Unsupported(what) => {
+                // Refused when the result holds it, with its key path.
+                self.push(Node::Unsupported(what.to_string()));
+            }
         }
         Ok(())
     }
@@ -850,6 +979,18 @@ impl<'a> Vm<'a> {
                     let pid = self.pop()?;
                     let items = match &self.nodes[pid] {
                         Node::Tuple(items) if items.len() == 5 => items.clone(),
+                        // The legacy format adds a view of the storage, None since
+                        // PyTorch 0.4.
+                        Node::Tuple(items)
+                            if items.len() == 6 && matches!(self.nodes[items[5]], Node::None) =>
+                        {
+                            items[..5].to_vec()
+                        }
+                        Node::Tuple(items) if items.len() == 6 => {
+                            return Err(self.err(
+                                "a storage view (written by PyTorch before 0.4) is not supported",
+                            ))
+                        }
                         other => {
                             let found = other.type_name();
                             return Err(self.err(format!(
@@ -863,6 +1004,12 @@ impl<'a> Vm<'a> {
                     }
                     let dtype = match self.nodes[items[1]] {
                         Node::Global(Global::Storage(d)) => d,
+                        // Bytes, typed later by `_rebuild_tensor_v3`.
+                        Node::Global(Global::UntypedStorage) => DType::U8,
+                        Node::Global(Global::Unsupported(what)) => {
+                            self.push(Node::Unsupported(format!("a storage of torch.{what}")));
+                            continue;
+                        }
                         ref other => {
                             let found = other.type_name();
                             return Err(self.err(format!(
@@ -971,7 +1118,7 @@ struct Builder<'n, 'l> {
 }
 
 impl Builder<'_, '_> {
-    fn build(&mut self, h: H, depth: usize) -> Result<Object, CkptError> {
+    fn build(&mut self, h: H, depth: usize, path: &str) -> Result<Object, CkptError> {
         if depth > MAX_DEPTH {
             return Err(CkptError::TooDeep { limit: MAX_DEPTH });
         }
@@ -986,13 +1133,25 @@ impl Builder<'_, '_> {
             found: (self.limit + cost - self.budget) as u64,
             limit: self.limit as u64,
         })?;
+        let child = |segment: &str| {
+            if path.is_empty() {
+                segment.to_string()
+            } else {
+                format!("{path}.{segment}")
+            }
+        };
         let list = |b: &mut Self, v: &[H]| -> Result<Vec<Object>, CkptError> {
-            v.iter().map(|&i| b.build(i, depth + 1)).collect()
+            v.iter()
+                .enumerate()
+                .map(|(n, &i)| b.build(i, depth + 1, &child(&n.to_string())))
+                .collect()
         };
         let pairs = |b: &mut Self, e: &[(H, H)]| -> Result<Vec<(Object, Object)>, CkptError> {
             let mut out = Vec::with_capacity(e.len());
             for &(k, v) in e {
-                out.push((b.build(k, depth + 1)?, b.build(v, depth + 1)?));
+                let key = b.build(k, depth + 1, &child("(key)"))?;
+                let value = b.build(v, depth + 1, &child(&crate::object::key_repr(&key)))?;
+                out.push((key, value));
             }
             Ok(dedup(out))
         };
@@ -1025,6 +1184,16 @@ impl Builder<'_, '_> {
                 Object::OrderedDict { entries, attrs }
             }
             Node::Tensor(spec) => Object::Tensor((self.load)(spec)?),
+            Node::Unsupported(what) => {
+                return Err(CkptError::Unsupported {
+                    path: if path.is_empty() {
+                        "the root".into()
+                    } else {
+                        path.to_string()
+                    },
+                    what: what.clone(),
+                })
+            }
             Node::Global(g) => {
                 return Err(CkptError::malformed(
                     "pickle result",

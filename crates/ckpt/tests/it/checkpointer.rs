@@ -98,3 +98,66 @@ fn bad_configs_are_errors() {
         Err(CkptError::InvalidConfig { what: "step", .. })
     ));
 }
+
+#[test]
+fn a_corrupt_latest_checkpoint_falls_back_to_the_newest_intact_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CheckpointerConfig {
+        keep_last: 5,
+        keep_best: Some(("val_loss".into(), MetricMode::Min)),
+        ..Default::default()
+    };
+    let c = Checkpointer::new(dir.path(), config).unwrap();
+    for (step, loss) in [(10, 0.5), (20, 0.1), (30, 0.3)] {
+        c.save(&state(step, loss)).unwrap();
+    }
+    // The newest has a flipped byte at its end; the one before is cut short.
+    let newest = c.path_for(30);
+    let mut bytes = std::fs::read(&newest).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x20;
+    std::fs::write(&newest, &bytes).unwrap();
+    let middle = c.path_for(20);
+    let len = std::fs::metadata(&middle).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&middle)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+
+    let latest = c.load_latest_intact().unwrap().unwrap();
+    assert_eq!(latest.state, state(10, 0.5));
+    assert_eq!(latest.entry.path, c.path_for(10));
+    let skipped: Vec<(u64, String)> = latest
+        .skipped
+        .iter()
+        .map(|s| (s.entry.step, s.to_string()))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!((skipped[0].0, skipped[1].0), (30, 20));
+    assert!(
+        matches!(latest.skipped[0].error, CkptError::Malformed { .. }),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[0].1.contains("ckpt-000000000030.tempo"),
+        "{skipped:?}"
+    );
+    assert!(skipped[1].1.contains("truncated"), "{skipped:?}");
+    assert_eq!(c.load_latest().unwrap().unwrap(), state(10, 0.5));
+    // Saving goes on, though two checkpoints cannot be read for their metric.
+    c.save(&state(40, 0.4)).unwrap();
+    assert_eq!(c.best().unwrap(), Some(c.path_for(40)));
+
+    // With nothing intact, the error names every file tried.
+    for step in [10, 40] {
+        std::fs::write(c.path_for(step), b"not a checkpoint").unwrap();
+    }
+    let err = c.load_latest_intact().unwrap_err();
+    let CkptError::NoIntactCheckpoint { skipped, .. } = &err else {
+        panic!("{err}")
+    };
+    for step in [10, 20, 30, 40] {
+        assert!(skipped.contains(&format!("step {step})")), "{err}");
+    }
+}

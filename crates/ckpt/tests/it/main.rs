@@ -3,6 +3,7 @@
 
 mod checkpointer;
 mod corruption;
+mod dtypes;
 mod golden;
 mod props;
 mod resume;

@@ -31,8 +31,8 @@ fn convert_refuses_to_overwrite_or_guess() {
     let out = run_in(dir.path(), &["convert", pt, "a.tempo"]);
     check_error(&out, "--force");
     check_ok(&run_in(dir.path(), &["convert", pt, "a.tempo", "--force"]));
-    let out = run_in(dir.path(), &["convert", pt, "a.bin"]);
-    check_error(&out, ".pt, .pth or .tempo");
+    let out = run_in(dir.path(), &["convert", pt, "a.txt"]);
+    check_error(&out, ".tempo or .safetensors");
     let out = run_in(dir.path(), &["convert", "missing.pt", "b.tempo"]);
     check_error(&out, "missing.pt");
 }

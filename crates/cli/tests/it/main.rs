@@ -2,9 +2,11 @@
 
 mod convert;
 mod demo;
+mod foreign;
 mod inspect;
 mod plot;
 mod resume;
+mod safety;
 mod train;
 
 use std::path::{Path, PathBuf};
