@@ -21,9 +21,15 @@ fn serialized() -> MutexGuard<'static, ()> {
 
 /// MPI for this process: `MPI_Init_thread` when started, `MPI_Finalize` when the
 /// runtime and every communicator taken from it are gone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MpiRuntime {
     universe: Arc<Universe>,
+}
+
+impl std::fmt::Debug for MpiRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpiRuntime").finish_non_exhaustive()
+    }
 }
 
 impl MpiRuntime {
@@ -146,6 +152,10 @@ impl Communicator for MpiComm {
     fn all_reduce_sum_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), DistError> {
         same_len(send.len(), recv.len())?;
         count(send.len())?;
+        if send.is_empty() {
+            // Every rank passes the same length, so every rank skips alike.
+            return Ok(());
+        }
         let _g = serialized();
         self.world
             .all_reduce_into(send, recv, SystemOperation::sum());
@@ -154,6 +164,10 @@ impl Communicator for MpiComm {
     fn all_reduce_sum_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), DistError> {
         same_len(send.len(), recv.len())?;
         count(send.len())?;
+        if send.is_empty() {
+            // Every rank passes the same length, so every rank skips alike.
+            return Ok(());
+        }
         let _g = serialized();
         self.world
             .all_reduce_into(send, recv, SystemOperation::sum());
@@ -162,6 +176,10 @@ impl Communicator for MpiComm {
     fn all_reduce_sum_u64(&self, send: &[u64], recv: &mut [u64]) -> Result<(), DistError> {
         same_len(send.len(), recv.len())?;
         count(send.len())?;
+        if send.is_empty() {
+            // Every rank passes the same length, so every rank skips alike.
+            return Ok(());
+        }
         let _g = serialized();
         self.world
             .all_reduce_into(send, recv, SystemOperation::sum());
@@ -170,6 +188,9 @@ impl Communicator for MpiComm {
     fn broadcast_f32(&self, root: usize, buf: &mut [f32]) -> Result<(), DistError> {
         count(buf.len())?;
         let root = self.root(root)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
         let _g = serialized();
         root.broadcast_into(buf);
         Ok(())
@@ -177,11 +198,15 @@ impl Communicator for MpiComm {
     fn broadcast_f64(&self, root: usize, buf: &mut [f64]) -> Result<(), DistError> {
         count(buf.len())?;
         let root = self.root(root)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
         let _g = serialized();
         root.broadcast_into(buf);
         Ok(())
     }
     fn all_gather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>, DistError> {
+        let mine = &framed(mine);
         let n = count(mine.len())?;
         let _g = serialized();
         let mut counts = vec![0 as Count; self.size];
@@ -196,6 +221,7 @@ impl Communicator for MpiComm {
         Ok(split(&buf, &counts))
     }
     fn gather_bytes(&self, root: usize, mine: &[u8]) -> Result<Option<Vec<Vec<u8>>>, DistError> {
+        let mine = &framed(mine);
         let n = count(mine.len())?;
         let root_process = self.root(root)?;
         let _g = serialized();
@@ -218,13 +244,24 @@ impl Communicator for MpiComm {
     }
 }
 
+/// `mine` behind one leading byte. An empty `&[u8]` points at address 1, which Open MPI
+/// reads as `MPI_IN_PLACE`; a message is therefore never empty.
+fn framed(mine: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(mine.len() + 1);
+    out.push(0);
+    out.extend_from_slice(mine);
+    out
+}
+
+/// The messages of a gather, each without its leading byte.
 fn split(buf: &[u8], counts: &[Count]) -> Vec<Vec<u8>> {
     let mut at = 0;
     counts
         .iter()
         .map(|&c| {
-            let part = buf[at..at + c as usize].to_vec();
-            at += c as usize;
+            let c = c as usize;
+            let part = buf.get(at + 1..at + c).unwrap_or_default().to_vec();
+            at += c;
             part
         })
         .collect()
