@@ -2,6 +2,7 @@
 
 mod convert;
 mod demo;
+mod distributed;
 mod inspect;
 mod plot;
 mod resume;
