@@ -196,7 +196,7 @@ mod mpi {
         let ckpt = checkpoints(&d.join("two")).pop().unwrap();
         check_ok(&run_in(d, &["convert", ckpt.to_str().unwrap(), "two.pt"]));
         check_ok(&run_in(d, &["convert", "two.pt", "back.tempo"]));
-        let back = load(&d.join("back.tempo")).unwrap();
+        let back = load(d.join("back.tempo")).unwrap();
         assert_eq!(back.optimizer, Some(b));
         // One display, from rank 0: the run's lines appear once.
         let out = run_mpi(
