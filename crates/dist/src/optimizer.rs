@@ -289,6 +289,20 @@ impl<T: DistFloat> DistributedOptimizer<T> {
             check_same(comm, "the param groups", &self.describe_groups())?;
         }
         let started = Instant::now();
+        if comm.size() == 1 {
+            // Nothing to combine or to share: the wrapped optimizer steps everything.
+            let n = self.params.len();
+            let present: Vec<usize> = (0..n)
+                .filter(|&i| self.params[i].grad().is_some())
+                .collect();
+            let any = self.inner.step()?;
+            self.note_first_steps(&present);
+            self.timings = StepTimings {
+                local_step: started.elapsed(),
+                ..StepTimings::default()
+            };
+            return Ok(any);
+        }
         let n = self.params.len();
         let mine: Vec<u64> = self
             .params
@@ -309,7 +323,10 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         for &i in &present {
             let p = &self.params[i];
             match p.grad().as_ref() {
-                Some(g) => self.flat.extend(g.iter().copied()),
+                Some(g) => match g.as_slice() {
+                    Some(contiguous) => self.flat.extend_from_slice(contiguous),
+                    None => self.flat.extend(g.iter().copied()),
+                },
                 None => self.flat.extend(std::iter::repeat_n(T::zero(), p.numel())),
             }
         }
@@ -333,7 +350,10 @@ impl<T: DistFloat> DistributedOptimizer<T> {
             at += len;
             let mut grad = p.grad_mut();
             match grad.as_mut().filter(|g| g.shape() == p.shape().as_slice()) {
-                Some(g) => g.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+                Some(g) => match g.as_slice_mut() {
+                    Some(contiguous) => contiguous.copy_from_slice(src),
+                    None => g.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+                },
                 None => {
                     *grad = Some(
                         ArrayD::from_shape_vec(IxDyn(&p.shape()), src.to_vec()).map_err(|e| {
@@ -364,17 +384,22 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         // 3. Every updated parameter from its owner.
         let plan = self.plan.clone();
         self.broadcast_params(present.iter().copied(), |i| plan.owner(i).unwrap_or(0))?;
-        for &i in &present {
-            if !self.order.contains(&i) {
-                self.order.push(i);
-            }
-        }
+        self.note_first_steps(&present);
         self.timings = StepTimings {
             all_reduce: reduced_at - started,
             local_step: stepped_at - reduced_at,
             broadcast: stepped_at.elapsed(),
         };
         Ok(true)
+    }
+
+    /// Records parameters stepped for the first time, in id order (PyTorch's state order).
+    fn note_first_steps(&mut self, present: &[usize]) {
+        for &i in present {
+            if !self.order.contains(&i) {
+                self.order.push(i);
+            }
+        }
     }
 
     /// Broadcasts the parameters `ids` (in id order), each from `owner(id)`, one bucketed
@@ -396,7 +421,11 @@ impl<T: DistFloat> DistributedOptimizer<T> {
             self.flat.clear();
             if rank == root {
                 for &i in &mine {
-                    self.flat.extend(self.params[i].data().iter().copied());
+                    let data = self.params[i].data();
+                    match data.as_slice() {
+                        Some(contiguous) => self.flat.extend_from_slice(contiguous),
+                        None => self.flat.extend(data.iter().copied()),
+                    }
                 }
             } else {
                 self.flat.resize(total, T::zero());
@@ -411,9 +440,11 @@ impl<T: DistFloat> DistributedOptimizer<T> {
                 for &i in &mine {
                     let mut data = self.params[i].data_mut();
                     let len = data.len();
-                    data.iter_mut()
-                        .zip(&self.flat[at..at + len])
-                        .for_each(|(d, s)| *d = *s);
+                    let src = &self.flat[at..at + len];
+                    match data.as_slice_mut() {
+                        Some(contiguous) => contiguous.copy_from_slice(src),
+                        None => data.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+                    }
                     at += len;
                 }
             }
