@@ -36,7 +36,11 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
             "tempo-ckpt",
         ],
     ),
-    ("tempo-cli", &["tempo"]),
+    (
+        "tempo-dist",
+        &["tempo-tensor", "tempo-param-groups", "tempo-optim"],
+    ),
+    ("tempo-cli", &["tempo", "tempo-dist"]),
     ("tempo-conformance", &["tempo", "tempo-testkit"]),
     ("benches", &["tempo"]),
     ("xtask", &[]),

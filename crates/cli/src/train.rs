@@ -21,6 +21,9 @@ use crate::data::{self, Dataset};
 use crate::metrics::{EpochRecord, Metrics, StepRecord, CSV_LAYOUT};
 use crate::Outcome;
 
+#[path = "distributed.rs"]
+mod distributed;
+
 const AFTER_HELP: &str = "\
 With no options, trains a 64-128-10 MLP on the embedded handwritten digits with AdamW
 and OneCycleLR (configs/default.toml), saving a checkpoint every epoch in
@@ -98,6 +101,9 @@ pub(crate) struct TrainArgs {
     /// Print nothing but errors.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// Train on every rank of an MPI run: `mpirun -np N tempo train --distributed`.
+    #[arg(long)]
+    pub(crate) distributed: bool,
     /// Sleep this long after each batch (to watch or interrupt a short run).
     #[arg(long, hide = true, value_name = "MS")]
     pub(crate) step_delay_ms: Option<u64>,
@@ -130,6 +136,9 @@ struct Run {
 
 /// Runs `tempo train`.
 pub(crate) fn run(args: TrainArgs) -> Result<Outcome> {
+    if args.distributed {
+        return distributed::run(args);
+    }
     let started = Instant::now();
     let mut run = match &args.resume {
         Some(file) if file.is_file() => resume_foreign(file, &args)?,

@@ -3,6 +3,7 @@
 mod convert;
 mod demo;
 mod foreign;
+mod distributed;
 mod inspect;
 mod plot;
 mod resume;

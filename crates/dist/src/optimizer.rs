@@ -1,0 +1,622 @@
+//! [`DistributedOptimizer`]: data-parallel steps over any elementwise tempo optimizer,
+//! with its state sharded across ranks (ZeRO stage 1).
+
+use std::time::{Duration, Instant};
+
+use ndarray::{ArrayD, IxDyn};
+use tempo_optim::{Optimizer, OptimizerStateDict, ParamState};
+use tempo_param_groups::{MomentumKey, OptimizerParamGroups, ParamGroupError, Value};
+use tempo_tensor::Tensor;
+
+use crate::comm::{agree, check_same};
+use crate::{wire, Communicator, DistError, DistFloat, ShardPlan};
+
+/// How the ranks' gradients are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GradReduction {
+    /// The mean over ranks (PyTorch's `DistributedDataParallel`): right when every rank's
+    /// loss is the mean over its own, equally sized, share of the batch.
+    #[default]
+    Mean,
+    /// The sum over ranks: right when every rank's loss is already divided by the global
+    /// batch size (exact for shares of unequal size).
+    Sum,
+}
+
+/// Settings of a [`DistributedOptimizer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DistConfig {
+    /// Gradient elements per all-reduce message (PyTorch's `bucket_cap_mb` is 25 MB:
+    /// 6.5 M f32 elements, the default here). Gradients are flattened into one buffer and
+    /// reduced in messages of this size, not one message per tensor; parameters are
+    /// broadcast from their owners in messages of the same size.
+    pub bucket_elements: usize,
+    /// How gradients are combined across ranks.
+    pub reduction: GradReduction,
+    /// Compare the param groups (what a scheduler writes) across ranks before every step
+    /// and fail on a difference. On by default in debug builds.
+    pub check_groups_every_step: bool,
+}
+
+impl Default for DistConfig {
+    fn default() -> Self {
+        Self {
+            bucket_elements: 25 * 1024 * 1024 / 4,
+            reduction: GradReduction::Mean,
+            check_groups_every_step: cfg!(debug_assertions),
+        }
+    }
+}
+
+/// Where the last [`DistributedOptimizer::step`] spent its time on this rank.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepTimings {
+    /// Flattening the gradients, the all-reduce messages, and writing the averages back.
+    pub all_reduce: Duration,
+    /// The wrapped optimizer's step over this rank's parameters.
+    pub local_step: Duration,
+    /// Broadcasting the updated parameters from their owners.
+    pub broadcast: Duration,
+}
+
+/// A data-parallel optimizer: every rank holds the whole model, computes gradients on
+/// its share of the batch, and calls [`step`](Self::step) (a collective), which
+///
+/// 1. all-reduces the gradients over flattened buckets ([`DistConfig::bucket_elements`]
+///    elements per message), so every rank holds the averaged gradients;
+/// 2. steps the wrapped optimizer over the parameters this rank *owns* (a
+///    [`ShardPlan`]: whole parameters, balanced by size), so optimizer state exists only
+///    for those: each rank keeps about `1/size` of it (ZeRO stage 1, PyTorch's
+///    `ZeroRedundancyOptimizer`);
+/// 3. broadcasts every updated parameter from its owner.
+///
+/// The wrapped optimizer is any elementwise tempo optimizer over the model's parameters,
+/// built exactly as a single process builds it; LBFGS, which needs all parameters at
+/// once, is refused. Its param groups stay whole on every rank, so a scheduler steps
+/// the distributed optimizer as it steps a single one (`&mut DistributedOptimizer` is a
+/// `&mut dyn OptimizerParamGroups`): every rank steps its own scheduler, and the groups
+/// stay identical (checked before each step in debug builds).
+///
+/// The state in a checkpoint is the single-process one: [`consolidated_state_dict`]
+/// gathers the shards on one rank in PyTorch's layout and numbering, and
+/// [`load_state_dict`] takes such a state (saved with any number of ranks, or by one
+/// process) and keeps this rank's share. Every method that talks to the other ranks is
+/// a collective; a failure on one rank (including a rank that disappears, where the
+/// communicator reports it) is an error on every rank, never a hang.
+///
+/// [`consolidated_state_dict`]: Self::consolidated_state_dict
+/// [`load_state_dict`]: Self::load_state_dict
+pub struct DistributedOptimizer<T: DistFloat> {
+    inner: Box<dyn Optimizer<T>>,
+    comm: Box<dyn Communicator>,
+    config: DistConfig,
+    params: Vec<Tensor<T>>,
+    plan: ShardPlan,
+    /// Parameter indices in the order they first got state (PyTorch's state-dict order),
+    /// the same on every rank.
+    order: Vec<usize>,
+    /// The keys of each group, for the debug comparison.
+    group_keys: Vec<Vec<String>>,
+    flat: Vec<T>,
+    reduced: Vec<T>,
+    timings: StepTimings,
+}
+
+impl<T: DistFloat> std::fmt::Debug for DistributedOptimizer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DistributedOptimizer")
+            .field("optimizer", &self.inner.name())
+            .field("rank", &self.comm.rank())
+            .field("size", &self.comm.size())
+            .field("plan", &self.plan)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<T: DistFloat> DistributedOptimizer<T> {
+    /// Wraps `inner` (built over the whole model, as a single process builds it) for the
+    /// ranks of `comm`. A collective: every rank must call it with the same optimizer
+    /// over parameters of the same shapes.
+    ///
+    /// Checks, on every rank alike, that all ranks agree on the optimizer, its param
+    /// groups and hyperparameters, and every parameter's shape (a difference is a
+    /// [`DistError::RankMismatch`] naming it); then copies rank 0's parameter values to
+    /// every rank (as `DistributedDataParallel` does), and keeps only this rank's share
+    /// of any state `inner` already holds.
+    pub fn new(
+        inner: Box<dyn Optimizer<T>>,
+        comm: Box<dyn Communicator>,
+        config: DistConfig,
+    ) -> Result<Self, DistError> {
+        let local = if inner.name() == "LBFGS" {
+            Err(DistError::NotElementwise {
+                name: inner.name().to_string(),
+            })
+        } else if config.bucket_elements == 0 {
+            Err(DistError::InvalidArgument {
+                what: "bucket_elements",
+                expected: "at least 1".into(),
+                found: "0".into(),
+            })
+        } else {
+            Ok(())
+        };
+        agree(comm.as_ref(), "setting up the distributed optimizer", local)?;
+        let params = inner.params();
+        let state = inner.state_dict();
+        let group_keys = state
+            .param_groups
+            .iter()
+            .map(|d| {
+                d.keys()
+                    .filter(|k| *k != "params")
+                    .map(String::from)
+                    .collect()
+            })
+            .collect();
+        let mut this = Self {
+            plan: ShardPlan::balanced(
+                &params.iter().map(Tensor::numel).collect::<Vec<_>>(),
+                comm.size(),
+            ),
+            inner,
+            comm,
+            config,
+            params,
+            order: Vec::new(),
+            group_keys,
+            flat: Vec::new(),
+            reduced: Vec::new(),
+            timings: StepTimings::default(),
+        };
+        check_same(
+            this.comm.as_ref(),
+            "the optimizer and its parameters",
+            &this.describe(),
+        )?;
+        this.broadcast_params(0..this.params.len(), |_| 0)?;
+        this.load_state_dict(&state)?;
+        Ok(this)
+    }
+
+    /// What every rank must share: dtype, optimizer, groups with their hyperparameters,
+    /// parameter shapes.
+    fn describe(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!("element type {}", T::DTYPE.name()),
+            format!("optimizer {}", self.inner.name()),
+            format!("{} parameters", self.params.len()),
+        ];
+        for (i, p) in self.params.iter().enumerate() {
+            lines.push(format!("parameter {i} of shape {:?}", p.shape()));
+        }
+        lines.extend(self.describe_groups());
+        lines
+    }
+
+    fn describe_groups(&self) -> Vec<String> {
+        let mut lines = vec![format!("{} param groups", self.inner.num_groups())];
+        for (g, keys) in self.group_keys.iter().enumerate() {
+            lines.push(format!("param group {g} keys {keys:?}"));
+            for key in keys.iter().map(String::as_str).chain(["lr", "initial_lr"]) {
+                lines.push(format!(
+                    "param group {g} {key} = {:?}",
+                    self.inner.get(g, key)
+                ));
+            }
+        }
+        lines
+    }
+
+    /// This rank.
+    pub fn rank(&self) -> usize {
+        self.comm.rank()
+    }
+
+    /// The number of ranks.
+    pub fn size(&self) -> usize {
+        self.comm.size()
+    }
+
+    /// The communicator, for the caller's own collectives (averaging a loss, comparing
+    /// configurations).
+    pub fn communicator(&self) -> &dyn Communicator {
+        self.comm.as_ref()
+    }
+
+    /// Which rank owns each parameter.
+    pub fn plan(&self) -> &ShardPlan {
+        &self.plan
+    }
+
+    /// The wrapped optimizer (holding state for this rank's parameters only).
+    pub fn inner(&self) -> &dyn Optimizer<T> {
+        self.inner.as_ref()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DistConfig {
+        &self.config
+    }
+
+    /// Where the last step spent its time on this rank.
+    pub fn last_step_timings(&self) -> StepTimings {
+        self.timings
+    }
+
+    /// The parameters, in state-dict id order.
+    pub fn params(&self) -> &[Tensor<T>] {
+        &self.params
+    }
+
+    /// Sets every parameter's gradient to `None`.
+    pub fn zero_grad(&mut self) {
+        self.inner.zero_grad();
+    }
+
+    /// Bytes of optimizer state this rank holds (tensor elements times their size): about
+    /// `1/size` of what one process holds for the same model.
+    pub fn local_state_bytes(&self) -> usize {
+        fn bytes(v: &tempo_optim::StateValue) -> usize {
+            match v {
+                tempo_optim::StateValue::Tensor(t) => t.len() * t.dtype().size(),
+                tempo_optim::StateValue::List(items) => items.iter().map(bytes).sum(),
+                _ => 0,
+            }
+        }
+        self.inner
+            .state_dict()
+            .state
+            .iter()
+            .flat_map(|(_, s)| s.entries.iter().map(|(_, v)| bytes(v)))
+            .sum()
+    }
+
+    /// This rank's share of the state: every param group, and state for the parameters
+    /// this rank owns. Not a checkpoint: see [`consolidated_state_dict`](Self::consolidated_state_dict).
+    pub fn local_state_dict(&self) -> OptimizerStateDict {
+        self.inner.state_dict()
+    }
+
+    /// One data-parallel step (a collective); see the type's documentation. Returns
+    /// whether any parameter was updated, as a single process would: a parameter takes
+    /// part when any rank has a gradient for it (ranks without one contribute zeros).
+    /// After the step every such parameter holds the combined gradient on every rank.
+    pub fn step(&mut self) -> Result<bool, DistError> {
+        let comm = self.comm.as_ref();
+        if self.config.check_groups_every_step {
+            check_same(comm, "the param groups", &self.describe_groups())?;
+        }
+        let started = Instant::now();
+        if comm.size() == 1 {
+            // Nothing to combine or to share: the wrapped optimizer steps everything.
+            let n = self.params.len();
+            let present: Vec<usize> = (0..n)
+                .filter(|&i| self.params[i].grad().is_some())
+                .collect();
+            let any = self.inner.step()?;
+            self.note_first_steps(&present);
+            self.timings = StepTimings {
+                local_step: started.elapsed(),
+                ..StepTimings::default()
+            };
+            return Ok(any);
+        }
+        let n = self.params.len();
+        let mine: Vec<u64> = self
+            .params
+            .iter()
+            .map(|p| u64::from(p.grad().is_some()))
+            .collect();
+        let mut counts = vec![0u64; n];
+        comm.all_reduce_sum_u64(&mine, &mut counts)?;
+        let present: Vec<usize> = (0..n).filter(|&i| counts[i] > 0).collect();
+        if present.is_empty() {
+            self.timings = StepTimings::default();
+            return Ok(false);
+        }
+        // 1. Flatten, all-reduce bucket by bucket, write the combined gradients back.
+        let total: usize = present.iter().map(|&i| self.params[i].numel()).sum();
+        self.flat.clear();
+        self.flat.reserve(total);
+        for &i in &present {
+            let p = &self.params[i];
+            match p.grad().as_ref() {
+                Some(g) => match g.as_slice() {
+                    Some(contiguous) => self.flat.extend_from_slice(contiguous),
+                    None => self.flat.extend(g.iter().copied()),
+                },
+                None => self.flat.extend(std::iter::repeat_n(T::zero(), p.numel())),
+            }
+        }
+        self.reduced.resize(total, T::zero());
+        let bucket = self.config.bucket_elements;
+        for start in (0..total).step_by(bucket) {
+            let end = (start + bucket).min(total);
+            T::all_reduce_sum(comm, &self.flat[start..end], &mut self.reduced[start..end])?;
+        }
+        if self.config.reduction == GradReduction::Mean && comm.size() > 1 {
+            let ranks = <T as tempo_tensor::Float>::from_f64(comm.size() as f64);
+            for x in &mut self.reduced {
+                *x /= ranks;
+            }
+        }
+        let mut at = 0;
+        for &i in &present {
+            let p = &self.params[i];
+            let len = p.numel();
+            let src = &self.reduced[at..at + len];
+            at += len;
+            let mut grad = p.grad_mut();
+            match grad.as_mut().filter(|g| g.shape() == p.shape().as_slice()) {
+                Some(g) => match g.as_slice_mut() {
+                    Some(contiguous) => contiguous.copy_from_slice(src),
+                    None => g.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+                },
+                None => {
+                    *grad = Some(
+                        ArrayD::from_shape_vec(IxDyn(&p.shape()), src.to_vec()).map_err(|e| {
+                            DistError::InvalidArgument {
+                                what: "gradient",
+                                expected: format!("{} elements", p.numel()),
+                                found: e.to_string(),
+                            }
+                        })?,
+                    );
+                }
+            }
+        }
+        let reduced_at = Instant::now();
+        // 2. Step this rank's parameters only: the others' gradients are set aside.
+        let rank = comm.rank();
+        let set_aside: Vec<(usize, Option<ArrayD<T>>)> = present
+            .iter()
+            .filter(|&&i| self.plan.owner(i) != Some(rank))
+            .map(|&i| (i, self.params[i].grad_mut().take()))
+            .collect();
+        let local = self.inner.step().map_err(DistError::from);
+        for (i, g) in set_aside {
+            *self.params[i].grad_mut() = g;
+        }
+        agree(comm, "the optimizer step", local)?;
+        let stepped_at = Instant::now();
+        // 3. Every updated parameter from its owner.
+        let plan = self.plan.clone();
+        self.broadcast_params(present.iter().copied(), |i| plan.owner(i).unwrap_or(0))?;
+        self.note_first_steps(&present);
+        self.timings = StepTimings {
+            all_reduce: reduced_at - started,
+            local_step: stepped_at - reduced_at,
+            broadcast: stepped_at.elapsed(),
+        };
+        Ok(true)
+    }
+
+    /// Records parameters stepped for the first time, in id order (PyTorch's state order).
+    fn note_first_steps(&mut self, present: &[usize]) {
+        for &i in present {
+            if !self.order.contains(&i) {
+                self.order.push(i);
+            }
+        }
+    }
+
+    /// Broadcasts the parameters `ids` (in id order), each from `owner(id)`, one bucketed
+    /// message stream per owner.
+    fn broadcast_params(
+        &mut self,
+        ids: impl Iterator<Item = usize>,
+        owner: impl Fn(usize) -> usize,
+    ) -> Result<(), DistError> {
+        let comm = self.comm.as_ref();
+        let ids: Vec<usize> = ids.collect();
+        let rank = comm.rank();
+        for root in 0..comm.size() {
+            let mine: Vec<usize> = ids.iter().copied().filter(|&i| owner(i) == root).collect();
+            let total: usize = mine.iter().map(|&i| self.params[i].numel()).sum();
+            if total == 0 {
+                continue;
+            }
+            self.flat.clear();
+            if rank == root {
+                for &i in &mine {
+                    let data = self.params[i].data();
+                    match data.as_slice() {
+                        Some(contiguous) => self.flat.extend_from_slice(contiguous),
+                        None => self.flat.extend(data.iter().copied()),
+                    }
+                }
+            } else {
+                self.flat.resize(total, T::zero());
+            }
+            let bucket = self.config.bucket_elements;
+            for start in (0..total).step_by(bucket) {
+                let end = (start + bucket).min(total);
+                T::broadcast(comm, root, &mut self.flat[start..end])?;
+            }
+            if rank != root {
+                let mut at = 0;
+                for &i in &mine {
+                    let mut data = self.params[i].data_mut();
+                    let len = data.len();
+                    let src = &self.flat[at..at + len];
+                    match data.as_slice_mut() {
+                        Some(contiguous) => contiguous.copy_from_slice(src),
+                        None => data.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+                    }
+                    at += len;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole optimizer state, gathered on rank `root` in the layout one process
+    /// would have (PyTorch's numbering, state in first-step order): `Some` on `root`,
+    /// `None` elsewhere. A collective. Write it with tempo-ckpt as any optimizer's state.
+    pub fn consolidated_state_dict(
+        &self,
+        root: usize,
+    ) -> Result<Option<OptimizerStateDict>, DistError> {
+        let comm = self.comm.as_ref();
+        let local = self.inner.state_dict();
+        let gathered = comm.gather_bytes(root, &wire::encode(&local.state))?;
+        let merged = match gathered {
+            None => Ok(None),
+            Some(all) => self.merge(all, local.param_groups).map(Some),
+        };
+        agree(comm, "consolidating the optimizer state", merged)
+    }
+
+    fn merge(
+        &self,
+        all: Vec<Vec<u8>>,
+        param_groups: Vec<tempo_param_groups::Dict>,
+    ) -> Result<OptimizerStateDict, DistError> {
+        let mut by_id: Vec<Option<ParamState>> = vec![None; self.params.len()];
+        for (rank, bytes) in all.iter().enumerate() {
+            for (id, state) in wire::decode(bytes, rank)? {
+                let slot = by_id.get_mut(id).ok_or_else(|| DistError::Malformed {
+                    rank,
+                    reason: format!(
+                        "state for parameter {id}, beyond the {} parameters",
+                        self.params.len()
+                    ),
+                })?;
+                if slot.is_some() || self.plan.owner(id) != Some(rank) {
+                    return Err(DistError::Malformed {
+                        rank,
+                        reason: format!(
+                            "state for parameter {id}, which rank {} owns",
+                            self.plan.owner(id).unwrap_or(0)
+                        ),
+                    });
+                }
+                *slot = Some(state);
+            }
+        }
+        let mut state = Vec::new();
+        let ordered = self.order.iter().copied().chain(0..self.params.len());
+        for id in ordered {
+            if let Some(s) = by_id[id].take() {
+                state.push((id, s));
+            }
+        }
+        Ok(OptimizerStateDict {
+            state,
+            param_groups,
+        })
+    }
+
+    /// Loads a whole optimizer state (a single process's, or a consolidated one saved
+    /// with any number of ranks): every rank keeps the param groups and the state of the
+    /// parameters it owns. A collective, and all or nothing: when the state does not fit
+    /// on any rank, every rank returns an error and keeps its previous state.
+    pub fn load_state_dict(&mut self, state_dict: &OptimizerStateDict) -> Result<(), DistError> {
+        let rank = self.comm.rank();
+        let ids = saved_ids(state_dict);
+        let local = OptimizerStateDict {
+            state: state_dict
+                .state
+                .iter()
+                .filter(|(id, _)| match ids.as_ref().and_then(|m| flat_of(m, *id)) {
+                    Some(flat) => self.plan.owner(flat) == Some(rank),
+                    // Ids the groups do not list: the wrapped optimizer names the error.
+                    None => true,
+                })
+                .cloned()
+                .collect(),
+            param_groups: state_dict.param_groups.clone(),
+        };
+        let backup = self.inner.state_dict();
+        let loaded = self.inner.load_state_dict(&local).map_err(DistError::from);
+        let ok = loaded.is_ok();
+        if let Err(e) = agree(self.comm.as_ref(), "loading the optimizer state", loaded) {
+            if ok {
+                // Another rank refused the state: put ours back as it was.
+                let _ = self.inner.load_state_dict(&backup);
+            }
+            return Err(e);
+        }
+        self.order = match &ids {
+            Some(m) => state_dict
+                .state
+                .iter()
+                .filter_map(|(id, _)| flat_of(m, *id))
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(())
+    }
+}
+
+/// For each saved id, its flat parameter index (PyTorch's `dict(zip(...))`: a repeated id
+/// maps to its last position); `None` when the groups do not list ids.
+fn saved_ids(sd: &OptimizerStateDict) -> Option<Vec<(i64, usize)>> {
+    let mut map: Vec<(i64, usize)> = Vec::new();
+    let mut flat = 0;
+    for d in &sd.param_groups {
+        for id in d.get("params").and_then(Value::as_slice)? {
+            let id = id.as_i64()?;
+            match map.iter_mut().find(|(i, _)| *i == id) {
+                Some(slot) => slot.1 = flat,
+                None => map.push((id, flat)),
+            }
+            flat += 1;
+        }
+    }
+    Some(map)
+}
+
+fn flat_of(map: &[(i64, usize)], id: usize) -> Option<usize> {
+    map.iter().find(|(i, _)| *i == id as i64).map(|&(_, f)| f)
+}
+
+impl<T: DistFloat> OptimizerParamGroups for DistributedOptimizer<T> {
+    fn num_groups(&self) -> usize {
+        self.inner.num_groups()
+    }
+    fn get(&self, group: usize, key: &str) -> Option<Value> {
+        self.inner.get(group, key)
+    }
+    fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+        self.inner.set(group, key, value)
+    }
+    fn get_f64(&self, group: usize, key: &str) -> Result<f64, ParamGroupError> {
+        self.inner.get_f64(group, key)
+    }
+    fn set_f64(&mut self, group: usize, key: &str, value: f64) -> Result<(), ParamGroupError> {
+        self.inner.set_f64(group, key, value)
+    }
+    fn check_group(&self, group: usize) -> Result<(), ParamGroupError> {
+        self.inner.check_group(group)
+    }
+    fn lr(&self, group: usize) -> Result<f64, ParamGroupError> {
+        self.inner.lr(group)
+    }
+    fn set_lr(&mut self, group: usize, lr: f64) -> Result<(), ParamGroupError> {
+        self.inner.set_lr(group, lr)
+    }
+    fn lrs_into(&self, out: &mut Vec<f64>) -> Result<(), ParamGroupError> {
+        self.inner.lrs_into(out)
+    }
+    fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), ParamGroupError> {
+        self.inner.set_lrs(lrs)
+    }
+    fn initial_lr(&self, group: usize) -> Option<f64> {
+        self.inner.initial_lr(group)
+    }
+    fn set_initial_lr(&mut self, group: usize, lr: f64) -> Result<(), ParamGroupError> {
+        self.inner.set_initial_lr(group, lr)
+    }
+    fn momentum_key(&self, group: usize) -> Result<MomentumKey, ParamGroupError> {
+        self.inner.momentum_key(group)
+    }
+    fn momentum(&self, group: usize) -> Result<f64, ParamGroupError> {
+        self.inner.momentum(group)
+    }
+    fn set_momentum(&mut self, group: usize, momentum: f64) -> Result<(), ParamGroupError> {
+        self.inner.set_momentum(group, momentum)
+    }
+}
