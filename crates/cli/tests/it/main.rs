@@ -2,8 +2,8 @@
 
 mod convert;
 mod demo;
-mod foreign;
 mod distributed;
+mod foreign;
 mod inspect;
 mod plot;
 mod resume;
