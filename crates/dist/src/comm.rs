@@ -8,7 +8,7 @@ use crate::DistError;
 /// the same order. Every method is a collective: every rank calls it, with buffers of
 /// the same length (except the byte gathers, whose lengths may differ).
 ///
-/// The production implementation is MPI ([`crate::MpiComm`], behind the `mpi` feature);
+/// The production implementation is MPI (`MpiComm`, behind the `mpi` feature);
 /// [`LocalComm`](crate::LocalComm) runs the ranks as threads of one process.
 pub trait Communicator: Send {
     /// This rank, in `0..size()`.

@@ -19,7 +19,7 @@
 //! * a disagreement between ranks (optimizer, param groups, shapes) or a failure on one
 //!   rank is an error on every rank, never a hang.
 //!
-//! The ranks talk through a [`Communicator`]: [`MpiComm`] on MPI (the `mpi` feature;
+//! The ranks talk through a [`Communicator`]: `MpiComm` on MPI (the `mpi` feature;
 //! run with `mpirun -np N`), or [`LocalComm`], ranks as threads of one process.
 //!
 //! ```

@@ -156,3 +156,26 @@ fn a_state_that_fits_on_no_rank_leaves_every_rank_as_it_was() {
         assert!((lr - 0.05).abs() < 1e-15, "rank {rank}: lr {lr}");
     }
 }
+
+#[test]
+fn a_rank_that_dies_while_a_checkpoint_is_gathered_leaves_rank_0_nothing_to_write() {
+    let out = LocalComm::run(3, |comm| {
+        let (ps, mut opt) = distributed(SPECS[0], comm)?;
+        train(&ps, &mut opt, 0, 2)?;
+        if opt.rank() == 2 {
+            // Ends before the save: its communicator leaves with it.
+            return Ok(None);
+        }
+        opt.consolidated_state_dict(0)
+    });
+    assert!(matches!(out[2], Ok(None)));
+    // Rank 0 gets an error instead of a state, so it writes no checkpoint (and the
+    // previous one, written atomically, stays as it was).
+    for r in [0, 1] {
+        assert!(
+            matches!(out[r], Err(DistError::RankLost { rank: 2, .. })),
+            "rank {r}: {:?}",
+            out[r]
+        );
+    }
+}
