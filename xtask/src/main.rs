@@ -1,16 +1,20 @@
 //! tempo's automation: `cargo xtask <task>`.
 //!
 //! - `conformance [PATH ...]`: runs PyTorch reference traces through tempo.
-//! - `tidy`: checks the dependency rules between tempo's crates.
+//! - `tidy`: checks the dependency rules between tempo's crates and the source rules
+//!   (module docs, `forbid(unsafe_code)`, the code map, cited docs).
 //! - `bench [--quick] [--vs-torch]`: runs the criterion suites and writes a summary
 //!   under `target/bench/`.
 //!
 //! xtask depends on no library crate of tempo's: it runs cargo.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 mod bench;
 mod conformance;
+mod source_rules;
 mod tidy;
 
 fn main() -> ExitCode {

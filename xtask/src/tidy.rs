@@ -1,6 +1,7 @@
 //! `cargo xtask tidy`: the dependency rules of ARCHITECTURE.md, checked against
 //! `cargo metadata`. The same check runs as a unit test, so `cargo test --workspace`
-//! fails when a boundary is crossed.
+//! fails when a boundary is crossed. The rules about the sources themselves are in
+//! `source_rules.rs`.
 
 use std::process::ExitCode;
 
@@ -118,7 +119,7 @@ fn allowed_transitively(package: &str, dependency: &str) -> bool {
         .any(|d| allowed(d).contains(&dependency))
 }
 
-fn metadata() -> anyhow::Result<serde_json::Value> {
+pub(crate) fn metadata() -> anyhow::Result<serde_json::Value> {
     let out = crate::cargo()
         .args([
             "metadata",
@@ -138,13 +139,37 @@ fn metadata() -> anyhow::Result<serde_json::Value> {
     serde_json::from_slice(&out.stdout).context("parsing cargo metadata")
 }
 
+/// The folders of the workspace's packages.
+pub(crate) fn members(metadata: &serde_json::Value) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let packages = metadata["packages"]
+        .as_array()
+        .context("cargo metadata has no packages")?;
+    packages
+        .iter()
+        .map(|p| {
+            let manifest = p["manifest_path"]
+                .as_str()
+                .context("package without a manifest path")?;
+            std::path::Path::new(manifest)
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .context("manifest path without a folder")
+        })
+        .collect()
+}
+
 pub(crate) fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
-    let violations = check(&metadata()?)?;
+    let metadata = metadata()?;
+    let violations = check(&metadata)?;
     for v in &violations {
         eprintln!("tidy: {v}");
     }
-    if violations.is_empty() {
-        println!("tidy: dependency rules hold");
+    let broken = crate::source_rules::check(&crate::workspace_root(), &members(&metadata)?)?;
+    for b in &broken {
+        eprintln!("tidy: {b}");
+    }
+    if violations.is_empty() && broken.is_empty() {
+        println!("tidy: dependency rules and source rules hold");
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::FAILURE)

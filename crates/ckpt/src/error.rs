@@ -1,3 +1,5 @@
+//! `CkptError`: everything that can go wrong reading or writing a checkpoint.
+
 use std::path::PathBuf;
 
 use thiserror::Error;

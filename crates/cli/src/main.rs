@@ -4,6 +4,8 @@
 //! With no arguments, `tempo` runs `tempo train` on its embedded default: an MLP on the
 //! handwritten digits, AdamW with OneCycleLR, a checkpoint every epoch.
 
+#![forbid(unsafe_code)]
+
 mod charts;
 mod checkpoint;
 mod config;

@@ -8,6 +8,8 @@
 //! println!("conformance: {} passed, {} failed", outcomes.len() - failed, failed);
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod lbfgs;
 mod steps;
 mod torch_ckpt;

@@ -1,6 +1,8 @@
 //! `tempo-conformance [PATH ...]`: runs conformance cases and prints one line per
 //! failing case, then `conformance: N passed, M failed`. Exits 1 if any failed.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -1,3 +1,5 @@
+//! `NnError`: errors from layers, losses and module state dicts.
+
 use tempo_tensor::TensorError;
 use thiserror::Error;
 

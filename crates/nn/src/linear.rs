@@ -1,3 +1,5 @@
+//! `Linear`, PyTorch's `nn.Linear` with its initialisation.
+
 use ndarray::ArrayD;
 use tempo_tensor::{Float, Generator, Tensor};
 

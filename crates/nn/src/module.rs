@@ -1,3 +1,5 @@
+//! The `Module` trait: a forward function and named parameters in PyTorch's order.
+
 use tempo_tensor::{no_grad, Float, Tensor};
 
 use crate::{NnError, StateDict};

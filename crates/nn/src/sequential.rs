@@ -1,3 +1,5 @@
+//! `Sequential`, PyTorch's `nn.Sequential`, with PyTorch's child names.
+
 use tempo_tensor::{Float, Tensor};
 
 use crate::{Module, NnError};

@@ -1,3 +1,5 @@
+//! A module's `StateDict`: parameters by dotted name, in the module's order.
+
 use ndarray::ArrayD;
 use tempo_tensor::{Float, TensorData};
 

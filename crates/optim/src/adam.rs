@@ -178,7 +178,7 @@ pub(crate) fn adam_check<T>(
     Ok(())
 }
 
-/// PyTorch's single-tensor Adam, fused into one pass (SEMANTICS.md §2.2): advances the
+/// PyTorch's single-tensor Adam, fused into one pass (`torch.optim.adam._single_tensor_adam`): advances the
 /// step count and returns the kernel with this parameter's bias corrections.
 pub(crate) fn adam_prepare<'a, T: Float>(
     h: &AdamHyper,

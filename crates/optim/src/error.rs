@@ -1,3 +1,5 @@
+//! `OptimError`: errors from building, stepping, saving and loading optimizers.
+
 use tempo_param_groups::ParamGroupError;
 use tempo_tensor::TensorError;
 use thiserror::Error;

@@ -5,7 +5,7 @@
 //! Every optimizer writes its per-element update as a [`Kernel`]: a plain loop over
 //! [`Lanes`] (the parameter, its gradient and up to three state buffers) using the
 //! helpers below, each of which is the exact f32/f64 semantics of the PyTorch op it
-//! stands for (SEMANTICS.md §0.2). A step collects one [`Task`] per parameter (the kernel
+//! stands for (the Python floats of PyTorch's code stay f64). A step collects one [`Task`] per parameter (the kernel
 //! with that parameter's own coefficients, and its lanes) into a [`Batch`], and
 //! [`Batch::run`] runs them all:
 //!
@@ -408,7 +408,7 @@ impl<T: Float> Lerp<T> {
     }
 }
 
-/// A Python float rounded once to the tensor's type: `F(x)` in SEMANTICS.md.
+/// A Python float rounded once to the tensor's type, where PyTorch passes a Python float to a tensor op.
 #[inline(always)]
 pub(crate) fn f<T: Float>(x: f64) -> T {
     <T as Float>::from_f64(x)

@@ -1,3 +1,5 @@
+//! `ParamGroupError`: what can go wrong reading or writing a param group.
+
 use thiserror::Error;
 
 /// What can go wrong when a scheduler reads or writes a param group.

@@ -1,3 +1,5 @@
+//! The `OptimizerParamGroups` seam: what a scheduler reads and writes per group.
+
 use crate::{ParamGroupError, Value};
 
 /// Where a group keeps the momentum that CyclicLR and OneCycleLR cycle.

@@ -62,6 +62,8 @@
 //! # Ok::<(), ParamGroupError>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod dicts;
 mod error;
 mod groups;

@@ -1,3 +1,5 @@
+//! `Value` and `Dict`: hyperparameters and scheduler state as PyTorch's Python dicts hold them.
+
 use std::fmt;
 
 /// A hyperparameter or a piece of scheduler state, as PyTorch keeps it in a Python dict.

@@ -65,6 +65,8 @@
 //! applies its factor again, as PyTorch's does). Loading a state dict is the exact way
 //! to resume; `last_epoch` is there for code and checkpoints that use it.
 
+#![forbid(unsafe_code)]
+
 mod base;
 mod call;
 mod composite;

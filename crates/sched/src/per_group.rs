@@ -1,3 +1,5 @@
+//! `PerGroup`: a hyperparameter given once for all groups or once per group.
+
 use serde::{Deserialize, Serialize};
 
 use crate::SchedError;

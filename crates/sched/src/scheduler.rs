@@ -1,3 +1,5 @@
+//! The `LrScheduler` trait every scheduler, preset and composite implements.
+
 use tempo_param_groups::{Dict, OptimizerParamGroups};
 
 use crate::SchedError;

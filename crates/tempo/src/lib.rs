@@ -55,6 +55,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub use tempo_ckpt as ckpt;
 pub use tempo_nn as nn;
 pub use tempo_optim as optim;

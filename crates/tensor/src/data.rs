@@ -1,3 +1,5 @@
+//! `TensorData`: an owned array whose element type is known at run time.
+
 use ndarray::ArrayD;
 
 use crate::{DType, Float, TensorError};

@@ -1,3 +1,5 @@
+//! Element types: the run-time `DType` tag and the `Float` trait for f32/f64.
+
 use std::fmt::{Debug, Display};
 
 use ndarray::ArrayD;

@@ -1,3 +1,5 @@
+//! `TensorError`: errors from tensors, their operations and backward passes.
+
 use thiserror::Error;
 
 use crate::DType;

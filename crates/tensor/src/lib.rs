@@ -31,6 +31,8 @@
 //! assert!(w.grad().is_none());
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod autograd;
 mod data;
 mod element;

@@ -1,3 +1,5 @@
+//! `Tensor`: a shared handle to a value, its gradient and its place in the autograd graph.
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 

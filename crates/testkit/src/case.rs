@@ -1,3 +1,5 @@
+//! Reading the PyTorch reference traces and checkpoints the tests compare against.
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

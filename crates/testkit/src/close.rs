@@ -1,3 +1,5 @@
+//! Tolerance comparison of floats, as the conformance cases state it.
+
 use serde::Deserialize;
 
 /// `|got - want| <= atol + rtol * |want|`, the comparison of the conformance cases.

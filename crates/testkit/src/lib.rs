@@ -9,6 +9,8 @@
 //! assert!(!close(0.3001, 0.3, tol));
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod case;
 mod close;
 

@@ -21,7 +21,7 @@ fn csv_of_the_seed_schedule_is_pytorchs() {
             "--csv",
         ],
     ));
-    // PyTorch's values (SEMANTICS.md §5): base_lr on even steps, halving peaks on odd ones.
+    // PyTorch's values (CyclicLR triangular2): base_lr on even steps, halving peaks on odd ones.
     let expected = [
         0.001,
         0.1,

@@ -1,5 +1,5 @@
 //! Every `sched__*` case of PyTorch's reference traces, through `build_scheduler` and
-//! FORMAT.md's step protocol, with its resume round trip.
+//! the step protocol of testdata/conformance/README.md, with its resume round trip.
 
 use std::path::PathBuf;
 

@@ -232,7 +232,7 @@ impl Drive {
 }
 
 /// One run: rows of lrs and momenta (row 0 after construction). With `resume_at = k`,
-/// after step k everything is saved, thrown away, rebuilt and loaded (FORMAT.md's
+/// after step k everything is saved, thrown away, rebuilt and loaded (the conformance
 /// protocol); with `drop_initial_lr`, the restored groups lose their `initial_lr`.
 pub(crate) fn run(
     build: Build<'_>,
