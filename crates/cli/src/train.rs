@@ -79,7 +79,7 @@ pub(crate) struct TrainArgs {
     /// The CSV's integer class column (default: the last column).
     #[arg(long, value_name = "NAME")]
     pub(crate) target_column: Option<String>,
-    /// Where checkpoints, metrics and pictures go (default: runs/<timestamp>).
+    /// Where checkpoints, metrics and pictures go (default: `runs/<timestamp>`).
     #[arg(long, value_name = "DIR")]
     pub(crate) run_dir: Option<PathBuf>,
     /// Save a checkpoint every N epochs (the last epoch is always saved).
