@@ -16,6 +16,9 @@
 //!   `step(&GradStore)`, `impl candle_nn::Optimizer` (so `backward_step(&loss)`
 //!   works), `impl OptimizerParamGroups` (so every tempo scheduler drives it).
 //! * [`CandleNnGroups`]: a tempo scheduler drives candle-nn's own `SGD`/`AdamW`.
+//! * [`capture`], [`save`], [`load`], [`restore`]: the whole training state (variables
+//!   by name, optimizer, scheduler, counters) in tempo's format or as a PyTorch `.pt`;
+//!   PyTorch's own checkpoints load ([`PtKeys`]); restores are all or nothing.
 //! * [`CandleParam`]: the storage seam (tempo-optim's `Param`) over a candle `Var`:
 //!   f32/f64 on the CPU are updated in place, without copies; other devices through
 //!   host copies ([`StorageMode`]); f16/bf16 are refused with an `Err`.
@@ -45,12 +48,14 @@
 //! ```
 
 mod adapter;
+mod checkpoint;
 mod error;
 mod optimizer;
 mod param;
 mod vars;
 
 pub use adapter::CandleNnGroups;
+pub use checkpoint::{capture, load, restore, save, PtKeys};
 pub use error::CandleError;
 pub use optimizer::CandleOptimizer;
 pub use param::{CandleFloat, CandleParam, StorageMode, IN_PLACE_RUN};

@@ -2,4 +2,6 @@
 //! host copies) against tempo's tensors, param groups by name, errors, PyTorch's
 //! training traces with candle-nn models, exact resume and checkpoints.
 
+mod resume;
 mod step;
+mod training;
