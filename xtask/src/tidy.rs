@@ -43,9 +43,23 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("tempo-cli", &["tempo", "tempo-dist"]),
     ("tempo-conformance", &["tempo", "tempo-testkit"]),
-    ("benches", &["tempo"]),
+    (
+        "tempo-candle",
+        &[
+            "tempo-tensor",
+            "tempo-param-groups",
+            "tempo-optim",
+            "tempo-sched",
+            "tempo-ckpt",
+        ],
+    ),
+    ("benches", &["tempo", "tempo-candle"]),
     ("xtask", &[]),
 ];
+
+/// Framework adapters at the edge: each foreign framework's crates, and the only
+/// packages that may depend on them (the core, the facade and the CLI never name one).
+pub(crate) const FRAMEWORKS: &[(&str, &[&str])] = &[("candle-", &["tempo-candle", "benches"])];
 
 /// One violation: `package` depends on `dependency` (of kind `kind`) without leave.
 #[derive(Debug, PartialEq)]
@@ -82,6 +96,16 @@ pub(crate) fn check(metadata: &serde_json::Value) -> anyhow::Result<Vec<Violatio
         };
         for dep in pkg["dependencies"].as_array().into_iter().flatten() {
             let dep_name = dep["name"].as_str().unwrap_or_default();
+            if let Some((_, users)) = FRAMEWORKS.iter().find(|(p, _)| dep_name.starts_with(p)) {
+                if !users.contains(&name) {
+                    out.push(Violation {
+                        package: name.into(),
+                        dependency: dep_name.into(),
+                        kind: dep["kind"].as_str().unwrap_or("normal").into(),
+                    });
+                }
+                continue;
+            }
             if !is_ours(dep_name) {
                 continue;
             }
@@ -212,6 +236,22 @@ mod tests {
                     kind: "dev".into()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn candle_outside_its_adapter_is_caught() {
+        let fake = serde_json::json!({"packages": [
+            {"name": "tempo-optim", "dependencies": [{"name": "candle-core", "kind": null}]},
+            {"name": "tempo-candle", "dependencies": [{"name": "candle-nn", "kind": null}]}
+        ]});
+        assert_eq!(
+            check(&fake).expect("check"),
+            vec![Violation {
+                package: "tempo-optim".into(),
+                dependency: "candle-core".into(),
+                kind: "normal".into()
+            }]
         );
     }
 
