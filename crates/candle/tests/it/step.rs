@@ -281,6 +281,7 @@ fn candle_nn_optimizer_api_and_a_scheduler_drive_it() {
         StepLRConfig {
             step_size: 1,
             gamma: 0.5,
+            ..StepLRConfig::new(1)
         },
     )
     .unwrap();
