@@ -3,7 +3,7 @@
 //! computed in f32 and its result rounded once to bfloat16 ([`round`]).
 //!
 //! [`gemm`] is the matrix product behind `@` and `addmm` on bfloat16 matrices:
-//! `out = round(alpha * (A @ B) + beta * C)`, each dot product accumulated in f32 in
+//! `out = round(fma(beta, C, alpha * (A @ B)))`, each dot product accumulated in f32 in
 //! index order with fused multiply-adds (as oneDNN's bfloat16 GEMM accumulates in f32),
 //! and rounded once. It is cache-blocked (packed 16-column strips of `B`, `KC`-deep
 //! blocks of the inner dimension, `MC`-row panels of `A`), compiled with FMA and AVX2
@@ -47,7 +47,8 @@ const MC: usize = 64;
 /// Products of at least this many multiply-adds are shared with the worker threads.
 const PARALLEL_FLOPS: usize = 1 << 21;
 
-/// One product `out = round(alpha * (A @ B) + beta * C)` of row-major f32 matrices.
+/// One product `out = round(fma(beta, C, alpha * (A @ B)))` of row-major f32 matrices
+/// (PyTorch's CPU bfloat16 `addmm` fuses `beta * C` with the scaled product).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Gemm<'a> {
     /// Rows of `A` and of the output.
@@ -66,6 +67,30 @@ pub(crate) struct Gemm<'a> {
     pub(crate) alpha: f32,
     /// `beta` and `C` (`m x n`), or `None` for a plain product.
     pub(crate) c: Option<(f32, &'a [f32])>,
+}
+
+/// The f32 sum of squares of bfloat16 values in memory order, as PyTorch's CPU
+/// `norm()` of a bfloat16 tensor takes it: 8 lanes, each adding `x[16v + l]^2` then
+/// `x[16v + 8 + l]^2` for every complete chunk of 16, the lanes folded left to right,
+/// then the remaining elements one at a time. (Products of bfloat16 values are exact in
+/// f32.)
+pub(crate) fn sum_of_squares(x: impl ExactSizeIterator<Item = f32> + Clone) -> f32 {
+    let len = x.len();
+    let full = len / 16 * 16;
+    let mut lanes = [0.0f32; 8];
+    let mut it = x.clone();
+    for _ in 0..full / 16 {
+        let chunk: [f32; 16] = std::array::from_fn(|_| it.next().unwrap_or(0.0));
+        for l in 0..8 {
+            lanes[l] += chunk[l] * chunk[l];
+            lanes[l] += chunk[8 + l] * chunk[8 + l];
+        }
+    }
+    let mut s = lanes.iter().fold(0.0f32, |a, &b| a + b);
+    for v in it {
+        s += v * v;
+    }
+    s
 }
 
 /// Computes `g` into `out` (`m x n`), using `packed` as the packing buffer.
@@ -315,7 +340,7 @@ impl Tile<'_, '_> {
                 Some((beta, c)) => {
                     let cr = &c[(r0 + r) * n + self.col0..(r0 + r) * n + self.col0 + self.cols];
                     for ((y, &x), &cv) in o.iter_mut().zip(row).zip(cr) {
-                        *y = round(alpha * x + beta * cv);
+                        *y = round(beta.mul_add(cv, alpha * x));
                     }
                 }
             }
@@ -365,7 +390,7 @@ mod tests {
                 }
                 out[i * g.n + j] = match g.c {
                     None => round(g.alpha * acc),
-                    Some((beta, c)) => round(g.alpha * acc + beta * c[i * g.n + j]),
+                    Some((beta, c)) => round(beta.mul_add(c[i * g.n + j], g.alpha * acc)),
                 };
             }
         }

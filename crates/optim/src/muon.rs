@@ -3,7 +3,7 @@
 use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
-use crate::bf16::{gemm, round, round_f64, Gemm};
+use crate::bf16::{gemm, round, round_f64, sum_of_squares, Gemm};
 use crate::kernels::{f, fma, wide, Lerp};
 use crate::kwargs::Kwargs;
 use crate::param_group::GroupReader;
@@ -180,21 +180,15 @@ fn adjusted_lr(lr: f64, adjust: AdjustLr, rows: usize, cols: usize) -> f64 {
 impl MuonScratch {
     /// PyTorch's `_zeropower_via_newtonschulz` on the bfloat16 matrix `x` (`m x n`,
     /// `m <= n`, already transposed if the update is tall): leaves the result in `self.x`.
-    fn newton_schulz(&mut self, m: usize, n: usize, h: &MuonHyper) {
+    fn newton_schulz(&mut self, m: usize, n: usize, sum_sq: f32, h: &MuonHyper) {
         let (a, b, c) = h.abc;
-        // The norm of the bfloat16 matrix, accumulated in float and rounded to bfloat16,
-        // clamped (in float) at eps and rounded again; the division is rounded too.
-        let sq: f64 = self
-            .x
-            .iter()
-            .map(|&v| {
-                let v = f64::from(v);
-                v * v
-            })
-            .sum();
-        let norm = round_f64(sq.sqrt());
+        // The norm: the f32 sum of squares (taken by the caller, in the memory order of
+        // the untransposed copy), its f32 square root rounded to bfloat16, clamped at
+        // the bfloat16 eps; the division is in f32, rounded to bfloat16.
+        let norm = round(sum_sq.sqrt());
         let eps = h.eps as f32;
-        let norm = round(if norm < eps { eps } else { norm });
+        let eps = round(eps);
+        let norm = if norm < eps { eps } else { norm };
         for v in &mut self.x {
             *v = round(*v / norm);
         }
@@ -417,7 +411,12 @@ impl<T: Float> WholeAlgorithm<T> for MuonConfig {
                 }
             }
         }
-        ns.newton_schulz(m, n, h);
+        let sum_sq = if tall {
+            sum_of_squares((0..m * n).map(|k| ns.x[(k % cols) * rows + k / cols]))
+        } else {
+            sum_of_squares(ns.x.iter().copied())
+        };
+        ns.newton_schulz(m, n, sum_sq, h);
         let lr = adjusted_lr(h.lr, h.adjust, rows, cols);
         let decay: T = f(1.0 - h.lr * h.weight_decay);
         let step: T = f(-lr);
@@ -494,7 +493,8 @@ mod tests {
             ns_steps: 5,
             adjust: AdjustLr::Original,
         };
-        s.newton_schulz(m, n, &h);
+        let sq = sum_of_squares(s.x.iter().copied());
+        s.newton_schulz(m, n, sq, &h);
         for i in 0..m {
             let d: f32 = (0..n).map(|k| s.x[i * n + k] * s.x[i * n + k]).sum();
             assert!((0.2..2.5).contains(&d), "row {i}: squared norm {d}");
