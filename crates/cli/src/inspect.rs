@@ -193,7 +193,11 @@ fn truncate(text: &str, max: usize) -> String {
 /// PyTorch does not save the optimizer's class: tell it from the group's keys.
 pub(crate) fn infer_optimizer(group: &Dict) -> &'static str {
     let has = |k: &str| group.contains_key(k);
-    if has("momentum_decay") {
+    if has("ns_coefficients") {
+        "Muon"
+    } else if has("beta2_decay") {
+        "Adafactor"
+    } else if has("momentum_decay") {
         "NAdam"
     } else if has("etas") && has("step_sizes") {
         "Rprop"
@@ -448,6 +452,26 @@ mod tests {
             "SGD"
         );
         assert_eq!(infer_optimizer(&group(&[("lr", 0.1.into())])), "unknown");
+        // Muon's groups hold `nesterov` too, as SGD's do.
+        assert_eq!(
+            infer_optimizer(&group(&[
+                ("momentum", 0.95.into()),
+                ("nesterov", true.into()),
+                (
+                    "ns_coefficients",
+                    Value::Tuple(vec![3.4445.into(), (-4.775).into(), 2.0315.into()])
+                )
+            ])),
+            "Muon"
+        );
+        assert_eq!(
+            infer_optimizer(&group(&[
+                ("beta2_decay", (-0.8).into()),
+                ("eps", Value::Tuple(vec![Value::None, 1e-3.into()])),
+                ("d", 1.0.into())
+            ])),
+            "Adafactor"
+        );
     }
 
     #[test]

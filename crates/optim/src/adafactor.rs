@@ -63,7 +63,7 @@ impl AdafactorConfig {
     }
 }
 
-/// `eps` as `[eps1 or null, eps2]`.
+/// `eps` as `[eps1 or null, eps2]` (or `["None", eps2]`).
 fn eps_kwarg(kw: &Kwargs<'_>) -> Result<(Option<f64>, f64), OptimError> {
     let Some(v) = kw.map.get("eps") else {
         return Ok(AdafactorConfig::default().eps);
@@ -71,15 +71,16 @@ fn eps_kwarg(kw: &Kwargs<'_>) -> Result<(Option<f64>, f64), OptimError> {
     let wrong = || OptimError::WrongArgumentType {
         optimizer: "Adafactor",
         name: "eps".into(),
-        expected: "a pair [eps1 or null, eps2] of numbers",
+        expected: "a pair [eps1 or null (or \"None\"), eps2] of numbers",
         found: v.to_string(),
     };
     match v.as_array().map(Vec::as_slice) {
         Some([a, b]) => {
-            let eps1 = if a.is_null() {
-                None
-            } else {
-                Some(a.as_f64().ok_or_else(wrong)?)
+            // A config file (TOML has no null) writes PyTorch's None as "None".
+            let eps1 = match a {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) if s == "None" => None,
+                a => Some(a.as_f64().ok_or_else(wrong)?),
             };
             Ok((eps1, b.as_f64().ok_or_else(wrong)?))
         }

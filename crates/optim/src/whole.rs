@@ -92,10 +92,18 @@ impl<T: Float, A: WholeAlgorithm<T>, P: Param<T>> std::fmt::Debug for WholeEngin
 
 /// A kwargs override keeps the default's kind of sequence: PyTorch's constructors store
 /// `eps` and `ns_coefficients` as the tuples they were given, and a spec's JSON list
-/// stands for that tuple.
+/// stands for that tuple (whose item `"None"`, from a TOML file, is Python's `None`).
 fn like_default(default: &Value, v: &Value) -> Value {
     match (default, v) {
-        (Value::Tuple(_), Value::List(items)) => Value::Tuple(items.clone()),
+        (Value::Tuple(_), Value::List(items)) => Value::Tuple(
+            items
+                .iter()
+                .map(|x| match x {
+                    Value::Str(s) if s == "None" => Value::None,
+                    x => x.clone(),
+                })
+                .collect(),
+        ),
         _ => v.clone(),
     }
 }

@@ -70,7 +70,12 @@ fn invalid_hyperparameters_are_named_with_their_value() {
             Ok(_) => panic!("{kind} {kwargs}: accepted"),
         }
     }
-    // `eps` must be a pair whose first item may be null.
+    // `eps` must be a pair whose first item may be null (or "None", from TOML).
+    let o = build_optimizer(&spec("Adafactor", json!({"eps": ["None", 1e-2]})), &ps).expect("None");
+    assert_eq!(
+        o.state_dict().param_groups[0].get("eps"),
+        Some(&Value::Tuple(vec![Value::None, Value::Float(1e-2)]))
+    );
     for bad in [json!(1e-3), json!([1e-3]), json!(["x", 1e-3])] {
         assert!(matches!(
             build_optimizer(&spec("Adafactor", json!({"eps": bad})), &ps),
