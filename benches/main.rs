@@ -12,6 +12,8 @@ use criterion::Criterion;
 mod bandwidth;
 #[path = "suites/ckpt.rs"]
 mod ckpt;
+#[path = "suites/matrix.rs"]
+mod matrix;
 #[path = "suites/optim.rs"]
 mod optim;
 #[path = "suites/sched.rs"]
@@ -52,6 +54,7 @@ fn main() {
     let mut c = config().configure_from_args();
     bandwidth::bench(&mut c);
     optim::bench(&mut c);
+    matrix::bench(&mut c);
     sched::bench(&mut c);
     train::bench(&mut c);
     ckpt::bench(&mut c);

@@ -120,6 +120,18 @@ pub enum OptimError {
         /// What was found.
         found: String,
     },
+    /// A parameter has a shape the optimizer cannot step (Muon: only 2-D matrices).
+    #[error("{optimizer} only supports {expected} parameters, whereas parameter {param} has shape {shape:?}")]
+    UnsupportedParamShape {
+        /// The optimizer's PyTorch class name.
+        optimizer: &'static str,
+        /// The parameter's state-dict id.
+        param: usize,
+        /// The parameter's shape.
+        shape: Vec<usize>,
+        /// The shapes the optimizer supports.
+        expected: &'static str,
+    },
     /// A gradient does not have its parameter's shape.
     #[error("parameter {param}: gradient shape {got:?} does not match the parameter's shape {expected:?}")]
     GradShapeMismatch {

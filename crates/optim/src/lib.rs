@@ -30,6 +30,8 @@
 //! | `Rprop` | [`Rprop`] | [`RpropConfig`] |
 //! | `ASGD` | [`Asgd`] | [`AsgdConfig`] |
 //! | `LBFGS` | [`Lbfgs`] | [`LbfgsConfig`] |
+//! | `Adafactor` | [`Adafactor`] | [`AdafactorConfig`] |
+//! | `Muon` | [`Muon`] | [`MuonConfig`] |
 //!
 //! ## Any parameter storage
 //!
@@ -84,16 +86,19 @@
 //! ```
 
 mod adadelta;
+mod adafactor;
 mod adagrad;
 mod adam;
 mod adamax;
 mod adamw;
 mod asgd;
+mod bf16;
 mod engine;
 mod error;
 mod kernels;
 mod kwargs;
 mod lbfgs;
+mod muon;
 mod nadam;
 mod optimizer;
 mod param_group;
@@ -106,8 +111,10 @@ mod spec;
 mod state;
 mod store;
 mod validate;
+mod whole;
 
 pub use adadelta::{Adadelta, AdadeltaConfig};
+pub use adafactor::{Adafactor, AdafactorConfig};
 pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig};
 pub use adamax::{Adamax, AdamaxConfig};
@@ -115,6 +122,7 @@ pub use adamw::{AdamW, AdamWConfig};
 pub use asgd::{Asgd, AsgdConfig};
 pub use error::OptimError;
 pub use lbfgs::{Lbfgs, LbfgsConfig};
+pub use muon::{Muon, MuonConfig, MUON_ADJUST_LR_FNS};
 pub use nadam::{NAdam, NAdamConfig};
 pub use optimizer::Optimizer;
 pub use param_group::ParamGroup;

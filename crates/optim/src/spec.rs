@@ -8,10 +8,10 @@ use tempo_tensor::Tensor;
 
 use crate::kwargs::{json_to_value, Kwargs};
 use crate::{
-    Adadelta, AdadeltaConfig, Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Adamax,
-    AdamaxConfig, Asgd, AsgdConfig, Lbfgs, LbfgsConfig, NAdam, NAdamConfig, OptimError, Optimizer,
-    Param, ParamGroup, RAdam, RAdamConfig, Rmsprop, RmspropConfig, Rprop, RpropConfig, Sgd,
-    SgdConfig,
+    Adadelta, AdadeltaConfig, Adafactor, AdafactorConfig, Adagrad, AdagradConfig, Adam, AdamConfig,
+    AdamW, AdamWConfig, Adamax, AdamaxConfig, Asgd, AsgdConfig, Lbfgs, LbfgsConfig, Muon,
+    MuonConfig, NAdam, NAdamConfig, OptimError, Optimizer, Param, ParamGroup, RAdam, RAdamConfig,
+    Rmsprop, RmspropConfig, Rprop, RpropConfig, Sgd, SgdConfig,
 };
 
 /// An optimizer described by PyTorch's class and argument names: the `optimizer` field
@@ -29,7 +29,7 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct OptimizerSpec {
     /// PyTorch's class name: `SGD`, `Adam`, `AdamW`, `Adagrad`, `Adadelta`, `Adamax`,
-    /// `NAdam`, `RAdam`, `RMSprop`, `Rprop`, `ASGD`, `LBFGS`.
+    /// `NAdam`, `RAdam`, `RMSprop`, `Rprop`, `ASGD`, `LBFGS`, `Adafactor`, `Muon`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Constructor keyword arguments, by PyTorch's names.
@@ -100,8 +100,20 @@ impl OptimizerSpec {
 
 /// The optimizer class names [`build_optimizer`] knows.
 pub const OPTIMIZER_NAMES: &[&str] = &[
-    "SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "RMSprop", "Rprop",
-    "ASGD", "LBFGS",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Adagrad",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
+    "Rprop",
+    "ASGD",
+    "LBFGS",
+    "Adafactor",
+    "Muon",
 ];
 
 fn groups_of<T: Float, P: Param<T>>(
@@ -170,6 +182,8 @@ pub fn build_optimizer<T: Float, P: Param<T>>(
         "Rprop" => build!("Rprop", Rprop, RpropConfig),
         "ASGD" => build!("ASGD", Asgd, AsgdConfig),
         "LBFGS" => build!("LBFGS", Lbfgs, LbfgsConfig),
+        "Adafactor" => build!("Adafactor", Adafactor, AdafactorConfig),
+        "Muon" => build!("Muon", Muon, MuonConfig),
         other => Err(OptimError::UnknownOptimizer {
             name: other.to_string(),
             accepted: OPTIMIZER_NAMES.join(", "),

@@ -122,7 +122,7 @@ fn run_case(case: &Case) -> Result<(), String> {
 #[test]
 fn optim_cases_match_pytorch() {
     let cases = load_cases(&["optim__"]);
-    assert_eq!(cases.len(), 52, "expected the 52 optim__ cases");
+    assert_eq!(cases.len(), 64, "expected the 64 optim__ cases");
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|c| run_case(c).err().map(|e| format!("{}: {e}", c.name)))

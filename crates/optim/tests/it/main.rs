@@ -8,3 +8,4 @@ mod lbfgs;
 mod resume;
 mod store;
 mod validation;
+mod whole;

@@ -46,6 +46,14 @@ pub(crate) const ELEMENTWISE: &[&str] = &[
     "ASGD",
 ];
 
+/// The optimizers whose update reads a parameter as a whole (norms, matrix products).
+pub(crate) const WHOLE: &[&str] = &["Adafactor", "Muon"];
+
+/// Every optimizer stepped without a closure.
+fn all_stepped() -> Vec<&'static str> {
+    ELEMENTWISE.iter().chain(WHOLE).copied().collect()
+}
+
 /// Random valid kwargs for `kind`.
 fn kwargs(kind: &str, r: &mut Rng) -> Json {
     let lr = r.range(1e-3, 0.2);
@@ -100,6 +108,27 @@ fn kwargs(kind: &str, r: &mut Rng) -> Json {
             json!({"lr": lr, "lambd": r.maybe_zero(1e-2), "alpha": r.range(0.0, 1.0), "t0": r.range(0.0, 5.0),
                          "weight_decay": r.maybe_zero(0.1), "maximize": r.coin()})
         }
+        "Adafactor" => {
+            let eps1 = if r.coin() {
+                Json::Null
+            } else {
+                json!(r.range(0.0, 1e-6))
+            };
+            json!({"lr": lr, "beta2_decay": r.range(-1.0, 0.0), "eps": [eps1, r.range(0.0, 1e-2)],
+                   "d": r.range(1.0, 3.0), "weight_decay": r.maybe_zero(0.1), "maximize": r.coin()})
+        }
+        "Muon" => {
+            let adjust = [
+                Json::Null,
+                json!("original"),
+                json!("match_rms_adamw"),
+                json!("spectral_unclamped"),
+            ][(r.next() % 4) as usize]
+                .clone();
+            json!({"lr": lr, "weight_decay": r.maybe_zero(0.2), "momentum": r.range(0.0, 0.99),
+                   "nesterov": r.coin(), "ns_steps": (r.next() % 7) as i64, "eps": r.range(1e-9, 1e-6),
+                   "adjust_lr_fn": adjust})
+        }
         other => panic!("no kwargs generator for {other}"),
     }
 }
@@ -109,9 +138,19 @@ type Plan = Vec<Vec<Option<Vec<f64>>>>;
 
 pub(crate) const SHAPES: &[&[usize]] = &[&[3, 2], &[4], &[1]];
 
-fn fresh<T: Float>(init: &[Vec<f64>]) -> Vec<Tensor<T>> {
+/// The parameters' shapes for `kind`: Muon takes matrices only (tall, wide and square
+/// ones here); Adafactor gets a 3-D parameter too (factored over its last two dims).
+fn shapes(kind: &str) -> &'static [&'static [usize]] {
+    match kind {
+        "Muon" => &[&[3, 2], &[2, 5], &[4, 4]],
+        "Adafactor" => &[&[3, 2], &[2, 3, 2], &[1]],
+        _ => SHAPES,
+    }
+}
+
+fn fresh<T: Float>(kind: &str, init: &[Vec<f64>]) -> Vec<Tensor<T>> {
     init.iter()
-        .zip(SHAPES)
+        .zip(shapes(kind))
         .map(|(d, s)| {
             Tensor::parameter(
                 ArrayD::from_shape_vec(
@@ -137,7 +176,8 @@ fn step<T: Float>(
     params: &[Tensor<T>],
     grads: &[Option<Vec<f64>>],
 ) -> Result<(), OptimError> {
-    for ((p, g), s) in params.iter().zip(grads).zip(SHAPES) {
+    for (p, g) in params.iter().zip(grads) {
+        let s = p.shape();
         let g = g.as_ref().map(|g| {
             ArrayD::from_shape_vec(
                 s.to_vec(),
@@ -159,12 +199,13 @@ pub(crate) fn check_resume<T: Float>(
     k: usize,
 ) -> Result<(), String> {
     let e = |e: OptimError| e.to_string();
-    let straight_params = fresh::<T>(init);
+    let kind = spec.kind.as_str();
+    let straight_params = fresh::<T>(kind, init);
     let mut straight = build_optimizer(spec, &straight_params).map_err(e)?;
     for g in plan {
         step(straight.as_mut(), &straight_params, g).map_err(e)?;
     }
-    let mut params = fresh::<T>(init);
+    let mut params = fresh::<T>(kind, init);
     let mut opt = build_optimizer(spec, &params).map_err(e)?;
     for g in &plan[..k] {
         step(opt.as_mut(), &params, g).map_err(e)?;
@@ -174,7 +215,7 @@ pub(crate) fn check_resume<T: Float>(
         .iter()
         .map(|p| p.data().iter().copied().collect())
         .collect();
-    params = fresh::<T>(init);
+    params = fresh::<T>(kind, init);
     for (p, v) in params.iter().zip(&saved) {
         for (x, &y) in p.data_mut().iter_mut().zip(v) {
             *x = y;
@@ -209,7 +250,7 @@ fn scenario(kind: &str, seed: u64, n: usize) -> (OptimizerSpec, Vec<Vec<f64>>, P
         "groups": [{"params": [0, 2]}, {"params": [1], "lr": lr2}]
     }))
     .expect("a valid spec");
-    let sizes: Vec<usize> = SHAPES.iter().map(|s| s.iter().product()).collect();
+    let sizes: Vec<usize> = shapes(kind).iter().map(|s| s.iter().product()).collect();
     let init = sizes
         .iter()
         .map(|&m| (0..m).map(|_| r.normal()).collect())
@@ -229,8 +270,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn resume_after_any_step_is_exact(which in 0..ELEMENTWISE.len(), seed in any::<u64>(), n in 1usize..8, k_frac in 0.0f64..=1.0, f32_params in any::<bool>()) {
-        let kind = ELEMENTWISE[which];
+    fn resume_after_any_step_is_exact(which in 0..ELEMENTWISE.len() + WHOLE.len(), seed in any::<u64>(), n in 1usize..8, k_frac in 0.0f64..=1.0, f32_params in any::<bool>()) {
+        let kind = all_stepped()[which];
         let k = ((n as f64) * k_frac).floor() as usize;
         let (spec, init, plan) = scenario(kind, seed, n);
         let r = if f32_params { check_resume::<f32>(&spec, &init, &plan, k) } else { check_resume::<f64>(&spec, &init, &plan, k) };
@@ -239,9 +280,9 @@ proptest! {
 }
 
 #[test]
-fn every_elementwise_optimizer_resumes_exactly() {
+fn every_stepped_optimizer_resumes_exactly() {
     // A deterministic sweep, so every optimizer is covered on every run.
-    for (i, kind) in ELEMENTWISE.iter().enumerate() {
+    for (i, kind) in all_stepped().iter().enumerate() {
         for k in 0..=4 {
             let (spec, init, plan) = scenario(kind, 1000 + i as u64 * 7 + k as u64, 4);
             check_resume::<f32>(&spec, &init, &plan, k)

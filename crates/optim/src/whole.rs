@@ -1,0 +1,418 @@
+//! The machinery of the optimizers whose update of a parameter reads the parameter as a
+//! whole (its shape, norms, matrix products): Adafactor and Muon. Groups, lazily created
+//! state in first-touch order and the state dict are the elementwise engine's; the step
+//! hands each parameter's shape, data and gradient to the algorithm, one parameter at a
+//! time, in state-dict id order (PyTorch's single-tensor loop).
+
+use tempo_param_groups::{Dict, ParamGroupError, Value};
+use tempo_tensor::Float;
+
+use crate::param_group::{GroupReader, Groups};
+use crate::state::{ParamState, StateReader};
+use crate::store::{LockScope, Slot};
+use crate::{OptimError, OptimizerStateDict, Param, ParamGroup};
+
+/// One whole-tensor algorithm (its config struct implements this).
+pub(crate) trait WholeAlgorithm<T: Float>:
+    Clone + std::fmt::Debug + Send + Sync + 'static
+{
+    /// PyTorch's class name.
+    const NAME: &'static str;
+    /// A group's hyperparameters, parsed once per step.
+    type Hyper: Send + Sync + std::fmt::Debug;
+    /// One parameter's state.
+    type State: Send + Sync + std::fmt::Debug;
+    /// Buffers a step reuses, kept between steps so that a steady-state step does not
+    /// allocate.
+    type Scratch: Default + Send + Sync;
+
+    /// The constructor's checks of the hyperparameters (PyTorch's `ValueError`s).
+    fn validate(&self) -> Result<(), OptimError>;
+    /// The constructor's checks of a parameter (`param` is its state-dict id).
+    fn check_param(&self, _shape: &[usize], _param: usize) -> Result<(), OptimError> {
+        Ok(())
+    }
+    /// The defaults dict, in PyTorch's key order.
+    fn defaults(&self) -> Dict;
+    /// Reads a group's hyperparameters (and checks what PyTorch checks at each step).
+    fn hyper(&self, group: &GroupReader<'_>) -> Result<Self::Hyper, OptimError>;
+    /// Fresh state for a parameter of `shape`.
+    fn init_state(&self, shape: &[usize]) -> Self::State;
+    /// Checks, before anything changes, that `state` fits a parameter of `shape`.
+    fn check_state(
+        &self,
+        state: &Self::State,
+        shape: &[usize],
+        param: usize,
+    ) -> Result<(), OptimError>;
+    /// Updates one parameter in place (`p` and `g` row-major, of `shape`).
+    fn update(
+        &self,
+        hyper: &Self::Hyper,
+        state: &mut Self::State,
+        shape: &[usize],
+        p: &mut [T],
+        g: &[T],
+        scratch: &mut Self::Scratch,
+    );
+    /// The state in PyTorch's names and order.
+    fn save_state(&self, state: &Self::State, shape: &[usize]) -> ParamState;
+    /// Reads state saved by `save_state` (or by PyTorch).
+    fn load_state(&self, reader: &StateReader<'_>) -> Result<Self::State, OptimError>;
+}
+
+/// Groups + state + the step loop for a [`WholeAlgorithm`], over parameters in `P`.
+pub(crate) struct WholeEngine<T: Float, A: WholeAlgorithm<T>, P: Param<T>> {
+    pub(crate) config: A,
+    defaults: Dict,
+    pub(crate) groups: Groups<T, P>,
+    /// By state-dict id.
+    shapes: Vec<Vec<usize>>,
+    /// By state-dict id.
+    states: Vec<Option<A::State>>,
+    /// State-dict ids in first-touch order.
+    order: Vec<usize>,
+    /// Reused every step.
+    hypers: Vec<A::Hyper>,
+    scratch: A::Scratch,
+    locks: P::Scratch,
+}
+
+impl<T: Float, A: WholeAlgorithm<T>, P: Param<T>> std::fmt::Debug for WholeEngine<T, A, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WholeEngine")
+            .field("config", &self.config)
+            .field("defaults", &self.defaults)
+            .field("groups", &self.groups)
+            .field("states", &self.states)
+            .field("order", &self.order)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A kwargs override keeps the default's kind of sequence: PyTorch's constructors store
+/// `eps` and `ns_coefficients` as the tuples they were given, and a spec's JSON list
+/// stands for that tuple (whose item `"None"`, from a TOML file, is Python's `None`).
+fn like_default(default: &Value, v: &Value) -> Value {
+    match (default, v) {
+        (Value::Tuple(_), Value::List(items)) => Value::Tuple(
+            items
+                .iter()
+                .map(|x| match x {
+                    Value::Str(s) if s == "None" => Value::None,
+                    x => x.clone(),
+                })
+                .collect(),
+        ),
+        _ => v.clone(),
+    }
+}
+
+impl<T: Float, A: WholeAlgorithm<T>, P: Param<T>> WholeEngine<T, A, P> {
+    pub(crate) fn new(
+        groups: Vec<ParamGroup<T, P>>,
+        config: A,
+        overrides: Option<&Dict>,
+    ) -> Result<Self, OptimError> {
+        config.validate()?;
+        let mut defaults = config.defaults();
+        if let Some(o) = overrides {
+            for (k, v) in o.iter() {
+                if let Some(d) = defaults.get(k) {
+                    let v = like_default(d, v);
+                    defaults.insert(k, v);
+                }
+            }
+        }
+        let groups = Groups::build(groups, &defaults)?;
+        let shapes: Vec<Vec<usize>> = groups.flat().map(Param::shape).collect();
+        for (id, s) in shapes.iter().enumerate() {
+            config.check_param(s, id)?;
+        }
+        let n = shapes.len();
+        Ok(Self {
+            config,
+            defaults,
+            groups,
+            shapes,
+            states: (0..n).map(|_| None).collect(),
+            order: Vec::new(),
+            hypers: Vec::new(),
+            scratch: A::Scratch::default(),
+            locks: P::Scratch::default(),
+        })
+    }
+
+    /// One step: checks everything that can fail, then locks every parameter that has a
+    /// gradient and updates them one by one, in id order.
+    pub(crate) fn step(&mut self) -> Result<bool, OptimError> {
+        self.hypers.clear();
+        for (gi, d) in self.groups.options.iter().enumerate() {
+            let h = self.config.hyper(&GroupReader { dict: d, group: gi })?;
+            self.hypers.push(h);
+        }
+        for (id, st) in self.states.iter().enumerate() {
+            if let Some(st) = st {
+                if self.groups.flat[id].has_grad() {
+                    self.config.check_state(st, &self.shapes[id], id)?;
+                }
+            }
+        }
+        let Self {
+            config,
+            groups,
+            shapes,
+            states,
+            order,
+            hypers,
+            scratch,
+            locks,
+            ..
+        } = self;
+        let mut updated = false;
+        P::lock(&groups.flat, LockScope::WithGrad, locks, &mut |slots| {
+            for slot in slots.iter_mut() {
+                let Slot { id, data, grad } = slot;
+                let (id, Some(g)) = (*id, *grad) else {
+                    continue;
+                };
+                updated = true;
+                let shape = &shapes[id];
+                let st = states[id].get_or_insert_with(|| {
+                    order.push(id);
+                    config.init_state(shape)
+                });
+                config.update(&hypers[groups.group_of[id]], st, shape, data, g, scratch);
+            }
+            Ok(())
+        })?;
+        Ok(updated)
+    }
+
+    pub(crate) fn zero_grad(&mut self) {
+        for p in self.groups.flat() {
+            p.zero_grad();
+        }
+    }
+
+    pub(crate) fn params(&self) -> Vec<P> {
+        self.groups.flat.clone()
+    }
+
+    pub(crate) fn add_param_group(&mut self, group: ParamGroup<T, P>) -> Result<(), OptimError> {
+        let first = self.shapes.len();
+        let shapes: Vec<Vec<usize>> = group.params.iter().map(Param::shape).collect();
+        for (i, s) in shapes.iter().enumerate() {
+            self.config.check_param(s, first + i)?;
+        }
+        let n = group.params.len();
+        self.groups.add(group, &self.defaults)?;
+        self.shapes.extend(shapes);
+        self.states.extend((0..n).map(|_| None));
+        Ok(())
+    }
+
+    pub(crate) fn state_dict(&self) -> OptimizerStateDict {
+        let state = self
+            .order
+            .iter()
+            .filter_map(|&id| {
+                let st = self.states[id].as_ref()?;
+                Some((id, self.config.save_state(st, &self.shapes[id])))
+            })
+            .collect();
+        OptimizerStateDict {
+            state,
+            param_groups: self.groups.state_dict_groups(),
+        }
+    }
+
+    pub(crate) fn load_state_dict(&mut self, sd: &OptimizerStateDict) -> Result<(), OptimError> {
+        let map = self.groups.map_saved_ids(&sd.param_groups)?;
+        let mut states: Vec<Option<A::State>> = (0..self.shapes.len()).map(|_| None).collect();
+        let mut order = Vec::new();
+        for (saved_id, ps) in &sd.state {
+            let id = map
+                .iter()
+                .find(|(s, _)| *s == *saved_id as i64)
+                .map(|&(_, k)| k)
+                .ok_or(OptimError::UnknownStateId { param: *saved_id })?;
+            let st = self.config.load_state(&StateReader {
+                state: ps,
+                shape: &self.shapes[id],
+                param: *saved_id,
+            })?;
+            if states[id].is_none() {
+                order.push(id);
+            }
+            states[id] = Some(st);
+        }
+        let mut options = Vec::with_capacity(sd.param_groups.len());
+        for saved in &sd.param_groups {
+            let mut d = Dict::new();
+            for (k, v) in saved.iter() {
+                if k != "params" {
+                    d.insert(k, v.clone());
+                }
+            }
+            for (k, v) in self.defaults.iter() {
+                d.setdefault(k, v.clone());
+            }
+            options.push(d);
+        }
+        self.groups.options = options;
+        self.states = states;
+        self.order = order;
+        Ok(())
+    }
+
+    pub(crate) fn get(&self, group: usize, key: &str) -> Option<Value> {
+        self.groups.get(group, key)
+    }
+
+    pub(crate) fn set(
+        &mut self,
+        group: usize,
+        key: &str,
+        value: Value,
+    ) -> Result<(), ParamGroupError> {
+        self.groups.set(group, key, value)
+    }
+}
+
+/// Declares the public optimizer type `$name` over `WholeEngine<T, $config>`, with its
+/// constructors and the trait impls forwarding to the engine.
+macro_rules! whole_tensor_optimizer {
+    ($(#[$doc:meta])* $name:ident, $config:ty) => {
+        $(#[$doc])*
+        ///
+        /// `P` is the parameters' storage: tempo's `Tensor<T>` by default, or any
+        /// [`Param`](crate::Param).
+        #[derive(Debug)]
+        pub struct $name<
+            T: tempo_tensor::Float,
+            P: crate::Param<T> = tempo_tensor::Tensor<T>,
+        > {
+            engine: crate::whole::WholeEngine<T, $config, P>,
+        }
+
+        impl<T: tempo_tensor::Float, P: crate::Param<T>> $name<T, P> {
+            /// One group holding `params`, with `config` as its hyperparameters.
+            /// Validates `config` and the parameters (an invalid value is an `Err`
+            /// naming it).
+            pub fn new(params: Vec<P>, config: $config) -> Result<Self, crate::OptimError> {
+                Self::with_groups(vec![crate::ParamGroup::new(params)], config)
+            }
+
+            /// Several groups; each group's options override `config`'s values for it
+            /// (group values are not validated, as in PyTorch).
+            pub fn with_groups(
+                groups: Vec<crate::ParamGroup<T, P>>,
+                config: $config,
+            ) -> Result<Self, crate::OptimError> {
+                Ok(Self { engine: crate::whole::WholeEngine::new(groups, config, None)? })
+            }
+
+            pub(crate) fn from_spec(
+                groups: Vec<crate::ParamGroup<T, P>>,
+                config: $config,
+                kwargs: &tempo_param_groups::Dict,
+            ) -> Result<Self, crate::OptimError> {
+                Ok(Self { engine: crate::whole::WholeEngine::new(groups, config, Some(kwargs))? })
+            }
+
+            /// The constructor's configuration (the defaults of new groups).
+            pub fn config(&self) -> &$config {
+                &self.engine.config
+            }
+        }
+
+        impl<T: tempo_tensor::Float, P: crate::Param<T>> tempo_param_groups::OptimizerParamGroups
+            for $name<T, P>
+        {
+            fn num_groups(&self) -> usize {
+                self.engine.groups.len()
+            }
+            fn get(&self, group: usize, key: &str) -> Option<tempo_param_groups::Value> {
+                self.engine.get(group, key)
+            }
+            fn set(
+                &mut self,
+                group: usize,
+                key: &str,
+                value: tempo_param_groups::Value,
+            ) -> Result<(), tempo_param_groups::ParamGroupError> {
+                self.engine.set(group, key, value)
+            }
+            fn get_f64(
+                &self,
+                group: usize,
+                key: &str,
+            ) -> Result<f64, tempo_param_groups::ParamGroupError> {
+                self.engine.groups.get_f64(group, key)
+            }
+            fn set_f64(
+                &mut self,
+                group: usize,
+                key: &str,
+                value: f64,
+            ) -> Result<(), tempo_param_groups::ParamGroupError> {
+                self.engine.groups.set_f64(group, key, value)
+            }
+            fn initial_lr(&self, group: usize) -> Option<f64> {
+                self.engine.groups.get_f64(group, "initial_lr").ok()
+            }
+            fn lrs_into(
+                &self,
+                out: &mut Vec<f64>,
+            ) -> Result<(), tempo_param_groups::ParamGroupError> {
+                self.engine.groups.lrs_into(out)
+            }
+            fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), tempo_param_groups::ParamGroupError> {
+                self.engine.groups.set_lrs(lrs)
+            }
+            fn momentum_key(
+                &self,
+                group: usize,
+            ) -> Result<tempo_param_groups::MomentumKey, tempo_param_groups::ParamGroupError> {
+                self.engine.groups.momentum_key(group)
+            }
+            fn momentum(&self, group: usize) -> Result<f64, tempo_param_groups::ParamGroupError> {
+                self.engine.groups.momentum(group)
+            }
+            fn set_momentum(
+                &mut self,
+                group: usize,
+                momentum: f64,
+            ) -> Result<(), tempo_param_groups::ParamGroupError> {
+                self.engine.groups.set_momentum(group, momentum)
+            }
+        }
+
+        impl<T: tempo_tensor::Float, P: crate::Param<T>> crate::Optimizer<T, P> for $name<T, P> {
+            fn name(&self) -> &'static str {
+                <$config as crate::whole::WholeAlgorithm<T>>::NAME
+            }
+            fn step(&mut self) -> Result<bool, crate::OptimError> {
+                self.engine.step()
+            }
+            fn zero_grad(&mut self) {
+                self.engine.zero_grad()
+            }
+            fn params(&self) -> Vec<P> {
+                self.engine.params()
+            }
+            fn add_param_group(&mut self, group: crate::ParamGroup<T, P>) -> Result<(), crate::OptimError> {
+                self.engine.add_param_group(group)
+            }
+            fn state_dict(&self) -> crate::OptimizerStateDict {
+                self.engine.state_dict()
+            }
+            fn load_state_dict(&mut self, sd: &crate::OptimizerStateDict) -> Result<(), crate::OptimError> {
+                self.engine.load_state_dict(sd)
+            }
+        }
+    };
+}
+
+pub(crate) use whole_tensor_optimizer;
