@@ -296,7 +296,8 @@ type KeySet = (&'static str, Vec<String>, Option<bool>);
 fn optimizer_key_sets() -> &'static [KeySet] {
     static SETS: OnceLock<Vec<KeySet>> = OnceLock::new();
     SETS.get_or_init(|| {
-        let param = Tensor::<f32>::parameter(ndarray::ArrayD::zeros(ndarray::IxDyn(&[1])));
+        // 2-D: Muon takes only matrices.
+        let param = Tensor::<f32>::parameter(ndarray::ArrayD::zeros(ndarray::IxDyn(&[1, 1])));
         OPTIMIZER_NAMES
             .iter()
             .filter_map(|&name| {
