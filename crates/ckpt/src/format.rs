@@ -284,6 +284,15 @@ impl<'a> Encoder<'a> {
                 }
                 Json::Object(m)
             }
+            Object::MetaTensor { dtype, shape } => {
+                let mut m = Map::new();
+                m.insert("dtype".into(), Json::String(dtype.torch_name().into()));
+                m.insert(
+                    "shape".into(),
+                    shape.iter().map(|&d| Json::from(d)).collect(),
+                );
+                tagged("$meta_tensor", Json::Object(m))
+            }
             Object::Tensor(t) => {
                 let name = self.name_for(path);
                 self.tensors.push(NamedTensor {
@@ -399,6 +408,23 @@ pub(crate) fn decode(
                         None => return Err(bad(format!("`$float` of {v}"))),
                     };
                     single(Object::Float(f))?
+                }
+                "$meta_tensor" => {
+                    let dtype = v
+                        .get("dtype")
+                        .and_then(Json::as_str)
+                        .and_then(DType::from_torch_name)
+                        .ok_or_else(|| bad(format!("a `$meta_tensor` dtype in {v}")))?;
+                    let shape = v
+                        .get("shape")
+                        .and_then(Json::as_array)
+                        .and_then(|dims| {
+                            dims.iter()
+                                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+                                .collect::<Option<Vec<_>>>()
+                        })
+                        .ok_or_else(|| bad(format!("a `$meta_tensor` shape in {v}")))?;
+                    single(Object::MetaTensor { dtype, shape })?
                 }
                 "$tensor" => {
                     let name = v

@@ -49,6 +49,13 @@ pub enum Object {
     Counter(Vec<(Object, Object)>),
     /// A tensor.
     Tensor(AnyTensor),
+    /// A tensor on PyTorch's `meta` device: a dtype and a shape, no data.
+    MetaTensor {
+        /// The element type.
+        dtype: crate::DType,
+        /// The shape.
+        shape: Vec<usize>,
+    },
 }
 
 impl Object {
@@ -69,6 +76,7 @@ impl Object {
             Object::OrderedDict { .. } => "OrderedDict",
             Object::Counter(_) => "Counter",
             Object::Tensor(_) => "Tensor",
+            Object::MetaTensor { .. } => "Tensor (meta)",
         }
     }
 
@@ -305,6 +313,13 @@ fn difference(a: &Object, b: &Object, path: &str) -> Option<String> {
                 }
             })
         }),
+        (
+            Object::MetaTensor { dtype, shape },
+            Object::MetaTensor {
+                dtype: d2,
+                shape: s2,
+            },
+        ) if dtype == d2 && shape == s2 => None,
         (Object::Tensor(x), Object::Tensor(y)) => {
             x.first_difference(y).map(|d| format!("{}: {d}", at(path)))
         }

@@ -243,6 +243,9 @@ fn short_value(v: &Object) -> String {
         Ok(value) => value.to_string(),
         Err(_) => match v {
             Object::Tensor(t) => format!("tensor {:?} {}", t.shape(), t.dtype()),
+            Object::MetaTensor { dtype, shape } => {
+                format!("meta tensor {shape:?} {dtype} (no data)")
+            }
             other => format!("a {}", other.type_name()),
         },
     }

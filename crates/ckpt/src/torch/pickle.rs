@@ -318,6 +318,22 @@ impl<'a> Pickler<'a> {
                 self.out.extend_from_slice(&[0x85, b'R']);
             }
             Object::Tensor(t) => self.tensor(t)?,
+            Object::MetaTensor { dtype, shape } => {
+                // _rebuild_meta_tensor_no_storage(dtype, size, stride, requires_grad)
+                self.global("torch._utils\n_rebuild_meta_tensor_no_storage");
+                self.out.push(b'(');
+                self.global(dtype.torch_global());
+                let to_i64 = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+                let size: Vec<i64> = shape.iter().map(|&d| to_i64(d)).collect();
+                let mut stride = vec![1i64; size.len()];
+                for i in (0..size.len().saturating_sub(1)).rev() {
+                    stride[i] = stride[i + 1].saturating_mul(size[i + 1]);
+                }
+                self.int_tuple(&size);
+                self.int_tuple(&stride);
+                self.out.push(0x89);
+                self.out.extend_from_slice(b"tR");
+            }
         }
         Ok(())
     }

@@ -38,6 +38,7 @@ enum Global {
     Counter,
     RebuildTensorV2,
     RebuildTensorV3,
+    RebuildMeta,
     RebuildTensor,
     RebuildParameter,
     RebuildParameterWithState,
@@ -82,6 +83,10 @@ enum Node {
         numel: u64,
     },
     Tensor(Box<TensorSpec>),
+    Meta {
+        dtype: DType,
+        shape: Vec<usize>,
+    },
     /// A value tempo cannot hold, described; an error, with its key path, if the
     /// result contains it.
     Unsupported(String),
@@ -105,7 +110,7 @@ impl Node {
             Node::Counter(_) => "Counter",
             Node::Global(_) => "a global",
             Node::Storage { .. } => "a storage",
-            Node::Tensor(_) => "Tensor",
+            Node::Tensor(_) | Node::Meta { .. } => "Tensor",
             Node::Unsupported(_) => "an unsupported value",
         }
     }
@@ -170,9 +175,7 @@ fn resolve_global(module: &str, name: &str) -> Result<Global, CkptError> {
         ("torch", "UntypedStorage") => Global::UntypedStorage,
         ("torch._utils", "_rebuild_qtensor") => Global::Unsupported("a quantized tensor"),
         ("torch._utils", "_rebuild_sparse_tensor") => Global::Unsupported("a sparse tensor"),
-        ("torch._utils", "_rebuild_meta_tensor_no_storage") => {
-            Global::Unsupported("a meta tensor (a shape and dtype without data)")
-        }
+        ("torch._utils", "_rebuild_meta_tensor_no_storage") => Global::RebuildMeta,
         ("torch._utils", "_rebuild_nested_tensor") => Global::Unsupported("a nested tensor"),
         ("torch._utils", "_rebuild_wrapper_subclass") => Global::Unsupported("a tensor subclass"),
         ("torch._tensor", "_rebuild_from_type_v2") => Global::Unsupported("a tensor subclass"),
@@ -613,6 +616,29 @@ impl<'a> Vm<'a> {
                     stride,
                 })));
             }
+            Global::RebuildMeta => {
+                want(self, &[4])?;
+                let dtype = match self.nodes[args[0]] {
+                    Node::Global(Global::Dtype(d)) => d,
+                    Node::Global(Global::Unsupported(what)) => {
+                        self.push(Node::Unsupported(format!(
+                            "a meta tensor of dtype torch.{what}"
+                        )));
+                        return Ok(());
+                    }
+                    ref other => {
+                        let found = other.type_name();
+                        return Err(self.err(format!(
+                            "a meta tensor's dtype must be a torch dtype, found {found}"
+                        )));
+                    }
+                };
+                let shape = self.ints(args[1], "a meta tensor's size")?;
+                if shape.len() > 64 {
+                    return Err(self.err(format!("a tensor of {} dimensions", shape.len())));
+                }
+                self.push(Node::Meta { dtype, shape });
+            }
             Global::RebuildParameter | Global::RebuildParameterWithState => {
                 want(
                     self,
@@ -622,7 +648,7 @@ impl<'a> Vm<'a> {
                         &[4]
                     },
                 )?;
-                if !matches!(self.nodes[args[0]], Node::Tensor(_)) {
+                if !matches!(self.nodes[args[0]], Node::Tensor(_) | Node::Meta { .. }) {
                     return Err(self.err("a parameter's data must be a tensor"));
                 }
                 // A parameter is loaded as its data, as `state_dict()` would give it.
@@ -1184,6 +1210,10 @@ impl Builder<'_, '_> {
                 Object::OrderedDict { entries, attrs }
             }
             Node::Tensor(spec) => Object::Tensor((self.load)(spec)?),
+            Node::Meta { dtype, shape } => Object::MetaTensor {
+                dtype: *dtype,
+                shape: shape.clone(),
+            },
             Node::Unsupported(what) => {
                 return Err(CkptError::Unsupported {
                     path: if path.is_empty() {

@@ -131,9 +131,9 @@ fn what_tempo_cannot_hold_is_an_error_naming_its_key_path() {
         ),
         ("torch._utils\n_rebuild_qtensor", b")", "a quantized tensor"),
         (
-            "torch._utils\n_rebuild_meta_tensor_no_storage",
+            "torch._utils\n_rebuild_nested_tensor",
             b")",
-            "a meta tensor",
+            "a nested tensor",
         ),
     ] {
         let err = read_pt_bytes(&pt_with_call(global, args)).unwrap_err();
@@ -252,4 +252,38 @@ fn the_legacy_torch_save_format_is_read_and_converts_to_the_zip_format() {
     for n in (0..bytes.len()).step_by(7) {
         assert!(read_pt_bytes(&bytes[..n]).is_err(), "cut at {n}");
     }
+}
+
+#[test]
+fn meta_tensors_keep_their_dtype_and_shape_through_every_format() {
+    use tempo_ckpt::{load_object, read_tempo_bytes, write_tempo_bytes};
+    let meta = |dtype, shape: &[usize]| Object::MetaTensor {
+        dtype,
+        shape: shape.to_vec(),
+    };
+    let object = Object::str_dict([
+        ("w", meta(DType::F32, &[4, 3])),
+        ("scale", meta(DType::F8E4M3FN, &[])),
+        ("b", meta(DType::BF16, &[0])),
+    ]);
+    let bytes = write_pt_bytes("m", &object).unwrap();
+    let has = |s: &[u8]| bytes.windows(s.len()).any(|w| w == s);
+    assert!(has(b"_rebuild_meta_tensor_no_storage") && has(b"torch\nfloat8_e4m3fn\n"));
+    assert_eq!(
+        read_pt_bytes(&bytes).unwrap().first_difference(&object),
+        None
+    );
+    let tempo = write_tempo_bytes(&object).unwrap();
+    assert_eq!(
+        read_tempo_bytes(&tempo).unwrap().first_difference(&object),
+        None
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pt = dir.path().join("m.pt");
+    write_pt(&pt, &object).unwrap();
+    convert(&pt, dir.path().join("m.tempo")).unwrap();
+    let back = load_object(dir.path().join("m.tempo")).unwrap();
+    assert_eq!(back.first_difference(&object), None);
+    let other = Object::str_dict([("w", meta(DType::F64, &[4, 3]))]);
+    assert!(back.first_difference(&other).is_some());
 }
