@@ -12,6 +12,8 @@
 //! assert_eq!(sizes.iter().sum::<usize>(), benches::MIX_TOTAL);
 //! ```
 
+pub mod candle;
+
 use std::error::Error;
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -13,7 +13,9 @@
 //!
 //! Protocol: one workload id per line on stdin (the criterion ids: `adam_step/n=10000000`,
 //! `bandwidth/adam_traffic/n=10000000`, `sched_step/name=OneCycleLR`,
-//! `ckpt/load/n=25178112`, ...); one JSON line per
+//! `ckpt/load/n=25178112`, and the candle workloads `candle/adam_step/n=10000000`
+//! (tempo over candle `Var`s) and `candle_nn/adam_step/n=10000000` (candle-nn's AdamW),
+//! ...); one JSON line per
 //! id on stdout: `{"id", "ns", "iters"}` (the fastest batch's time per call) or
 //! `{"id", "error"}`. Workloads are built on first use and kept. Timing is the same as
 //! the PyTorch side's: a batch of calls lasting at least `TEMPO_PAIR_BATCH_MS` (30 ms),
@@ -25,6 +27,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use benches::candle::{CandleSide, CandleWorkload};
 use benches::{OptKind, OptWorkload, Result, SchedWorkload, MIX_TENSORS, MIX_TOTAL};
 use serde_json::json;
 use tempo::ckpt::{load, save, TrainingState};
@@ -38,6 +41,7 @@ enum Work {
     Triad(Vec<f32>, Vec<f32>, Vec<f32>),
     Traffic([Vec<f32>; 4]),
     Opt(OptWorkload),
+    Candle(CandleWorkload),
     Sched(SchedWorkload),
     Save(Rc<TrainingState>, PathBuf),
     Load(PathBuf),
@@ -86,8 +90,14 @@ impl Work {
                 }
             }
         }
+        // `candle/adam_step/...` (tempo over candle Vars), `candle_nn/adam_step/...`.
+        let (side, rest) = match (id.strip_prefix("candle/"), id.strip_prefix("candle_nn/")) {
+            (Some(r), _) => (Some(CandleSide::Tempo), r),
+            (_, Some(r)) => (Some(CandleSide::CandleNn), r),
+            _ => (None, id),
+        };
         for kind in OptKind::ALL {
-            let Some(size) = id
+            let Some(size) = rest
                 .strip_prefix(kind.bench_name())
                 .and_then(|s| s.strip_prefix('/'))
             else {
@@ -100,7 +110,10 @@ impl Work {
             } else {
                 break;
             };
-            return Ok(Work::Opt(OptWorkload::new(kind, &sizes, 1)?));
+            return Ok(match side {
+                Some(side) => Work::Candle(CandleWorkload::new(kind, &sizes, side)?),
+                None => Work::Opt(OptWorkload::new(kind, &sizes, 1)?),
+            });
         }
         Err(format!("no workload `{id}`").into())
     }
@@ -114,6 +127,7 @@ impl Work {
             Work::Opt(w) => {
                 std::hint::black_box(w.step()?);
             }
+            Work::Candle(w) => w.step()?,
             Work::Sched(w) => w.step()?,
             Work::Save(state, path) => save(path, state)?,
             Work::Load(path) => drop(std::hint::black_box(load(path)?)),

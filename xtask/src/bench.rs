@@ -634,6 +634,9 @@ fn paired_workloads() -> Vec<(String, Vec<String>)> {
             ));
         }
     }
+    for (id, _, _) in candle_pairs() {
+        w.push((id, vec![]));
+    }
     for name in SCHEDULERS {
         w.push((format!("sched_step/name={name}"), vec![]));
     }
@@ -644,6 +647,23 @@ fn paired_workloads() -> Vec<(String, Vec<String>)> {
         ));
     }
     w
+}
+
+/// The candle workloads: for Adam and AdamW at 1e7 parameters and over the 200-tensor
+/// mix, the step over candle CPU `Var`s through tempo-candle, with the ids of the same
+/// step over tempo's tensors and of candle-nn's `AdamW` on the same variables.
+fn candle_pairs() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for group in ["adam_step", "adamw_step"] {
+        for size in [BIG, MIX] {
+            out.push((
+                format!("candle/{group}/{size}"),
+                format!("{group}/{size}"),
+                format!("candle_nn/{group}/{size}"),
+            ));
+        }
+    }
+    out
 }
 
 /// The order a round asks for the paired workloads in: [`paired_workloads`], with the
@@ -660,7 +680,11 @@ fn pair_schedule() -> Vec<(String, Vec<String>)> {
         if optimizer {
             out.push((reference.to_string(), vec![]));
         }
-        out.push((id, torch_ids));
+        let candle = id.starts_with("candle/");
+        out.push((id.clone(), torch_ids));
+        if candle {
+            out.push((id.replacen("candle/", "candle_nn/", 1), vec![]));
+        }
     }
     out
 }
@@ -1469,6 +1493,45 @@ impl Summary {
                     fmt_ratio(theirs(1).map(|p| p / ns)),
                 );
             }
+        }
+
+        // On candle.
+        if has_pairs
+            && candle_pairs()
+                .iter()
+                .any(|(c, _, _)| pair_tempo(c).is_some())
+        {
+            let _ = writeln!(md, "\n## On candle (paired rounds)\n");
+            let _ = writeln!(
+                md,
+                "An optimizer step over candle CPU `Var`s through tempo-candle (in place), against \
+                 the same step over tempo's own tensors (goal: at least 0.95) and candle-nn's own \
+                 `AdamW` on the same variables (Adam: weight decay 0).\n"
+            );
+            let _ = writeln!(
+                md,
+                "| workload | on candle | on tensors | tensors / candle | candle-nn AdamW | speed-up over candle-nn |\n|---|---:|---:|---:|---:|---:|"
+            );
+            let mut rows = Vec::new();
+            for (id, tensors, nn) in candle_pairs() {
+                let Some(ns) = pair_tempo(&id) else { continue };
+                let (t, n) = (pair_tempo(&tensors), pair_tempo(&nn));
+                let _ = writeln!(
+                    md,
+                    "| {id} | {} | {} | {} | {} | {} |",
+                    fmt_ns(ns),
+                    t.map_or("—".into(), fmt_ns),
+                    fmt_ratio(t.map(|t| t / ns)),
+                    n.map_or("—".into(), fmt_ns),
+                    fmt_ratio(n.map(|n| n / ns)),
+                );
+                rows.push(json!({
+                    "id": id, "candle_ns": ns, "tensors_ns": t, "candle_nn_ns": n,
+                    "tensors_over_candle": t.map(|t| t / ns),
+                    "candle_nn_over_candle": n.map(|n| n / ns),
+                }));
+            }
+            rows_json.push(json!({"candle": rows}));
         }
 
         // Targets.
