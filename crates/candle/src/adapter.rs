@@ -19,7 +19,7 @@ use tempo_param_groups::{Dict, OptimizerParamGroups, ParamGroupError, Value};
 /// let w = Var::zeros(3, DType::F32, &Device::Cpu)?;
 /// let adamw = AdamW::new(vec![w], ParamsAdamW { lr: 0.1, ..Default::default() })?;
 /// let mut opt = CandleNnGroups::new(adamw);
-/// let mut sched = StepLR::new(&mut opt, StepLRConfig { step_size: 1, gamma: 0.5 })?;
+/// let mut sched = StepLR::new(&mut opt, StepLRConfig { gamma: 0.5, ..StepLRConfig::new(1) })?;
 /// sched.step(&mut opt)?;
 /// assert!((opt.inner().learning_rate() - 0.05).abs() < 1e-15);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
