@@ -129,7 +129,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let predicted = model.forward(x).argmax(1).squeeze_dim::<1>(1);
         let correct = predicted.equal(y).int().sum().into_scalar::<i64>();
         accuracy = correct as f64 / test_x.len() as f64;
-        let beta1 = adamw.hyperparameters().get("betas").and_then(|b| b.as_slice()?.first()?.as_f64());
+        let beta1 = adamw
+            .hyperparameters()
+            .get("betas")
+            .and_then(|b| b.as_slice()?.first()?.as_f64());
         println!(
             "epoch {epoch:2}  lr {lr:.6}  beta1 {:.4}  loss {:.4}  test accuracy {:.2}%",
             beta1.unwrap_or(f64::NAN),

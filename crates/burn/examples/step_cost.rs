@@ -28,7 +28,11 @@ struct Mlp {
 
 fn grads(model: &Mlp, device: &Device) -> GradientsParams {
     let x = Tensor::<2>::random([32, 64], Distribution::Normal(0.0, 1.0), device);
-    let loss = model.out.forward(model.hidden.forward(x)).powi_scalar(2).mean();
+    let loss = model
+        .out
+        .forward(model.hidden.forward(x))
+        .powi_scalar(2)
+        .mean();
     GradientsParams::from_grads(loss.backward(), model)
 }
 

@@ -21,7 +21,10 @@ pub(crate) struct Hyper(Arc<RwLock<Dict>>);
 
 impl Hyper {
     fn get(&self) -> Dict {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The group as a scheduler starts from: every hyperparameter but `params`.
@@ -204,11 +207,23 @@ impl TempoOptimizer {
         let state = state.map(TempoState::param_state);
         let (out, state) = match dtype {
             DType::F32 => {
-                let (v, s) = self.step_host::<f32>(lr, shape.clone(), vec_of(&data)?, vec_of(&grad)?, state)?;
+                let (v, s) = self.step_host::<f32>(
+                    lr,
+                    shape.clone(),
+                    vec_of(&data)?,
+                    vec_of(&grad)?,
+                    state,
+                )?;
                 (TensorData::new(v, shape), s)
             }
             DType::F64 => {
-                let (v, s) = self.step_host::<f64>(lr, shape.clone(), vec_of(&data)?, vec_of(&grad)?, state)?;
+                let (v, s) = self.step_host::<f64>(
+                    lr,
+                    shape.clone(),
+                    vec_of(&data)?,
+                    vec_of(&grad)?,
+                    state,
+                )?;
                 (TensorData::new(v, shape), s)
             }
             other => {

@@ -37,7 +37,11 @@ pub(crate) fn encode(v: &Value, out: &mut Vec<Scalar>) {
             encode_str(s, out);
         }
         Value::List(items) | Value::Tuple(items) => {
-            let tag = if matches!(v, Value::List(_)) { LIST } else { TUPLE };
+            let tag = if matches!(v, Value::List(_)) {
+                LIST
+            } else {
+                TUPLE
+            };
             out.extend([Scalar::Int(tag), Scalar::UInt(items.len() as u64)]);
             for item in items {
                 encode(item, out);
@@ -147,7 +151,9 @@ impl Reader<'_> {
             Scalar::Int(t) => t,
             other => return Err(format!("expected a tag at token {at}, found {other:?}")),
         };
-        let bad = |what: &str, found: Scalar| format!("expected {what} at token {}, found {found:?}", at + 1);
+        let bad = |what: &str, found: Scalar| {
+            format!("expected {what} at token {}, found {found:?}", at + 1)
+        };
         Ok(match tag {
             NONE => Value::None,
             BOOL => match self.next()? {
@@ -227,10 +233,18 @@ pub(crate) fn read_tokens(
                 len_key(prefix)
             ))
         }
-        None => return Err(format!("no `{}` (not written by tempo-burn)", len_key(prefix))),
+        None => {
+            return Err(format!(
+                "no `{}` (not written by tempo-burn)",
+                len_key(prefix)
+            ))
+        }
     };
     (0..n as usize)
-        .map(|i| get(&token_key(prefix, i)).ok_or_else(|| format!("`{}` is missing", token_key(prefix, i))))
+        .map(|i| {
+            get(&token_key(prefix, i))
+                .ok_or_else(|| format!("`{}` is missing", token_key(prefix, i)))
+        })
         .collect()
 }
 
@@ -251,7 +265,10 @@ mod tests {
         inner.insert("none", Value::None);
         inner.insert("flag", true);
         inner.insert("epoch", -3i64);
-        inner.insert("betas", Value::Tuple(vec![Value::Float(0.95), Value::Float(0.999)]));
+        inner.insert(
+            "betas",
+            Value::Tuple(vec![Value::Float(0.95), Value::Float(0.999)]),
+        );
         inner.insert("ms", Value::Map(vec![(Value::Int(3), Value::Int(1))]));
         inner.insert("", "ünïcödé, longer than eight bytes");
         Value::Dict(inner)
@@ -265,7 +282,10 @@ mod tests {
             Value::Dict(d) => d.keys().map(str::to_string).collect(),
             _ => vec![],
         };
-        assert_eq!(keys, ["mode", "base_lrs", "none", "flag", "epoch", "betas", "ms", ""]);
+        assert_eq!(
+            keys,
+            ["mode", "base_lrs", "none", "flag", "epoch", "betas", "ms", ""]
+        );
     }
 
     #[test]
@@ -281,7 +301,9 @@ mod tests {
         let mut huge = vec![Scalar::Int(LIST), Scalar::UInt(u64::MAX)];
         huge.push(Scalar::Int(NONE));
         assert!(decode(&huge).unwrap_err().contains("exceeds"));
-        assert!(decode(&[Scalar::Int(99)]).unwrap_err().contains("unknown tag 99"));
+        assert!(decode(&[Scalar::Int(99)])
+            .unwrap_err()
+            .contains("unknown tag 99"));
         assert!(decode(&[Scalar::Int(FLOAT), Scalar::Bool(true)])
             .unwrap_err()
             .contains("expected a float"));

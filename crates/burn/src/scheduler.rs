@@ -299,12 +299,20 @@ impl TempoLrScheduler {
         v.insert("started", self.started);
         v.insert(
             "groups",
-            Value::List(self.groups.groups().iter().cloned().map(Value::Dict).collect()),
+            Value::List(
+                self.groups
+                    .groups()
+                    .iter()
+                    .cloned()
+                    .map(Value::Dict)
+                    .collect(),
+            ),
         );
         v.insert("state", inner.state_dict());
         let mut tokens = Vec::new();
         encode(&Value::Dict(v), &mut tokens);
-        let mut record = LrSchedulerRecord::new().with_scalar(&len_key(PREFIX), tokens.len() as u64);
+        let mut record =
+            LrSchedulerRecord::new().with_scalar(&len_key(PREFIX), tokens.len() as u64);
         for (i, t) in tokens.into_iter().enumerate() {
             record = record.with_scalar(&token_key(PREFIX, i), t);
         }
@@ -325,10 +333,7 @@ impl TempoLrScheduler {
             .ok_or_else(|| bad(format!("expected a dict, found {}", v.type_name())))?;
         let field = |k: &str| d.get(k).ok_or_else(|| bad(format!("no `{k}`")));
         if field("format")?.as_str() != Some(FORMAT) {
-            return Err(bad(format!(
-                "format {} is not {FORMAT}",
-                field("format")?
-            )));
+            return Err(bad(format!("format {} is not {FORMAT}", field("format")?)));
         }
         let name = self.name();
         if field("scheduler")?.as_str() != Some(name) {
@@ -344,7 +349,11 @@ impl TempoLrScheduler {
             .as_slice()
             .ok_or_else(|| bad("`groups` is not a list".into()))?
             .iter()
-            .map(|g| g.as_dict().cloned().ok_or_else(|| bad("a group is not a dict".into())))
+            .map(|g| {
+                g.as_dict()
+                    .cloned()
+                    .ok_or_else(|| bad("a group is not a dict".into()))
+            })
             .collect::<Result<Vec<Dict>, _>>()?;
         if groups.len() != self.groups.num_groups() {
             return Err(BurnError::CountMismatch {

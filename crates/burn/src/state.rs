@@ -71,10 +71,20 @@ impl<const D: usize> RecordState for TempoState<D> {
             let entry = match v {
                 StateValue::Tensor(t) => {
                     let shape: Vec<usize> = t.shape().to_vec();
-                    let stored = if shape.is_empty() { vec![1] } else { shape.clone() };
+                    let stored = if shape.is_empty() {
+                        vec![1]
+                    } else {
+                        shape.clone()
+                    };
                     let (dtype, data) = match t {
-                        TensorData::F32(a) => ("f32", BurnData::new(a.iter().copied().collect::<Vec<f32>>(), stored)),
-                        TensorData::F64(a) => ("f64", BurnData::new(a.iter().copied().collect::<Vec<f64>>(), stored)),
+                        TensorData::F32(a) => (
+                            "f32",
+                            BurnData::new(a.iter().copied().collect::<Vec<f32>>(), stored),
+                        ),
+                        TensorData::F64(a) => (
+                            "f64",
+                            BurnData::new(a.iter().copied().collect::<Vec<f64>>(), stored),
+                        ),
                     };
                     out.push_tensor(prefix, key, data);
                     Value::Tuple(vec![
@@ -96,7 +106,8 @@ impl<const D: usize> RecordState for TempoState<D> {
         let mut tokens = Vec::new();
         encode(&Value::List(layout), &mut tokens);
         let at = join(prefix, "tempo");
-        out.scalars.push((len_key(&at), Scalar::UInt(tokens.len() as u64)));
+        out.scalars
+            .push((len_key(&at), Scalar::UInt(tokens.len() as u64)));
         for (i, t) in tokens.into_iter().enumerate() {
             out.scalars.push((token_key(&at, i), t));
         }
@@ -125,10 +136,12 @@ impl<const D: usize> RecordState for TempoState<D> {
                     let data = src.take_tensor(prefix, key)?;
                     let t = match dtype {
                         "f32" => TensorData::F32(
-                            ArrayD::from_shape_vec(IxDyn(&shape), data.try_to_vec::<f32>().ok()?).ok()?,
+                            ArrayD::from_shape_vec(IxDyn(&shape), data.try_to_vec::<f32>().ok()?)
+                                .ok()?,
                         ),
                         "f64" => TensorData::F64(
-                            ArrayD::from_shape_vec(IxDyn(&shape), data.try_to_vec::<f64>().ok()?).ok()?,
+                            ArrayD::from_shape_vec(IxDyn(&shape), data.try_to_vec::<f64>().ok()?)
+                                .ok()?,
                         ),
                         _ => return None,
                     };

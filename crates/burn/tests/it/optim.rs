@@ -21,14 +21,22 @@ fn options(dtype: DType) -> TensorCreationOptions {
 
 fn data(shape: &[usize], v: &[f64], dtype: DType) -> TensorData {
     match dtype {
-        DType::F32 => TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), shape.to_vec()),
+        DType::F32 => TensorData::new(
+            v.iter().map(|&x| x as f32).collect::<Vec<f32>>(),
+            shape.to_vec(),
+        ),
         _ => TensorData::new(v.to_vec(), shape.to_vec()),
     }
 }
 
 fn values(t: TensorData) -> Vec<f64> {
     match t.dtype() {
-        DType::F32 => t.try_to_vec::<f32>().unwrap().into_iter().map(f64::from).collect(),
+        DType::F32 => t
+            .try_to_vec::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect(),
         _ => t.try_to_vec::<f64>().unwrap(),
     }
 }
@@ -47,8 +55,14 @@ fn round_trip<const D: usize>(s: &TempoState<D>) -> TempoState<D> {
 impl Slot {
     fn new(shape: &[usize], v: &[f64], dtype: DType) -> Slot {
         match shape.len() {
-            1 => Slot::R1(Tensor::from_data(data(shape, v, dtype), options(dtype)), None),
-            2 => Slot::R2(Tensor::from_data(data(shape, v, dtype), options(dtype)), None),
+            1 => Slot::R1(
+                Tensor::from_data(data(shape, v, dtype), options(dtype)),
+                None,
+            ),
+            2 => Slot::R2(
+                Tensor::from_data(data(shape, v, dtype), options(dtype)),
+                None,
+            ),
             r => panic!("the cases hold parameters of rank 1 and 2, found {r}"),
         }
     }
@@ -57,11 +71,21 @@ impl Slot {
         let g = data(shape, grad, dtype);
         match self {
             Slot::R1(t, s) => {
-                let (t2, s2) = opt.step(lr, t.clone(), Tensor::from_data(g, options(dtype)), s.take());
+                let (t2, s2) = opt.step(
+                    lr,
+                    t.clone(),
+                    Tensor::from_data(g, options(dtype)),
+                    s.take(),
+                );
                 (*t, *s) = (t2, s2);
             }
             Slot::R2(t, s) => {
-                let (t2, s2) = opt.step(lr, t.clone(), Tensor::from_data(g, options(dtype)), s.take());
+                let (t2, s2) = opt.step(
+                    lr,
+                    t.clone(),
+                    Tensor::from_data(g, options(dtype)),
+                    s.take(),
+                );
                 (*t, *s) = (t2, s2);
             }
         }
@@ -102,10 +126,14 @@ fn optimizers(case: &Case) -> (Vec<TempoOptimizer>, Vec<usize>) {
             }
         }
         match &group["params"] {
-            Json::Array(ids) => ids.iter().for_each(|i| member[i.as_u64().unwrap() as usize] = g),
+            Json::Array(ids) => ids
+                .iter()
+                .for_each(|i| member[i.as_u64().unwrap() as usize] = g),
             _ => member.iter_mut().for_each(|m| *m = g),
         }
-        let spec = OptimizerSpec::from_json(&serde_json::json!({"type": kind, "kwargs": kw}).to_string()).unwrap();
+        let spec =
+            OptimizerSpec::from_json(&serde_json::json!({"type": kind, "kwargs": kw}).to_string())
+                .unwrap();
         opts.push(TempoOptimizer::new(&spec).unwrap());
     }
     (opts, member)
@@ -117,12 +145,21 @@ fn every_optimizer_case_matches_pytorch_through_burn() {
     let mut paths: Vec<_> = std::fs::read_dir(cases_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("optim__"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("optim__")
+        })
         .collect();
     paths.sort();
     for path in paths {
         let case = load_case(&path).unwrap();
-        let dtype = if case.dtype == "float32" { DType::F32 } else { DType::F64 };
+        let dtype = if case.dtype == "float32" {
+            DType::F32
+        } else {
+            DType::F64
+        };
         let (opts, member) = optimizers(&case);
         let lrs: Vec<f64> = opts
             .iter()
@@ -140,7 +177,13 @@ fn every_optimizer_case_matches_pytorch_through_burn() {
             }
             for (i, slot) in slots.iter_mut().enumerate() {
                 let g = member[i];
-                slot.step(&opts[g], lrs[g], &case.params[i].shape, &grads[step][i], dtype);
+                slot.step(
+                    &opts[g],
+                    lrs[g],
+                    &case.params[i].shape,
+                    &grads[step][i],
+                    dtype,
+                );
             }
             for (i, slot) in slots.iter().enumerate() {
                 let want = &case.expect.params[step][i];
@@ -160,8 +203,13 @@ fn every_optimizer_case_matches_pytorch_through_burn() {
         }
         *ran.entry(opts[0].name().to_string()).or_default() += 1;
     }
-    for name in ["NAdam", "RAdam", "Adadelta", "Adamax", "ASGD", "Rprop", "Adam", "AdamW", "SGD"] {
-        assert!(ran.get(name).copied().unwrap_or(0) >= 2, "no {name} cases ran: {ran:?}");
+    for name in [
+        "NAdam", "RAdam", "Adadelta", "Adamax", "ASGD", "Rprop", "Adam", "AdamW", "SGD",
+    ] {
+        assert!(
+            ran.get(name).copied().unwrap_or(0) >= 2,
+            "no {name} cases ran: {ran:?}"
+        );
     }
 }
 
@@ -173,8 +221,10 @@ fn bad_specs_are_errors_naming_them() {
     assert!(e.to_string().contains("lr"), "{e}");
     let e = TempoOptimizer::new(&spec(r#"{"type": "LBFGS"}"#)).unwrap_err();
     assert!(e.to_string().contains("closure"), "{e}");
-    let e = TempoOptimizer::new(&spec(r#"{"type": "SGD", "kwargs": {"lr": 0.1}, "groups": [{"params": "all"}]}"#))
-        .unwrap_err();
+    let e = TempoOptimizer::new(&spec(
+        r#"{"type": "SGD", "kwargs": {"lr": 0.1}, "groups": [{"params": "all"}]}"#,
+    ))
+    .unwrap_err();
     assert!(e.to_string().contains("with_group"), "{e}");
     let e = TempoOptimizer::new(&spec(r#"{"type": "Adamm"}"#)).unwrap_err();
     assert!(e.to_string().contains("Adamm"), "{e}");

@@ -5,8 +5,8 @@ use burn_optim::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use tempo_burn::{BurnError, SchedGroup, TempoLrScheduler, TempoOptimizer};
 use tempo_optim::OptimizerSpec;
 use tempo_sched::{
-    simulate, simulate_with_metrics, OneCycleLR, OneCycleLRConfig, SchedulerSpec,
-    SimulatedGroups, SCHEDULER_NAMES,
+    simulate, simulate_with_metrics, OneCycleLR, OneCycleLRConfig, SchedulerSpec, SimulatedGroups,
+    SCHEDULER_NAMES,
 };
 
 /// One row per scheduler: a spec, and whether it cycles momentum (then it drives a
@@ -44,26 +44,37 @@ const COMPOSITES: &[&str] = &[
 ];
 
 const STEPS: usize = 12;
-const METRICS: [f64; STEPS] = [1.0, 0.9, 0.95, 0.97, 0.96, 0.5, 0.6, 0.7, 0.8, 0.4, 0.41, 0.42];
+const METRICS: [f64; STEPS] = [
+    1.0, 0.9, 0.95, 0.97, 0.96, 0.5, 0.6, 0.7, 0.8, 0.4, 0.41, 0.42,
+];
 
 fn specs() -> Vec<(SchedulerSpec, bool)> {
     let mut out: Vec<(SchedulerSpec, bool)> = TABLE
         .iter()
         .map(|(s, m)| (s.parse().unwrap(), *m))
         .collect();
-    out.extend(COMPOSITES.iter().map(|j| (serde_json::from_str(j).unwrap(), false)));
+    out.extend(
+        COMPOSITES
+            .iter()
+            .map(|j| (serde_json::from_str(j).unwrap(), false)),
+    );
     out
 }
 
 fn adam() -> TempoOptimizer {
-    TempoOptimizer::new(&OptimizerSpec::from_json(r#"{"type": "Adam", "kwargs": {"lr": 0.1}}"#).unwrap())
-        .unwrap()
+    TempoOptimizer::new(
+        &OptimizerSpec::from_json(r#"{"type": "Adam", "kwargs": {"lr": 0.1}}"#).unwrap(),
+    )
+    .unwrap()
 }
 
 fn scheduler(spec: &SchedulerSpec, momentum: bool) -> (TempoLrScheduler, Option<TempoOptimizer>) {
     if momentum {
         let opt = adam();
-        (TempoLrScheduler::for_optimizer(spec, &opt).unwrap(), Some(opt))
+        (
+            TempoLrScheduler::for_optimizer(spec, &opt).unwrap(),
+            Some(opt),
+        )
     } else {
         (TempoLrScheduler::new(spec, 0.1).unwrap(), None)
     }
@@ -82,7 +93,11 @@ fn burn_step(s: &mut TempoLrScheduler, k: usize, metric: bool) -> f64 {
 }
 
 fn beta1(opt: &TempoOptimizer) -> f64 {
-    opt.hyperparameters().get("betas").unwrap().as_slice().unwrap()[0]
+    opt.hyperparameters()
+        .get("betas")
+        .unwrap()
+        .as_slice()
+        .unwrap()[0]
         .as_f64()
         .unwrap()
 }
@@ -98,7 +113,10 @@ fn check_same(got: &[f64], want: &[f64], what: &str) {
 fn the_table_covers_every_tempo_scheduler() {
     let names: Vec<String> = specs().into_iter().map(|(s, _)| s.r#type).collect();
     for name in SCHEDULER_NAMES {
-        assert!(names.iter().any(|n| n == name), "{name} has no row in TABLE");
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} has no row in TABLE"
+        );
     }
 }
 
@@ -163,7 +181,9 @@ fn every_scheduler_resumes_exactly_through_a_burn_record() {
 
 #[test]
 fn a_record_file_restores_the_scheduler() {
-    let spec: SchedulerSpec = "CosineAnnealingWarmRestarts(T_0=2, T_mult=2)".parse().unwrap();
+    let spec: SchedulerSpec = "CosineAnnealingWarmRestarts(T_0=2, T_mult=2)"
+        .parse()
+        .unwrap();
     let mut s = TempoLrScheduler::new(&spec, 0.5).unwrap();
     for _ in 0..5 {
         s.step();
@@ -172,7 +192,8 @@ fn a_record_file_restores_the_scheduler() {
     let path = dir.path().join("sched.bpk");
     s.to_record().save(&path).unwrap();
     let mut r = TempoLrScheduler::new(&spec, 0.5).unwrap();
-    r.try_load_record(&LrSchedulerRecord::load(&path).unwrap()).unwrap();
+    r.try_load_record(&LrSchedulerRecord::load(&path).unwrap())
+        .unwrap();
     for _ in 0..6 {
         assert_eq!(r.step().to_bits(), s.step().to_bits());
     }
@@ -192,9 +213,15 @@ fn momentum_cycling_on_burns_own_optimizers_is_refused() {
         );
         assert!(e.to_string().contains("cycle_momentum=False"), "{e}");
         // Mixed groups: the burn group is named.
-        let e = TempoLrScheduler::from_spec(&spec, vec![SchedGroup::from(&adam()), SchedGroup::Lr(0.1)])
-            .unwrap_err();
-        assert!(matches!(e, BurnError::MomentumNotReachable { group: 1, .. }), "{e:?}");
+        let e = TempoLrScheduler::from_spec(
+            &spec,
+            vec![SchedGroup::from(&adam()), SchedGroup::Lr(0.1)],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, BurnError::MomentumNotReachable { group: 1, .. }),
+            "{e:?}"
+        );
     }
 }
 
@@ -216,7 +243,14 @@ fn bad_records_are_errors_that_change_nothing() {
         .record();
     let e = s.try_load_record(&two).unwrap_err();
     assert!(
-        matches!(e, BurnError::CountMismatch { expected: 1, found: 2, .. }),
+        matches!(
+            e,
+            BurnError::CountMismatch {
+                expected: 1,
+                found: 2,
+                ..
+            }
+        ),
         "{e:?}"
     );
     // burn's infallible load keeps the error and the state.
@@ -292,5 +326,15 @@ fn per_group_schedules_become_burns_module_scheduler() {
         assert_eq!(policy.lr_from_param(head, None).to_bits(), lrs[1].to_bits());
     }
     let e = build().into_module_scheduler(vec![]).unwrap_err();
-    assert!(matches!(e, BurnError::CountMismatch { expected: 1, found: 0, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            BurnError::CountMismatch {
+                expected: 1,
+                found: 0,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }

@@ -38,19 +38,31 @@ fn opts(device: &Device, dtype: DType) -> TensorCreationOptions {
 }
 
 fn floats(v: &Json) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn tensor_data(shape: &[usize], v: &[f64], dtype: DType) -> TensorData {
     match dtype {
-        DType::F32 => TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), shape.to_vec()),
+        DType::F32 => TensorData::new(
+            v.iter().map(|&x| x as f32).collect::<Vec<f32>>(),
+            shape.to_vec(),
+        ),
         _ => TensorData::new(v.to_vec(), shape.to_vec()),
     }
 }
 
 fn values(t: TensorData) -> Vec<f64> {
     match t.dtype() {
-        DType::F32 => t.try_to_vec::<f32>().unwrap().into_iter().map(f64::from).collect(),
+        DType::F32 => t
+            .try_to_vec::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect(),
         _ => t.try_to_vec::<f64>().unwrap(),
     }
 }
@@ -68,16 +80,27 @@ fn build(case: &Case, device: &Device, dtype: DType) -> Model {
             *acts.last_mut().unwrap() = Some(name.to_string());
             continue;
         }
-        let (n_in, n_out) = (parts[1].as_u64().unwrap() as usize, parts[2].as_u64().unwrap() as usize);
+        let (n_in, n_out) = (
+            parts[1].as_u64().unwrap() as usize,
+            parts[2].as_u64().unwrap() as usize,
+        );
         let init = &case.raw["init"];
         // PyTorch's weight is [out, in]; burn's Linear keeps [in, out].
         let w = Tensor::<2>::from_data(
-            tensor_data(&[n_out, n_in], &floats(&init[format!("{name}.weight")]["data"]), dtype),
+            tensor_data(
+                &[n_out, n_in],
+                &floats(&init[format!("{name}.weight")]["data"]),
+                dtype,
+            ),
             opts(device, dtype),
         )
         .transpose();
         let b = Tensor::<1>::from_data(
-            tensor_data(&[n_out], &floats(&init[format!("{name}.bias")]["data"]), dtype),
+            tensor_data(
+                &[n_out],
+                &floats(&init[format!("{name}.bias")]["data"]),
+                dtype,
+            ),
             opts(device, dtype),
         );
         net.push(Linear {
@@ -130,12 +153,20 @@ fn scheduler(case: &Case, opt: &TempoOptimizer) -> Option<TempoLrScheduler> {
 fn check(case: &Case, what: &str, got: &[f64], want: &[f64]) {
     assert_eq!(got.len(), want.len(), "{}: {what}", case.name);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(close(*g, *w, case.tolerance), "{}: {what}[{i}]: burn {g}, PyTorch {w}", case.name);
+        assert!(
+            close(*g, *w, case.tolerance),
+            "{}: {what}[{i}]: burn {g}, PyTorch {w}",
+            case.name
+        );
     }
 }
 
 fn run(case: &Case) {
-    let dtype = if case.dtype == "float32" { DType::F32 } else { DType::F64 };
+    let dtype = if case.dtype == "float32" {
+        DType::F32
+    } else {
+        DType::F64
+    };
     let device = Device::default().autodiff();
     let mut model = build(case, &device, dtype);
     let opt = optimizer(case);
@@ -150,7 +181,10 @@ fn run(case: &Case) {
         Some("net_x") => {
             let input = floats(&case.raw["input"]);
             vec![(
-                Tensor::from_data(tensor_data(&[1, input.len()], &input, dtype), opts(&device, dtype)),
+                Tensor::from_data(
+                    tensor_data(&[1, input.len()], &input, dtype),
+                    opts(&device, dtype),
+                ),
                 Tensor::from_data(tensor_data(&[1, 1], &[0.0], dtype), opts(&device, dtype)),
             )]
         }
@@ -164,14 +198,23 @@ fn run(case: &Case) {
                     let e = (s + bs).min(x.len());
                     let flat: Vec<f64> = x[s..e].iter().flatten().copied().collect();
                     (
-                        Tensor::from_data(tensor_data(&[e - s, x[0].len()], &flat, dtype), opts(&device, dtype)),
-                        Tensor::from_data(tensor_data(&[e - s, 1], &y[s..e], dtype), opts(&device, dtype)),
+                        Tensor::from_data(
+                            tensor_data(&[e - s, x[0].len()], &flat, dtype),
+                            opts(&device, dtype),
+                        ),
+                        Tensor::from_data(
+                            tensor_data(&[e - s, 1], &y[s..e], dtype),
+                            opts(&device, dtype),
+                        ),
                     )
                 })
                 .collect()
         }
     };
-    let targets: Option<Vec<Vec<f64>>> = case.raw.get("targets").map(|t| serde_json::from_value(t.clone()).unwrap());
+    let targets: Option<Vec<Vec<f64>>> = case
+        .raw
+        .get("targets")
+        .map(|t| serde_json::from_value(t.clone()).unwrap());
     for epoch in 0..case.steps {
         if case.resume_at == Some(epoch) {
             let bytes = optim.into_bytes().unwrap();
@@ -190,7 +233,10 @@ fn run(case: &Case) {
             let pred = forward(&model, x.clone());
             let loss = match &targets {
                 Some(t) => {
-                    let target = Tensor::<2>::from_data(tensor_data(&pred.dims(), &t[epoch], dtype), opts(&device, dtype));
+                    let target = Tensor::<2>::from_data(
+                        tensor_data(&pred.dims(), &t[epoch], dtype),
+                        opts(&device, dtype),
+                    );
                     (target - pred).sum()
                 }
                 None => (pred - y.clone()).powi_scalar(2).mean(),
@@ -205,15 +251,31 @@ fn run(case: &Case) {
     }
     check(case, "loss", &losses, &case.expect.loss);
     if !case.expect.lr.is_empty() {
-        let want: Vec<f64> = case.expect.lr.iter().take(case.steps).map(|r| r[0]).collect();
+        let want: Vec<f64> = case
+            .expect
+            .lr
+            .iter()
+            .take(case.steps)
+            .map(|r| r[0])
+            .collect();
         check(case, "lr", &lr_rows, &want);
     }
     let finals = case.expect.final_params.as_ref().unwrap();
     for (layer, name) in model.net.layers.iter().zip(&model.names) {
         let w = values(layer.weight.val().transpose().to_data());
-        check(case, &format!("{name}.weight"), &w, &finals[&format!("{name}.weight")]);
+        check(
+            case,
+            &format!("{name}.weight"),
+            &w,
+            &finals[&format!("{name}.weight")],
+        );
         let b = values(layer.bias.as_ref().unwrap().val().to_data());
-        check(case, &format!("{name}.bias"), &b, &finals[&format!("{name}.bias")]);
+        check(
+            case,
+            &format!("{name}.bias"),
+            &b,
+            &finals[&format!("{name}.bias")],
+        );
     }
 }
 
@@ -222,7 +284,12 @@ fn the_training_cases_match_pytorch_through_burn() {
     let mut n = 0;
     for entry in std::fs::read_dir(cases_dir()).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with("training__") {
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("training__")
+        {
             run(&load_case(&path).unwrap());
             n += 1;
         }
