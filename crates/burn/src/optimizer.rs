@@ -4,7 +4,6 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use burn_core::tensor::{DType, Device, Element, Tensor, TensorCreationOptions, TensorData};
 use burn_optim::{LearningRate, ModuleOptimizer, Optimizer};
-use tempo_optim::Optimizer as _;
 use tempo_optim::{build_optimizer, OptimError, OptimizerSpec, OptimizerStateDict, ParamState};
 use tempo_param_groups::{Dict, ParamGroupError, Value};
 use tempo_tensor::Float;
