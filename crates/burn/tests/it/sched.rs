@@ -325,7 +325,7 @@ fn per_group_schedules_become_burns_module_scheduler() {
         assert_eq!(policy.lr_from_param(body, None).to_bits(), lrs[0].to_bits());
         assert_eq!(policy.lr_from_param(head, None).to_bits(), lrs[1].to_bits());
     }
-    let e = build().into_module_scheduler(vec![]).unwrap_err();
+    let e = build().into_module_scheduler(vec![]).err().unwrap();
     assert!(
         matches!(
             e,
