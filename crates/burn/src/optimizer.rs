@@ -1,0 +1,269 @@
+//! [`TempoOptimizer`]: tempo's optimizers (PyTorch's numbers) as a burn [`Optimizer`].
+
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use burn_core::tensor::{DType, Device, Element, Tensor, TensorCreationOptions, TensorData};
+use burn_optim::{LearningRate, ModuleOptimizer, Optimizer};
+use tempo_optim::{build_optimizer, OptimError, OptimizerSpec, OptimizerStateDict, ParamState};
+use tempo_param_groups::{Dict, ParamGroupError, Value};
+use tempo_tensor::Float;
+
+use crate::host::HostParam;
+use crate::state::TempoState;
+use crate::BurnError;
+
+/// A [`TempoOptimizer`]'s hyperparameters (one PyTorch param-group dict without its
+/// `params`), shared between the optimizer, its clones (burn keeps one inside its
+/// `ModuleOptimizer`) and the schedulers that cycle its momentum.
+#[derive(Debug, Clone)]
+pub(crate) struct Hyper(Arc<RwLock<Dict>>);
+
+impl Hyper {
+    fn get(&self) -> Dict {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The group as a scheduler starts from: every hyperparameter but `params`.
+    pub(crate) fn schedulable(&self) -> Dict {
+        let mut d = self.get();
+        d.remove("params");
+        d
+    }
+
+    /// Writes `betas` and `momentum` from a scheduler's copy of the group, where both
+    /// have them.
+    pub(crate) fn set_momentum_from(&self, group: &Dict) -> Result<(), ParamGroupError> {
+        let mut d = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        for key in ["betas", "momentum"] {
+            if let (Some(v), true) = (group.get(key), d.contains_key(key)) {
+                d.insert(key, v.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Any of tempo's elementwise optimizers (SGD, Adam, AdamW, Adagrad, Adadelta, Adamax,
+/// NAdam, RAdam, RMSprop, Rprop, ASGD) as a burn [`Optimizer`]: PyTorch's update, number
+/// for number, on any burn backend.
+///
+/// Built from an [`OptimizerSpec`] (PyTorch's class name and keyword arguments, PyTorch's
+/// defaults: Adam's `eps` is `1e-8`, hyperparameters are f64). burn calls
+/// [`Optimizer::step`] once per parameter with the learning rate of the step: the
+/// parameter and its gradient are read to host memory, tempo's optimizer steps them with
+/// the parameter's state (tempo's, in PyTorch's layout: `exp_avg`, `step`, ...), and the
+/// result is written back on the parameter's device in its dtype (f32 or f64). The state
+/// is kept in host memory and goes into burn's optimizer record with its dtype, so a
+/// resume is exact.
+///
+/// burn's `step` cannot fail: a parameter tempo cannot step (a dtype other than f32 or
+/// f64) is left unchanged and the error is kept for [`TempoOptimizer::take_error`].
+/// LBFGS needs a closure, which burn's optimizers do not get, and is refused.
+///
+/// A scheduler that cycles momentum reaches this optimizer through
+/// [`TempoLrScheduler::for_optimizer`](crate::TempoLrScheduler::for_optimizer).
+///
+/// ```
+/// use tempo_burn::TempoOptimizer;
+/// use tempo_optim::OptimizerSpec;
+///
+/// let spec = OptimizerSpec::from_json(r#"{"type": "NAdam", "kwargs": {"lr": 0.002}}"#)?;
+/// let opt = TempoOptimizer::new(&spec)?;
+/// assert_eq!(opt.name(), "NAdam");
+/// let mut module_optimizer = opt.init(); // burn's ModuleOptimizer: optimizer.step(lr, model, grads)
+/// # let _ = &mut module_optimizer;
+/// # Ok::<(), tempo_burn::BurnError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TempoOptimizer {
+    spec: OptimizerSpec,
+    name: &'static str,
+    hyper: Hyper,
+    error: Arc<Mutex<Option<BurnError>>>,
+}
+
+impl TempoOptimizer {
+    /// The optimizer `spec` describes; its hyperparameters are checked here (an `Err`
+    /// names a bad one). burn's `ModuleOptimizer::with_group` makes groups, so `spec`
+    /// has no `groups` of its own.
+    pub fn new(spec: &OptimizerSpec) -> Result<Self, BurnError> {
+        if spec.groups.is_some() {
+            return Err(OptimError::InvalidSpec {
+                message: "a TempoOptimizer is one param group: give burn's \
+                         ModuleOptimizer::with_group one TempoOptimizer per group instead \
+                         of `groups`"
+                    .into(),
+            }
+            .into());
+        }
+        if spec.kind == "LBFGS" {
+            return Err(OptimError::Unsupported {
+                optimizer: "LBFGS",
+                option: "a burn optimizer step".into(),
+                reason: "LBFGS re-evaluates the loss through a closure, which burn's \
+                         optimizer step does not take",
+            }
+            .into());
+        }
+        let probe = HostParam::<f64>::new(vec![1], vec![0.0], None);
+        let opt = build_optimizer(spec, &[probe])?;
+        let name = opt.name();
+        let group = opt
+            .state_dict()
+            .param_groups
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        Ok(Self {
+            spec: spec.clone(),
+            name,
+            hyper: Hyper(Arc::new(RwLock::new(group))),
+            error: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// PyTorch's class name (`"AdamW"`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The current hyperparameters, PyTorch's group dict (with `params: [0]`); a
+    /// scheduler cycling momentum changes `betas` or `momentum`.
+    pub fn hyperparameters(&self) -> Dict {
+        self.hyper.get()
+    }
+
+    /// This optimizer as burn's `ModuleOptimizer`, which steps a whole module.
+    pub fn init(&self) -> ModuleOptimizer {
+        self.clone().into()
+    }
+
+    /// The first error a step met since the last call (then that parameter was left
+    /// unchanged); clones share it.
+    pub fn take_error(&self) -> Option<BurnError> {
+        self.error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    pub(crate) fn hyper(&self) -> &Hyper {
+        &self.hyper
+    }
+
+    fn keep(&self, e: BurnError) {
+        let mut slot = self.error.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+
+    /// One PyTorch step of one parameter in host memory.
+    fn step_host<T: Float>(
+        &self,
+        lr: LearningRate,
+        shape: Vec<usize>,
+        data: Vec<T>,
+        grad: Vec<T>,
+        state: Option<&ParamState>,
+    ) -> Result<(Vec<T>, ParamState), BurnError> {
+        let p = HostParam::new(shape, data, Some(grad));
+        let mut opt = build_optimizer::<T, HostParam<T>>(&self.spec, std::slice::from_ref(&p))?;
+        let mut group = self.hyper.get();
+        group.insert("lr", Value::Float(lr));
+        let saved = OptimizerStateDict {
+            state: state.map(|s| vec![(0, s.clone())]).unwrap_or_default(),
+            param_groups: vec![group],
+        };
+        opt.load_state_dict(&saved)?;
+        opt.step()?;
+        let state = opt
+            .state_dict()
+            .state
+            .into_iter()
+            .find(|(id, _)| *id == 0)
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        drop(opt);
+        Ok((p.take_data(), state))
+    }
+
+    fn try_step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: &Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<&TempoState<D>>,
+    ) -> Result<(Tensor<D>, TempoState<D>), BurnError> {
+        let dtype = tensor.dtype();
+        let device = tensor.device();
+        let shape = tensor.dims().to_vec();
+        let data = tensor.to_data();
+        let grad = grad.into_data();
+        let state = state.map(TempoState::param_state);
+        let (out, state) = match dtype {
+            DType::F32 => {
+                let (v, s) = self.step_host::<f32>(
+                    lr,
+                    shape.clone(),
+                    vec_of(&data)?,
+                    vec_of(&grad)?,
+                    state,
+                )?;
+                (TensorData::new(v, shape), s)
+            }
+            DType::F64 => {
+                let (v, s) = self.step_host::<f64>(
+                    lr,
+                    shape.clone(),
+                    vec_of(&data)?,
+                    vec_of(&grad)?,
+                    state,
+                )?;
+                (TensorData::new(v, shape), s)
+            }
+            other => {
+                return Err(BurnError::UnsupportedDType {
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        let options = TensorCreationOptions::new(device).with_dtype(dtype);
+        Ok((Tensor::from_data(out, options), TempoState::new(state)))
+    }
+}
+
+/// A burn tensor's elements as a vector of `E` (its dtype must be `E`'s).
+fn vec_of<E: Element>(data: &TensorData) -> Result<Vec<E>, BurnError> {
+    data.try_to_vec::<E>().map_err(|e| BurnError::TensorRead {
+        reason: format!("{e:?}"),
+    })
+}
+
+impl Optimizer for TempoOptimizer {
+    type State<const D: usize> = TempoState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        match self.try_step(lr, &tensor, grad, state.as_ref()) {
+            Ok((t, s)) => (t, Some(s)),
+            Err(e) => {
+                self.keep(e);
+                (tensor, state)
+            }
+        }
+    }
+
+    /// The state lives in host memory: nothing to move.
+    fn to_device<const D: usize>(state: Self::State<D>, _device: &Device) -> Self::State<D> {
+        state
+    }
+}
