@@ -319,12 +319,7 @@ mod mpi_run {
                 run.progress.step += 1;
                 run.progress.batches_done += 1;
                 if let (Some(s), StepEvery::Batch) = (run.scheduler.as_mut(), run.step_every) {
-                    let groups: &mut dyn OptimizerParamGroups = &mut run.optimizer;
-                    if s.needs_metric() {
-                        s.step_with_metric(groups, loss).context("scheduler step")?;
-                    } else {
-                        s.step(groups).context("scheduler step")?;
-                    }
+                    crate::train::step_scheduler(s.as_mut(), &mut run.optimizer, loss)?;
                 }
                 run.progress.metrics.steps.push(StepRecord {
                     step: run.progress.step,
@@ -344,13 +339,7 @@ mod mpi_run {
             // per-epoch ReduceLROnPlateau reads the result).
             let (test_loss, test_accuracy) = evaluate(&run.model, &run.test)?;
             if let (Some(s), StepEvery::Epoch) = (run.scheduler.as_mut(), run.step_every) {
-                let groups: &mut dyn OptimizerParamGroups = &mut run.optimizer;
-                if s.needs_metric() {
-                    s.step_with_metric(groups, test_loss)
-                        .context("scheduler step")?;
-                } else {
-                    s.step(groups).context("scheduler step")?;
-                }
+                crate::train::step_scheduler(s.as_mut(), &mut run.optimizer, test_loss)?;
             }
             let this_epoch: Vec<f64> = run
                 .progress

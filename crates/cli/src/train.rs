@@ -696,13 +696,8 @@ fn train_loop(run: &mut Run, args: &TrainArgs, interrupted: &AtomicBool) -> Resu
             run.progress.step += 1;
             run.progress.batches_done += 1;
             if let (Some(s), StepEvery::Batch) = (run.scheduler.as_mut(), run.step_every) {
-                let groups: &mut dyn OptimizerParamGroups = run.optimizer.as_mut();
-                if s.needs_metric() {
-                    // ReduceLROnPlateau stepped per batch follows the training loss.
-                    s.step_with_metric(groups, loss).context("scheduler step")?;
-                } else {
-                    s.step(groups).context("scheduler step")?;
-                }
+                // ReduceLROnPlateau stepped per batch follows the training loss.
+                step_scheduler(s.as_mut(), run.optimizer.as_mut(), loss)?;
             }
             run.progress.metrics.steps.push(StepRecord {
                 step: run.progress.step,
@@ -721,14 +716,8 @@ fn train_loop(run: &mut Run, args: &TrainArgs, interrupted: &AtomicBool) -> Resu
         // The epoch is complete: evaluate, step a per-epoch scheduler, maybe save.
         let (test_loss, test_accuracy) = evaluate(&run.model, &run.test)?;
         if let (Some(s), StepEvery::Epoch) = (run.scheduler.as_mut(), run.step_every) {
-            let groups: &mut dyn OptimizerParamGroups = run.optimizer.as_mut();
             // ReduceLROnPlateau stepped per epoch follows the held-out loss.
-            if s.needs_metric() {
-                s.step_with_metric(groups, test_loss)
-                    .context("scheduler step")?;
-            } else {
-                s.step(groups).context("scheduler step")?;
-            }
+            step_scheduler(s.as_mut(), run.optimizer.as_mut(), test_loss)?;
         }
         let epoch_steps = &run.progress.metrics.steps;
         let this_epoch: Vec<f64> = epoch_steps
@@ -936,6 +925,20 @@ fn shell_quote(path: &Path) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+/// Steps the run's scheduler: ReduceLROnPlateau follows `metric`, the others ignore it.
+fn step_scheduler(
+    s: &mut dyn LrScheduler,
+    groups: &mut dyn OptimizerParamGroups,
+    metric: f64,
+) -> Result<()> {
+    if s.needs_metric() {
+        s.step_with_metric(groups, metric)
+    } else {
+        s.step(groups)
+    }
+    .context("scheduler step")
 }
 
 #[cfg(test)]
