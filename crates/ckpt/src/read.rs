@@ -58,15 +58,20 @@ fn bad_header(expected: impl Into<String>, found: impl Into<String>) -> CkptErro
     CkptError::malformed("tempo checkpoint header", expected, found)
 }
 
-/// Reads and validates the header: magic, version, metadata, tensor table (dtypes,
-/// shapes, offsets that tile the data section exactly), content JSON and its tensor
-/// references. Nothing of the data section is read.
-fn read_header<R: Read + Seek>(r: &mut R) -> Result<Header, CkptError> {
+/// Reads a header laid out as tempo's format and safetensors lay theirs out (a
+/// little-endian u64 length, then that many bytes), after checking the length against
+/// the file and [`MAX_HEADER`]. `what` names, for errors, the length field, the header,
+/// and the header when it is too large. Returns the header's bytes and the file's length.
+pub(crate) fn read_prefixed_header<R: Read + Seek>(
+    r: &mut R,
+    what: [&'static str; 3],
+) -> Result<(Vec<u8>, u64), CkptError> {
+    let [what_len, what_header, what_large] = what;
     let file_len = r.seek(SeekFrom::End(0))?;
     r.seek(SeekFrom::Start(0))?;
     if file_len < 8 {
         return Err(CkptError::Truncated {
-            what: "tempo checkpoint header length",
+            what: what_len,
             offset: 0,
             needed: 8,
             available: file_len,
@@ -77,14 +82,14 @@ fn read_header<R: Read + Seek>(r: &mut R) -> Result<Header, CkptError> {
     let header_len = u64::from_le_bytes(len);
     if header_len > MAX_HEADER {
         return Err(CkptError::TooLarge {
-            what: "the checkpoint header",
+            what: what_large,
             found: header_len,
             limit: MAX_HEADER,
         });
     }
     if header_len > file_len - 8 {
         return Err(CkptError::Truncated {
-            what: "tempo checkpoint header",
+            what: what_header,
             offset: 8,
             needed: header_len,
             available: file_len - 8,
@@ -92,6 +97,22 @@ fn read_header<R: Read + Seek>(r: &mut R) -> Result<Header, CkptError> {
     }
     let mut header = vec![0u8; header_len as usize];
     r.read_exact(&mut header)?;
+    Ok((header, file_len))
+}
+
+/// Reads and validates the header: magic, version, metadata, tensor table (dtypes,
+/// shapes, offsets that tile the data section exactly), content JSON and its tensor
+/// references. Nothing of the data section is read.
+fn read_header<R: Read + Seek>(r: &mut R) -> Result<Header, CkptError> {
+    let (header, file_len) = read_prefixed_header(
+        r,
+        [
+            "tempo checkpoint header length",
+            "tempo checkpoint header",
+            "the checkpoint header",
+        ],
+    )?;
+    let header_len = header.len() as u64;
     if !header.starts_with(MAGIC) {
         let n = header.len().min(MAGIC.len());
         return Err(CkptError::BadMagic {

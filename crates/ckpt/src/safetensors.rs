@@ -2,12 +2,12 @@
 //! tensors, read into an [`Object`] and written from one.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use serde_json::{Map, Value as Json};
 
-use crate::format::MAX_HEADER;
+use crate::read::read_prefixed_header;
 use crate::tensor::{numel, Elements};
 use crate::write::write_atomic;
 use crate::{AnyTensor, CkptError, DType, Object};
@@ -72,36 +72,15 @@ pub fn read_safetensors_metadata(
 
 /// The header's JSON object, where the data starts, and the data's length.
 fn header(file: &mut File) -> Result<(Map<String, Json>, u64, u64), CkptError> {
-    let file_len = file.seek(SeekFrom::End(0))?;
-    file.seek(SeekFrom::Start(0))?;
-    if file_len < 8 {
-        return Err(CkptError::Truncated {
-            what: "safetensors header length",
-            offset: 0,
-            needed: 8,
-            available: file_len,
-        });
-    }
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len)?;
-    let header_len = u64::from_le_bytes(len);
-    if header_len > MAX_HEADER {
-        return Err(CkptError::TooLarge {
-            what: "the safetensors header",
-            found: header_len,
-            limit: MAX_HEADER,
-        });
-    }
-    if header_len > file_len - 8 {
-        return Err(CkptError::Truncated {
-            what: "safetensors header",
-            offset: 8,
-            needed: header_len,
-            available: file_len - 8,
-        });
-    }
-    let mut bytes = vec![0u8; header_len as usize];
-    file.read_exact(&mut bytes)?;
+    let (bytes, file_len) = read_prefixed_header(
+        file,
+        [
+            "safetensors header length",
+            "safetensors header",
+            "the safetensors header",
+        ],
+    )?;
+    let header_len = bytes.len() as u64;
     let json: Json =
         serde_json::from_slice(&bytes).map_err(|e| bad("a JSON object", e.to_string()))?;
     let Json::Object(map) = json else {
