@@ -372,6 +372,17 @@ macro_rules! elementwise_optimizer {
             }
         }
 
+        crate::engine::forward_to_engine!($name, <$config as crate::engine::Algorithm<T>>::NAME);
+    };
+}
+
+pub(crate) use elementwise_optimizer;
+
+/// The param-group seam and the `Optimizer` trait for an optimizer struct whose `engine`
+/// field holds its groups and state (an [`Engine`] or a `WholeEngine`): every method
+/// forwards to the engine. `$algorithm_name` is the optimizer's PyTorch name.
+macro_rules! forward_to_engine {
+    ($name:ident, $algorithm_name:expr) => {
         impl<T: tempo_tensor::Float, P: crate::Param<T>> tempo_param_groups::OptimizerParamGroups
             for $name<T, P>
         {
@@ -436,7 +447,7 @@ macro_rules! elementwise_optimizer {
 
         impl<T: tempo_tensor::Float, P: crate::Param<T>> crate::Optimizer<T, P> for $name<T, P> {
             fn name(&self) -> &'static str {
-                <$config as crate::engine::Algorithm<T>>::NAME
+                $algorithm_name
             }
             fn step(&mut self) -> Result<bool, crate::OptimError> {
                 self.engine.step()
@@ -447,17 +458,23 @@ macro_rules! elementwise_optimizer {
             fn params(&self) -> Vec<P> {
                 self.engine.params()
             }
-            fn add_param_group(&mut self, group: crate::ParamGroup<T, P>) -> Result<(), crate::OptimError> {
+            fn add_param_group(
+                &mut self,
+                group: crate::ParamGroup<T, P>,
+            ) -> Result<(), crate::OptimError> {
                 self.engine.add_param_group(group)
             }
             fn state_dict(&self) -> crate::OptimizerStateDict {
                 self.engine.state_dict()
             }
-            fn load_state_dict(&mut self, sd: &crate::OptimizerStateDict) -> Result<(), crate::OptimError> {
+            fn load_state_dict(
+                &mut self,
+                sd: &crate::OptimizerStateDict,
+            ) -> Result<(), crate::OptimError> {
                 self.engine.load_state_dict(sd)
             }
         }
     };
 }
 
-pub(crate) use elementwise_optimizer;
+pub(crate) use forward_to_engine;
