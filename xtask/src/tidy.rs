@@ -53,13 +53,25 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
             "tempo-ckpt",
         ],
     ),
+    (
+        "tempo-burn",
+        &[
+            "tempo-tensor",
+            "tempo-param-groups",
+            "tempo-optim",
+            "tempo-sched",
+        ],
+    ),
     ("benches", &["tempo", "tempo-candle"]),
     ("xtask", &[]),
 ];
 
 /// Framework adapters at the edge: each foreign framework's crates, and the only
 /// packages that may depend on them (the core, the facade and the CLI never name one).
-pub(crate) const FRAMEWORKS: &[(&str, &[&str])] = &[("candle-", &["tempo-candle", "benches"])];
+pub(crate) const FRAMEWORKS: &[(&str, &[&str])] = &[
+    ("candle-", &["tempo-candle", "benches"]),
+    ("burn-", &["tempo-burn", "benches"]),
+];
 
 /// One violation: `package` depends on `dependency` (of kind `kind`) without leave.
 #[derive(Debug, PartialEq)]

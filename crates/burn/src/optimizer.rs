@@ -108,7 +108,8 @@ impl TempoOptimizer {
             }
             .into());
         }
-        let probe = HostParam::<f64>::new(vec![1], vec![0.0], None);
+        // A 1x1 matrix: every optimizer takes one (Muon only takes matrices).
+        let probe = HostParam::<f64>::new(vec![1, 1], vec![0.0], None);
         let opt = build_optimizer(spec, &[probe])?;
         let name = opt.name();
         let group = opt

@@ -193,8 +193,11 @@ impl TempoLrScheduler {
             }
         }
         let mut dicts = SimulatedGroups::new(dicts);
-        let inner = make(&mut dicts).map_err(|e| match e {
-            SchedError::ParamGroup(ParamGroupError::NoMomentum { group })
+        let burn_group = targets.iter().position(Option::is_none);
+        let inner = make(&mut dicts).map_err(|e| match (e, burn_group) {
+            // A scheduler reading the momentum of a group that has none: a group of
+            // burn's own optimizers.
+            (SchedError::ParamGroup(ParamGroupError::NoMomentum { group }), _)
                 if targets.get(group).is_some_and(Option::is_none) =>
             {
                 BurnError::MomentumNotReachable {
@@ -202,7 +205,17 @@ impl TempoLrScheduler {
                     group,
                 }
             }
-            e => BurnError::Sched(e),
+            (
+                SchedError::ParamGroup(
+                    ParamGroupError::MissingKey { key, .. }
+                    | ParamGroupError::WrongType { key, .. },
+                ),
+                Some(group),
+            ) if key == "betas" || key == "momentum" => BurnError::MomentumNotReachable {
+                scheduler: "the scheduler",
+                group,
+            },
+            (e, _) => BurnError::Sched(e),
         })?;
         if inner.writes_momentum() {
             if let Some(group) = targets.iter().position(Option::is_none) {

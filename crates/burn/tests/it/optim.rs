@@ -9,10 +9,24 @@ use tempo_burn::{BurnError, TempoOptimizer, TempoState};
 use tempo_optim::OptimizerSpec;
 use tempo_testkit::{cases_dir, close, load_case, Case};
 
-/// One parameter of a case as burn sees it: a tensor of rank 1 or 2 and its state.
+/// One parameter of a case as burn sees it: a tensor of rank 1 to 4 and its state.
 enum Slot {
     R1(Tensor<1>, Option<TempoState<1>>),
     R2(Tensor<2>, Option<TempoState<2>>),
+    R3(Tensor<3>, Option<TempoState<3>>),
+    R4(Tensor<4>, Option<TempoState<4>>),
+}
+
+/// `$body` with `$t` and `$s` bound to the slot's tensor and state, whatever its rank.
+macro_rules! each_rank {
+    ($slot:expr, |$t:ident, $s:ident| $body:expr) => {
+        match $slot {
+            Slot::R1($t, $s) => $body,
+            Slot::R2($t, $s) => $body,
+            Slot::R3($t, $s) => $body,
+            Slot::R4($t, $s) => $body,
+        }
+    };
 }
 
 fn options(dtype: DType) -> TensorCreationOptions {
@@ -63,47 +77,38 @@ impl Slot {
                 Tensor::from_data(data(shape, v, dtype), options(dtype)),
                 None,
             ),
-            r => panic!("the cases hold parameters of rank 1 and 2, found {r}"),
+            3 => Slot::R3(
+                Tensor::from_data(data(shape, v, dtype), options(dtype)),
+                None,
+            ),
+            4 => Slot::R4(
+                Tensor::from_data(data(shape, v, dtype), options(dtype)),
+                None,
+            ),
+            r => panic!("the cases hold parameters of rank 1 to 4, found {r}"),
         }
     }
 
     fn step(&mut self, opt: &TempoOptimizer, lr: f64, shape: &[usize], grad: &[f64], dtype: DType) {
         let g = data(shape, grad, dtype);
-        match self {
-            Slot::R1(t, s) => {
-                let (t2, s2) = opt.step(
-                    lr,
-                    t.clone(),
-                    Tensor::from_data(g, options(dtype)),
-                    s.take(),
-                );
-                (*t, *s) = (t2, s2);
-            }
-            Slot::R2(t, s) => {
-                let (t2, s2) = opt.step(
-                    lr,
-                    t.clone(),
-                    Tensor::from_data(g, options(dtype)),
-                    s.take(),
-                );
-                (*t, *s) = (t2, s2);
-            }
-        }
+        each_rank!(self, |t, s| {
+            let (t2, s2) = opt.step(
+                lr,
+                t.clone(),
+                Tensor::from_data(g, options(dtype)),
+                s.take(),
+            );
+            (*t, *s) = (t2, s2);
+        })
     }
 
     /// The state through burn's record decomposition and back.
     fn resume(&mut self) {
-        match self {
-            Slot::R1(_, s) => *s = s.as_ref().map(round_trip),
-            Slot::R2(_, s) => *s = s.as_ref().map(round_trip),
-        }
+        each_rank!(self, |_t, s| *s = s.as_ref().map(round_trip))
     }
 
     fn values(&self) -> Vec<f64> {
-        match self {
-            Slot::R1(t, _) => values(t.to_data()),
-            Slot::R2(t, _) => values(t.to_data()),
-        }
+        each_rank!(self, |t, _s| values(t.to_data()))
     }
 }
 
@@ -204,7 +209,19 @@ fn every_optimizer_case_matches_pytorch_through_burn() {
         *ran.entry(opts[0].name().to_string()).or_default() += 1;
     }
     for name in [
-        "NAdam", "RAdam", "Adadelta", "Adamax", "ASGD", "Rprop", "Adam", "AdamW", "SGD",
+        "NAdam",
+        "RAdam",
+        "Adadelta",
+        "Adamax",
+        "ASGD",
+        "Rprop",
+        "Adam",
+        "AdamW",
+        "SGD",
+        "Adagrad",
+        "RMSprop",
+        "Adafactor",
+        "Muon",
     ] {
         assert!(
             ran.get(name).copied().unwrap_or(0) >= 2,

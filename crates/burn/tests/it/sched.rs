@@ -31,6 +31,17 @@ const TABLE: &[(&str, bool)] = &[
     ("WarmupCosineLR(warmup_steps=3, total_steps=12)", false),
     ("WarmupStableDecayLR(warmup_steps=2, stable_steps=3, decay_steps=4)", false),
     ("InverseSqrtLR(warmup_steps=4)", false),
+    ("transformers:linear(num_warmup_steps=2, num_training_steps=10)", false),
+    ("transformers:cosine(num_warmup_steps=3, num_training_steps=10)", false),
+    ("transformers:cosine_with_restarts(num_warmup_steps=2, num_training_steps=11, num_cycles=3)", false),
+    ("transformers:polynomial(num_warmup_steps=1, num_training_steps=9, lr_end=1e-3, power=2.0)", false),
+    ("transformers:constant()", false),
+    ("transformers:constant_with_warmup(num_warmup_steps=3)", false),
+    ("transformers:inverse_sqrt(num_warmup_steps=3, timescale=5)", false),
+    ("transformers:cosine_with_min_lr(num_warmup_steps=2, num_training_steps=10, min_lr_rate=0.1)", false),
+    ("transformers:cosine_warmup_with_min_lr(num_warmup_steps=2, num_training_steps=10, min_lr=0.01)", false),
+    ("transformers:warmup_stable_decay(num_warmup_steps=2, num_decay_steps=5, num_stable_steps=3, decay_type='1-sqrt')", false),
+    ("transformers:reduce_lr_on_plateau(scheduler_specific_kwargs={'patience': 1})", false),
 ];
 
 /// Composites, which `SchedulerSpec`'s call syntax does not spell: JSON.
@@ -81,7 +92,10 @@ fn scheduler(spec: &SchedulerSpec, momentum: bool) -> (TempoLrScheduler, Option<
 }
 
 fn plateau(spec: &SchedulerSpec) -> bool {
-    spec.r#type == "ReduceLROnPlateau"
+    matches!(
+        spec.r#type.as_str(),
+        "ReduceLROnPlateau" | "transformers:reduce_lr_on_plateau"
+    )
 }
 
 /// burn's step `k` (the lr of optimizer step `k`), with the metric reported before it.
@@ -293,7 +307,9 @@ fn one_cycle_past_its_total_steps_keeps_the_error() {
         .parse()
         .unwrap();
     let mut s = TempoLrScheduler::new(&spec, 0.1).unwrap();
-    for _ in 0..3 {
+    // burn's first step is the construction lr, then PyTorch's steps 1 to 3; PyTorch
+    // refuses a step past `total_steps`.
+    for _ in 0..4 {
         s.try_step().unwrap();
     }
     let last = s.lrs().unwrap()[0];
