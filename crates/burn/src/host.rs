@@ -27,9 +27,20 @@ impl<T: Float> HostParam<T> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The elements, taken out (the parameter is left empty).
+    /// The elements, taken out, and the gradient dropped (the parameter is left empty
+    /// until the next [`HostParam::put`]).
     pub(crate) fn take_data(&self) -> Vec<T> {
-        std::mem::take(&mut self.lock_host().data)
+        let mut h = self.lock_host();
+        h.grad = None;
+        std::mem::take(&mut h.data)
+    }
+
+    /// Puts the elements and the gradient of the next step in; the shape is the
+    /// parameter's own.
+    pub(crate) fn put(&self, data: Vec<T>, grad: Vec<T>) {
+        let mut h = self.lock_host();
+        h.data = data;
+        h.grad = Some(grad);
     }
 }
 

@@ -8,8 +8,8 @@
 //!   ReduceLROnPlateau takes its metric through a [`MetricFeed`]; per-group schedules
 //!   become burn's per-module scheduler
 //!   ([`TempoLrScheduler::into_module_scheduler`]).
-//! - [`TempoOptimizer`]: tempo's elementwise optimizers (SGD, Adam, AdamW, Adagrad,
-//!   Adadelta, Adamax, NAdam, RAdam, RMSprop, Rprop, ASGD) as a burn
+//! - [`TempoOptimizer`]: every tempo optimizer but LBFGS (SGD, Adam, AdamW, Adagrad,
+//!   Adadelta, Adamax, NAdam, RAdam, RMSprop, Rprop, ASGD, Adafactor, Muon) as a burn
 //!   [`Optimizer`](burn_optim::Optimizer): PyTorch's update and defaults (Adam's `eps`
 //!   is `1e-8`, hyperparameters are f64), on f32 and f64 parameters of any backend, the
 //!   state ([`TempoState`]) in burn's optimizer record.

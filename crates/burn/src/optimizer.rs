@@ -4,12 +4,13 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use burn_core::tensor::{DType, Device, Element, Tensor, TensorCreationOptions, TensorData};
 use burn_optim::{LearningRate, ModuleOptimizer, Optimizer};
-use tempo_optim::{build_optimizer, OptimError, OptimizerSpec, OptimizerStateDict, ParamState};
+use tempo_optim::{
+    build_optimizer, OptimError, OptimizerSpec, OptimizerStateDict, Param, ParamState,
+};
 use tempo_param_groups::{Dict, ParamGroupError, Value};
-use tempo_tensor::Float;
 
 use crate::host::HostParam;
-use crate::state::TempoState;
+use crate::state::{HostFloat, Inner, Live, TempoState};
 use crate::BurnError;
 
 /// A [`TempoOptimizer`]'s hyperparameters (one PyTorch param-group dict without its
@@ -24,6 +25,15 @@ impl Hyper {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// One hyperparameter's current value.
+    fn value(&self, key: &str) -> Option<Value> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned()
     }
 
     /// The group as a scheduler starts from: every hyperparameter but `params`.
@@ -46,9 +56,9 @@ impl Hyper {
     }
 }
 
-/// Any of tempo's elementwise optimizers (SGD, Adam, AdamW, Adagrad, Adadelta, Adamax,
-/// NAdam, RAdam, RMSprop, Rprop, ASGD) as a burn [`Optimizer`]: PyTorch's update, number
-/// for number, on any burn backend.
+/// Any tempo optimizer but LBFGS (SGD, Adam, AdamW, Adagrad, Adadelta, Adamax, NAdam,
+/// RAdam, RMSprop, Rprop, ASGD, Adafactor, Muon) as a burn [`Optimizer`]: PyTorch's
+/// update, number for number, on any burn backend.
 ///
 /// Built from an [`OptimizerSpec`] (PyTorch's class name and keyword arguments, PyTorch's
 /// defaults: Adam's `eps` is `1e-8`, hyperparameters are f64). burn calls
@@ -56,8 +66,8 @@ impl Hyper {
 /// parameter and its gradient are read to host memory, tempo's optimizer steps them with
 /// the parameter's state (tempo's, in PyTorch's layout: `exp_avg`, `step`, ...), and the
 /// result is written back on the parameter's device in its dtype (f32 or f64). The state
-/// is kept in host memory and goes into burn's optimizer record with its dtype, so a
-/// resume is exact.
+/// (with the parameter's tempo optimizer, built at its first step) is kept in host
+/// memory and goes into burn's optimizer record with its dtype, so a resume is exact.
 ///
 /// burn's `step` cannot fail: a parameter tempo cannot step (a dtype other than f32 or
 /// f64) is left unchanged and the error is kept for [`TempoOptimizer::take_error`].
@@ -126,6 +136,17 @@ impl TempoOptimizer {
         })
     }
 
+    /// The optimizer of a Python call, as tempo's CLI takes it:
+    /// `"AdamW(lr=1e-3, weight_decay=0.01)"`.
+    pub fn from_call(call: &str) -> Result<Self, BurnError> {
+        let parsed = tempo_sched::parse_scheduler_call(call)?;
+        Self::new(&OptimizerSpec {
+            kind: parsed.r#type,
+            kwargs: parsed.kwargs,
+            groups: None,
+        })
+    }
+
     /// PyTorch's class name (`"AdamW"`).
     pub fn name(&self) -> &'static str {
         self.name
@@ -162,84 +183,105 @@ impl TempoOptimizer {
         }
     }
 
-    /// One PyTorch step of one parameter in host memory.
-    fn step_host<T: Float>(
-        &self,
-        lr: LearningRate,
-        shape: Vec<usize>,
-        data: Vec<T>,
-        grad: Vec<T>,
-        state: Option<&ParamState>,
-    ) -> Result<(Vec<T>, ParamState), BurnError> {
-        let p = HostParam::new(shape, data, Some(grad));
-        let mut opt = build_optimizer::<T, HostParam<T>>(&self.spec, std::slice::from_ref(&p))?;
-        let mut group = self.hyper.get();
-        group.insert("lr", Value::Float(lr));
-        let saved = OptimizerStateDict {
-            state: state.map(|s| vec![(0, s.clone())]).unwrap_or_default(),
-            param_groups: vec![group],
-        };
-        opt.load_state_dict(&saved)?;
-        opt.step()?;
-        let state = opt
-            .state_dict()
-            .state
-            .into_iter()
-            .find(|(id, _)| *id == 0)
-            .map(|(_, s)| s)
-            .unwrap_or_default();
-        drop(opt);
-        Ok((p.take_data(), state))
-    }
-
     fn try_step<const D: usize>(
         &self,
         lr: LearningRate,
         tensor: &Tensor<D>,
         grad: Tensor<D>,
-        state: Option<&TempoState<D>>,
-    ) -> Result<(Tensor<D>, TempoState<D>), BurnError> {
+        state: &mut Option<TempoState<D>>,
+    ) -> Result<Tensor<D>, BurnError> {
         let dtype = tensor.dtype();
-        let device = tensor.device();
         let shape = tensor.dims().to_vec();
-        let data = tensor.to_data();
-        let grad = grad.into_data();
-        let state = state.map(TempoState::param_state);
-        let (out, state) = match dtype {
-            DType::F32 => {
-                let (v, s) = self.step_host::<f32>(
-                    lr,
-                    shape.clone(),
-                    vec_of(&data)?,
-                    vec_of(&grad)?,
-                    state,
-                )?;
-                (TensorData::new(v, shape), s)
-            }
-            DType::F64 => {
-                let (v, s) = self.step_host::<f64>(
-                    lr,
-                    shape.clone(),
-                    vec_of(&data)?,
-                    vec_of(&grad)?,
-                    state,
-                )?;
-                (TensorData::new(v, shape), s)
-            }
+        let out = match dtype {
+            DType::F32 => TensorData::new(
+                self.step_host::<f32, D>(lr, &shape, tensor, grad, state)?,
+                shape,
+            ),
+            DType::F64 => TensorData::new(
+                self.step_host::<f64, D>(lr, &shape, tensor, grad, state)?,
+                shape,
+            ),
             other => {
                 return Err(BurnError::UnsupportedDType {
                     dtype: format!("{other:?}"),
                 })
             }
         };
-        let options = TensorCreationOptions::new(device).with_dtype(dtype);
-        Ok((Tensor::from_data(out, options), TempoState::new(state)))
+        let options = TensorCreationOptions::new(tensor.device()).with_dtype(dtype);
+        Ok(Tensor::from_data(out, options))
+    }
+
+    /// One PyTorch step of one parameter in host memory, by the parameter's live
+    /// optimizer (built on its first step, or from a saved state); the new elements.
+    /// On error the parameter's state is as it was.
+    fn step_host<T: HostFloat + Element, const D: usize>(
+        &self,
+        lr: LearningRate,
+        shape: &[usize],
+        tensor: &Tensor<D>,
+        grad: Tensor<D>,
+        state: &mut Option<TempoState<D>>,
+    ) -> Result<Vec<T>, BurnError> {
+        let data: Vec<T> = vec_of(tensor.to_data())?;
+        let grad: Vec<T> = vec_of(grad.into_data())?;
+        let slot =
+            state.get_or_insert_with(|| TempoState::from_inner(Inner::Saved(ParamState::new())));
+        let inner = slot.inner_mut();
+        if T::live(inner).is_none() {
+            *inner = T::wrap(self.build_live::<T>(shape, &inner.param_state())?);
+        }
+        let live = T::live(inner).expect("a live optimizer of this dtype was just put in");
+        let held = Param::shape(&live.param);
+        if held != shape {
+            return Err(OptimError::GradShapeMismatch {
+                param: 0,
+                expected: held,
+                got: shape.to_vec(),
+            }
+            .into());
+        }
+        let opt = &mut live.opt;
+        opt.set(0, "lr", Value::Float(lr))?;
+        for key in ["betas", "momentum"] {
+            if let Some(v) = self.hyper.value(key) {
+                if opt.get(0, key).as_ref() != Some(&v) {
+                    opt.set(0, key, v)?;
+                }
+            }
+        }
+        live.param.put(data, grad);
+        let stepped = live.opt.step();
+        let data = live.param.take_data();
+        stepped?;
+        Ok(data)
+    }
+
+    /// A one-parameter optimizer over host storage of `shape`, holding `saved`.
+    fn build_live<T: HostFloat>(
+        &self,
+        shape: &[usize],
+        saved: &ParamState,
+    ) -> Result<Live<T>, BurnError> {
+        let numel = shape.iter().product();
+        let param = HostParam::new(shape.to_vec(), vec![T::zero(); numel], None);
+        let mut opt = build_optimizer::<T, HostParam<T>>(&self.spec, std::slice::from_ref(&param))?;
+        let saved_dict = OptimizerStateDict {
+            state: if saved.is_empty() {
+                vec![]
+            } else {
+                vec![(0, saved.clone())]
+            },
+            param_groups: vec![self.hyper.get()],
+        };
+        opt.load_state_dict(&saved_dict)?;
+        Ok(Live { param, opt })
     }
 }
 
-/// A burn tensor's elements as a vector of `E` (its dtype must be `E`'s).
-fn vec_of<E: Element>(data: &TensorData) -> Result<Vec<E>, BurnError> {
-    data.try_to_vec::<E>().map_err(|e| BurnError::TensorRead {
+/// A burn tensor's elements as a vector of `E` (its dtype must be `E`'s), without a
+/// copy where burn's buffer allows.
+fn vec_of<E: Element>(data: TensorData) -> Result<Vec<E>, BurnError> {
+    data.try_into_vec::<E>().map_err(|e| BurnError::TensorRead {
         reason: format!("{e:?}"),
     })
 }
@@ -252,13 +294,15 @@ impl Optimizer for TempoOptimizer {
         lr: LearningRate,
         tensor: Tensor<D>,
         grad: Tensor<D>,
-        state: Option<Self::State<D>>,
+        mut state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        match self.try_step(lr, &tensor, grad, state.as_ref()) {
-            Ok((t, s)) => (t, Some(s)),
+        let fresh = state.is_none();
+        match self.try_step(lr, &tensor, grad, &mut state) {
+            Ok(t) => (t, state),
             Err(e) => {
                 self.keep(e);
-                (tensor, state)
+                // A parameter that never stepped keeps no state.
+                (tensor, if fresh { None } else { state })
             }
         }
     }

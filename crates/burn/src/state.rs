@@ -1,36 +1,144 @@
 //! [`TempoState`]: one parameter's tempo optimizer state, as a burn record state.
 
+use std::sync::{Mutex, PoisonError};
+
 use burn_core::tensor::{Device, TensorData as BurnData};
 use burn_optim::{RecordState, StateSink, StateSource};
 use burn_pack::Scalar;
 use ndarray::{ArrayD, IxDyn};
-use tempo_optim::{ParamState, StateValue};
+use tempo_optim::{Optimizer, ParamState, StateValue};
 use tempo_param_groups::Value;
-use tempo_tensor::TensorData;
+use tempo_tensor::{Float, TensorData};
 
+use crate::host::HostParam;
 use crate::record::{decode, encode, len_key, read_tokens, token_key};
+
+/// A one-parameter tempo optimizer kept between burn's steps, with the host storage it
+/// steps.
+pub(crate) struct Live<T: Float> {
+    pub(crate) param: HostParam<T>,
+    pub(crate) opt: Box<dyn Optimizer<T, HostParam<T>>>,
+}
+
+impl<T: Float> Live<T> {
+    /// The parameter's state, PyTorch's per-parameter state dict (empty before the
+    /// first step).
+    fn param_state(&self) -> ParamState {
+        self.opt
+            .state_dict()
+            .state
+            .into_iter()
+            .find(|(id, _)| *id == 0)
+            .map(|(_, s)| s)
+            .unwrap_or_default()
+    }
+}
+
+/// Where a [`TempoState`] keeps the state: as saved (from a record, a clone), or inside
+/// the live optimizer of the parameter's dtype, so that a step neither rebuilds the
+/// optimizer nor copies its buffers.
+pub(crate) enum Inner {
+    Saved(ParamState),
+    F32(Live<f32>),
+    F64(Live<f64>),
+}
+
+impl Inner {
+    /// The state, wherever it is kept.
+    pub(crate) fn param_state(&self) -> ParamState {
+        match self {
+            Inner::Saved(s) => s.clone(),
+            Inner::F32(l) => l.param_state(),
+            Inner::F64(l) => l.param_state(),
+        }
+    }
+}
+
+/// A float type a [`TempoState`] can hold a live optimizer of.
+pub(crate) trait HostFloat: Float {
+    /// `live` as the state of this dtype.
+    fn wrap(live: Live<Self>) -> Inner;
+    /// The live optimizer of this dtype, if `inner` holds one.
+    fn live(inner: &mut Inner) -> Option<&mut Live<Self>>;
+}
+
+impl HostFloat for f32 {
+    fn wrap(live: Live<f32>) -> Inner {
+        Inner::F32(live)
+    }
+    fn live(inner: &mut Inner) -> Option<&mut Live<f32>> {
+        match inner {
+            Inner::F32(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+impl HostFloat for f64 {
+    fn wrap(live: Live<f64>) -> Inner {
+        Inner::F64(live)
+    }
+    fn live(inner: &mut Inner) -> Option<&mut Live<f64>> {
+        match inner {
+            Inner::F64(l) => Some(l),
+            _ => None,
+        }
+    }
+}
 
 /// The state of one parameter under a [`TempoOptimizer`](crate::TempoOptimizer):
 /// tempo's per-parameter state in PyTorch's layout (`exp_avg`, `exp_avg_sq`, `step`,
 /// ...), in host memory.
 ///
+/// Between steps it holds the parameter's tempo optimizer itself, so a step costs the
+/// update and the copies between burn's device and host memory, nothing more. A clone
+/// is a deep copy (the state as of the clone).
+///
 /// In burn's optimizer record, each state tensor is a record tensor named
 /// `{param}.{key}` in its own dtype (a 0-d tensor such as `step` is stored with shape
 /// `[1]`), and the layout (keys in order, dtypes, shapes, plain numbers) is a token
 /// stream of scalars under `{param}.tempo`, so a resume is exact.
-#[derive(Debug, Clone, PartialEq)]
 pub struct TempoState<const D: usize> {
-    state: ParamState,
+    inner: Mutex<Inner>,
 }
 
 impl<const D: usize> TempoState<D> {
-    pub(crate) fn new(state: ParamState) -> Self {
-        Self { state }
+    pub(crate) fn from_inner(inner: Inner) -> Self {
+        Self {
+            inner: Mutex::new(inner),
+        }
+    }
+
+    pub(crate) fn inner_mut(&mut self) -> &mut Inner {
+        self.inner.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// tempo's state of the parameter, PyTorch's per-parameter state dict.
-    pub fn param_state(&self) -> &ParamState {
-        &self.state
+    pub fn param_state(&self) -> ParamState {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .param_state()
+    }
+}
+
+impl<const D: usize> Clone for TempoState<D> {
+    fn clone(&self) -> Self {
+        Self::from_inner(Inner::Saved(self.param_state()))
+    }
+}
+
+impl<const D: usize> PartialEq for TempoState<D> {
+    fn eq(&self, other: &Self) -> bool {
+        self.param_state() == other.param_state()
+    }
+}
+
+impl<const D: usize> std::fmt::Debug for TempoState<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TempoState")
+            .field("state", &self.param_state())
+            .finish()
     }
 }
 
@@ -66,8 +174,9 @@ fn unplain(v: &Value) -> Option<StateValue> {
 
 impl<const D: usize> RecordState for TempoState<D> {
     fn state_flatten(&self, prefix: &str, out: &mut StateSink) {
-        let mut layout = Vec::with_capacity(self.state.len());
-        for (key, v) in &self.state.entries {
+        let state = self.param_state();
+        let mut layout = Vec::with_capacity(state.len());
+        for (key, v) in &state.entries {
             let entry = match v {
                 StateValue::Tensor(t) => {
                     let shape: Vec<usize> = t.shape().to_vec();
@@ -150,6 +259,6 @@ impl<const D: usize> RecordState for TempoState<D> {
             };
             state.insert(key, value);
         }
-        Some(Self { state })
+        Some(Self::from_inner(Inner::Saved(state)))
     }
 }

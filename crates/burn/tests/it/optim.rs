@@ -176,7 +176,8 @@ fn every_optimizer_case_matches_pytorch_through_burn() {
             .map(|p| Slot::new(&p.shape, &p.data, dtype))
             .collect();
         let grads = case.grads.as_ref().unwrap();
-        for step in 0..case.steps {
+        assert_eq!(grads.len(), case.steps, "{}", case.name);
+        for (step, step_grads) in grads.iter().enumerate() {
             if case.resume_at == Some(step) {
                 slots.iter_mut().for_each(Slot::resume);
             }
@@ -186,7 +187,7 @@ fn every_optimizer_case_matches_pytorch_through_burn() {
                     &opts[g],
                     lrs[g],
                     &case.params[i].shape,
-                    &grads[step][i],
+                    &step_grads[i],
                     dtype,
                 );
             }
@@ -245,4 +246,46 @@ fn bad_specs_are_errors_naming_them() {
     assert!(e.to_string().contains("with_group"), "{e}");
     let e = TempoOptimizer::new(&spec(r#"{"type": "Adamm"}"#)).unwrap_err();
     assert!(e.to_string().contains("Adamm"), "{e}");
+    let e = TempoOptimizer::from_call("NAdam(lr=0.1, momentum_decay=-1.0)").unwrap_err();
+    assert!(e.to_string().contains("momentum_decay"), "{e}");
+    let e = TempoOptimizer::from_call("NAdam(lr=0.1").unwrap_err();
+    assert!(matches!(e, BurnError::Sched(_)), "{e:?}");
+    let ok = TempoOptimizer::from_call("Rprop(lr=0.02, etas=(0.4, 1.3))").unwrap();
+    assert_eq!(ok.name(), "Rprop");
+    let etas = ok.hyperparameters().get("etas").cloned().unwrap();
+    assert_eq!(etas.as_slice().unwrap()[0].as_f64(), Some(0.4));
+}
+
+#[test]
+fn a_state_clone_is_a_copy_and_a_bad_step_changes_nothing() {
+    let opt = TempoOptimizer::from_call("Adam(lr=0.1)").unwrap();
+    let param = |v: &[f64]| Tensor::<1>::from_data(data(&[2], v, DType::F64), options(DType::F64));
+    let (p1, s1) = opt.step(0.1, param(&[1.0, 2.0]), param(&[0.5, -0.5]), None);
+    let s1 = s1.unwrap();
+    let kept = s1.clone();
+    let (p2, s2) = opt.step(0.1, p1.clone(), param(&[0.5, -0.5]), Some(s1));
+    let s2 = s2.unwrap();
+    assert_ne!(values(p1.to_data()), values(p2.to_data()));
+    // The clone is the state after one step: stepping from it again gives step 2 again.
+    assert_ne!(kept, s2);
+    let (p2b, s2b) = opt.step(0.1, p1, param(&[0.5, -0.5]), Some(kept));
+    assert_eq!(values(p2.to_data()), values(p2b.to_data()));
+    assert_eq!(s2b.unwrap(), s2);
+    assert!(opt.take_error().is_none());
+
+    // A state of another parameter (another shape): the parameter and the state stay,
+    // the error is kept. (burn's ndarray backend has no f16, so the dtype refusal is
+    // not reachable here.)
+    let three = Tensor::<1>::from_data(
+        data(&[3], &[1.0, 2.0, 3.0], DType::F64),
+        options(DType::F64),
+    );
+    let (same, state) = opt.step(0.1, three.clone(), three.clone(), Some(s2.clone()));
+    assert_eq!(state.unwrap(), s2);
+    assert_eq!(values(same.to_data()), vec![1.0, 2.0, 3.0]);
+    let e = opt.take_error().unwrap();
+    assert!(
+        e.to_string().contains("[2]") && e.to_string().contains("[3]"),
+        "{e}"
+    );
 }

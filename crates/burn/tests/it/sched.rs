@@ -288,16 +288,24 @@ fn plateau_moves_once_per_reported_metric() {
     let spec: SchedulerSpec = "ReduceLROnPlateau(factor=0.5, patience=0)".parse().unwrap();
     let mut s = TempoLrScheduler::new(&spec, 1.0).unwrap();
     let feed = s.metric_feed();
-    assert_eq!(s.step(), 1.0);
+    assert_eq!(s.step().to_bits(), 1.0_f64.to_bits());
     for _ in 0..5 {
-        assert_eq!(s.step(), 1.0, "no metric: the lr stays");
+        assert_eq!(
+            s.step().to_bits(),
+            1.0_f64.to_bits(),
+            "no metric: the lr stays"
+        );
     }
     feed.report(2.0);
-    assert_eq!(s.step(), 1.0, "the first metric is the best so far");
-    assert_eq!(s.step(), 1.0);
+    assert_eq!(
+        s.step().to_bits(),
+        1.0_f64.to_bits(),
+        "the first metric is the best so far"
+    );
+    assert_eq!(s.step().to_bits(), 1.0_f64.to_bits());
     feed.report(3.0);
-    assert_eq!(s.step(), 0.5, "worse: reduced once");
-    assert_eq!(s.step(), 0.5, "and only once");
+    assert_eq!(s.step().to_bits(), 0.5_f64.to_bits(), "worse: reduced once");
+    assert_eq!(s.step().to_bits(), 0.5_f64.to_bits(), "and only once");
     assert!(s.take_error().is_none());
 }
 
