@@ -29,7 +29,15 @@ use tempo_tensor::Float;
 /// How many parameters are locked together in place (the depth of the nested in-place
 /// ops, and the size of one multi-threaded batch); a step over more parameters runs in
 /// several batches, with the same numbers.
-pub const IN_PLACE_RUN: usize = 64;
+///
+/// One batch per step is what makes a step as fast as over tempo's own tensors: every
+/// further batch is one more hand-off to the worker threads and one more wait for the
+/// slowest of them. A level of the nesting takes about 1.2 KiB of stack in an optimized
+/// build (candle's in-place op and tempo's level), so a full run of 256 takes about
+/// 300 KiB, well within a thread's stack (2 MiB for a thread Rust spawns), and models up
+/// to 256 parameter tensors (BERT-base, GPT-2 small) step as one batch. Builds with debug
+/// assertions, whose frames may be several times larger, nest at most 64.
+pub const IN_PLACE_RUN: usize = if cfg!(debug_assertions) { 64 } else { 256 };
 
 /// How a parameter's storage is stepped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -225,15 +233,19 @@ fn check<T: CandleFloat>(
     }
     // A gradient that shares memory with a parameter stepped in place would be read
     // while it is written (and candle's locks would deadlock): refuse it.
-    let keys: Vec<(usize, usize)> = items
+    // Sorted by storage, then id, and searched: a step over many parameters stays
+    // linear-logarithmic.
+    let mut keys: Vec<(usize, usize)> = items
         .iter()
         .filter(|i| i.in_place)
         .map(|i| (storage_key(&i.var), i.id))
         .collect();
+    keys.sort_unstable();
     for it in &items {
         if let Some(g) = &it.grad {
             let k = storage_key(g);
-            if let Some(&(_, owner)) = keys.iter().find(|(pk, _)| *pk == k) {
+            let first = keys.partition_point(|&(pk, _)| pk < k);
+            if let Some(&(_, owner)) = keys.get(first).filter(|(pk, _)| *pk == k) {
                 return Err(storage_err(
                     it.id,
                     format!(
@@ -315,19 +327,26 @@ impl<T: CandleFloat> Param<T> for CandleParam {
             };
             host.push((it.id, data, grad));
         }
-        // Read guards on the in-place parameters' gradients, held for the whole step.
-        let guards: Vec<(usize, (StorageRef<'_>, &Layout))> = items
+        // Read guards on the in-place parameters' gradients, held for the whole step,
+        // and their elements, both by position in `items`.
+        let guards: Vec<Option<(StorageRef<'_>, &Layout)>> = items
             .iter()
-            .filter(|i| i.in_place)
-            .filter_map(|i| Some((i.id, i.grad.as_ref()?.storage_and_layout())))
+            .map(|i| match (&i.grad, i.in_place) {
+                (Some(g), true) => Some(g.storage_and_layout()),
+                _ => None,
+            })
             .collect();
-        let mut grads: Vec<(usize, &[T])> = Vec::with_capacity(guards.len());
-        for (id, (storage, layout)) in &guards {
-            grads.push((*id, grad_slice::<T>(*id, storage, layout)?));
+        let mut grads: Vec<Option<&[T]>> = Vec::with_capacity(guards.len());
+        for (it, guard) in items.iter().zip(&guards) {
+            grads.push(match guard {
+                Some((storage, layout)) => Some(grad_slice::<T>(it.id, storage, layout)?),
+                None => None,
+            });
         }
         // Runs in id order: each run is up to IN_PLACE_RUN in-place parameters, plus the
         // host-copied ones among them.
         let mut host_iter = host.iter_mut().peekable();
+        let mut nested: Vec<(usize, &Tensor, Option<&[T]>)> = Vec::new();
         let mut start = 0;
         while start < items.len() {
             let mut end = start;
@@ -336,12 +355,10 @@ impl<T: CandleFloat> Param<T> for CandleParam {
                 in_place += usize::from(items[end].in_place);
                 end += 1;
             }
-            let run = &items[start..end];
-            let mut slots: Vec<Slot<'_, T>> = Vec::with_capacity(run.len());
-            let mut nested: Vec<(usize, &Tensor, Option<&[T]>)> = Vec::new();
-            for it in run {
+            let mut slots: Vec<Slot<'_, T>> = Vec::with_capacity(end - start);
+            nested.clear();
+            for (it, &g) in items[start..end].iter().zip(&grads[start..end]) {
                 if it.in_place {
-                    let g = grads.iter().find(|(id, _)| *id == it.id).map(|&(_, g)| g);
                     nested.push((it.id, &it.var, g));
                 } else if let Some((id, data, grad)) = host_iter.next_if(|h| h.0 == it.id) {
                     slots.push(Slot {

@@ -269,6 +269,47 @@ fn a_wrong_gradient_shape_changes_nothing() {
 }
 
 #[test]
+fn a_gradient_sharing_memory_with_a_parameter_is_refused_and_changes_nothing() {
+    // Many parameters, so the storage search runs over more than a handful; the
+    // gradient of `p{late}` is the storage of `p{early}` (stepping it in place would
+    // write what is being read, and candle's locks would deadlock).
+    let vars: Vec<Var> = (0..40)
+        .map(|k| Var::from_vec(vec![k as f32; 3], 3, &Device::Cpu).unwrap())
+        .collect();
+    let mut named = NamedVars::new();
+    for (k, v) in vars.iter().enumerate() {
+        named.push(&format!("p{k}"), v.clone()).unwrap();
+    }
+    let spec = OptimizerSpec::from_json(r#"{"type": "Adam", "kwargs": {"lr": 0.1}}"#).unwrap();
+    let mut opt = CandleOptimizer::<f32>::new(&spec, &named, &[]).unwrap();
+    for (early, late) in [(7, 31), (31, 7), (12, 12)] {
+        for (k, p) in opt.params().iter().enumerate() {
+            let g = if k == late {
+                vars[early].as_tensor().clone()
+            } else {
+                Tensor::ones(3, DType::F32, &Device::Cpu).unwrap()
+            };
+            p.set_grad(Some(g));
+        }
+        match opt.inner_mut().step() {
+            Err(OptimError::Storage { param, reason }) => {
+                assert_eq!(param, late);
+                assert!(
+                    reason.contains(&format!("`p{late}`"))
+                        && reason.ends_with(&format!("shares memory with parameter {early}")),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected a storage error, got {other:?}"),
+        }
+        for (k, v) in vars.iter().enumerate() {
+            assert_eq!(v.as_tensor().to_vec1::<f32>().unwrap(), [k as f32; 3]);
+        }
+    }
+    assert!(opt.state_dict().state.is_empty());
+}
+
+#[test]
 fn candle_nn_optimizer_api_and_a_scheduler_drive_it() {
     use candle_nn::Optimizer as _;
     use tempo_sched::{LrScheduler, StepLR, StepLRConfig};
