@@ -6,10 +6,11 @@
 //! `out = round(fma(beta, C, alpha * (A @ B)))`, each dot product accumulated in f32 in
 //! index order with fused multiply-adds (as oneDNN's bfloat16 GEMM accumulates in f32),
 //! and rounded once. It is cache-blocked (packed 16-column strips of `B`, `KC`-deep
-//! blocks of the inner dimension, `MC`-row panels of `A`), compiled with FMA and AVX2
-//! when the CPU has them (detected at run time; otherwise the same loops for the
-//! baseline target, with exact library FMAs), and large products are shared by row
-//! panels with the worker threads of [`crate::pool`]. Every output element is computed
+//! blocks of the inner dimension, `MC`-row panels of `A`), compiled with FMA and AVX-512
+//! or AVX2 when the CPU has them (detected at run time, with tiles as tall as the
+//! registers allow; otherwise the same loops for the baseline target, with exact
+//! library FMAs), and large products are shared by row panels with the worker threads
+//! of [`crate::pool`]. Every output element is computed
 //! by one thread, in the same order, on every path: neither the dispatch nor the threads
 //! change a bit.
 
@@ -38,12 +39,18 @@ pub(crate) fn round_f64(x: f64) -> f32 {
 
 /// Columns of a packed strip of `B`, and of the micro-kernel's tile.
 const NR: usize = 16;
-/// Rows of the micro-kernel's tile.
-const MR: usize = 4;
+/// Rows of the micro-kernel's tile on the portable path and with AVX2 (`MR x NR`
+/// accumulators: 12 of AVX2's 16 vector registers).
+const MR: usize = 6;
+/// Rows of the micro-kernel's tile with AVX-512 (one 16-lane register per row; taller
+/// tiles measured no faster).
+const MR_AVX512: usize = 8;
+// The tile dispatch in `panel_generic` covers tiles of up to 12 rows.
+const _: () = assert!(MR <= 12 && MR_AVX512 <= 12 && MC % MR == 0 && MC % MR_AVX512 == 0);
 /// Depth of a block of the inner dimension (a strip block is `KC * NR` f32s: 16 KiB).
 const KC: usize = 256;
 /// Rows of a panel of `A` (the unit of work a thread takes).
-const MC: usize = 64;
+const MC: usize = 72;
 /// Products of at least this many multiply-adds are shared with the worker threads.
 const PARALLEL_FLOPS: usize = 1 << 21;
 
@@ -103,7 +110,7 @@ pub(crate) fn gemm(g: &Gemm<'_>, out: &mut [f32], packed: &mut Vec<f32>) {
         assert!(c.len() >= m * n);
     }
     pack(g, packed);
-    let fma = has_fma();
+    let isa = isa();
     let panels = m.div_ceil(MC);
     if m * n * k >= PARALLEL_FLOPS && panels > 1 {
         if let Some((pool, _)) = pool() {
@@ -113,7 +120,7 @@ pub(crate) fn gemm(g: &Gemm<'_>, out: &mut [f32], packed: &mut Vec<f32>) {
                 out: OutPtr(out.as_mut_ptr()),
                 next: AtomicUsize::new(0),
                 panels,
-                fma,
+                isa,
             };
             pool.run(&job);
             return;
@@ -122,7 +129,7 @@ pub(crate) fn gemm(g: &Gemm<'_>, out: &mut [f32], packed: &mut Vec<f32>) {
     for p in 0..panels {
         let i0 = p * MC;
         let i1 = (i0 + MC).min(m);
-        panel(g, packed, &mut out[i0 * n..i1 * n], i0, i1, fma);
+        panel(g, packed, &mut out[i0 * n..i1 * n], i0, i1, isa);
     }
 }
 
@@ -159,7 +166,7 @@ struct Job<'a, 'g> {
     out: OutPtr,
     next: AtomicUsize,
     panels: usize,
-    fma: bool,
+    isa: Isa,
 }
 
 // SAFETY: the threads write through `out` only to the rows of the panels they took
@@ -182,7 +189,7 @@ impl Share for Job<'_, '_> {
             // outlives the job (`Pool::run` returns only when every thread is done).
             let rows =
                 unsafe { std::slice::from_raw_parts_mut(self.out.0.add(i0 * n), (i1 - i0) * n) };
-            panel(self.g, self.packed, rows, i0, i1, self.fma);
+            panel(self.g, self.packed, rows, i0, i1, self.isa);
         }
     }
 
@@ -191,13 +198,44 @@ impl Share for Job<'_, '_> {
     }
 }
 
-/// Whether the CPU has FMA and AVX2 (the standard library caches the detection).
+/// The instruction set a product runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    /// The baseline target, with exact library FMAs.
+    Portable,
+    /// FMA and AVX2.
+    Avx2,
+    /// FMA and AVX-512 (F).
+    Avx512,
+}
+
+/// The instruction set products run on: the best of this CPU (the standard library
+/// caches the detection), or the one a test forces.
+fn isa() -> Isa {
+    #[cfg(test)]
+    if let Some(forced) = FORCE_ISA.with(std::cell::Cell::get) {
+        return forced;
+    }
+    best_isa()
+}
+
+/// The best instruction set of this CPU.
+fn best_isa() -> Isa {
+    if !has_fma() {
+        return Isa::Portable;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return Isa::Avx512;
+    }
+    Isa::Avx2
+}
+
+/// Whether the CPU has FMA and AVX2.
 fn has_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        !portable_only()
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("avx2")
+        std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -207,31 +245,23 @@ fn has_fma() -> bool {
 
 #[cfg(test)]
 thread_local! {
-    /// Tests set this to run the portable path.
-    pub(crate) static PORTABLE_GEMM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-#[cfg(test)]
-fn portable_only() -> bool {
-    PORTABLE_GEMM.with(std::cell::Cell::get)
-}
-
-#[cfg(not(test))]
-fn portable_only() -> bool {
-    false
+    /// Tests set this to run the products of this thread on a given instruction set
+    /// (one the CPU has).
+    static FORCE_ISA: std::cell::Cell<Option<Isa>> = const { std::cell::Cell::new(None) };
 }
 
 /// Rows `i0..i1` of the product into `rows` (those rows of the output).
-fn panel(g: &Gemm<'_>, packed: &[f32], rows: &mut [f32], i0: usize, i1: usize, fma: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if fma {
-        // SAFETY: `fma` comes from `has_fma`: the CPU supports the features `panel_fma`
+fn panel(g: &Gemm<'_>, packed: &[f32], rows: &mut [f32], i0: usize, i1: usize, isa: Isa) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` comes from `isa()`: the CPU supports the features `panel_avx512`
         // is compiled for.
-        unsafe { panel_fma(g, packed, rows, i0, i1) };
-        return;
+        Isa::Avx512 => unsafe { panel_avx512(g, packed, rows, i0, i1) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, for `panel_avx2`.
+        Isa::Avx2 => unsafe { panel_avx2(g, packed, rows, i0, i1) },
+        _ => panel_generic::<MR>(g, packed, rows, i0, i1, Isa::Portable),
     }
-    let _ = fma;
-    panel_generic(g, packed, rows, i0, i1);
 }
 
 /// [`panel_generic`] compiled with FMA and AVX2.
@@ -240,38 +270,83 @@ fn panel(g: &Gemm<'_>, packed: &[f32], rows: &mut [f32], i0: usize, i1: usize, f
 /// The CPU must support `fma` and `avx2`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma,avx2")]
-unsafe fn panel_fma(g: &Gemm<'_>, packed: &[f32], rows: &mut [f32], i0: usize, i1: usize) {
-    panel_generic(g, packed, rows, i0, i1);
+unsafe fn panel_avx2(g: &Gemm<'_>, packed: &[f32], rows: &mut [f32], i0: usize, i1: usize) {
+    panel_generic::<MR>(g, packed, rows, i0, i1, Isa::Avx2);
 }
 
+/// [`panel_generic`] compiled with FMA and AVX-512, on taller tiles.
+///
+/// # Safety
+/// The CPU must support `fma`, `avx2` and `avx512f`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma,avx2,avx512f")]
+#[allow(clippy::incompatible_msrv)] // the avx512f target feature: Rust 1.89
+unsafe fn panel_avx512(g: &Gemm<'_>, packed: &[f32], rows: &mut [f32], i0: usize, i1: usize) {
+    panel_generic::<MR_AVX512>(g, packed, rows, i0, i1, Isa::Avx512);
+}
+
+/// Rows `i0..i1` by tiles of at most `TILE` rows. Each output element is accumulated
+/// in the same order whatever the tile, so the tile height changes no bit.
 #[inline(always)]
-fn panel_generic(g: &Gemm<'_>, packed: &[f32], rows: &mut [f32], i0: usize, i1: usize) {
+fn panel_generic<const TILE: usize>(
+    g: &Gemm<'_>,
+    packed: &[f32],
+    rows: &mut [f32],
+    i0: usize,
+    i1: usize,
+    isa: Isa,
+) {
     let (n, k) = (g.n, g.k);
     let strips = n.div_ceil(NR);
+    // This panel's rows of A for one block of the inner dimension, tile by tile, each
+    // tile's `kc x rows` values column after column (`a[kk * rows + r]`), so that a
+    // tile reads A contiguously.
+    let mut apack = vec![0.0f32; (i1 - i0) * KC.min(k)];
     let mut k0 = 0;
     // A product with k = 0 is the epilogue alone.
     loop {
         let kc = KC.min(k - k0);
         let first = k0 == 0;
         let last = k0 + kc == k;
+        let mut r0 = i0;
+        while r0 < i1 {
+            let r = TILE.min(i1 - r0);
+            let dst = &mut apack[(r0 - i0) * kc..(r0 - i0 + r) * kc];
+            for rr in 0..r {
+                let src = &g.a[(r0 + rr) * k + k0..(r0 + rr) * k + k0 + kc];
+                for (kk, &v) in src.iter().enumerate() {
+                    dst[kk * r + rr] = v;
+                }
+            }
+            r0 += r;
+        }
         for s in 0..strips {
             let strip = &packed[s * k * NR + k0 * NR..s * k * NR + (k0 + kc) * NR];
             let cols = (n - s * NR).min(NR);
             let mut r0 = i0;
             while r0 < i1 {
-                let r = MR.min(i1 - r0);
+                let r = TILE.min(i1 - r0);
                 let tile = Tile {
                     g,
                     strip,
-                    k0,
+                    a: &apack[(r0 - i0) * kc..(r0 - i0 + r) * kc],
                     kc,
                     col0: s * NR,
                     cols,
                     first,
                     last,
+                    isa,
                 };
                 let out = &mut rows[(r0 - i0) * n..(r0 - i0 + r) * n];
                 match r {
+                    12 => tile.run::<12>(r0, out),
+                    11 => tile.run::<11>(r0, out),
+                    10 => tile.run::<10>(r0, out),
+                    9 => tile.run::<9>(r0, out),
+                    8 => tile.run::<8>(r0, out),
+                    7 => tile.run::<7>(r0, out),
+                    6 => tile.run::<6>(r0, out),
+                    5 => tile.run::<5>(r0, out),
                     4 => tile.run::<4>(r0, out),
                     3 => tile.run::<3>(r0, out),
                     2 => tile.run::<2>(r0, out),
@@ -287,16 +362,104 @@ fn panel_generic(g: &Gemm<'_>, packed: &[f32], rows: &mut [f32], i0: usize, i1: 
     }
 }
 
+/// `acc[r] += a[kk * R + r] * strip[kk]` for `kk` in `0..kc`, one fused multiply-add per
+/// element in `kk` order, with AVX-512: one 16-lane register per row.
+///
+/// # Safety
+/// The CPU must support `avx512f`; `a` (packed, `a[kk * R + r]`) holds at least
+/// `kc * R` values and `strip` at least `kc * NR`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma,avx2,avx512f")]
+#[allow(clippy::incompatible_msrv)] // AVX-512 intrinsics: Rust 1.89
+unsafe fn kernel_avx512<const R: usize>(
+    acc: &mut [[f32; NR]; R],
+    a: &[f32],
+    strip: &[f32],
+    kc: usize,
+) {
+    use std::arch::x86_64::{
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_storeu_ps,
+    };
+    let mut v: [__m512; R] = [_mm512_setzero_ps(); R];
+    for (x, row) in v.iter_mut().zip(acc.iter()) {
+        // SAFETY: `row` is NR = 16 f32s.
+        *x = unsafe { _mm512_loadu_ps(row.as_ptr()) };
+    }
+    for kk in 0..kc {
+        // SAFETY: `strip` holds `kc * NR` values (the caller's promise).
+        let b = unsafe { _mm512_loadu_ps(strip.as_ptr().add(kk * NR)) };
+        for (r, x) in v.iter_mut().enumerate() {
+            // SAFETY: `a` holds `kc * R` values (the caller's promise).
+            let av = unsafe { *a.get_unchecked(kk * R + r) };
+            *x = _mm512_fmadd_ps(_mm512_set1_ps(av), b, *x);
+        }
+    }
+    for (x, row) in v.iter().zip(acc.iter_mut()) {
+        // SAFETY: as for the loads.
+        unsafe { _mm512_storeu_ps(row.as_mut_ptr(), *x) };
+    }
+}
+
+/// [`kernel_avx512`] with FMA and AVX2: two 8-lane registers per row.
+///
+/// # Safety
+/// The CPU must support `fma` and `avx2`; `a` (packed, `a[kk * R + r]`) holds at least
+/// `kc * R` values and `strip` at least `kc * NR`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma,avx2")]
+unsafe fn kernel_avx2<const R: usize>(
+    acc: &mut [[f32; NR]; R],
+    a: &[f32],
+    strip: &[f32],
+    kc: usize,
+) {
+    use std::arch::x86_64::{
+        __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps,
+    };
+    let mut v: [[__m256; 2]; R] = [[_mm256_setzero_ps(); 2]; R];
+    for (x, row) in v.iter_mut().zip(acc.iter()) {
+        // SAFETY: `row` is NR = 16 f32s.
+        unsafe {
+            x[0] = _mm256_loadu_ps(row.as_ptr());
+            x[1] = _mm256_loadu_ps(row.as_ptr().add(8));
+        }
+    }
+    for kk in 0..kc {
+        // SAFETY: `strip` holds `kc * NR` values (the caller's promise).
+        let (b0, b1) = unsafe {
+            let p = strip.as_ptr().add(kk * NR);
+            (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
+        };
+        for (r, x) in v.iter_mut().enumerate() {
+            // SAFETY: `a` holds `kc * R` values (the caller's promise).
+            let av = _mm256_set1_ps(unsafe { *a.get_unchecked(kk * R + r) });
+            x[0] = _mm256_fmadd_ps(av, b0, x[0]);
+            x[1] = _mm256_fmadd_ps(av, b1, x[1]);
+        }
+    }
+    for (x, row) in v.iter().zip(acc.iter_mut()) {
+        // SAFETY: as for the loads.
+        unsafe {
+            _mm256_storeu_ps(row.as_mut_ptr(), x[0]);
+            _mm256_storeu_ps(row.as_mut_ptr().add(8), x[1]);
+        }
+    }
+}
+
 /// One `R x NR` tile of the output over one block of the inner dimension.
 struct Tile<'a, 'g> {
     g: &'a Gemm<'g>,
     strip: &'a [f32],
-    k0: usize,
+    /// The tile's rows of A for this block, packed: `a[kk * R + r]`.
+    a: &'a [f32],
     kc: usize,
     col0: usize,
     cols: usize,
     first: bool,
     last: bool,
+    isa: Isa,
 }
 
 impl Tile<'_, '_> {
@@ -304,7 +467,7 @@ impl Tile<'_, '_> {
     /// blocks of the inner dimension it holds the f32 partial sums).
     #[inline(always)]
     fn run<const R: usize>(&self, r0: usize, out: &mut [f32]) {
-        let (n, k) = (self.g.n, self.g.k);
+        let n = self.g.n;
         let mut acc = [[0.0f32; NR]; R];
         if !self.first {
             for (r, row) in acc.iter_mut().enumerate() {
@@ -312,15 +475,24 @@ impl Tile<'_, '_> {
                     .copy_from_slice(&out[r * n + self.col0..r * n + self.col0 + self.cols]);
             }
         }
-        let a = &self.g.a[r0 * k + self.k0..];
-        for kk in 0..self.kc {
-            let b: &[f32; NR] = self.strip[kk * NR..kk * NR + NR]
-                .try_into()
-                .unwrap_or(&[0.0; NR]);
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = a[r * k + kk];
-                for (x, &bv) in row.iter_mut().zip(b) {
-                    *x = av.mul_add(bv, *x);
+        let kc = self.kc;
+        let a = &self.a[..kc * R];
+        let strip = &self.strip[..kc * NR];
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the tile runs on AVX-512 only when `isa()` found it; `a` holds
+            // `kc` values per row and `strip` `kc * NR`.
+            Isa::Avx512 => unsafe { kernel_avx512(&mut acc, a, strip, kc) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for FMA and AVX2.
+            Isa::Avx2 => unsafe { kernel_avx2(&mut acc, a, strip, kc) },
+            _ => {
+                for (b, ak) in strip.chunks_exact(NR).zip(a.chunks_exact(R)) {
+                    for (row, &av) in acc.iter_mut().zip(ak) {
+                        for (x, &bv) in row.iter_mut().zip(b) {
+                            *x = av.mul_add(bv, *x);
+                        }
+                    }
                 }
             }
         }
@@ -397,6 +569,18 @@ mod tests {
         out
     }
 
+    /// Every instruction set this CPU runs.
+    fn isas() -> Vec<Isa> {
+        let mut all = vec![Isa::Portable];
+        if has_fma() {
+            all.push(Isa::Avx2);
+        }
+        if best_isa() == Isa::Avx512 {
+            all.push(Isa::Avx512);
+        }
+        all
+    }
+
     fn data(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
             .map(|i| round(((i as f32 * 0.37 + seed as f32).sin()) * 1.5))
@@ -414,6 +598,7 @@ mod tests {
             (5, 17, 257),
             (65, 33, 300),
             (130, 140, 520),
+            (150, 47, 33),
             (7, 9, 0),
         ] {
             for transposed in [false, true] {
@@ -432,16 +617,19 @@ mod tests {
                         c: with_c.then_some((-4.775, &c[..])),
                     };
                     let want = naive(&g);
-                    for portable in [false, true] {
-                        PORTABLE_GEMM.with(|p| p.set(portable));
+                    for isa in isas() {
+                        FORCE_ISA.with(|f| f.set(Some(isa)));
                         let mut out = vec![f32::NAN; m * n];
                         gemm(&g, &mut out, &mut Vec::new());
-                        PORTABLE_GEMM.with(|p| p.set(false));
+                        FORCE_ISA.with(|f| f.set(None));
                         let same = out
                             .iter()
                             .zip(&want)
                             .all(|(x, y)| x.to_bits() == y.to_bits());
-                        assert!(same, "m={m} n={n} k={k} transposed={transposed} c={with_c} portable={portable}");
+                        assert!(
+                            same,
+                            "m={m} n={n} k={k} transposed={transposed} c={with_c} {isa:?}"
+                        );
                     }
                 }
             }
