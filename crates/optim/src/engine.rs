@@ -6,31 +6,25 @@ use tempo_tensor::Float;
 #[cfg(test)]
 use tempo_tensor::Tensor;
 
+use crate::hyper::{Buffers, Hyperparameters};
 use crate::kernels::{Batch, Kernel, Lanes, Task};
 use crate::param_group::{GroupReader, Groups};
 use crate::state::{ParamState, StateReader};
 use crate::store::{LockScope, Slot, Spare};
 use crate::{OptimError, OptimizerStateDict, Param, ParamGroup};
 
-/// One elementwise algorithm (its config struct implements this).
-pub(crate) trait Algorithm<T: Float>:
-    Clone + std::fmt::Debug + Send + Sync + 'static
-{
-    /// PyTorch's class name.
-    const NAME: &'static str;
-    /// A group's hyperparameters, parsed once per step.
-    type Hyper: Send + Sync + std::fmt::Debug;
+/// One elementwise algorithm (its config struct implements this; the hyperparameters,
+/// the state and what comes of them are declared in `crate::hyper`'s tables).
+pub(crate) trait Algorithm<T: Float>: Hyperparameters {
     /// One parameter's state.
-    type State: Default + Send + Sync + std::fmt::Debug;
+    type State: Default + Send + Sync + std::fmt::Debug + Buffers<Self>;
     /// The per-element update, with one parameter's coefficients.
     type Kernel: Kernel<T>;
 
-    /// The constructor's checks (PyTorch's `ValueError`s).
-    fn validate(&self) -> Result<(), OptimError>;
-    /// The defaults dict, in PyTorch's key order.
-    fn defaults(&self) -> Dict;
     /// Reads a group's hyperparameters.
-    fn hyper(&self, group: &GroupReader<'_>) -> Result<Self::Hyper, OptimError>;
+    fn hyper(&self, group: &GroupReader<'_>) -> Result<Self::Hyper, OptimError> {
+        Self::Hyper::from_group(group)
+    }
     /// Whether a parameter stepped under `hyper` gets state (SGD without momentum: no).
     fn has_state(&self, _hyper: &Self::Hyper) -> bool {
         true
@@ -40,15 +34,17 @@ pub(crate) trait Algorithm<T: Float>:
         false
     }
     /// Fresh state for a parameter with `numel` elements.
-    fn init_state(&self, hyper: &Self::Hyper, numel: usize) -> Self::State;
+    fn init_state(&self, hyper: &Self::Hyper, numel: usize) -> Self::State {
+        Self::State::init(self, hyper, numel)
+    }
     /// Checks, before anything changes, that `state` can be stepped under `hyper`.
     fn check_state(
         &self,
-        _hyper: &Self::Hyper,
-        _state: &Self::State,
-        _param: usize,
+        hyper: &Self::Hyper,
+        state: &Self::State,
+        param: usize,
     ) -> Result<(), OptimError> {
-        Ok(())
+        state.check(hyper, param)
     }
     /// Starts the update of one parameter: advances its scalar state (the step counter)
     /// and returns the kernel with this parameter's coefficients and the lanes it runs
@@ -62,9 +58,13 @@ pub(crate) trait Algorithm<T: Float>:
         g: &'a [T],
     ) -> (Self::Kernel, Lanes<'a, T>);
     /// The state in PyTorch's names and order.
-    fn save_state(&self, state: &Self::State, shape: &[usize]) -> ParamState;
+    fn save_state(&self, state: &Self::State, shape: &[usize]) -> ParamState {
+        state.save(shape)
+    }
     /// Reads state saved by `save_state` (or by PyTorch).
-    fn load_state(&self, reader: &StateReader<'_>) -> Result<Self::State, OptimError>;
+    fn load_state(&self, reader: &StateReader<'_>) -> Result<Self::State, OptimError> {
+        Self::State::load(reader)
+    }
     /// PyTorch's `__setstate__` fix-ups of a loaded group, after missing keys were
     /// filled from the defaults (AdamW forces `decoupled_weight_decay`).
     fn fix_loaded_group(&self, _group: &mut Dict) {}
@@ -372,7 +372,7 @@ macro_rules! elementwise_optimizer {
             }
         }
 
-        crate::engine::forward_to_engine!($name, <$config as crate::engine::Algorithm<T>>::NAME);
+        crate::engine::forward_to_engine!($name, <$config as crate::hyper::Hyperparameters>::NAME);
     };
 }
 

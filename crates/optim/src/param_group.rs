@@ -257,7 +257,7 @@ pub(crate) struct GroupReader<'a> {
 }
 
 impl GroupReader<'_> {
-    fn value(&self, key: &str) -> Result<&Value, OptimError> {
+    pub(crate) fn value(&self, key: &str) -> Result<&Value, OptimError> {
         self.dict
             .get(key)
             .ok_or_else(|| OptimError::MissingHyperparameter {
@@ -266,7 +266,7 @@ impl GroupReader<'_> {
             })
     }
 
-    fn wrong(&self, key: &str, expected: &'static str, v: &Value) -> OptimError {
+    pub(crate) fn wrong(&self, key: &str, expected: &'static str, v: &Value) -> OptimError {
         OptimError::WrongHyperparameterType {
             group: self.group,
             key: key.into(),
@@ -274,70 +274,6 @@ impl GroupReader<'_> {
             found: v.to_string(),
         }
     }
-
-    pub(crate) fn f64(&self, key: &str) -> Result<f64, OptimError> {
-        let v = self.value(key)?;
-        v.as_f64().ok_or_else(|| self.wrong(key, "a number", v))
-    }
-
-    /// A bool; Python truthiness for ints and `None` (PyTorch tests flags with `if`).
-    pub(crate) fn bool(&self, key: &str) -> Result<bool, OptimError> {
-        let v = self.value(key)?;
-        match v {
-            Value::Bool(b) => Ok(*b),
-            Value::Int(i) => Ok(*i != 0),
-            Value::None => Ok(false),
-            _ => Err(self.wrong(key, "a bool", v)),
-        }
-    }
-
-    pub(crate) fn pair(&self, key: &str) -> Result<(f64, f64), OptimError> {
-        let v = self.value(key)?;
-        match v.as_slice() {
-            Some([a, b]) => match (a.as_f64(), b.as_f64()) {
-                (Some(a), Some(b)) => Ok((a, b)),
-                _ => Err(self.wrong(key, "a pair of numbers", v)),
-            },
-            _ => Err(self.wrong(key, "a pair of numbers", v)),
-        }
-    }
-
-    pub(crate) fn i64(&self, key: &str) -> Result<i64, OptimError> {
-        let v = self.value(key)?;
-        v.as_i64().ok_or_else(|| self.wrong(key, "an integer", v))
-    }
-
-    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<&str>, OptimError> {
-        let v = self.value(key)?;
-        match v {
-            Value::None => Ok(None),
-            Value::Str(s) => Ok(Some(s)),
-            _ => Err(self.wrong(key, "a string or None", v)),
-        }
-    }
-}
-
-/// A Python number for a defaults dict: an int where PyTorch's default is an int and the
-/// value is that default (PyTorch saves `weight_decay: 0`), else a float.
-#[allow(clippy::float_cmp)] // equal to the int default, exactly
-pub(crate) fn py_num(v: f64, int_default: Option<i64>) -> Value {
-    match int_default {
-        Some(i) if v == i as f64 && !(v == 0.0 && v.is_sign_negative()) => Value::Int(i),
-        _ => Value::Float(v),
-    }
-}
-
-/// A Python tuple of two numbers.
-pub(crate) fn py_pair(v: (f64, f64), int_defaults: (Option<i64>, Option<i64>)) -> Value {
-    Value::Tuple(vec![
-        py_num(v.0, int_defaults.0),
-        py_num(v.1, int_defaults.1),
-    ])
-}
-
-/// `Some(b)` → bool, `None` → None.
-pub(crate) fn py_opt_bool(v: Option<bool>) -> Value {
-    v.map_or(Value::None, Value::Bool)
 }
 
 #[cfg(test)]
@@ -522,12 +458,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn python_numbers_keep_int_defaults() {
-        assert_eq!(py_num(0.0, Some(0)), Value::Int(0));
-        assert_eq!(py_num(0.1, Some(0)), Value::Float(0.1));
-        assert_eq!(py_num(0.0, None), Value::Float(0.0));
     }
 }

@@ -2,10 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
+use tempo_param_groups::Dict;
 use tempo_tensor::Float;
 #[cfg(test)]
 use tempo_tensor::Tensor;
 
+use crate::hyper::Hyperparameters;
 use crate::kwargs::{json_to_value, Kwargs};
 use crate::{
     Adadelta, AdadeltaConfig, Adafactor, AdafactorConfig, Adagrad, AdagradConfig, Adam, AdamConfig,
@@ -98,23 +100,68 @@ impl OptimizerSpec {
     }
 }
 
-/// The optimizer class names [`build_optimizer`] knows.
-pub const OPTIMIZER_NAMES: &[&str] = &[
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adagrad",
-    "Adadelta",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "RMSprop",
-    "Rprop",
-    "ASGD",
-    "LBFGS",
-    "Adafactor",
-    "Muon",
-];
+/// What tempo knows of one optimizer class without building it: an entry of
+/// [`OPTIMIZERS`].
+#[derive(Debug, Clone, Copy)]
+pub struct OptimizerInfo {
+    /// PyTorch's class name.
+    pub name: &'static str,
+    /// PyTorch's `optimizer.defaults`: every hyperparameter of a param group at its
+    /// default, in PyTorch's key order and numeric kinds.
+    pub defaults: fn() -> Dict,
+}
+
+fn defaults_of<C: Hyperparameters + Default>() -> Dict {
+    C::default().defaults()
+}
+
+/// The registry: every optimizer tempo has, as `type(config)`. It drives
+/// [`build_optimizer`], [`OPTIMIZERS`], [`OPTIMIZER_NAMES`] and everything that lists
+/// optimizers (the CLI's recognition of a foreign state dict, the benchmarks, the tests).
+macro_rules! registry {
+    ($($opt:ident($config:ident)),* $(,)?) => {
+        /// Every optimizer tempo has, in the order of PyTorch's documentation.
+        pub const OPTIMIZERS: &[OptimizerInfo] = &[$(OptimizerInfo {
+            name: <$config as Hyperparameters>::NAME,
+            defaults: defaults_of::<$config>,
+        }),*];
+
+        /// The optimizer class names [`build_optimizer`] knows (those of [`OPTIMIZERS`]).
+        pub const OPTIMIZER_NAMES: &[&str] = &[$(<$config as Hyperparameters>::NAME),*];
+
+        fn build_named<T: Float, P: Param<T>>(
+            spec: &OptimizerSpec,
+            groups: Vec<ParamGroup<T, P>>,
+        ) -> Result<Box<dyn Optimizer<T, P>>, OptimError> {
+            $(if spec.kind == <$config as Hyperparameters>::NAME {
+                let kw = Kwargs::new(<$config as Hyperparameters>::NAME, &spec.kwargs);
+                let config = <$config as Hyperparameters>::from_kwargs(&kw)?;
+                return Ok(Box::new($opt::from_spec(groups, config, &kw.dict)?));
+            })*
+            Err(OptimError::UnknownOptimizer {
+                name: spec.kind.clone(),
+                accepted: OPTIMIZER_NAMES.join(", "),
+            })
+        }
+    };
+}
+
+registry! {
+    Sgd(SgdConfig),
+    Adam(AdamConfig),
+    AdamW(AdamWConfig),
+    Adagrad(AdagradConfig),
+    Adadelta(AdadeltaConfig),
+    Adamax(AdamaxConfig),
+    NAdam(NAdamConfig),
+    RAdam(RAdamConfig),
+    Rmsprop(RmspropConfig),
+    Rprop(RpropConfig),
+    Asgd(AsgdConfig),
+    Lbfgs(LbfgsConfig),
+    Adafactor(AdafactorConfig),
+    Muon(MuonConfig),
+}
 
 fn groups_of<T: Float, P: Param<T>>(
     spec: &OptimizerSpec,
@@ -161,34 +208,7 @@ pub fn build_optimizer<T: Float, P: Param<T>>(
     spec: &OptimizerSpec,
     params: &[P],
 ) -> Result<Box<dyn Optimizer<T, P>>, OptimError> {
-    let groups = groups_of(spec, params)?;
-    macro_rules! build {
-        ($name:literal, $opt:ident, $cfg:ident) => {{
-            let kw = Kwargs::new($name, &spec.kwargs);
-            let cfg = $cfg::from_kwargs(&kw)?;
-            Ok(Box::new($opt::from_spec(groups, cfg, &kw.as_dict())?))
-        }};
-    }
-    match spec.kind.as_str() {
-        "SGD" => build!("SGD", Sgd, SgdConfig),
-        "Adam" => build!("Adam", Adam, AdamConfig),
-        "AdamW" => build!("AdamW", AdamW, AdamWConfig),
-        "Adagrad" => build!("Adagrad", Adagrad, AdagradConfig),
-        "Adadelta" => build!("Adadelta", Adadelta, AdadeltaConfig),
-        "Adamax" => build!("Adamax", Adamax, AdamaxConfig),
-        "NAdam" => build!("NAdam", NAdam, NAdamConfig),
-        "RAdam" => build!("RAdam", RAdam, RAdamConfig),
-        "RMSprop" => build!("RMSprop", Rmsprop, RmspropConfig),
-        "Rprop" => build!("Rprop", Rprop, RpropConfig),
-        "ASGD" => build!("ASGD", Asgd, AsgdConfig),
-        "LBFGS" => build!("LBFGS", Lbfgs, LbfgsConfig),
-        "Adafactor" => build!("Adafactor", Adafactor, AdafactorConfig),
-        "Muon" => build!("Muon", Muon, MuonConfig),
-        other => Err(OptimError::UnknownOptimizer {
-            name: other.to_string(),
-            accepted: OPTIMIZER_NAMES.join(", "),
-        }),
-    }
+    build_named(spec, groups_of(spec, params)?)
 }
 
 #[cfg(test)]

@@ -7,35 +7,29 @@
 use tempo_param_groups::{Dict, ParamGroupError, Value};
 use tempo_tensor::Float;
 
+use crate::hyper::Hyperparameters;
 use crate::param_group::{GroupReader, Groups};
 use crate::state::{ParamState, StateReader};
 use crate::store::{LockScope, Slot};
 use crate::{OptimError, OptimizerStateDict, Param, ParamGroup};
 
-/// One whole-tensor algorithm (its config struct implements this).
-pub(crate) trait WholeAlgorithm<T: Float>:
-    Clone + std::fmt::Debug + Send + Sync + 'static
-{
-    /// PyTorch's class name.
-    const NAME: &'static str;
-    /// A group's hyperparameters, parsed once per step.
-    type Hyper: Send + Sync + std::fmt::Debug;
+/// One whole-tensor algorithm (its config struct implements this; its hyperparameters
+/// are declared by `crate::hyper::hyperparameters!`).
+pub(crate) trait WholeAlgorithm<T: Float>: Hyperparameters {
     /// One parameter's state.
     type State: Send + Sync + std::fmt::Debug;
     /// Buffers a step reuses, kept between steps so that a steady-state step does not
     /// allocate.
     type Scratch: Default + Send + Sync;
 
-    /// The constructor's checks of the hyperparameters (PyTorch's `ValueError`s).
-    fn validate(&self) -> Result<(), OptimError>;
     /// The constructor's checks of a parameter (`param` is its state-dict id).
     fn check_param(&self, _shape: &[usize], _param: usize) -> Result<(), OptimError> {
         Ok(())
     }
-    /// The defaults dict, in PyTorch's key order.
-    fn defaults(&self) -> Dict;
     /// Reads a group's hyperparameters (and checks what PyTorch checks at each step).
-    fn hyper(&self, group: &GroupReader<'_>) -> Result<Self::Hyper, OptimError>;
+    fn hyper(&self, group: &GroupReader<'_>) -> Result<Self::Hyper, OptimError> {
+        Self::Hyper::from_group(group)
+    }
     /// Fresh state for a parameter of `shape`.
     fn init_state(&self, shape: &[usize]) -> Self::State;
     /// Checks, before anything changes, that `state` fits a parameter of `shape`.
@@ -327,7 +321,7 @@ macro_rules! whole_tensor_optimizer {
             }
         }
 
-        crate::engine::forward_to_engine!($name, <$config as crate::whole::WholeAlgorithm<T>>::NAME);
+        crate::engine::forward_to_engine!($name, <$config as crate::hyper::Hyperparameters>::NAME);
     };
 }
 
