@@ -279,21 +279,13 @@ impl<T: Float, P: Param<T>> Lbfgs<T, P> {
         overrides: Option<&Dict>,
     ) -> Result<Self, OptimError> {
         config.validate()?;
-        let mut defaults = config.defaults();
-        if let Some(o) = overrides {
-            for (k, v) in o.iter() {
-                if defaults.contains_key(k) && !(k == "max_eval" && v.is_none()) {
-                    defaults.insert(k, v.clone());
-                }
-            }
-        }
         if groups.len() != 1 {
             return Err(OptimError::SingleGroupOnly {
                 optimizer: NAME,
                 found: groups.len(),
             });
         }
-        let groups = Groups::build(groups, &defaults)?;
+        let (groups, defaults) = Groups::configured(groups, &config, overrides)?;
         Ok(Self {
             config,
             defaults,
@@ -822,9 +814,7 @@ impl<T: Float, P: Param<T>> Optimizer<T, P> for Lbfgs<T, P> {
     }
 
     fn zero_grad(&mut self) {
-        for p in self.groups.flat() {
-            p.zero_grad();
-        }
+        self.groups.zero_grad()
     }
 
     fn params(&self) -> Vec<P> {
@@ -892,16 +882,8 @@ impl<T: Float, P: Param<T>> Optimizer<T, P> for Lbfgs<T, P> {
             }
             new_state = Some(load_lbfgs_state(ps, *id, numel)?);
         }
-        let mut d = Dict::new();
-        for (k, v) in sd.param_groups[0].iter() {
-            if k != "params" {
-                d.insert(k, v.clone());
-            }
-        }
-        for (k, v) in self.defaults.iter() {
-            d.setdefault(k, v.clone());
-        }
-        self.groups.options = vec![d];
+        self.groups
+            .load_options(&sd.param_groups, &self.defaults, |_| {});
         self.state = new_state;
         Ok(())
     }

@@ -3,6 +3,7 @@
 use tempo_param_groups::{Dict, MomentumKey, OptimizerParamGroups, ParamGroupError, Value};
 use tempo_tensor::{Float, Tensor};
 
+use crate::hyper::Hyperparameters;
 use crate::{OptimError, Param};
 
 /// A param group as given to a constructor or to `add_param_group`: the parameters and
@@ -112,6 +113,56 @@ impl<T: Float, P: Param<T>> Groups<T, P> {
         self.params.push(group.params);
         self.options.push(options);
         Ok(())
+    }
+
+    /// A constructor's groups: validates `config`, writes a spec's kwargs (`overrides`)
+    /// over its defaults, and fills each group from them. Returns the groups and the
+    /// defaults of groups added later.
+    pub(crate) fn configured<C: Hyperparameters>(
+        groups: Vec<ParamGroup<T, P>>,
+        config: &C,
+        overrides: Option<&Dict>,
+    ) -> Result<(Self, Dict), OptimError> {
+        config.validate()?;
+        let mut defaults = config.defaults();
+        for (k, v) in overrides.iter().flat_map(|o| o.iter()) {
+            if let Some(d) = defaults.get(k) {
+                if let Some(v) = like_default(d, v) {
+                    defaults.insert(k, v);
+                }
+            }
+        }
+        Ok((Self::build(groups, &defaults)?, defaults))
+    }
+
+    /// PyTorch's `load_state_dict` of the group dicts: each saved group's keys but
+    /// `params`, then the `defaults` it lacks, then `fix` (PyTorch's `__setstate__`).
+    pub(crate) fn load_options(
+        &mut self,
+        saved: &[Dict],
+        defaults: &Dict,
+        fix: impl Fn(&mut Dict),
+    ) {
+        self.options = saved
+            .iter()
+            .map(|saved| {
+                let mut d = Dict::new();
+                for (k, v) in saved.iter().filter(|(k, _)| *k != "params") {
+                    d.insert(k, v.clone());
+                }
+                for (k, v) in defaults.iter() {
+                    d.setdefault(k, v.clone());
+                }
+                fix(&mut d);
+                d
+            })
+            .collect();
+    }
+
+    pub(crate) fn zero_grad(&self) {
+        for p in &self.flat {
+            p.zero_grad();
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -247,6 +298,28 @@ impl<T: Float, P: Param<T>> Groups<T, P> {
         momentum: f64,
     ) -> Result<(), ParamGroupError> {
         self.options.as_mut_slice().set_momentum(group, momentum)
+    }
+}
+
+/// A kwargs override as the defaults dict stores it, or `None` to keep the default:
+/// the default's kind of sequence is kept (PyTorch's constructors store `betas`, `eps`
+/// and `ns_coefficients` as the tuples they were given, and a spec's JSON list stands
+/// for that tuple, whose item `"None"`, from a TOML file, is Python's `None`), and
+/// `None` for an int PyTorch resolves in the constructor (LBFGS's `max_eval`) keeps
+/// the resolved value.
+fn like_default(default: &Value, v: &Value) -> Option<Value> {
+    match (default, v) {
+        (Value::Tuple(_), Value::List(items)) => Some(Value::Tuple(
+            items
+                .iter()
+                .map(|x| match x {
+                    Value::Str(s) if s == "None" => Value::None,
+                    x => x.clone(),
+                })
+                .collect(),
+        )),
+        (Value::Int(_), Value::None) => None,
+        _ => Some(v.clone()),
     }
 }
 
