@@ -283,8 +283,9 @@ pub(crate) trait Hyperparameters:
     type Hyper: Hyperparameters;
     /// PyTorch's class name.
     const NAME: &'static str;
-    /// Every key of the defaults dict, in PyTorch's order.
-    const KEYS: &'static [&'static str];
+    /// Every key of the defaults dict, in PyTorch's order, and whether it is a
+    /// constructor argument (AdamW's `decoupled_weight_decay` is not).
+    const KEYS: &'static [(&'static str, bool)];
     /// The constructor's checks (PyTorch's `ValueError`s, in PyTorch's order).
     fn validate(&self) -> Result<(), OptimError>;
     /// The defaults dict, in PyTorch's key order and numeric kinds.
@@ -344,33 +345,20 @@ macro_rules! hyperparameters {
             fields [$($fields)* $(#[$doc])* $key: $ty = $default,]
             dict [$($dict)* (stringify!($key), field $key $default)]
             flags [$($flags)*]
-            keys [$($keys)* stringify!($key),]
+            keys [$($keys)* field $key,]
             $($rest)*
         );
     };
-    // A code-path flag.
+    // A code-path flag (an argument at its default only) or a fixed entry (none).
     (@munch $head:tt $checks:tt $also:tt $kwcheck:tt
         fields [$($fields:tt)*] dict [$($dict:tt)*] flags [$($flags:tt)*] keys [$($keys:tt)*]
-        $key:ident : flag $value:expr , $($rest:tt)*
+        $key:ident : $kind:ident $value:expr , $($rest:tt)*
     ) => {
         crate::hyper::hyperparameters!(@munch $head $checks $also $kwcheck
             fields [$($fields)*]
             dict [$($dict)* (stringify!($key), fixed $value)]
-            flags [$($flags)* stringify!($key),]
-            keys [$($keys)* stringify!($key),]
-            $($rest)*
-        );
-    };
-    // A fixed entry.
-    (@munch $head:tt $checks:tt $also:tt $kwcheck:tt
-        fields [$($fields:tt)*] dict [$($dict:tt)*] flags [$($flags:tt)*] keys [$($keys:tt)*]
-        $key:ident : fixed $value:expr , $($rest:tt)*
-    ) => {
-        crate::hyper::hyperparameters!(@munch $head $checks $also $kwcheck
-            fields [$($fields)*]
-            dict [$($dict)* (stringify!($key), fixed $value)]
-            flags [$($flags)*]
-            keys [$($keys)*]
+            flags [$($flags)* $kind $key,]
+            keys [$($keys)* $kind $key,]
             $($rest)*
         );
     };
@@ -379,8 +367,8 @@ macro_rules! hyperparameters {
         [$($ckey:ident $check:path),*] [$($also:path)?] [$($kwcheck:path)?]
         fields [$($(#[$doc:meta])* $key:ident: $ty:ty = $default:expr,)*]
         dict [$(($dkey:expr, $dkind:ident $($dval:tt)*))*]
-        flags [$($flag:expr,)*]
-        keys [$($akey:expr,)*]
+        flags [$($fkind:ident $flag:ident,)*]
+        keys [$($akind:ident $akey:ident,)*]
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq)]
@@ -397,7 +385,9 @@ macro_rules! hyperparameters {
         impl crate::hyper::Hyperparameters for $config {
             type Hyper = crate::hyper::hyperparameters!(@hyper $($hyper)?);
             const NAME: &'static str = $name;
-            const KEYS: &'static [&'static str] = &[$($akey),*];
+            const KEYS: &'static [(&'static str, bool)] = &[$(
+                (stringify!($akey), crate::hyper::hyperparameters!(@argument $akind))
+            ),*];
 
             fn validate(&self) -> Result<(), crate::OptimError> {
                 $($check($name, stringify!($ckey), &self.$ckey)?;)*
@@ -421,13 +411,23 @@ macro_rules! hyperparameters {
             }
 
             fn from_kwargs(kw: &crate::kwargs::Kwargs<'_>) -> Result<Self, crate::OptimError> {
-                kw.check_known(<Self as crate::hyper::Hyperparameters>::KEYS)?;
-                $(kw.unsupported_flag($flag, crate::kwargs::SINGLE_TENSOR_ONLY)?;)*
+                let accepted: Vec<&str> = <Self as crate::hyper::Hyperparameters>::KEYS
+                    .iter()
+                    .filter_map(|&(k, argument)| argument.then_some(k))
+                    .collect();
+                kw.check_known(&accepted)?;
+                $(crate::hyper::hyperparameters!(@flag kw $fkind $flag);)*
                 $($kwcheck(kw)?;)?
                 Self::read(&crate::hyper::Source::Kwargs(kw))
             }
         }
     };
+    (@argument fixed) => { false };
+    (@argument $kind:ident) => { true };
+    (@flag $kw:ident flag $key:ident) => {
+        $kw.unsupported_flag(stringify!($key), crate::kwargs::SINGLE_TENSOR_ONLY)?
+    };
+    (@flag $kw:ident fixed $key:ident) => { () };
     (@hyper) => { Self };
     (@hyper $hyper:ty) => { $hyper };
     (@value $self:ident field $key:ident $default:expr) => {
