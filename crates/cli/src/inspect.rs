@@ -8,9 +8,8 @@ use anyhow::{Context, Result};
 use std::sync::OnceLock;
 
 use tempo::ckpt::{detect_format, read_any, Format, Object, TRAINING_STATE_KIND};
-use tempo::optim::{build_optimizer, OptimizerSpec, OPTIMIZER_NAMES};
+use tempo::optim::OPTIMIZERS;
 use tempo::param_groups::Value;
-use tempo::tensor::Tensor;
 
 use crate::metrics::Metrics;
 use crate::Outcome;
@@ -293,36 +292,23 @@ const SCHEDULER_GROUP_KEYS: &[&str] = &[
 /// An optimizer's name, sorted group keys and default `decoupled_weight_decay`.
 type KeySet = (&'static str, Vec<String>, Option<bool>);
 
-/// Each of tempo's optimizers: its PyTorch name, the keys of its param groups (without
-/// `params`), and its default `decoupled_weight_decay` (what tells AdamW from Adam,
-/// whose groups have the same keys). Built once from the optimizers themselves.
+/// Each of tempo's optimizers (its registry, [`OPTIMIZERS`]): its PyTorch name, the
+/// keys of its param groups' defaults, and its default `decoupled_weight_decay` (what
+/// tells AdamW from Adam, whose groups have the same keys).
 fn optimizer_key_sets() -> &'static [KeySet] {
     static SETS: OnceLock<Vec<KeySet>> = OnceLock::new();
     SETS.get_or_init(|| {
-        // 2-D: Muon takes only matrices.
-        let param = Tensor::<f32>::parameter(ndarray::ArrayD::zeros(ndarray::IxDyn(&[1, 1])));
-        OPTIMIZER_NAMES
+        OPTIMIZERS
             .iter()
-            .filter_map(|&name| {
-                let spec = OptimizerSpec {
-                    kind: name.to_string(),
-                    kwargs: serde_json::Map::new(),
-                    groups: None,
-                };
-                let opt = build_optimizer(&spec, std::slice::from_ref(&param)).ok()?;
-                let sd = opt.state_dict();
-                let group = sd.param_groups.first()?;
-                let mut keys: Vec<String> = group
-                    .keys()
-                    .filter(|k| *k != "params")
-                    .map(str::to_string)
-                    .collect();
+            .map(|o| {
+                let defaults = (o.defaults)();
+                let mut keys: Vec<String> = defaults.keys().map(str::to_string).collect();
                 keys.sort_unstable();
-                let decoupled = match group.get("decoupled_weight_decay") {
+                let decoupled = match defaults.get("decoupled_weight_decay") {
                     Some(Value::Bool(b)) => Some(*b),
                     _ => None,
                 };
-                Some((name, keys, decoupled))
+                (o.name, keys, decoupled)
             })
             .collect()
     })
@@ -654,7 +640,7 @@ mod tests {
             );
             assert_eq!(infer_optimizer(&g), Some(*name), "{keys:?}");
         }
-        assert_eq!(optimizer_key_sets().len(), OPTIMIZER_NAMES.len());
+        assert_eq!(optimizer_key_sets().len(), OPTIMIZERS.len());
     }
 
     #[test]

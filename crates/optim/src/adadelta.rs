@@ -1,69 +1,31 @@
 //! Adadelta.
 
-use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
+use crate::hyper::{hyperparameters, optimizer_state};
 use crate::kernels::{f, fma, GradPrep, Kernel, Lanes};
-use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
-use crate::param_group::{py_num, py_opt_bool, GroupReader};
-use crate::state::{ParamState, StateReader, StateWriter};
-use crate::validate::{non_negative, repr, require};
-use crate::OptimError;
+use crate::validate::{non_negative, rho_range};
 
-/// Adadelta's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AdadeltaConfig {
-    /// Scale of the update (1.0).
-    pub lr: f64,
-    /// Decay rate of the running averages (0.9).
-    pub rho: f64,
-    /// Added inside the square roots (1e-6).
-    pub eps: f64,
-    /// L2 penalty (0).
-    pub weight_decay: f64,
-    /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
-    pub foreach: Option<bool>,
-    /// Maximize the objective (false).
-    pub maximize: bool,
-}
-
-impl Default for AdadeltaConfig {
-    fn default() -> Self {
-        Self {
-            lr: 1.0,
-            rho: 0.9,
-            eps: 1e-6,
-            weight_decay: 0.0,
-            foreach: None,
-            maximize: false,
-        }
+hyperparameters! {
+    /// Adadelta's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
+    pub struct AdadeltaConfig as "Adadelta" {
+        /// Scale of the update (1.0).
+        lr: f64 = 1.0,
+        /// Decay rate of the running averages (0.9).
+        rho: f64 = 0.9,
+        /// Added inside the square roots (1e-6).
+        eps: f64 = 1e-6,
+        /// L2 penalty (0).
+        weight_decay: f64 = 0,
+        /// Maximize the objective (false).
+        maximize: bool = false,
+        capturable: flag false,
+        /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
+        foreach: Option<bool> = None,
+        differentiable: flag false,
     }
-}
-
-impl AdadeltaConfig {
-    pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        kw.check_known(&[
-            "lr",
-            "rho",
-            "eps",
-            "weight_decay",
-            "capturable",
-            "maximize",
-            "differentiable",
-        ])?;
-        kw.unsupported_flag("capturable", SINGLE_TENSOR_ONLY)?;
-        kw.unsupported_flag("differentiable", SINGLE_TENSOR_ONLY)?;
-        let d = Self::default();
-        Ok(Self {
-            lr: kw.f64("lr", d.lr)?,
-            rho: kw.f64("rho", d.rho)?,
-            eps: kw.f64("eps", d.eps)?,
-            weight_decay: kw.f64("weight_decay", d.weight_decay)?,
-            foreach: kw.opt_bool("foreach", d.foreach)?,
-            maximize: kw.bool("maximize", d.maximize)?,
-        })
-    }
+    check { lr: non_negative, rho: rho_range, eps: non_negative, weight_decay: non_negative }
 }
 
 elementwise_optimizer!(
@@ -75,78 +37,22 @@ elementwise_optimizer!(
     AdadeltaConfig
 );
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AdadeltaHyper {
-    lr: f64,
-    rho: f64,
-    eps: f64,
-    weight_decay: f64,
-    maximize: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub(crate) struct AdadeltaState<T> {
-    step: T,
-    square_avg: Vec<T>,
-    acc_delta: Vec<T>,
+optimizer_state! {
+    /// Adadelta's per-parameter state.
+    AdadeltaState for AdadeltaConfig; |_config, _h| {
+        step: scalar(0.0),
+        square_avg: tensor(0.0),
+        acc_delta: tensor(0.0),
+    }
 }
 
 impl<T: Float> Algorithm<T> for AdadeltaConfig {
-    const NAME: &'static str = "Adadelta";
-    type Hyper = AdadeltaHyper;
     type State = AdadeltaState<T>;
     type Kernel = AdadeltaKernel<T>;
 
-    fn validate(&self) -> Result<(), OptimError> {
-        let o = <Self as Algorithm<T>>::NAME;
-        non_negative(o, "lr", self.lr)?;
-        require(
-            (0.0..=1.0).contains(&self.rho),
-            o,
-            "rho",
-            repr(self.rho),
-            "0 <= rho <= 1",
-        )?;
-        non_negative(o, "eps", self.eps)?;
-        non_negative(o, "weight_decay", self.weight_decay)
-    }
-
-    fn defaults(&self) -> Dict {
-        [
-            ("lr", Value::Float(self.lr)),
-            ("rho", Value::Float(self.rho)),
-            ("eps", Value::Float(self.eps)),
-            ("weight_decay", py_num(self.weight_decay, Some(0))),
-            ("maximize", Value::Bool(self.maximize)),
-            ("capturable", Value::Bool(false)),
-            ("foreach", py_opt_bool(self.foreach)),
-            ("differentiable", Value::Bool(false)),
-        ]
-        .into_iter()
-        .collect()
-    }
-
-    fn hyper(&self, g: &GroupReader<'_>) -> Result<AdadeltaHyper, OptimError> {
-        Ok(AdadeltaHyper {
-            lr: g.f64("lr")?,
-            rho: g.f64("rho")?,
-            eps: g.f64("eps")?,
-            weight_decay: g.f64("weight_decay")?,
-            maximize: g.bool("maximize")?,
-        })
-    }
-
-    fn init_state(&self, _h: &AdadeltaHyper, n: usize) -> AdadeltaState<T> {
-        AdadeltaState {
-            step: T::zero(),
-            square_avg: vec![T::zero(); n],
-            acc_delta: vec![T::zero(); n],
-        }
-    }
-
     fn prepare<'a>(
         &self,
-        h: &AdadeltaHyper,
+        h: &Self,
         st: &'a mut AdadeltaState<T>,
         p: &'a mut [T],
         g: &'a [T],
@@ -165,22 +71,6 @@ impl<T: Float> Algorithm<T> for AdadeltaConfig {
                 .with(0, &mut st.square_avg)
                 .with(1, &mut st.acc_delta),
         )
-    }
-
-    fn save_state(&self, st: &AdadeltaState<T>, shape: &[usize]) -> ParamState {
-        StateWriter::new(shape)
-            .scalar("step", st.step)
-            .tensor("square_avg", &st.square_avg)
-            .tensor("acc_delta", &st.acc_delta)
-            .finish()
-    }
-
-    fn load_state(&self, r: &StateReader<'_>) -> Result<AdadeltaState<T>, OptimError> {
-        Ok(AdadeltaState {
-            step: r.scalar("step")?,
-            square_avg: r.tensor("square_avg")?,
-            acc_delta: r.tensor("acc_delta")?,
-        })
     }
 }
 

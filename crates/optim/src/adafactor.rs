@@ -1,90 +1,41 @@
 //! Adafactor: factored second moments, relative step sizes and update clipping.
 
-use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
+use crate::hyper::hyperparameters;
 use crate::kernels::{f, fma, wide, Lerp};
-use crate::kwargs::Kwargs;
-use crate::param_group::{py_opt_bool, GroupReader};
 use crate::state::{ParamState, StateReader, StateValue};
-use crate::validate::{non_negative, repr, require};
+use crate::validate::{adafactor_eps, clipping_threshold, non_negative, non_positive};
 use crate::whole::{whole_tensor_optimizer, WholeAlgorithm};
 use crate::OptimError;
 
-/// Adafactor's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AdafactorConfig {
-    /// Learning rate (1e-2): the largest relative step size, and the weight decay's
-    /// coefficient.
-    pub lr: f64,
-    /// The decay rate of beta2: `1 - beta2_t = t^beta2_decay` (-0.8).
-    pub beta2_decay: f64,
-    /// `(eps1, eps2)` ((None, 1e-3)): `eps1` bounds the variance estimate from below
-    /// (`None`: the parameters' machine epsilon); `eps2` bounds the parameter scale.
-    pub eps: (Option<f64>, f64),
-    /// The update clipping threshold (1.0).
-    pub d: f64,
-    /// Decoupled weight decay (0.0).
-    pub weight_decay: f64,
-    /// Maximize the objective (false).
-    pub maximize: bool,
-    /// PyTorch's `foreach` flag, stored in the groups; tempo always computes
-    /// `foreach=False`'s numbers.
-    pub foreach: Option<bool>,
-}
-
-impl Default for AdafactorConfig {
-    fn default() -> Self {
-        Self {
-            lr: 1e-2,
-            beta2_decay: -0.8,
-            eps: (None, 1e-3),
-            d: 1.0,
-            weight_decay: 0.0,
-            maximize: false,
-            foreach: None,
-        }
+hyperparameters! {
+    /// Adafactor's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
+    pub struct AdafactorConfig as "Adafactor" {
+        /// Learning rate (1e-2): the largest relative step size, and the weight decay's
+        /// coefficient.
+        lr: f64 = 1e-2,
+        /// The decay rate of beta2: `1 - beta2_t = t^beta2_decay` (-0.8).
+        beta2_decay: f64 = -0.8,
+        /// `(eps1, eps2)` ((None, 1e-3)): `eps1` bounds the variance estimate from below
+        /// (`None`: the parameters' machine epsilon); `eps2` bounds the parameter scale.
+        eps: (Option<f64>, f64) = (None, 1e-3),
+        /// The update clipping threshold (1.0).
+        d: f64 = 1.0,
+        /// Decoupled weight decay (0.0).
+        weight_decay: f64 = 0.0,
+        /// PyTorch's `foreach` flag, stored in the groups; tempo always computes
+        /// `foreach=False`'s numbers.
+        foreach: Option<bool> = None,
+        /// Maximize the objective (false).
+        maximize: bool = false,
     }
-}
-
-impl AdafactorConfig {
-    pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        kw.check_known(&["lr", "beta2_decay", "eps", "d", "weight_decay", "maximize"])?;
-        let d = Self::default();
-        Ok(Self {
-            lr: kw.f64("lr", d.lr)?,
-            beta2_decay: kw.f64("beta2_decay", d.beta2_decay)?,
-            eps: eps_kwarg(kw)?,
-            d: kw.f64("d", d.d)?,
-            weight_decay: kw.f64("weight_decay", d.weight_decay)?,
-            maximize: kw.bool("maximize", d.maximize)?,
-            foreach: kw.opt_bool("foreach", d.foreach)?,
-        })
-    }
-}
-
-/// `eps` as `[eps1 or null, eps2]` (or `["None", eps2]`).
-fn eps_kwarg(kw: &Kwargs<'_>) -> Result<(Option<f64>, f64), OptimError> {
-    let Some(v) = kw.map.get("eps") else {
-        return Ok(AdafactorConfig::default().eps);
-    };
-    let wrong = || OptimError::WrongArgumentType {
-        optimizer: "Adafactor",
-        name: "eps".into(),
-        expected: "a pair [eps1 or null (or \"None\"), eps2] of numbers",
-        found: v.to_string(),
-    };
-    match v.as_array().map(Vec::as_slice) {
-        Some([a, b]) => {
-            // A config file (TOML has no null) writes PyTorch's None as "None".
-            let eps1 = match a {
-                serde_json::Value::Null => None,
-                serde_json::Value::String(s) if s == "None" => None,
-                a => Some(a.as_f64().ok_or_else(wrong)?),
-            };
-            Ok((eps1, b.as_f64().ok_or_else(wrong)?))
-        }
-        _ => Err(wrong()),
+    check {
+        lr: non_negative,
+        beta2_decay: non_positive,
+        eps: adafactor_eps,
+        d: clipping_threshold,
+        weight_decay: non_negative,
     }
 }
 
@@ -102,18 +53,6 @@ whole_tensor_optimizer!(
     Adafactor,
     AdafactorConfig
 );
-
-/// A group's hyperparameters for one step.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AdafactorHyper {
-    lr: f64,
-    beta2_decay: f64,
-    eps1: Option<f64>,
-    eps2: f64,
-    d: f64,
-    weight_decay: f64,
-    maximize: bool,
-}
 
 /// One parameter's state.
 #[derive(Debug, Clone)]
@@ -191,96 +130,8 @@ fn clamp_min<T: Float>(x: T, lo: T) -> T {
 }
 
 impl<T: Float> WholeAlgorithm<T> for AdafactorConfig {
-    const NAME: &'static str = "Adafactor";
-    type Hyper = AdafactorHyper;
     type State = AdafactorState<T>;
     type Scratch = Vec<T>;
-
-    fn validate(&self) -> Result<(), OptimError> {
-        let o = <Self as WholeAlgorithm<T>>::NAME;
-        non_negative(o, "lr", self.lr)?;
-        require(
-            0.0 >= self.beta2_decay,
-            o,
-            "beta2_decay",
-            repr(self.beta2_decay),
-            "a number <= 0",
-        )?;
-        if let Some(e1) = self.eps.0 {
-            require(
-                0.0 <= e1,
-                o,
-                "eps[0] (epsilon1)",
-                repr(e1),
-                "a number >= 0 or None",
-            )?;
-        }
-        require(
-            0.0 <= self.eps.1,
-            o,
-            "eps[1] (epsilon2)",
-            repr(self.eps.1),
-            "a number >= 0",
-        )?;
-        require(
-            1.0 <= self.d,
-            o,
-            "d",
-            repr(self.d),
-            "a clipping threshold >= 1",
-        )?;
-        non_negative(o, "weight_decay", self.weight_decay)
-    }
-
-    fn defaults(&self) -> Dict {
-        let eps1 = self.eps.0.map_or(Value::None, Value::Float);
-        [
-            ("lr", Value::Float(self.lr)),
-            ("beta2_decay", Value::Float(self.beta2_decay)),
-            ("eps", Value::Tuple(vec![eps1, Value::Float(self.eps.1)])),
-            ("d", Value::Float(self.d)),
-            ("weight_decay", Value::Float(self.weight_decay)),
-            ("foreach", py_opt_bool(self.foreach)),
-            ("maximize", Value::Bool(self.maximize)),
-        ]
-        .into_iter()
-        .collect()
-    }
-
-    fn hyper(&self, g: &GroupReader<'_>) -> Result<AdafactorHyper, OptimError> {
-        let eps = g
-            .dict
-            .get("eps")
-            .ok_or_else(|| OptimError::MissingHyperparameter {
-                group: g.group,
-                key: "eps".into(),
-            })?;
-        let wrong = || OptimError::WrongHyperparameterType {
-            group: g.group,
-            key: "eps".into(),
-            expected: "a pair (eps1 or None, eps2) of numbers",
-            found: eps.to_string(),
-        };
-        let (eps1, eps2) = match eps.as_slice() {
-            Some([a, b]) => {
-                let e1 = match a {
-                    Value::None => None,
-                    a => Some(a.as_f64().ok_or_else(wrong)?),
-                };
-                (e1, b.as_f64().ok_or_else(wrong)?)
-            }
-            _ => return Err(wrong()),
-        };
-        Ok(AdafactorHyper {
-            lr: g.f64("lr")?,
-            beta2_decay: g.f64("beta2_decay")?,
-            eps1,
-            eps2,
-            d: g.f64("d")?,
-            weight_decay: g.f64("weight_decay")?,
-            maximize: g.bool("maximize")?,
-        })
-    }
 
     fn init_state(&self, shape: &[usize]) -> AdafactorState<T> {
         let moments = match factored(shape) {
@@ -327,21 +178,21 @@ impl<T: Float> WholeAlgorithm<T> for AdafactorConfig {
 
     fn update(
         &self,
-        h: &AdafactorHyper,
+        h: &Self,
         st: &mut AdafactorState<T>,
         shape: &[usize],
         p: &mut [T],
         g: &[T],
         scratch: &mut Vec<T>,
     ) {
-        let eps1 = h.eps1.unwrap_or_else(|| wide(T::epsilon()));
+        let eps1 = h.eps.0.unwrap_or_else(|| wide(T::epsilon()));
         st.step += T::one();
         let step = wide(st.step);
         let one_minus_beta2 = step.powf(h.beta2_decay);
         let rho = py_min(h.lr, 1.0 / step.powf(0.5));
         let numel = p.len();
         let root_n = (numel as f64).powf(0.5);
-        let alpha = py_max(h.eps2, wide(norm(p.iter().copied())) / root_n) * rho;
+        let alpha = py_max(h.eps.1, wide(norm(p.iter().copied())) / root_n) * rho;
         if h.weight_decay != 0.0 {
             let c: T = f(1.0 - h.lr * h.weight_decay);
             for x in p.iter_mut() {

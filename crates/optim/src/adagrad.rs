@@ -1,74 +1,38 @@
 //! Adagrad, with learning-rate decay and an initial accumulator value.
 
-use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
+use crate::hyper::{hyperparameters, optimizer_state};
 use crate::kernels::{f, fma, wide, GradPrep, Kernel, Lanes};
-use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
-use crate::param_group::{py_num, py_opt_bool, GroupReader};
-use crate::state::{ParamState, StateReader, StateWriter};
 use crate::validate::non_negative;
-use crate::OptimError;
 
-/// Adagrad's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AdagradConfig {
-    /// Learning rate (1e-2).
-    pub lr: f64,
-    /// Learning-rate decay per step (0).
-    pub lr_decay: f64,
-    /// L2 penalty (0).
-    pub weight_decay: f64,
-    /// Initial value of the sum of squared gradients (0).
-    pub initial_accumulator_value: f64,
-    /// Added to the denominator (1e-10).
-    pub eps: f64,
-    /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
-    pub foreach: Option<bool>,
-    /// Maximize the objective (false).
-    pub maximize: bool,
-}
-
-impl Default for AdagradConfig {
-    fn default() -> Self {
-        Self {
-            lr: 1e-2,
-            lr_decay: 0.0,
-            weight_decay: 0.0,
-            initial_accumulator_value: 0.0,
-            eps: 1e-10,
-            foreach: None,
-            maximize: false,
-        }
+hyperparameters! {
+    /// Adagrad's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
+    pub struct AdagradConfig as "Adagrad" {
+        /// Learning rate (1e-2).
+        lr: f64 = 1e-2,
+        /// Learning-rate decay per step (0).
+        lr_decay: f64 = 0,
+        /// Added to the denominator (1e-10).
+        eps: f64 = 1e-10,
+        /// L2 penalty (0).
+        weight_decay: f64 = 0,
+        /// Initial value of the sum of squared gradients (0).
+        initial_accumulator_value: f64 = 0,
+        /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
+        foreach: Option<bool> = None,
+        /// Maximize the objective (false).
+        maximize: bool = false,
+        differentiable: flag false,
+        fused: flag None,
     }
-}
-
-impl AdagradConfig {
-    pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        kw.check_known(&[
-            "lr",
-            "lr_decay",
-            "weight_decay",
-            "initial_accumulator_value",
-            "eps",
-            "maximize",
-            "differentiable",
-            "fused",
-        ])?;
-        kw.unsupported_flag("differentiable", SINGLE_TENSOR_ONLY)?;
-        kw.unsupported_flag("fused", SINGLE_TENSOR_ONLY)?;
-        let d = Self::default();
-        Ok(Self {
-            lr: kw.f64("lr", d.lr)?,
-            lr_decay: kw.f64("lr_decay", d.lr_decay)?,
-            weight_decay: kw.f64("weight_decay", d.weight_decay)?,
-            initial_accumulator_value: kw
-                .f64("initial_accumulator_value", d.initial_accumulator_value)?,
-            eps: kw.f64("eps", d.eps)?,
-            foreach: kw.opt_bool("foreach", d.foreach)?,
-            maximize: kw.bool("maximize", d.maximize)?,
-        })
+    check {
+        lr: non_negative,
+        lr_decay: non_negative,
+        weight_decay: non_negative,
+        initial_accumulator_value: non_negative,
+        eps: non_negative,
     }
 }
 
@@ -84,83 +48,26 @@ elementwise_optimizer!(
     AdagradConfig
 );
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AdagradHyper {
-    lr: f64,
-    lr_decay: f64,
-    weight_decay: f64,
-    eps: f64,
-    maximize: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub(crate) struct AdagradState<T> {
-    step: T,
-    sum: Vec<T>,
+optimizer_state! {
+    /// Adagrad's per-parameter state; `sum` starts at the constructor's
+    /// `initial_accumulator_value` (a group's is ignored, as in PyTorch).
+    AdagradState for AdagradConfig; |config, _h| {
+        step: scalar(0.0),
+        sum: tensor(config.initial_accumulator_value),
+    }
 }
 
 impl<T: Float> Algorithm<T> for AdagradConfig {
-    const NAME: &'static str = "Adagrad";
-    type Hyper = AdagradHyper;
     type State = AdagradState<T>;
     type Kernel = AdagradKernel<T>;
-
-    fn validate(&self) -> Result<(), OptimError> {
-        let o = <Self as Algorithm<T>>::NAME;
-        non_negative(o, "lr", self.lr)?;
-        non_negative(o, "lr_decay", self.lr_decay)?;
-        non_negative(o, "weight_decay", self.weight_decay)?;
-        non_negative(
-            o,
-            "initial_accumulator_value",
-            self.initial_accumulator_value,
-        )?;
-        non_negative(o, "eps", self.eps)
-    }
-
-    fn defaults(&self) -> Dict {
-        [
-            ("lr", Value::Float(self.lr)),
-            ("lr_decay", py_num(self.lr_decay, Some(0))),
-            ("eps", Value::Float(self.eps)),
-            ("weight_decay", py_num(self.weight_decay, Some(0))),
-            (
-                "initial_accumulator_value",
-                py_num(self.initial_accumulator_value, Some(0)),
-            ),
-            ("foreach", py_opt_bool(self.foreach)),
-            ("maximize", Value::Bool(self.maximize)),
-            ("differentiable", Value::Bool(false)),
-            ("fused", Value::None),
-        ]
-        .into_iter()
-        .collect()
-    }
-
-    fn hyper(&self, g: &GroupReader<'_>) -> Result<AdagradHyper, OptimError> {
-        Ok(AdagradHyper {
-            lr: g.f64("lr")?,
-            lr_decay: g.f64("lr_decay")?,
-            weight_decay: g.f64("weight_decay")?,
-            eps: g.f64("eps")?,
-            maximize: g.bool("maximize")?,
-        })
-    }
 
     fn eager_init(&self) -> bool {
         true
     }
 
-    fn init_state(&self, _h: &AdagradHyper, n: usize) -> AdagradState<T> {
-        AdagradState {
-            step: T::zero(),
-            sum: vec![f(self.initial_accumulator_value); n],
-        }
-    }
-
     fn prepare<'a>(
         &self,
-        h: &AdagradHyper,
+        h: &Self,
         st: &'a mut AdagradState<T>,
         p: &'a mut [T],
         g: &'a [T],
@@ -174,20 +81,6 @@ impl<T: Float> Algorithm<T> for AdagradConfig {
             neg_clr: f(-clr),
         };
         (k, Lanes::new(p, g).with(0, &mut st.sum))
-    }
-
-    fn save_state(&self, st: &AdagradState<T>, shape: &[usize]) -> ParamState {
-        StateWriter::new(shape)
-            .scalar("step", st.step)
-            .tensor("sum", &st.sum)
-            .finish()
-    }
-
-    fn load_state(&self, r: &StateReader<'_>) -> Result<AdagradState<T>, OptimError> {
-        Ok(AdagradState {
-            step: r.scalar("step")?,
-            sum: r.tensor("sum")?,
-        })
     }
 }
 

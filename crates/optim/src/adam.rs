@@ -1,109 +1,39 @@
 //! Adam, with AMSGrad, L2 or decoupled weight decay, and maximize.
 
-use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
+use crate::hyper::{hyperparameters, optimizer_state};
 use crate::kernels::{f, maximum, GradPrep, Kernel, Lanes, Lerp};
-use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
-use crate::param_group::{py_num, py_opt_bool, py_pair, GroupReader};
-use crate::state::{ParamState, StateReader, StateWriter};
-use crate::validate::adam_like;
-use crate::OptimError;
+use crate::kwargs::float_betas;
+use crate::validate::{betas, non_negative};
+use crate::AdamWConfig;
 
-/// Adam's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AdamConfig {
-    /// Learning rate (1e-3).
-    pub lr: f64,
-    /// Decay rates of the first and second moments ((0.9, 0.999)).
-    pub betas: (f64, f64),
-    /// Added to the denominator (1e-8).
-    pub eps: f64,
-    /// Weight decay (0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
-    pub weight_decay: f64,
-    /// AMSGrad: divide by the running maximum of the second moment (false).
-    pub amsgrad: bool,
-    /// Maximize the objective (false).
-    pub maximize: bool,
-    /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
-    pub foreach: Option<bool>,
-    /// Decoupled weight decay, as AdamW (false).
-    pub decoupled_weight_decay: bool,
-}
-
-impl Default for AdamConfig {
-    fn default() -> Self {
-        Self {
-            lr: 1e-3,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: 0.0,
-            amsgrad: false,
-            maximize: false,
-            foreach: None,
-            decoupled_weight_decay: false,
-        }
+hyperparameters! {
+    /// Adam's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
+    pub struct AdamConfig as "Adam" {
+        /// Learning rate (1e-3).
+        lr: f64 = 1e-3,
+        /// Decay rates of the first and second moments ((0.9, 0.999)).
+        betas: (f64, f64) = (0.9, 0.999),
+        /// Added to the denominator (1e-8).
+        eps: f64 = 1e-8,
+        /// Weight decay (0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
+        weight_decay: f64 = 0,
+        /// AMSGrad: divide by the running maximum of the second moment (false).
+        amsgrad: bool = false,
+        /// Maximize the objective (false).
+        maximize: bool = false,
+        /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
+        foreach: Option<bool> = None,
+        capturable: flag false,
+        differentiable: flag false,
+        fused: flag None,
+        /// Decoupled weight decay, as AdamW (false).
+        decoupled_weight_decay: bool = false,
     }
-}
-
-pub(crate) const ADAM_KWARGS: &[&str] = &[
-    "lr",
-    "betas",
-    "eps",
-    "weight_decay",
-    "amsgrad",
-    "maximize",
-    "capturable",
-    "differentiable",
-    "fused",
-    "decoupled_weight_decay",
-];
-
-impl AdamConfig {
-    pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        kw.check_known(ADAM_KWARGS)?;
-        Self::read(kw)
-    }
-
-    pub(crate) fn read(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        for flag in ["capturable", "differentiable", "fused"] {
-            kw.unsupported_flag(flag, SINGLE_TENSOR_ONLY)?;
-        }
-        let d = Self::default();
-        Ok(Self {
-            lr: kw.f64("lr", d.lr)?,
-            betas: kw.float_pair("betas", d.betas)?,
-            eps: kw.f64("eps", d.eps)?,
-            weight_decay: kw.f64("weight_decay", d.weight_decay)?,
-            amsgrad: kw.bool("amsgrad", d.amsgrad)?,
-            maximize: kw.bool("maximize", d.maximize)?,
-            foreach: kw.opt_bool("foreach", d.foreach)?,
-            decoupled_weight_decay: kw.bool("decoupled_weight_decay", d.decoupled_weight_decay)?,
-        })
-    }
-
-    /// PyTorch's key order, with `weight_decay`'s int default given.
-    pub(crate) fn defaults_with(&self, wd_int_default: Option<i64>) -> Dict {
-        [
-            ("lr", Value::Float(self.lr)),
-            ("betas", py_pair(self.betas, (None, None))),
-            ("eps", Value::Float(self.eps)),
-            ("weight_decay", py_num(self.weight_decay, wd_int_default)),
-            ("amsgrad", Value::Bool(self.amsgrad)),
-            ("maximize", Value::Bool(self.maximize)),
-            ("foreach", py_opt_bool(self.foreach)),
-            ("capturable", Value::Bool(false)),
-            ("differentiable", Value::Bool(false)),
-            ("fused", Value::None),
-            (
-                "decoupled_weight_decay",
-                Value::Bool(self.decoupled_weight_decay),
-            ),
-        ]
-        .into_iter()
-        .collect()
-    }
+    check { lr: non_negative, eps: non_negative, betas: betas, weight_decay: non_negative }
+    kwargs float_betas;
 }
 
 elementwise_optimizer!(
@@ -117,71 +47,35 @@ elementwise_optimizer!(
     AdamConfig
 );
 
-/// A group's hyperparameters for one step (shared with AdamW).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AdamHyper {
-    pub(crate) lr: f64,
-    pub(crate) betas: (f64, f64),
-    pub(crate) eps: f64,
-    pub(crate) weight_decay: f64,
-    pub(crate) amsgrad: bool,
-    pub(crate) maximize: bool,
-    pub(crate) decoupled: bool,
-}
-
-impl AdamHyper {
-    pub(crate) fn read(g: &GroupReader<'_>, decoupled: Option<bool>) -> Result<Self, OptimError> {
-        Ok(Self {
-            lr: g.f64("lr")?,
-            betas: g.pair("betas")?,
-            eps: g.f64("eps")?,
-            weight_decay: g.f64("weight_decay")?,
-            amsgrad: g.bool("amsgrad")?,
-            maximize: g.bool("maximize")?,
-            decoupled: match decoupled {
-                Some(d) => d,
-                None => g.bool("decoupled_weight_decay")?,
-            },
-        })
+optimizer_state! {
+    /// Adam's (and AdamW's) per-parameter state.
+    AdamState for AdamConfig, AdamWConfig; |_config, h| {
+        step: scalar(0.0),
+        exp_avg: tensor(0.0),
+        exp_avg_sq: tensor(0.0),
+        max_exp_avg_sq: tensor(0.0) if (h.amsgrad),
     }
 }
 
-/// Adam's per-parameter state.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct AdamState<T> {
-    step: T,
-    exp_avg: Vec<T>,
-    exp_avg_sq: Vec<T>,
-    max_exp_avg_sq: Option<Vec<T>>,
-}
+impl<T: Float> Algorithm<T> for AdamConfig {
+    type State = AdamState<T>;
+    type Kernel = AdamRun<T>;
 
-pub(crate) fn adam_init<T: Float>(h: &AdamHyper, n: usize) -> AdamState<T> {
-    AdamState {
-        step: T::zero(),
-        exp_avg: vec![T::zero(); n],
-        exp_avg_sq: vec![T::zero(); n],
-        max_exp_avg_sq: h.amsgrad.then(|| vec![T::zero(); n]),
+    fn prepare<'a>(
+        &self,
+        h: &Self,
+        st: &'a mut AdamState<T>,
+        p: &'a mut [T],
+        g: &'a [T],
+    ) -> (AdamRun<T>, Lanes<'a, T>) {
+        adam_prepare(h, st, p, g)
     }
-}
-
-pub(crate) fn adam_check<T>(
-    h: &AdamHyper,
-    st: &AdamState<T>,
-    param: usize,
-) -> Result<(), OptimError> {
-    if h.amsgrad && st.max_exp_avg_sq.is_none() {
-        return Err(OptimError::MissingState {
-            param,
-            key: "max_exp_avg_sq".into(),
-        });
-    }
-    Ok(())
 }
 
 /// PyTorch's single-tensor Adam, fused into one pass (`torch.optim.adam._single_tensor_adam`): advances the
 /// step count and returns the kernel with this parameter's bias corrections.
 pub(crate) fn adam_prepare<'a, T: Float>(
-    h: &AdamHyper,
+    h: &AdamConfig,
     st: &'a mut AdamState<T>,
     p: &'a mut [T],
     g: &'a [T],
@@ -193,7 +87,7 @@ pub(crate) fn adam_prepare<'a, T: Float>(
     let bc2 = 1.0 - b2.powf(t);
     let step_size = h.lr / bc1;
     let bc2_sqrt = bc2.powf(0.5);
-    let (prep, decay) = if h.weight_decay != 0.0 && h.decoupled {
+    let (prep, decay) = if h.weight_decay != 0.0 && h.decoupled_weight_decay {
         (
             GradPrep::new(h.maximize, 0.0),
             Some(f(1.0 - h.lr * h.weight_decay)),
@@ -217,73 +111,6 @@ pub(crate) fn adam_prepare<'a, T: Float>(
     match (&mut st.max_exp_avg_sq, h.amsgrad) {
         (Some(vmax), true) => (AdamRun::Ams(k), lanes.with(2, vmax)),
         _ => (AdamRun::Plain(k), lanes),
-    }
-}
-
-pub(crate) fn adam_save<T: Float>(st: &AdamState<T>, shape: &[usize]) -> ParamState {
-    StateWriter::new(shape)
-        .scalar("step", st.step)
-        .tensor("exp_avg", &st.exp_avg)
-        .tensor("exp_avg_sq", &st.exp_avg_sq)
-        .opt_tensor("max_exp_avg_sq", st.max_exp_avg_sq.as_ref())
-        .finish()
-}
-
-pub(crate) fn adam_load<T: Float>(r: &StateReader<'_>) -> Result<AdamState<T>, OptimError> {
-    Ok(AdamState {
-        step: r.scalar("step")?,
-        exp_avg: r.tensor("exp_avg")?,
-        exp_avg_sq: r.tensor("exp_avg_sq")?,
-        max_exp_avg_sq: r.opt_tensor("max_exp_avg_sq")?,
-    })
-}
-
-impl<T: Float> Algorithm<T> for AdamConfig {
-    const NAME: &'static str = "Adam";
-    type Hyper = AdamHyper;
-    type State = AdamState<T>;
-    type Kernel = AdamRun<T>;
-
-    fn validate(&self) -> Result<(), OptimError> {
-        adam_like(
-            <Self as Algorithm<T>>::NAME,
-            self.lr,
-            self.eps,
-            self.betas,
-            self.weight_decay,
-        )
-    }
-    fn defaults(&self) -> Dict {
-        self.defaults_with(Some(0))
-    }
-    fn hyper(&self, g: &GroupReader<'_>) -> Result<AdamHyper, OptimError> {
-        AdamHyper::read(g, None)
-    }
-    fn init_state(&self, h: &AdamHyper, n: usize) -> AdamState<T> {
-        adam_init(h, n)
-    }
-    fn check_state(
-        &self,
-        h: &AdamHyper,
-        st: &AdamState<T>,
-        param: usize,
-    ) -> Result<(), OptimError> {
-        adam_check(h, st, param)
-    }
-    fn prepare<'a>(
-        &self,
-        h: &AdamHyper,
-        st: &'a mut AdamState<T>,
-        p: &'a mut [T],
-        g: &'a [T],
-    ) -> (AdamRun<T>, Lanes<'a, T>) {
-        adam_prepare(h, st, p, g)
-    }
-    fn save_state(&self, st: &AdamState<T>, shape: &[usize]) -> ParamState {
-        adam_save(st, shape)
-    }
-    fn load_state(&self, r: &StateReader<'_>) -> Result<AdamState<T>, OptimError> {
-        adam_load(r)
     }
 }
 
@@ -376,8 +203,9 @@ impl<T: Float> Kernel<T> for AmsKernel<T> {
 mod tests {
     use super::*;
     use crate::engine::param;
-    use crate::Optimizer;
+    use crate::{OptimError, Optimizer};
     use ndarray::ArrayD;
+    use tempo_param_groups::Value;
 
     #[test]
     fn first_step_moves_each_element_by_about_lr() {

@@ -1,86 +1,41 @@
 //! AdamW: Adam with decoupled weight decay.
 
-use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
-use crate::adam::{
-    adam_check, adam_init, adam_load, adam_prepare, adam_save, AdamConfig, AdamHyper, AdamRun,
-    AdamState, ADAM_KWARGS,
-};
+use crate::adam::{adam_prepare, AdamRun, AdamState};
 use crate::engine::{elementwise_optimizer, Algorithm};
+use crate::hyper::hyperparameters;
 use crate::kernels::Lanes;
-use crate::kwargs::Kwargs;
-use crate::param_group::GroupReader;
-use crate::state::{ParamState, StateReader};
-use crate::validate::adam_like;
-use crate::OptimError;
+use crate::kwargs::float_betas;
+use crate::validate::{betas, non_negative};
+use crate::AdamConfig;
 
-/// AdamW's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-/// There is no `decoupled_weight_decay`: it is always on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AdamWConfig {
-    /// Learning rate (1e-3).
-    pub lr: f64,
-    /// Decay rates of the first and second moments ((0.9, 0.999)).
-    pub betas: (f64, f64),
-    /// Added to the denominator (1e-8).
-    pub eps: f64,
-    /// Decoupled weight decay (1e-2).
-    pub weight_decay: f64,
-    /// AMSGrad (false).
-    pub amsgrad: bool,
-    /// Maximize the objective (false).
-    pub maximize: bool,
-    /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
-    pub foreach: Option<bool>,
-}
-
-impl Default for AdamWConfig {
-    fn default() -> Self {
-        Self {
-            lr: 1e-3,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: 1e-2,
-            amsgrad: false,
-            maximize: false,
-            foreach: None,
-        }
+hyperparameters! {
+    /// AdamW's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
+    /// There is no `decoupled_weight_decay`: it is always on.
+    pub struct AdamWConfig as "AdamW" {
+        /// Learning rate (1e-3).
+        lr: f64 = 1e-3,
+        /// Decay rates of the first and second moments ((0.9, 0.999)).
+        betas: (f64, f64) = (0.9, 0.999),
+        /// Added to the denominator (1e-8).
+        eps: f64 = 1e-8,
+        /// Decoupled weight decay (1e-2).
+        weight_decay: f64 = 1e-2,
+        /// AMSGrad (false).
+        amsgrad: bool = false,
+        /// Maximize the objective (false).
+        maximize: bool = false,
+        /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
+        foreach: Option<bool> = None,
+        capturable: flag false,
+        differentiable: flag false,
+        fused: flag None,
+        decoupled_weight_decay: fixed true,
     }
-}
-
-impl AdamWConfig {
-    pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        let accepted: Vec<&str> = ADAM_KWARGS
-            .iter()
-            .copied()
-            .filter(|k| *k != "decoupled_weight_decay")
-            .collect();
-        kw.check_known(&accepted)?;
-        let a = AdamConfig::read(kw)?;
-        Ok(Self {
-            lr: a.lr,
-            betas: a.betas,
-            eps: a.eps,
-            weight_decay: kw.f64("weight_decay", Self::default().weight_decay)?,
-            amsgrad: a.amsgrad,
-            maximize: a.maximize,
-            foreach: a.foreach,
-        })
-    }
-
-    fn as_adam(&self) -> AdamConfig {
-        AdamConfig {
-            lr: self.lr,
-            betas: self.betas,
-            eps: self.eps,
-            weight_decay: self.weight_decay,
-            amsgrad: self.amsgrad,
-            maximize: self.maximize,
-            foreach: self.foreach,
-            decoupled_weight_decay: true,
-        }
-    }
+    check { lr: non_negative, eps: non_negative, betas: betas, weight_decay: non_negative }
+    kwargs float_betas;
+    steps as AdamConfig;
 }
 
 elementwise_optimizer!(
@@ -94,54 +49,20 @@ elementwise_optimizer!(
 );
 
 impl<T: Float> Algorithm<T> for AdamWConfig {
-    const NAME: &'static str = "AdamW";
-    type Hyper = AdamHyper;
     type State = AdamState<T>;
     type Kernel = AdamRun<T>;
 
-    fn validate(&self) -> Result<(), OptimError> {
-        adam_like(
-            <Self as Algorithm<T>>::NAME,
-            self.lr,
-            self.eps,
-            self.betas,
-            self.weight_decay,
-        )
-    }
-    fn defaults(&self) -> Dict {
-        self.as_adam().defaults_with(None)
-    }
-    fn hyper(&self, g: &GroupReader<'_>) -> Result<AdamHyper, OptimError> {
-        AdamHyper::read(g, None)
-    }
-    fn init_state(&self, h: &AdamHyper, n: usize) -> AdamState<T> {
-        adam_init(h, n)
-    }
-    fn check_state(
-        &self,
-        h: &AdamHyper,
-        st: &AdamState<T>,
-        param: usize,
-    ) -> Result<(), OptimError> {
-        adam_check(h, st, param)
-    }
     fn prepare<'a>(
         &self,
-        h: &AdamHyper,
+        h: &AdamConfig,
         st: &'a mut AdamState<T>,
         p: &'a mut [T],
         g: &'a [T],
     ) -> (AdamRun<T>, Lanes<'a, T>) {
         adam_prepare(h, st, p, g)
     }
-    fn save_state(&self, st: &AdamState<T>, shape: &[usize]) -> ParamState {
-        adam_save(st, shape)
-    }
-    fn load_state(&self, r: &StateReader<'_>) -> Result<AdamState<T>, OptimError> {
-        adam_load(r)
-    }
-    fn fix_loaded_group(&self, group: &mut Dict) {
-        group.insert("decoupled_weight_decay", Value::Bool(true));
+    fn fix_loaded_group(&self, group: &mut tempo_param_groups::Dict) {
+        group.insert("decoupled_weight_decay", true);
     }
 }
 
@@ -150,6 +71,7 @@ mod tests {
     use super::*;
     use crate::engine::param;
     use crate::{Optimizer, OptimizerStateDict};
+    use tempo_param_groups::Value;
 
     #[test]
     fn loading_forces_decoupled_weight_decay() {

@@ -1,36 +1,30 @@
 //! The machinery shared by every elementwise optimizer: groups, lazily created
 //! per-parameter state in first-touch order, the step loop, and the state dict.
 
-use tempo_param_groups::{Dict, ParamGroupError, Value};
+use tempo_param_groups::Dict;
 use tempo_tensor::Float;
 #[cfg(test)]
 use tempo_tensor::Tensor;
 
+use crate::hyper::{Buffers, Hyperparameters};
 use crate::kernels::{Batch, Kernel, Lanes, Task};
 use crate::param_group::{GroupReader, Groups};
-use crate::state::{ParamState, StateReader};
+use crate::state::{load_states, save_states, ParamState, StateReader};
 use crate::store::{LockScope, Slot, Spare};
 use crate::{OptimError, OptimizerStateDict, Param, ParamGroup};
 
-/// One elementwise algorithm (its config struct implements this).
-pub(crate) trait Algorithm<T: Float>:
-    Clone + std::fmt::Debug + Send + Sync + 'static
-{
-    /// PyTorch's class name.
-    const NAME: &'static str;
-    /// A group's hyperparameters, parsed once per step.
-    type Hyper: Send + Sync + std::fmt::Debug;
+/// One elementwise algorithm (its config struct implements this; the hyperparameters,
+/// the state and what comes of them are declared in `crate::hyper`'s tables).
+pub(crate) trait Algorithm<T: Float>: Hyperparameters {
     /// One parameter's state.
-    type State: Default + Send + Sync + std::fmt::Debug;
+    type State: Default + Send + Sync + std::fmt::Debug + Buffers<Self>;
     /// The per-element update, with one parameter's coefficients.
     type Kernel: Kernel<T>;
 
-    /// The constructor's checks (PyTorch's `ValueError`s).
-    fn validate(&self) -> Result<(), OptimError>;
-    /// The defaults dict, in PyTorch's key order.
-    fn defaults(&self) -> Dict;
     /// Reads a group's hyperparameters.
-    fn hyper(&self, group: &GroupReader<'_>) -> Result<Self::Hyper, OptimError>;
+    fn hyper(&self, group: &GroupReader<'_>) -> Result<Self::Hyper, OptimError> {
+        Self::Hyper::from_group(group)
+    }
     /// Whether a parameter stepped under `hyper` gets state (SGD without momentum: no).
     fn has_state(&self, _hyper: &Self::Hyper) -> bool {
         true
@@ -40,15 +34,17 @@ pub(crate) trait Algorithm<T: Float>:
         false
     }
     /// Fresh state for a parameter with `numel` elements.
-    fn init_state(&self, hyper: &Self::Hyper, numel: usize) -> Self::State;
+    fn init_state(&self, hyper: &Self::Hyper, numel: usize) -> Self::State {
+        Self::State::init(self, hyper, numel)
+    }
     /// Checks, before anything changes, that `state` can be stepped under `hyper`.
     fn check_state(
         &self,
-        _hyper: &Self::Hyper,
-        _state: &Self::State,
-        _param: usize,
+        hyper: &Self::Hyper,
+        state: &Self::State,
+        param: usize,
     ) -> Result<(), OptimError> {
-        Ok(())
+        state.check(hyper, param)
     }
     /// Starts the update of one parameter: advances its scalar state (the step counter)
     /// and returns the kernel with this parameter's coefficients and the lanes it runs
@@ -62,9 +58,13 @@ pub(crate) trait Algorithm<T: Float>:
         g: &'a [T],
     ) -> (Self::Kernel, Lanes<'a, T>);
     /// The state in PyTorch's names and order.
-    fn save_state(&self, state: &Self::State, shape: &[usize]) -> ParamState;
+    fn save_state(&self, state: &Self::State, shape: &[usize]) -> ParamState {
+        state.save(shape)
+    }
     /// Reads state saved by `save_state` (or by PyTorch).
-    fn load_state(&self, reader: &StateReader<'_>) -> Result<Self::State, OptimError>;
+    fn load_state(&self, reader: &StateReader<'_>) -> Result<Self::State, OptimError> {
+        Self::State::load(reader)
+    }
     /// PyTorch's `__setstate__` fix-ups of a loaded group, after missing keys were
     /// filled from the defaults (AdamW forces `decoupled_weight_decay`).
     fn fix_loaded_group(&self, _group: &mut Dict) {}
@@ -108,16 +108,7 @@ impl<T: Float, A: Algorithm<T>, P: Param<T>> Engine<T, A, P> {
         config: A,
         overrides: Option<&Dict>,
     ) -> Result<Self, OptimError> {
-        config.validate()?;
-        let mut defaults = config.defaults();
-        if let Some(o) = overrides {
-            for (k, v) in o.iter() {
-                if defaults.contains_key(k) {
-                    defaults.insert(k, v.clone());
-                }
-            }
-        }
-        let groups = Groups::build(groups, &defaults)?;
+        let (groups, defaults) = Groups::configured(groups, &config, overrides)?;
         let n = groups.num_params();
         let mut engine = Self {
             config,
@@ -223,16 +214,6 @@ impl<T: Float, A: Algorithm<T>, P: Param<T>> Engine<T, A, P> {
         Ok(updated)
     }
 
-    pub(crate) fn zero_grad(&mut self) {
-        for p in self.groups.flat() {
-            p.zero_grad();
-        }
-    }
-
-    pub(crate) fn params(&self) -> Vec<P> {
-        self.groups.flat.clone()
-    }
-
     pub(crate) fn add_param_group(&mut self, group: ParamGroup<T, P>) -> Result<(), OptimError> {
         let n = group.params.len();
         self.groups.add(group, &self.defaults)?;
@@ -243,73 +224,32 @@ impl<T: Float, A: Algorithm<T>, P: Param<T>> Engine<T, A, P> {
 
     pub(crate) fn state_dict(&self) -> OptimizerStateDict {
         let params = &self.groups.flat;
-        let state = self
-            .order
-            .iter()
-            .filter_map(|&id| {
-                let st = self.states[id].as_ref()?;
-                Some((id, self.config.save_state(st, &params[id].shape())))
-            })
-            .collect();
         OptimizerStateDict {
-            state,
+            state: save_states(&self.order, &self.states, |id, st| {
+                self.config.save_state(st, &params[id].shape())
+            }),
             param_groups: self.groups.state_dict_groups(),
         }
     }
 
     pub(crate) fn load_state_dict(&mut self, sd: &OptimizerStateDict) -> Result<(), OptimError> {
         let map = self.groups.map_saved_ids(&sd.param_groups)?;
-        let params = &self.groups.flat;
-        let mut states: Vec<Option<A::State>> = (0..params.len()).map(|_| None).collect();
-        let mut order = Vec::new();
-        for (saved_id, ps) in &sd.state {
-            let id = map
-                .iter()
-                .find(|(s, _)| *s == *saved_id as i64)
-                .map(|&(_, k)| k)
-                .ok_or(OptimError::UnknownStateId { param: *saved_id })?;
+        let (params, config) = (&self.groups.flat, &self.config);
+        let (states, order) = load_states(params.len(), &map, &sd.state, |id, state, param| {
             let shape = params[id].shape();
-            let st = self.config.load_state(&StateReader {
-                state: ps,
+            config.load_state(&StateReader {
+                state,
                 shape: &shape,
-                param: *saved_id,
-            })?;
-            if states[id].is_none() {
-                order.push(id);
-            }
-            states[id] = Some(st);
-        }
-        let mut options = Vec::with_capacity(sd.param_groups.len());
-        for saved in &sd.param_groups {
-            let mut d = Dict::new();
-            for (k, v) in saved.iter() {
-                if k != "params" {
-                    d.insert(k, v.clone());
-                }
-            }
-            for (k, v) in self.defaults.iter() {
-                d.setdefault(k, v.clone());
-            }
-            self.config.fix_loaded_group(&mut d);
-            options.push(d);
-        }
-        self.groups.options = options;
+                param,
+            })
+        })?;
+        self.groups
+            .load_options(&sd.param_groups, &self.defaults, |d| {
+                config.fix_loaded_group(d)
+            });
         self.states = states;
         self.order = order;
         Ok(())
-    }
-
-    pub(crate) fn get(&self, group: usize, key: &str) -> Option<Value> {
-        self.groups.get(group, key)
-    }
-
-    pub(crate) fn set(
-        &mut self,
-        group: usize,
-        key: &str,
-        value: Value,
-    ) -> Result<(), ParamGroupError> {
-        self.groups.set(group, key, value)
     }
 }
 
@@ -372,7 +312,7 @@ macro_rules! elementwise_optimizer {
             }
         }
 
-        crate::engine::forward_to_engine!($name, <$config as crate::engine::Algorithm<T>>::NAME);
+        crate::engine::forward_to_engine!($name, <$config as crate::hyper::Hyperparameters>::NAME);
     };
 }
 
@@ -390,7 +330,7 @@ macro_rules! forward_to_engine {
                 self.engine.groups.len()
             }
             fn get(&self, group: usize, key: &str) -> Option<tempo_param_groups::Value> {
-                self.engine.get(group, key)
+                self.engine.groups.get(group, key)
             }
             fn set(
                 &mut self,
@@ -398,7 +338,7 @@ macro_rules! forward_to_engine {
                 key: &str,
                 value: tempo_param_groups::Value,
             ) -> Result<(), tempo_param_groups::ParamGroupError> {
-                self.engine.set(group, key, value)
+                self.engine.groups.set(group, key, value)
             }
             fn get_f64(
                 &self,
@@ -453,10 +393,10 @@ macro_rules! forward_to_engine {
                 self.engine.step()
             }
             fn zero_grad(&mut self) {
-                self.engine.zero_grad()
+                self.engine.groups.zero_grad()
             }
             fn params(&self) -> Vec<P> {
-                self.engine.params()
+                self.engine.groups.flat.clone()
             }
             fn add_param_group(
                 &mut self,

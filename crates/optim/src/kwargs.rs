@@ -32,10 +32,12 @@ pub(crate) fn json_to_value(key: &str, v: &Json) -> Value {
     }
 }
 
-/// Typed access to a kwargs map, for one optimizer's accepted arguments.
+/// A spec's kwargs, for one optimizer: the JSON as written (for checks of the written
+/// form) and as group values (read by the same reader as a param group).
 pub(crate) struct Kwargs<'a> {
     pub(crate) optimizer: &'static str,
     pub(crate) map: &'a Map<String, Json>,
+    pub(crate) dict: Dict,
 }
 
 fn json_type(v: &Json) -> String {
@@ -51,15 +53,14 @@ fn json_type(v: &Json) -> String {
 
 impl<'a> Kwargs<'a> {
     pub(crate) fn new(optimizer: &'static str, map: &'a Map<String, Json>) -> Self {
-        Self { optimizer, map }
-    }
-
-    fn wrong(&self, key: &str, expected: &'static str, v: &Json) -> OptimError {
-        OptimError::WrongArgumentType {
-            optimizer: self.optimizer,
-            name: key.into(),
-            expected,
-            found: json_type(v),
+        let dict = map
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_value(k, v)))
+            .collect();
+        Self {
+            optimizer,
+            map,
+            dict,
         }
     }
 
@@ -69,7 +70,9 @@ impl<'a> Kwargs<'a> {
         for k in self.map.keys() {
             if k != "foreach" && !accepted.contains(&k.as_str()) {
                 let mut all: Vec<&str> = accepted.to_vec();
-                all.push("foreach");
+                if !all.contains(&"foreach") {
+                    all.push("foreach");
+                }
                 return Err(OptimError::UnknownArgument {
                     optimizer: self.optimizer,
                     name: k.clone(),
@@ -78,92 +81,6 @@ impl<'a> Kwargs<'a> {
             }
         }
         Ok(())
-    }
-
-    pub(crate) fn f64(&self, key: &str, default: f64) -> Result<f64, OptimError> {
-        match self.map.get(key) {
-            None => Ok(default),
-            Some(v) => v.as_f64().ok_or_else(|| self.wrong(key, "a number", v)),
-        }
-    }
-
-    pub(crate) fn i64(&self, key: &str, default: i64) -> Result<i64, OptimError> {
-        match self.map.get(key) {
-            None => Ok(default),
-            Some(v) => v.as_i64().ok_or_else(|| self.wrong(key, "an integer", v)),
-        }
-    }
-
-    pub(crate) fn opt_i64(&self, key: &str) -> Result<Option<i64>, OptimError> {
-        match self.map.get(key) {
-            None | Some(Json::Null) => Ok(None),
-            Some(v) => v
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| self.wrong(key, "an integer or null", v)),
-        }
-    }
-
-    pub(crate) fn bool(&self, key: &str, default: bool) -> Result<bool, OptimError> {
-        match self.map.get(key) {
-            None => Ok(default),
-            Some(v) => v.as_bool().ok_or_else(|| self.wrong(key, "a bool", v)),
-        }
-    }
-
-    pub(crate) fn opt_bool(
-        &self,
-        key: &str,
-        default: Option<bool>,
-    ) -> Result<Option<bool>, OptimError> {
-        match self.map.get(key) {
-            None => Ok(default),
-            Some(Json::Null) => Ok(None),
-            Some(v) => v
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| self.wrong(key, "a bool or null", v)),
-        }
-    }
-
-    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<String>, OptimError> {
-        match self.map.get(key) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::String(s)) => Ok(Some(s.clone())),
-            Some(v) => Err(self.wrong(key, "a string or null", v)),
-        }
-    }
-
-    pub(crate) fn pair(&self, key: &str, default: (f64, f64)) -> Result<(f64, f64), OptimError> {
-        match self.map.get(key) {
-            None => Ok(default),
-            Some(v) => match v.as_array().map(Vec::as_slice) {
-                Some([a, b]) => match (a.as_f64(), b.as_f64()) {
-                    (Some(a), Some(b)) => Ok((a, b)),
-                    _ => Err(self.wrong(key, "a pair of numbers", v)),
-                },
-                _ => Err(self.wrong(key, "a pair of numbers", v)),
-            },
-        }
-    }
-
-    /// PyTorch's Adam checks that both betas are floats: JSON ints (`[0, 0.99]`) are refused.
-    pub(crate) fn float_pair(
-        &self,
-        key: &str,
-        default: (f64, f64),
-    ) -> Result<(f64, f64), OptimError> {
-        if let Some(v @ Json::Array(items)) = self.map.get(key) {
-            if items.iter().any(|x| x.is_i64() || x.is_u64()) {
-                return Err(OptimError::InvalidHyperparameter {
-                    optimizer: self.optimizer,
-                    name: key.into(),
-                    value: v.to_string(),
-                    expected: "betas that are both floats (or both tensors)",
-                });
-            }
-        }
-        self.pair(key, default)
     }
 
     /// Accepts PyTorch's default for a code-path flag tempo does not implement
@@ -180,17 +97,29 @@ impl<'a> Kwargs<'a> {
                 option: format!("{key}=True"),
                 reason,
             }),
-            Some(v) => Err(self.wrong(key, "a bool", v)),
+            Some(v) => Err(OptimError::WrongArgumentType {
+                optimizer: self.optimizer,
+                name: key.into(),
+                expected: "a bool",
+                found: json_type(v),
+            }),
         }
     }
+}
 
-    /// The kwargs as group values, for the defaults dict (keeps ints as ints).
-    pub(crate) fn as_dict(&self) -> Dict {
-        self.map
-            .iter()
-            .map(|(k, v)| (k.clone(), json_to_value(k, v)))
-            .collect()
+/// PyTorch's Adam checks that both betas are floats: JSON ints (`[0, 0.99]`) are refused.
+pub(crate) fn float_betas(kw: &Kwargs<'_>) -> Result<(), OptimError> {
+    if let Some(v @ Json::Array(items)) = kw.map.get("betas") {
+        if items.iter().any(|x| x.is_i64() || x.is_u64()) {
+            return Err(OptimError::InvalidHyperparameter {
+                optimizer: kw.optimizer,
+                name: "betas".into(),
+                value: v.to_string(),
+                expected: "betas that are both floats (or both tensors)",
+            });
+        }
     }
+    Ok(())
 }
 
 /// The reason given when a code-path flag is set.

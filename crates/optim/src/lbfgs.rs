@@ -5,108 +5,47 @@ use std::marker::PhantomData;
 use tempo_param_groups::{Dict, OptimizerParamGroups, ParamGroupError, Value};
 use tempo_tensor::{Float, Tensor};
 
+use crate::hyper::{hyperparameters, Hyperparameters};
 use crate::kernels::{f, fma, wide};
-use crate::kwargs::Kwargs;
-use crate::param_group::{py_num, GroupReader, Groups};
+use crate::param_group::{GroupReader, Groups};
 use crate::state::{tensor_to_vec, ParamState, StateValue};
 use crate::store::{LockScope, WithSlots};
-use crate::validate::non_negative;
+use crate::validate::{line_search_fn, non_negative};
 use crate::{OptimError, Optimizer, OptimizerStateDict, Param, ParamGroup};
 
-/// LBFGS's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LbfgsConfig {
-    /// Step length (1).
-    pub lr: f64,
-    /// Iterations per `step` (20).
-    pub max_iter: i64,
-    /// Closure evaluations per `step` (`None`: `max_iter * 5 / 4`).
-    pub max_eval: Option<i64>,
-    /// Stop when the largest gradient element is at most this (1e-7).
-    pub tolerance_grad: f64,
-    /// Stop when the step or the loss changes by less than this (1e-9).
-    pub tolerance_change: f64,
-    /// Number of curvature pairs kept (100).
-    pub history_size: i64,
-    /// `None` (fixed step `lr`) or `"strong_wolfe"`.
-    pub line_search_fn: Option<String>,
-    /// Maximize the objective (false).
-    pub maximize: bool,
+hyperparameters! {
+    /// LBFGS's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
+    pub struct LbfgsConfig as "LBFGS" {
+        /// Step length (1).
+        lr: f64 = 1,
+        /// Iterations per `step` (20).
+        max_iter: i64 = 20,
+        /// Closure evaluations per `step` (`None`: `max_iter * 5 / 4`).
+        max_eval: Option<i64> = None,
+        /// Stop when the largest gradient element is at most this (1e-7).
+        tolerance_grad: f64 = 1e-7,
+        /// Stop when the step or the loss changes by less than this (1e-9).
+        tolerance_change: f64 = 1e-9,
+        /// Number of curvature pairs kept (100).
+        history_size: i64 = 100,
+        /// `None` (fixed step `lr`) or `"strong_wolfe"`.
+        line_search_fn: Option<String> = None,
+        /// Maximize the objective (false).
+        maximize: bool = false,
+    }
+    check { lr: non_negative, line_search_fn: line_search_fn }
+    defaults resolve_max_eval;
 }
 
-impl Default for LbfgsConfig {
-    fn default() -> Self {
-        Self {
-            lr: 1.0,
-            max_iter: 20,
-            max_eval: None,
-            tolerance_grad: 1e-7,
-            tolerance_change: 1e-9,
-            history_size: 100,
-            line_search_fn: None,
-            maximize: false,
-        }
-    }
+/// PyTorch's constructor stores `max_eval` resolved (`max_iter * 5 // 4` for `None`).
+fn resolve_max_eval(c: &LbfgsConfig, d: &mut Dict) {
+    d.insert("max_eval", Value::Int(c.max_eval_or_default()));
 }
 
 impl LbfgsConfig {
-    pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        kw.check_known(&[
-            "lr",
-            "max_iter",
-            "max_eval",
-            "tolerance_grad",
-            "tolerance_change",
-            "history_size",
-            "line_search_fn",
-            "maximize",
-        ])?;
-        let d = Self::default();
-        Ok(Self {
-            lr: kw.f64("lr", d.lr)?,
-            max_iter: kw.i64("max_iter", d.max_iter)?,
-            max_eval: kw.opt_i64("max_eval")?,
-            tolerance_grad: kw.f64("tolerance_grad", d.tolerance_grad)?,
-            tolerance_change: kw.f64("tolerance_change", d.tolerance_change)?,
-            history_size: kw.i64("history_size", d.history_size)?,
-            line_search_fn: kw.opt_str("line_search_fn")?,
-            maximize: kw.bool("maximize", d.maximize)?,
-        })
-    }
-
-    fn validate(&self) -> Result<(), OptimError> {
-        non_negative(NAME, "lr", self.lr)?;
-        if let Some(ls) = &self.line_search_fn {
-            if ls != "strong_wolfe" {
-                return Err(OptimError::Unsupported {
-                    optimizer: NAME,
-                    option: format!("line_search_fn={ls:?}"),
-                    reason: "only 'strong_wolfe' is supported",
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn defaults(&self) -> Dict {
-        [
-            ("lr", py_num(self.lr, Some(1))),
-            ("max_iter", Value::Int(self.max_iter)),
-            (
-                "max_eval",
-                Value::Int(self.max_eval.unwrap_or(self.max_iter * 5 / 4)),
-            ),
-            ("tolerance_grad", Value::Float(self.tolerance_grad)),
-            ("tolerance_change", Value::Float(self.tolerance_change)),
-            ("history_size", Value::Int(self.history_size)),
-            (
-                "line_search_fn",
-                self.line_search_fn.clone().map_or(Value::None, Value::Str),
-            ),
-            ("maximize", Value::Bool(self.maximize)),
-        ]
-        .into_iter()
-        .collect()
+    /// `max_eval`, as PyTorch's constructor resolves its `None`.
+    fn max_eval_or_default(&self) -> i64 {
+        self.max_eval.unwrap_or(self.max_iter * 5 / 4)
     }
 }
 
@@ -312,18 +251,6 @@ fn axpy<T: Float>(x: &mut [T], alpha: f64, y: &[T]) {
     }
 }
 
-/// The step's group hyperparameters.
-struct Hyper {
-    lr: f64,
-    max_iter: i64,
-    max_eval: i64,
-    tolerance_grad: f64,
-    tolerance_change: f64,
-    history_size: usize,
-    strong_wolfe: bool,
-    maximize: bool,
-}
-
 impl<T: Float, P: Param<T>> Lbfgs<T, P> {
     /// One group holding `params`. Validates `config`.
     pub fn new(params: Vec<P>, config: LbfgsConfig) -> Result<Self, OptimError> {
@@ -352,21 +279,13 @@ impl<T: Float, P: Param<T>> Lbfgs<T, P> {
         overrides: Option<&Dict>,
     ) -> Result<Self, OptimError> {
         config.validate()?;
-        let mut defaults = config.defaults();
-        if let Some(o) = overrides {
-            for (k, v) in o.iter() {
-                if defaults.contains_key(k) && !(k == "max_eval" && v.is_none()) {
-                    defaults.insert(k, v.clone());
-                }
-            }
-        }
         if groups.len() != 1 {
             return Err(OptimError::SingleGroupOnly {
                 optimizer: NAME,
                 found: groups.len(),
             });
         }
-        let groups = Groups::build(groups, &defaults)?;
+        let (groups, defaults) = Groups::configured(groups, &config, overrides)?;
         Ok(Self {
             config,
             defaults,
@@ -380,32 +299,13 @@ impl<T: Float, P: Param<T>> Lbfgs<T, P> {
         &self.config
     }
 
-    fn hyper(&self) -> Result<Hyper, OptimError> {
-        let g = GroupReader {
+    fn hyper(&self) -> Result<LbfgsConfig, OptimError> {
+        let h = LbfgsConfig::from_group(&GroupReader {
             dict: &self.groups.options[0],
             group: 0,
-        };
-        let strong_wolfe = match g.opt_str("line_search_fn")? {
-            None => false,
-            Some("strong_wolfe") => true,
-            Some(other) => {
-                return Err(OptimError::Unsupported {
-                    optimizer: NAME,
-                    option: format!("line_search_fn={other:?}"),
-                    reason: "only 'strong_wolfe' is supported",
-                })
-            }
-        };
-        Ok(Hyper {
-            lr: g.f64("lr")?,
-            max_iter: g.i64("max_iter")?,
-            max_eval: g.i64("max_eval")?,
-            tolerance_grad: g.f64("tolerance_grad")?,
-            tolerance_change: g.f64("tolerance_change")?,
-            history_size: usize::try_from(g.i64("history_size")?).unwrap_or(0),
-            strong_wolfe,
-            maximize: g.bool("maximize")?,
-        })
+        })?;
+        line_search_fn(NAME, "line_search_fn", &h.line_search_fn)?;
+        Ok(h)
     }
 
     fn params_vec(&self) -> Vec<P> {
@@ -495,7 +395,7 @@ impl<T: Float, P: Param<T>> Lbfgs<T, P> {
 
     fn run_with(
         &self,
-        h: &Hyper,
+        h: &LbfgsConfig,
         sign: f64,
         st: &mut LbfgsState<T>,
         closure: &mut dyn FnMut() -> Result<f64, OptimError>,
@@ -504,6 +404,8 @@ impl<T: Float, P: Param<T>> Lbfgs<T, P> {
         let mut loss = sign * orig_loss;
         let mut current_evals = 1i64;
         st.func_evals += 1;
+        let history_size = usize::try_from(h.history_size).unwrap_or(0);
+        let max_eval = h.max_eval_or_default();
         let mut flat_grad = self.gather_flat_grad(h.maximize)?;
         let tol_grad = Num::<T>::py(h.tolerance_grad);
         let tol_change = Num::<T>::py(h.tolerance_change);
@@ -533,7 +435,7 @@ impl<T: Float, P: Param<T>> Lbfgs<T, P> {
                 let s: Vec<T> = d.iter().map(|&x| x * tt).collect();
                 let ys = dot(&y, &s);
                 if Num::<T>::ten(ys).gt(Num::py(1e-10)) {
-                    if st.old_dirs.len() == h.history_size && !st.old_dirs.is_empty() {
+                    if st.old_dirs.len() == history_size && !st.old_dirs.is_empty() {
                         st.old_dirs.remove(0);
                         st.old_stps.remove(0);
                         st.ro.remove(0);
@@ -546,7 +448,7 @@ impl<T: Float, P: Param<T>> Lbfgs<T, P> {
                 }
                 let num_old = st.old_dirs.len();
                 if st.al.is_none() {
-                    st.al = Some(vec![None; h.history_size]);
+                    st.al = Some(vec![None; history_size]);
                     st.touch("al");
                 }
                 let al = st.al.get_or_insert_with(Vec::new);
@@ -594,9 +496,9 @@ impl<T: Float, P: Param<T>> Lbfgs<T, P> {
                 break;
             }
             let mut ls_func_evals = 0i64;
-            if h.strong_wolfe {
+            if h.line_search_fn.is_some() {
                 let x_init = self.clone_param()?;
-                let max_ls = h.max_eval - current_evals;
+                let max_ls = max_eval - current_evals;
                 let mut obj = |t: f64, d: &[T]| -> Result<(f64, Vec<T>), OptimError> {
                     self.add_grad(t, d)?;
                     let l = sign * closure()?;
@@ -623,7 +525,7 @@ impl<T: Float, P: Param<T>> Lbfgs<T, P> {
             }
             current_evals += ls_func_evals;
             st.func_evals += ls_func_evals;
-            if n_iter == h.max_iter || current_evals >= h.max_eval || opt_cond {
+            if n_iter == h.max_iter || current_evals >= max_eval || opt_cond {
                 break;
             }
             let tt = f::<T>(t.v);
@@ -912,9 +814,7 @@ impl<T: Float, P: Param<T>> Optimizer<T, P> for Lbfgs<T, P> {
     }
 
     fn zero_grad(&mut self) {
-        for p in self.groups.flat() {
-            p.zero_grad();
-        }
+        self.groups.zero_grad()
     }
 
     fn params(&self) -> Vec<P> {
@@ -982,16 +882,8 @@ impl<T: Float, P: Param<T>> Optimizer<T, P> for Lbfgs<T, P> {
             }
             new_state = Some(load_lbfgs_state(ps, *id, numel)?);
         }
-        let mut d = Dict::new();
-        for (k, v) in sd.param_groups[0].iter() {
-            if k != "params" {
-                d.insert(k, v.clone());
-            }
-        }
-        for (k, v) in self.defaults.iter() {
-            d.setdefault(k, v.clone());
-        }
-        self.groups.options = vec![d];
+        self.groups
+            .load_options(&sd.param_groups, &self.defaults, |_| {});
         self.state = new_state;
         Ok(())
     }

@@ -95,6 +95,7 @@ mod asgd;
 mod bf16;
 mod engine;
 mod error;
+mod hyper;
 mod kernels;
 mod kwargs;
 mod lbfgs;
@@ -130,6 +131,9 @@ pub use radam::{RAdam, RAdamConfig};
 pub use rmsprop::{Rmsprop, RmspropConfig};
 pub use rprop::{Rprop, RpropConfig};
 pub use sgd::{Sgd, SgdConfig};
-pub use spec::{build_optimizer, GroupSpec, OptimizerSpec, ParamSelection, OPTIMIZER_NAMES};
+pub use spec::{
+    build_optimizer, GroupSpec, OptimizerInfo, OptimizerSpec, ParamSelection, OPTIMIZERS,
+    OPTIMIZER_NAMES,
+};
 pub use state::{OptimizerStateDict, ParamState, StateValue};
 pub use store::{LockScope, Param, Slot, TensorLocks, WithSlots};

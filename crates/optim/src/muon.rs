@@ -1,101 +1,46 @@
 //! Muon: momentum orthogonalized by a Newton-Schulz iteration in bfloat16.
 
-use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::bf16::{gemm, round, round_f64, sum_of_squares, Gemm};
+use crate::hyper::{hyperparameters, Hyperparameters};
 use crate::kernels::{f, fma, wide, Lerp};
-use crate::kwargs::Kwargs;
 use crate::param_group::GroupReader;
 use crate::state::{ParamState, StateReader, StateWriter};
-use crate::validate::{non_negative, require};
+use crate::validate::{adjust_lr_fn, non_negative, require};
 use crate::whole::{whole_tensor_optimizer, WholeAlgorithm};
 use crate::OptimError;
 
 /// The learning-rate adjustments `adjust_lr_fn` names.
 pub const MUON_ADJUST_LR_FNS: &[&str] = &["original", "match_rms_adamw", "spectral_unclamped"];
 
-/// Muon's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MuonConfig {
-    /// Learning rate (1e-3).
-    pub lr: f64,
-    /// Decoupled weight decay (0.1).
-    pub weight_decay: f64,
-    /// Momentum factor (0.95).
-    pub momentum: f64,
-    /// Nesterov momentum (true).
-    pub nesterov: bool,
-    /// The Newton-Schulz polynomial's coefficients `(a, b, c)` ((3.4445, -4.775, 2.0315)).
-    pub ns_coefficients: (f64, f64, f64),
-    /// The smallest norm the iteration divides by (1e-7).
-    pub eps: f64,
-    /// Newton-Schulz iterations (5; fewer than 100).
-    pub ns_steps: i64,
-    /// How the learning rate is scaled by the matrix's shape `A x B`: `None` or
-    /// `"original"` (`sqrt(max(1, A/B))`), `"match_rms_adamw"` (`0.2 * sqrt(max(A, B))`),
-    /// `"spectral_unclamped"` (`sqrt(A/B)`).
-    pub adjust_lr_fn: Option<String>,
-}
-
-impl Default for MuonConfig {
-    fn default() -> Self {
-        Self {
-            lr: 1e-3,
-            weight_decay: 0.1,
-            momentum: 0.95,
-            nesterov: true,
-            ns_coefficients: (3.4445, -4.7750, 2.0315),
-            eps: 1e-7,
-            ns_steps: 5,
-            adjust_lr_fn: None,
-        }
+hyperparameters! {
+    /// Muon's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
+    pub struct MuonConfig as "Muon" {
+        /// Learning rate (1e-3).
+        lr: f64 = 1e-3,
+        /// Decoupled weight decay (0.1).
+        weight_decay: f64 = 0.1,
+        /// Momentum factor (0.95).
+        momentum: f64 = 0.95,
+        /// Nesterov momentum (true).
+        nesterov: bool = true,
+        /// The Newton-Schulz polynomial's coefficients `(a, b, c)` ((3.4445, -4.775, 2.0315)).
+        ns_coefficients: (f64, f64, f64) = (3.4445, -4.7750, 2.0315),
+        /// The smallest norm the iteration divides by (1e-7).
+        eps: f64 = 1e-7,
+        /// Newton-Schulz iterations (5; fewer than 100).
+        ns_steps: i64 = 5,
+        /// How the learning rate is scaled by the matrix's shape `A x B`: `None` or
+        /// `"original"` (`sqrt(max(1, A/B))`), `"match_rms_adamw"` (`0.2 * sqrt(max(A, B))`),
+        /// `"spectral_unclamped"` (`sqrt(A/B)`).
+        adjust_lr_fn: Option<String> = None,
     }
-}
-
-impl MuonConfig {
-    pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        kw.check_known(&[
-            "lr",
-            "weight_decay",
-            "momentum",
-            "nesterov",
-            "ns_coefficients",
-            "eps",
-            "ns_steps",
-            "adjust_lr_fn",
-        ])?;
-        let d = Self::default();
-        let ns_coefficients = match kw.map.get("ns_coefficients") {
-            None => d.ns_coefficients,
-            Some(v) => {
-                let nums: Option<Vec<f64>> = v
-                    .as_array()
-                    .map(|a| a.iter().map(serde_json::Value::as_f64).collect())
-                    .unwrap_or(None);
-                match nums.as_deref() {
-                    Some(&[a, b, c]) => (a, b, c),
-                    _ => {
-                        return Err(OptimError::WrongArgumentType {
-                            optimizer: "Muon",
-                            name: "ns_coefficients".into(),
-                            expected: "a list of exactly 3 numbers",
-                            found: v.to_string(),
-                        })
-                    }
-                }
-            }
-        };
-        Ok(Self {
-            lr: kw.f64("lr", d.lr)?,
-            weight_decay: kw.f64("weight_decay", d.weight_decay)?,
-            momentum: kw.f64("momentum", d.momentum)?,
-            nesterov: kw.bool("nesterov", d.nesterov)?,
-            ns_coefficients,
-            eps: kw.f64("eps", d.eps)?,
-            ns_steps: kw.i64("ns_steps", d.ns_steps)?,
-            adjust_lr_fn: kw.opt_str("adjust_lr_fn")?,
-        })
+    check {
+        lr: non_negative,
+        momentum: non_negative,
+        weight_decay: non_negative,
+        adjust_lr_fn: adjust_lr_fn,
     }
 }
 
@@ -129,19 +74,6 @@ enum AdjustLr {
     Unit,
 }
 
-/// A group's hyperparameters for one step.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct MuonHyper {
-    lr: f64,
-    weight_decay: f64,
-    momentum: f64,
-    nesterov: bool,
-    abc: (f64, f64, f64),
-    eps: f64,
-    ns_steps: usize,
-    adjust: AdjustLr,
-}
-
 /// One parameter's state.
 #[derive(Debug, Clone)]
 pub(crate) struct MuonState<T> {
@@ -156,6 +88,18 @@ pub(crate) struct MuonScratch {
     gram: Vec<f32>,
     poly: Vec<f32>,
     packed: Vec<f32>,
+}
+
+impl AdjustLr {
+    /// A group's `adjust_lr_fn`.
+    fn of(name: Option<&str>) -> Self {
+        match name {
+            None | Some("original") => AdjustLr::Original,
+            Some("match_rms_adamw") => AdjustLr::MatchRmsAdamw,
+            Some("spectral_unclamped") => AdjustLr::SpectralUnclamped,
+            Some(_) => AdjustLr::Unit,
+        }
+    }
 }
 
 /// `lr` scaled for a matrix of `rows x cols`, as PyTorch's `_adjust_lr`.
@@ -180,8 +124,8 @@ fn adjusted_lr(lr: f64, adjust: AdjustLr, rows: usize, cols: usize) -> f64 {
 impl MuonScratch {
     /// PyTorch's `_zeropower_via_newtonschulz` on the bfloat16 matrix `x` (`m x n`,
     /// `m <= n`, already transposed if the update is tall): leaves the result in `self.x`.
-    fn newton_schulz(&mut self, m: usize, n: usize, sum_sq: f32, h: &MuonHyper) {
-        let (a, b, c) = h.abc;
+    fn newton_schulz(&mut self, m: usize, n: usize, sum_sq: f32, h: &MuonConfig) {
+        let (a, b, c) = h.ns_coefficients;
         // The norm: the f32 sum of squares (taken by the caller, in the memory order of
         // the untransposed copy), its f32 square root rounded to bfloat16, clamped at
         // the bfloat16 eps; the division is in f32, rounded to bfloat16.
@@ -195,7 +139,7 @@ impl MuonScratch {
         self.gram.resize(m * m, 0.0);
         self.poly.resize(m * m, 0.0);
         self.next.resize(m * n, 0.0);
-        for _ in 0..h.ns_steps {
+        for _ in 0..h.ns_steps.max(0) {
             // gram = X @ X^T
             let g = Gemm {
                 m,
@@ -238,34 +182,15 @@ impl MuonScratch {
 }
 
 impl<T: Float> WholeAlgorithm<T> for MuonConfig {
-    const NAME: &'static str = "Muon";
-    type Hyper = MuonHyper;
     type State = MuonState<T>;
     type Scratch = (Vec<T>, MuonScratch);
-
-    fn validate(&self) -> Result<(), OptimError> {
-        let o = <Self as WholeAlgorithm<T>>::NAME;
-        non_negative(o, "lr", self.lr)?;
-        non_negative(o, "momentum", self.momentum)?;
-        non_negative(o, "weight_decay", self.weight_decay)?;
-        if let Some(name) = &self.adjust_lr_fn {
-            require(
-                MUON_ADJUST_LR_FNS.contains(&name.as_str()),
-                o,
-                "adjust_lr_fn",
-                format!("{name:?}"),
-                "None, \"original\", \"match_rms_adamw\" or \"spectral_unclamped\" (this adjust learning rate function is not supported)",
-            )?;
-        }
-        Ok(())
-    }
 
     fn check_param(&self, shape: &[usize], param: usize) -> Result<(), OptimError> {
         if shape.len() == 2 {
             Ok(())
         } else {
             Err(OptimError::UnsupportedParamShape {
-                optimizer: <Self as WholeAlgorithm<T>>::NAME,
+                optimizer: "Muon",
                 param,
                 shape: shape.to_vec(),
                 expected: "2D",
@@ -273,75 +198,19 @@ impl<T: Float> WholeAlgorithm<T> for MuonConfig {
         }
     }
 
-    fn defaults(&self) -> Dict {
-        let (a, b, c) = self.ns_coefficients;
-        [
-            ("lr", Value::Float(self.lr)),
-            ("weight_decay", Value::Float(self.weight_decay)),
-            ("momentum", Value::Float(self.momentum)),
-            ("nesterov", Value::Bool(self.nesterov)),
-            (
-                "ns_coefficients",
-                Value::Tuple(vec![Value::Float(a), Value::Float(b), Value::Float(c)]),
-            ),
-            ("eps", Value::Float(self.eps)),
-            ("ns_steps", Value::Int(self.ns_steps)),
-            (
-                "adjust_lr_fn",
-                self.adjust_lr_fn.clone().map_or(Value::None, Value::Str),
-            ),
-        ]
-        .into_iter()
-        .collect()
-    }
-
-    fn hyper(&self, g: &GroupReader<'_>) -> Result<MuonHyper, OptimError> {
-        let o = <Self as WholeAlgorithm<T>>::NAME;
-        let ns_steps = g.i64("ns_steps")?;
-        require(
-            ns_steps < 100,
-            o,
-            &format!("ns_steps (param group {})", g.group),
-            ns_steps.to_string(),
-            "fewer than 100 (Number of steps must be less than 100 for computational efficiency)",
-        )?;
-        let coef =
-            g.dict
-                .get("ns_coefficients")
-                .ok_or_else(|| OptimError::MissingHyperparameter {
-                    group: g.group,
-                    key: "ns_coefficients".into(),
-                })?;
-        let abc = match coef.as_slice() {
-            Some([a, b, c]) => match (a.as_f64(), b.as_f64(), c.as_f64()) {
-                (Some(a), Some(b), Some(c)) => Some((a, b, c)),
-                _ => None,
-            },
-            _ => None,
+    /// PyTorch checks `ns_steps` at each step.
+    fn hyper(&self, g: &GroupReader<'_>) -> Result<MuonConfig, OptimError> {
+        let h = <MuonConfig as Hyperparameters>::from_group(g)?;
+        if h.ns_steps >= 100 {
+            require(
+                false,
+                "Muon",
+                &format!("ns_steps (param group {})", g.group),
+                h.ns_steps.to_string(),
+                "fewer than 100 (Number of steps must be less than 100 for computational efficiency)",
+            )?;
         }
-        .ok_or_else(|| OptimError::WrongHyperparameterType {
-            group: g.group,
-            key: "ns_coefficients".into(),
-            expected:
-                "a tuple of exactly 3 numbers (Coefficients must be a tuple of exactly 3 values)",
-            found: coef.to_string(),
-        })?;
-        let adjust = match g.opt_str("adjust_lr_fn")? {
-            None | Some("original") => AdjustLr::Original,
-            Some("match_rms_adamw") => AdjustLr::MatchRmsAdamw,
-            Some("spectral_unclamped") => AdjustLr::SpectralUnclamped,
-            Some(_) => AdjustLr::Unit,
-        };
-        Ok(MuonHyper {
-            lr: g.f64("lr")?,
-            weight_decay: g.f64("weight_decay")?,
-            momentum: g.f64("momentum")?,
-            nesterov: g.bool("nesterov")?,
-            abc,
-            eps: g.f64("eps")?,
-            ns_steps: usize::try_from(ns_steps).unwrap_or(0),
-            adjust,
-        })
+        Ok(h)
     }
 
     fn init_state(&self, shape: &[usize]) -> MuonState<T> {
@@ -369,7 +238,7 @@ impl<T: Float> WholeAlgorithm<T> for MuonConfig {
 
     fn update(
         &self,
-        h: &MuonHyper,
+        h: &Self,
         st: &mut MuonState<T>,
         shape: &[usize],
         p: &mut [T],
@@ -417,7 +286,7 @@ impl<T: Float> WholeAlgorithm<T> for MuonConfig {
             sum_of_squares(ns.x.iter().copied())
         };
         ns.newton_schulz(m, n, sum_sq, h);
-        let lr = adjusted_lr(h.lr, h.adjust, rows, cols);
+        let lr = adjusted_lr(h.lr, AdjustLr::of(h.adjust_lr_fn.as_deref()), rows, cols);
         let decay: T = f(1.0 - h.lr * h.weight_decay);
         let step: T = f(-lr);
         for i in 0..rows {
@@ -483,16 +352,7 @@ mod tests {
                 .collect(),
             ..MuonScratch::default()
         };
-        let h = MuonHyper {
-            lr: 0.0,
-            weight_decay: 0.0,
-            momentum: 0.0,
-            nesterov: false,
-            abc: MuonConfig::default().ns_coefficients,
-            eps: 1e-7,
-            ns_steps: 5,
-            adjust: AdjustLr::Original,
-        };
+        let h = MuonConfig::default();
         let sq = sum_of_squares(s.x.iter().copied());
         s.newton_schulz(m, n, sq, &h);
         for i in 0..m {

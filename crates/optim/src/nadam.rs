@@ -1,78 +1,40 @@
 //! NAdam: Adam with Nesterov momentum.
 
-use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
+use crate::hyper::{hyperparameters, optimizer_state};
 use crate::kernels::{f, fma, wide, GradPrep, Kernel, Lanes, Lerp};
-use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
-use crate::param_group::{py_num, py_opt_bool, py_pair, GroupReader};
-use crate::state::{ParamState, StateReader, StateWriter};
-use crate::validate::{adam_like, non_negative};
-use crate::OptimError;
+use crate::validate::{betas, non_negative};
 
-/// NAdam's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NAdamConfig {
-    /// Learning rate (2e-3).
-    pub lr: f64,
-    /// Decay rates of the first and second moments ((0.9, 0.999)).
-    pub betas: (f64, f64),
-    /// Added to the denominator (1e-8).
-    pub eps: f64,
-    /// Weight decay (0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
-    pub weight_decay: f64,
-    /// Momentum decay ψ of the schedule μ_t = β1 (1 - 0.5·0.96^(tψ)) (4e-3).
-    pub momentum_decay: f64,
-    /// Decoupled weight decay, as AdamW (false).
-    pub decoupled_weight_decay: bool,
-    /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
-    pub foreach: Option<bool>,
-    /// Maximize the objective (false).
-    pub maximize: bool,
-}
-
-impl Default for NAdamConfig {
-    fn default() -> Self {
-        Self {
-            lr: 2e-3,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: 0.0,
-            momentum_decay: 4e-3,
-            decoupled_weight_decay: false,
-            foreach: None,
-            maximize: false,
-        }
+hyperparameters! {
+    /// NAdam's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
+    pub struct NAdamConfig as "NAdam" {
+        /// Learning rate (2e-3).
+        lr: f64 = 2e-3,
+        /// Decay rates of the first and second moments ((0.9, 0.999)).
+        betas: (f64, f64) = (0.9, 0.999),
+        /// Added to the denominator (1e-8).
+        eps: f64 = 1e-8,
+        /// Weight decay (0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
+        weight_decay: f64 = 0,
+        /// Momentum decay ψ of the schedule μ_t = β1 (1 - 0.5·0.96^(tψ)) (4e-3).
+        momentum_decay: f64 = 4e-3,
+        /// Decoupled weight decay, as AdamW (false).
+        decoupled_weight_decay: bool = false,
+        /// Maximize the objective (false).
+        maximize: bool = false,
+        /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
+        foreach: Option<bool> = None,
+        capturable: flag false,
+        differentiable: flag false,
     }
-}
-
-impl NAdamConfig {
-    pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        kw.check_known(&[
-            "lr",
-            "betas",
-            "eps",
-            "weight_decay",
-            "momentum_decay",
-            "decoupled_weight_decay",
-            "maximize",
-            "capturable",
-            "differentiable",
-        ])?;
-        kw.unsupported_flag("capturable", SINGLE_TENSOR_ONLY)?;
-        kw.unsupported_flag("differentiable", SINGLE_TENSOR_ONLY)?;
-        let d = Self::default();
-        Ok(Self {
-            lr: kw.f64("lr", d.lr)?,
-            betas: kw.pair("betas", d.betas)?,
-            eps: kw.f64("eps", d.eps)?,
-            weight_decay: kw.f64("weight_decay", d.weight_decay)?,
-            momentum_decay: kw.f64("momentum_decay", d.momentum_decay)?,
-            decoupled_weight_decay: kw.bool("decoupled_weight_decay", d.decoupled_weight_decay)?,
-            foreach: kw.opt_bool("foreach", d.foreach)?,
-            maximize: kw.bool("maximize", d.maximize)?,
-        })
+    check {
+        lr: non_negative,
+        eps: non_negative,
+        betas: betas,
+        weight_decay: non_negative,
+        momentum_decay: non_negative,
     }
 }
 
@@ -86,81 +48,24 @@ elementwise_optimizer!(
     NAdamConfig
 );
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct NAdamHyper {
-    lr: f64,
-    betas: (f64, f64),
-    eps: f64,
-    weight_decay: f64,
-    momentum_decay: f64,
-    decoupled: bool,
-    maximize: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub(crate) struct NAdamState<T> {
-    step: T,
-    mu_product: T,
-    exp_avg: Vec<T>,
-    exp_avg_sq: Vec<T>,
+optimizer_state! {
+    /// NAdam's per-parameter state: `mu_product` is a 0-d tensor accumulated in the
+    /// parameters' type.
+    NAdamState for NAdamConfig; |_config, _h| {
+        step: scalar(0.0),
+        mu_product: scalar(1.0),
+        exp_avg: tensor(0.0),
+        exp_avg_sq: tensor(0.0),
+    }
 }
 
 impl<T: Float> Algorithm<T> for NAdamConfig {
-    const NAME: &'static str = "NAdam";
-    type Hyper = NAdamHyper;
     type State = NAdamState<T>;
     type Kernel = NAdamKernel<T>;
 
-    fn validate(&self) -> Result<(), OptimError> {
-        let o = <Self as Algorithm<T>>::NAME;
-        adam_like(o, self.lr, self.eps, self.betas, self.weight_decay)?;
-        non_negative(o, "momentum_decay", self.momentum_decay)
-    }
-
-    fn defaults(&self) -> Dict {
-        [
-            ("lr", Value::Float(self.lr)),
-            ("betas", py_pair(self.betas, (None, None))),
-            ("eps", Value::Float(self.eps)),
-            ("weight_decay", py_num(self.weight_decay, Some(0))),
-            ("momentum_decay", Value::Float(self.momentum_decay)),
-            (
-                "decoupled_weight_decay",
-                Value::Bool(self.decoupled_weight_decay),
-            ),
-            ("maximize", Value::Bool(self.maximize)),
-            ("foreach", py_opt_bool(self.foreach)),
-            ("capturable", Value::Bool(false)),
-            ("differentiable", Value::Bool(false)),
-        ]
-        .into_iter()
-        .collect()
-    }
-
-    fn hyper(&self, g: &GroupReader<'_>) -> Result<NAdamHyper, OptimError> {
-        Ok(NAdamHyper {
-            lr: g.f64("lr")?,
-            betas: g.pair("betas")?,
-            eps: g.f64("eps")?,
-            weight_decay: g.f64("weight_decay")?,
-            momentum_decay: g.f64("momentum_decay")?,
-            decoupled: g.bool("decoupled_weight_decay")?,
-            maximize: g.bool("maximize")?,
-        })
-    }
-
-    fn init_state(&self, _h: &NAdamHyper, n: usize) -> NAdamState<T> {
-        NAdamState {
-            step: T::zero(),
-            mu_product: T::one(),
-            exp_avg: vec![T::zero(); n],
-            exp_avg_sq: vec![T::zero(); n],
-        }
-    }
-
     fn prepare<'a>(
         &self,
-        h: &NAdamHyper,
+        h: &Self,
         st: &'a mut NAdamState<T>,
         p: &'a mut [T],
         g: &'a [T],
@@ -169,7 +74,7 @@ impl<T: Float> Algorithm<T> for NAdamConfig {
         let t = wide(st.step);
         let (b1, b2) = h.betas;
         let bc2 = 1.0 - b2.powf(t);
-        let (prep, decay) = if h.weight_decay != 0.0 && h.decoupled {
+        let (prep, decay) = if h.weight_decay != 0.0 && h.decoupled_weight_decay {
             (
                 GradPrep::new(h.maximize, 0.0),
                 Some(f(1.0 - h.lr * h.weight_decay)),
@@ -199,24 +104,6 @@ impl<T: Float> Algorithm<T> for NAdamConfig {
                 .with(0, &mut st.exp_avg)
                 .with(1, &mut st.exp_avg_sq),
         )
-    }
-
-    fn save_state(&self, st: &NAdamState<T>, shape: &[usize]) -> ParamState {
-        StateWriter::new(shape)
-            .scalar("step", st.step)
-            .scalar("mu_product", st.mu_product)
-            .tensor("exp_avg", &st.exp_avg)
-            .tensor("exp_avg_sq", &st.exp_avg_sq)
-            .finish()
-    }
-
-    fn load_state(&self, r: &StateReader<'_>) -> Result<NAdamState<T>, OptimError> {
-        Ok(NAdamState {
-            step: r.scalar("step")?,
-            mu_product: r.scalar("mu_product")?,
-            exp_avg: r.tensor("exp_avg")?,
-            exp_avg_sq: r.tensor("exp_avg_sq")?,
-        })
     }
 }
 

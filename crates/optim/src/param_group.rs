@@ -3,6 +3,7 @@
 use tempo_param_groups::{Dict, MomentumKey, OptimizerParamGroups, ParamGroupError, Value};
 use tempo_tensor::{Float, Tensor};
 
+use crate::hyper::Hyperparameters;
 use crate::{OptimError, Param};
 
 /// A param group as given to a constructor or to `add_param_group`: the parameters and
@@ -112,6 +113,56 @@ impl<T: Float, P: Param<T>> Groups<T, P> {
         self.params.push(group.params);
         self.options.push(options);
         Ok(())
+    }
+
+    /// A constructor's groups: validates `config`, writes a spec's kwargs (`overrides`)
+    /// over its defaults, and fills each group from them. Returns the groups and the
+    /// defaults of groups added later.
+    pub(crate) fn configured<C: Hyperparameters>(
+        groups: Vec<ParamGroup<T, P>>,
+        config: &C,
+        overrides: Option<&Dict>,
+    ) -> Result<(Self, Dict), OptimError> {
+        config.validate()?;
+        let mut defaults = config.defaults();
+        for (k, v) in overrides.iter().flat_map(|o| o.iter()) {
+            if let Some(d) = defaults.get(k) {
+                if let Some(v) = like_default(d, v) {
+                    defaults.insert(k, v);
+                }
+            }
+        }
+        Ok((Self::build(groups, &defaults)?, defaults))
+    }
+
+    /// PyTorch's `load_state_dict` of the group dicts: each saved group's keys but
+    /// `params`, then the `defaults` it lacks, then `fix` (PyTorch's `__setstate__`).
+    pub(crate) fn load_options(
+        &mut self,
+        saved: &[Dict],
+        defaults: &Dict,
+        fix: impl Fn(&mut Dict),
+    ) {
+        self.options = saved
+            .iter()
+            .map(|saved| {
+                let mut d = Dict::new();
+                for (k, v) in saved.iter().filter(|(k, _)| *k != "params") {
+                    d.insert(k, v.clone());
+                }
+                for (k, v) in defaults.iter() {
+                    d.setdefault(k, v.clone());
+                }
+                fix(&mut d);
+                d
+            })
+            .collect();
+    }
+
+    pub(crate) fn zero_grad(&self) {
+        for p in &self.flat {
+            p.zero_grad();
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -250,6 +301,28 @@ impl<T: Float, P: Param<T>> Groups<T, P> {
     }
 }
 
+/// A kwargs override as the defaults dict stores it, or `None` to keep the default:
+/// the default's kind of sequence is kept (PyTorch's constructors store `betas`, `eps`
+/// and `ns_coefficients` as the tuples they were given, and a spec's JSON list stands
+/// for that tuple, whose item `"None"`, from a TOML file, is Python's `None`), and
+/// `None` for an int PyTorch resolves in the constructor (LBFGS's `max_eval`) keeps
+/// the resolved value.
+fn like_default(default: &Value, v: &Value) -> Option<Value> {
+    match (default, v) {
+        (Value::Tuple(_), Value::List(items)) => Some(Value::Tuple(
+            items
+                .iter()
+                .map(|x| match x {
+                    Value::Str(s) if s == "None" => Value::None,
+                    x => x.clone(),
+                })
+                .collect(),
+        )),
+        (Value::Int(_), Value::None) => None,
+        _ => Some(v.clone()),
+    }
+}
+
 /// Typed reads of one group's hyperparameters, with errors that name the group and key.
 pub(crate) struct GroupReader<'a> {
     pub(crate) dict: &'a Dict,
@@ -257,7 +330,7 @@ pub(crate) struct GroupReader<'a> {
 }
 
 impl GroupReader<'_> {
-    fn value(&self, key: &str) -> Result<&Value, OptimError> {
+    pub(crate) fn value(&self, key: &str) -> Result<&Value, OptimError> {
         self.dict
             .get(key)
             .ok_or_else(|| OptimError::MissingHyperparameter {
@@ -266,7 +339,7 @@ impl GroupReader<'_> {
             })
     }
 
-    fn wrong(&self, key: &str, expected: &'static str, v: &Value) -> OptimError {
+    pub(crate) fn wrong(&self, key: &str, expected: &'static str, v: &Value) -> OptimError {
         OptimError::WrongHyperparameterType {
             group: self.group,
             key: key.into(),
@@ -274,70 +347,6 @@ impl GroupReader<'_> {
             found: v.to_string(),
         }
     }
-
-    pub(crate) fn f64(&self, key: &str) -> Result<f64, OptimError> {
-        let v = self.value(key)?;
-        v.as_f64().ok_or_else(|| self.wrong(key, "a number", v))
-    }
-
-    /// A bool; Python truthiness for ints and `None` (PyTorch tests flags with `if`).
-    pub(crate) fn bool(&self, key: &str) -> Result<bool, OptimError> {
-        let v = self.value(key)?;
-        match v {
-            Value::Bool(b) => Ok(*b),
-            Value::Int(i) => Ok(*i != 0),
-            Value::None => Ok(false),
-            _ => Err(self.wrong(key, "a bool", v)),
-        }
-    }
-
-    pub(crate) fn pair(&self, key: &str) -> Result<(f64, f64), OptimError> {
-        let v = self.value(key)?;
-        match v.as_slice() {
-            Some([a, b]) => match (a.as_f64(), b.as_f64()) {
-                (Some(a), Some(b)) => Ok((a, b)),
-                _ => Err(self.wrong(key, "a pair of numbers", v)),
-            },
-            _ => Err(self.wrong(key, "a pair of numbers", v)),
-        }
-    }
-
-    pub(crate) fn i64(&self, key: &str) -> Result<i64, OptimError> {
-        let v = self.value(key)?;
-        v.as_i64().ok_or_else(|| self.wrong(key, "an integer", v))
-    }
-
-    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<&str>, OptimError> {
-        let v = self.value(key)?;
-        match v {
-            Value::None => Ok(None),
-            Value::Str(s) => Ok(Some(s)),
-            _ => Err(self.wrong(key, "a string or None", v)),
-        }
-    }
-}
-
-/// A Python number for a defaults dict: an int where PyTorch's default is an int and the
-/// value is that default (PyTorch saves `weight_decay: 0`), else a float.
-#[allow(clippy::float_cmp)] // equal to the int default, exactly
-pub(crate) fn py_num(v: f64, int_default: Option<i64>) -> Value {
-    match int_default {
-        Some(i) if v == i as f64 && !(v == 0.0 && v.is_sign_negative()) => Value::Int(i),
-        _ => Value::Float(v),
-    }
-}
-
-/// A Python tuple of two numbers.
-pub(crate) fn py_pair(v: (f64, f64), int_defaults: (Option<i64>, Option<i64>)) -> Value {
-    Value::Tuple(vec![
-        py_num(v.0, int_defaults.0),
-        py_num(v.1, int_defaults.1),
-    ])
-}
-
-/// `Some(b)` → bool, `None` → None.
-pub(crate) fn py_opt_bool(v: Option<bool>) -> Value {
-    v.map_or(Value::None, Value::Bool)
 }
 
 #[cfg(test)]
@@ -522,12 +531,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn python_numbers_keep_int_defaults() {
-        assert_eq!(py_num(0.0, Some(0)), Value::Int(0));
-        assert_eq!(py_num(0.1, Some(0)), Value::Float(0.1));
-        assert_eq!(py_num(0.0, None), Value::Float(0.0));
     }
 }

@@ -1,78 +1,40 @@
 //! RMSprop, centered or not, with optional momentum.
 
-use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
+use crate::hyper::{hyperparameters, optimizer_state};
 use crate::kernels::{f, fma, GradPrep, Kernel, Lanes, Lerp};
-use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
-use crate::param_group::{py_num, py_opt_bool, GroupReader};
-use crate::state::{ParamState, StateReader, StateWriter};
 use crate::validate::non_negative;
-use crate::OptimError;
 
-/// RMSprop's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RmspropConfig {
-    /// Learning rate (1e-2).
-    pub lr: f64,
-    /// Smoothing constant of the squared-gradient average (0.99).
-    pub alpha: f64,
-    /// Added to the denominator (1e-8).
-    pub eps: f64,
-    /// L2 penalty (0).
-    pub weight_decay: f64,
-    /// Momentum factor (0).
-    pub momentum: f64,
-    /// Centered RMSprop: normalize by an estimate of the gradient's variance (false).
-    pub centered: bool,
-    /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
-    pub foreach: Option<bool>,
-    /// Maximize the objective (false).
-    pub maximize: bool,
-}
-
-impl Default for RmspropConfig {
-    fn default() -> Self {
-        Self {
-            lr: 1e-2,
-            alpha: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            momentum: 0.0,
-            centered: false,
-            foreach: None,
-            maximize: false,
-        }
+hyperparameters! {
+    /// RMSprop's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
+    pub struct RmspropConfig as "RMSprop" {
+        /// Learning rate (1e-2).
+        lr: f64 = 1e-2,
+        /// Momentum factor (0).
+        momentum: f64 = 0,
+        /// Smoothing constant of the squared-gradient average (0.99).
+        alpha: f64 = 0.99,
+        /// Added to the denominator (1e-8).
+        eps: f64 = 1e-8,
+        /// Centered RMSprop: normalize by an estimate of the gradient's variance (false).
+        centered: bool = false,
+        /// L2 penalty (0).
+        weight_decay: f64 = 0,
+        capturable: flag false,
+        /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
+        foreach: Option<bool> = None,
+        /// Maximize the objective (false).
+        maximize: bool = false,
+        differentiable: flag false,
     }
-}
-
-impl RmspropConfig {
-    pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        kw.check_known(&[
-            "lr",
-            "alpha",
-            "eps",
-            "weight_decay",
-            "momentum",
-            "centered",
-            "capturable",
-            "maximize",
-            "differentiable",
-        ])?;
-        kw.unsupported_flag("capturable", SINGLE_TENSOR_ONLY)?;
-        kw.unsupported_flag("differentiable", SINGLE_TENSOR_ONLY)?;
-        let d = Self::default();
-        Ok(Self {
-            lr: kw.f64("lr", d.lr)?,
-            alpha: kw.f64("alpha", d.alpha)?,
-            eps: kw.f64("eps", d.eps)?,
-            weight_decay: kw.f64("weight_decay", d.weight_decay)?,
-            momentum: kw.f64("momentum", d.momentum)?,
-            centered: kw.bool("centered", d.centered)?,
-            foreach: kw.opt_bool("foreach", d.foreach)?,
-            maximize: kw.bool("maximize", d.maximize)?,
-        })
+    check {
+        lr: non_negative,
+        eps: non_negative,
+        momentum: non_negative,
+        weight_decay: non_negative,
+        alpha: non_negative,
     }
 }
 
@@ -88,102 +50,24 @@ elementwise_optimizer!(
     RmspropConfig
 );
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RmspropHyper {
-    lr: f64,
-    alpha: f64,
-    eps: f64,
-    weight_decay: f64,
-    momentum: f64,
-    centered: bool,
-    maximize: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RmspropState<T> {
-    step: T,
-    square_avg: Vec<T>,
-    momentum_buffer: Option<Vec<T>>,
-    grad_avg: Option<Vec<T>>,
+optimizer_state! {
+    /// RMSprop's per-parameter state: `momentum_buffer` only if `momentum > 0` and
+    /// `grad_avg` only if `centered` when the state is created.
+    RmspropState for RmspropConfig; |_config, h| {
+        step: scalar(0.0),
+        square_avg: tensor(0.0),
+        momentum_buffer: tensor(0.0) if (h.momentum > 0.0),
+        grad_avg: tensor(0.0) if (h.centered),
+    }
 }
 
 impl<T: Float> Algorithm<T> for RmspropConfig {
-    const NAME: &'static str = "RMSprop";
-    type Hyper = RmspropHyper;
     type State = RmspropState<T>;
     type Kernel = RmspropRun<T>;
 
-    fn validate(&self) -> Result<(), OptimError> {
-        let o = <Self as Algorithm<T>>::NAME;
-        non_negative(o, "lr", self.lr)?;
-        non_negative(o, "eps", self.eps)?;
-        non_negative(o, "momentum", self.momentum)?;
-        non_negative(o, "weight_decay", self.weight_decay)?;
-        non_negative(o, "alpha", self.alpha)
-    }
-
-    fn defaults(&self) -> Dict {
-        [
-            ("lr", Value::Float(self.lr)),
-            ("momentum", py_num(self.momentum, Some(0))),
-            ("alpha", Value::Float(self.alpha)),
-            ("eps", Value::Float(self.eps)),
-            ("centered", Value::Bool(self.centered)),
-            ("weight_decay", py_num(self.weight_decay, Some(0))),
-            ("capturable", Value::Bool(false)),
-            ("foreach", py_opt_bool(self.foreach)),
-            ("maximize", Value::Bool(self.maximize)),
-            ("differentiable", Value::Bool(false)),
-        ]
-        .into_iter()
-        .collect()
-    }
-
-    fn hyper(&self, g: &GroupReader<'_>) -> Result<RmspropHyper, OptimError> {
-        Ok(RmspropHyper {
-            lr: g.f64("lr")?,
-            alpha: g.f64("alpha")?,
-            eps: g.f64("eps")?,
-            weight_decay: g.f64("weight_decay")?,
-            momentum: g.f64("momentum")?,
-            centered: g.bool("centered")?,
-            maximize: g.bool("maximize")?,
-        })
-    }
-
-    fn init_state(&self, h: &RmspropHyper, n: usize) -> RmspropState<T> {
-        RmspropState {
-            step: T::zero(),
-            square_avg: vec![T::zero(); n],
-            momentum_buffer: (h.momentum > 0.0).then(|| vec![T::zero(); n]),
-            grad_avg: h.centered.then(|| vec![T::zero(); n]),
-        }
-    }
-
-    fn check_state(
-        &self,
-        h: &RmspropHyper,
-        st: &RmspropState<T>,
-        param: usize,
-    ) -> Result<(), OptimError> {
-        if h.momentum > 0.0 && st.momentum_buffer.is_none() {
-            return Err(OptimError::MissingState {
-                param,
-                key: "momentum_buffer".into(),
-            });
-        }
-        if h.centered && st.grad_avg.is_none() {
-            return Err(OptimError::MissingState {
-                param,
-                key: "grad_avg".into(),
-            });
-        }
-        Ok(())
-    }
-
     fn prepare<'a>(
         &self,
-        h: &RmspropHyper,
+        h: &Self,
         st: &'a mut RmspropState<T>,
         p: &'a mut [T],
         g: &'a [T],
@@ -216,24 +100,6 @@ impl<T: Float> Algorithm<T> for RmspropConfig {
             momentum: use_momentum,
         };
         (run, lanes)
-    }
-
-    fn save_state(&self, st: &RmspropState<T>, shape: &[usize]) -> ParamState {
-        StateWriter::new(shape)
-            .scalar("step", st.step)
-            .tensor("square_avg", &st.square_avg)
-            .opt_tensor("momentum_buffer", st.momentum_buffer.as_ref())
-            .opt_tensor("grad_avg", st.grad_avg.as_ref())
-            .finish()
-    }
-
-    fn load_state(&self, r: &StateReader<'_>) -> Result<RmspropState<T>, OptimError> {
-        Ok(RmspropState {
-            step: r.scalar("step")?,
-            square_avg: r.tensor("square_avg")?,
-            momentum_buffer: r.opt_tensor("momentum_buffer")?,
-            grad_avg: r.opt_tensor("grad_avg")?,
-        })
     }
 }
 

@@ -1,74 +1,54 @@
 //! SGD with momentum, dampening, Nesterov momentum, weight decay and maximize.
 
-use tempo_param_groups::{Dict, Value};
 use tempo_tensor::Float;
 
 use crate::engine::{elementwise_optimizer, Algorithm};
+use crate::hyper::{hyperparameters, optimizer_state};
 use crate::kernels::{f, fma, GradPrep, Kernel, Lanes};
-use crate::kwargs::{Kwargs, SINGLE_TENSOR_ONLY};
-use crate::param_group::{py_num, py_opt_bool, GroupReader};
-use crate::state::{ParamState, StateReader, StateWriter};
-use crate::validate::{repr, require};
+use crate::validate::{at_least_zero_or_nan, repr, require};
 use crate::OptimError;
 
-/// SGD's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SgdConfig {
-    /// Learning rate (1e-3).
-    pub lr: f64,
-    /// Momentum factor (0).
-    pub momentum: f64,
-    /// Dampening of the momentum (0).
-    pub dampening: f64,
-    /// L2 penalty (0).
-    pub weight_decay: f64,
-    /// Nesterov momentum (false).
-    pub nesterov: bool,
-    /// Maximize the objective instead of minimizing (false).
-    pub maximize: bool,
-    /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
-    pub foreach: Option<bool>,
+hyperparameters! {
+    /// SGD's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
+    pub struct SgdConfig as "SGD" {
+        /// Learning rate (1e-3).
+        lr: f64 = 1e-3,
+        /// Momentum factor (0).
+        momentum: f64 = 0,
+        /// Dampening of the momentum (0).
+        dampening: f64 = 0,
+        /// L2 penalty (0).
+        weight_decay: f64 = 0,
+        /// Nesterov momentum (false).
+        nesterov: bool = false,
+        /// Maximize the objective instead of minimizing (false).
+        maximize: bool = false,
+        /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
+        foreach: Option<bool> = None,
+        differentiable: flag false,
+        fused: flag None,
+    }
+    check {
+        lr: at_least_zero_or_nan,
+        momentum: at_least_zero_or_nan,
+        weight_decay: at_least_zero_or_nan,
+    }
+    also nesterov_needs_momentum;
 }
 
-impl Default for SgdConfig {
-    fn default() -> Self {
-        Self {
-            lr: 1e-3,
-            momentum: 0.0,
-            dampening: 0.0,
-            weight_decay: 0.0,
-            nesterov: false,
-            maximize: false,
-            foreach: None,
-        }
-    }
-}
-
-impl SgdConfig {
-    pub(crate) fn from_kwargs(kw: &Kwargs<'_>) -> Result<Self, OptimError> {
-        kw.check_known(&[
-            "lr",
-            "momentum",
-            "dampening",
-            "weight_decay",
-            "nesterov",
-            "maximize",
-            "differentiable",
-            "fused",
-        ])?;
-        kw.unsupported_flag("differentiable", SINGLE_TENSOR_ONLY)?;
-        kw.unsupported_flag("fused", SINGLE_TENSOR_ONLY)?;
-        let d = Self::default();
-        Ok(Self {
-            lr: kw.f64("lr", d.lr)?,
-            momentum: kw.f64("momentum", d.momentum)?,
-            dampening: kw.f64("dampening", d.dampening)?,
-            weight_decay: kw.f64("weight_decay", d.weight_decay)?,
-            nesterov: kw.bool("nesterov", d.nesterov)?,
-            maximize: kw.bool("maximize", d.maximize)?,
-            foreach: kw.opt_bool("foreach", d.foreach)?,
-        })
-    }
+/// PyTorch's "Nesterov momentum requires a momentum and zero dampening".
+fn nesterov_needs_momentum(c: &SgdConfig) -> Result<(), OptimError> {
+    require(
+        !(c.nesterov && (c.momentum <= 0.0 || c.dampening != 0.0)),
+        "SGD",
+        "nesterov",
+        format!(
+            "True with momentum={} and dampening={}",
+            repr(c.momentum),
+            repr(c.dampening)
+        ),
+        "Nesterov momentum requires a momentum > 0 and zero dampening",
+    )
 }
 
 elementwise_optimizer!(
@@ -82,105 +62,24 @@ elementwise_optimizer!(
     SgdConfig
 );
 
-/// A group's hyperparameters for one step.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SgdHyper {
-    lr: f64,
-    momentum: f64,
-    dampening: f64,
-    weight_decay: f64,
-    nesterov: bool,
-    maximize: bool,
-}
-
-/// SGD's per-parameter state.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SgdState<T> {
-    momentum_buffer: Option<Vec<T>>,
+optimizer_state! {
+    /// SGD's per-parameter state: the momentum buffer, created by the first step.
+    SgdState for SgdConfig; |_config, _h| {
+        momentum_buffer: lazy,
+    }
 }
 
 impl<T: Float> Algorithm<T> for SgdConfig {
-    const NAME: &'static str = "SGD";
-    type Hyper = SgdHyper;
     type State = SgdState<T>;
     type Kernel = SgdKernel<T>;
 
-    fn validate(&self) -> Result<(), OptimError> {
-        let o = <Self as Algorithm<T>>::NAME;
-        require(
-            not_negative(self.lr),
-            o,
-            "lr",
-            repr(self.lr),
-            "a number >= 0",
-        )?;
-        require(
-            not_negative(self.momentum),
-            o,
-            "momentum",
-            repr(self.momentum),
-            "a number >= 0",
-        )?;
-        require(
-            not_negative(self.weight_decay),
-            o,
-            "weight_decay",
-            repr(self.weight_decay),
-            "a number >= 0",
-        )?;
-        require(
-            !(self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0)),
-            o,
-            "nesterov",
-            format!(
-                "True with momentum={} and dampening={}",
-                repr(self.momentum),
-                repr(self.dampening)
-            ),
-            "Nesterov momentum requires a momentum > 0 and zero dampening",
-        )
-    }
-
-    fn defaults(&self) -> Dict {
-        [
-            ("lr", Value::Float(self.lr)),
-            ("momentum", py_num(self.momentum, Some(0))),
-            ("dampening", py_num(self.dampening, Some(0))),
-            ("weight_decay", py_num(self.weight_decay, Some(0))),
-            ("nesterov", Value::Bool(self.nesterov)),
-            ("maximize", Value::Bool(self.maximize)),
-            ("foreach", py_opt_bool(self.foreach)),
-            ("differentiable", Value::Bool(false)),
-            ("fused", Value::None),
-        ]
-        .into_iter()
-        .collect()
-    }
-
-    fn hyper(&self, g: &GroupReader<'_>) -> Result<SgdHyper, OptimError> {
-        Ok(SgdHyper {
-            lr: g.f64("lr")?,
-            momentum: g.f64("momentum")?,
-            dampening: g.f64("dampening")?,
-            weight_decay: g.f64("weight_decay")?,
-            nesterov: g.bool("nesterov")?,
-            maximize: g.bool("maximize")?,
-        })
-    }
-
-    fn has_state(&self, h: &SgdHyper) -> bool {
+    fn has_state(&self, h: &Self) -> bool {
         h.momentum != 0.0
-    }
-
-    fn init_state(&self, _h: &SgdHyper, _numel: usize) -> SgdState<T> {
-        SgdState {
-            momentum_buffer: None,
-        }
     }
 
     fn prepare<'a>(
         &self,
-        h: &SgdHyper,
+        h: &Self,
         st: &'a mut SgdState<T>,
         p: &'a mut [T],
         g: &'a [T],
@@ -212,23 +111,6 @@ impl<T: Float> Algorithm<T> for SgdConfig {
         };
         (k, Lanes::new(p, g).with(0, buf))
     }
-
-    fn save_state(&self, st: &SgdState<T>, shape: &[usize]) -> ParamState {
-        StateWriter::new(shape)
-            .opt_tensor("momentum_buffer", st.momentum_buffer.as_ref())
-            .finish()
-    }
-
-    fn load_state(&self, r: &StateReader<'_>) -> Result<SgdState<T>, OptimError> {
-        Ok(SgdState {
-            momentum_buffer: r.opt_tensor("momentum_buffer")?,
-        })
-    }
-}
-
-/// SGD's check is `x < 0` (PyTorch's, unlike the other optimizers'): NaN passes.
-fn not_negative(x: f64) -> bool {
-    x.is_nan() || x >= 0.0
 }
 
 #[derive(Clone, Copy)]

@@ -2,10 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
+use tempo_param_groups::Dict;
 use tempo_tensor::Float;
 #[cfg(test)]
 use tempo_tensor::Tensor;
 
+use crate::hyper::Hyperparameters;
 use crate::kwargs::{json_to_value, Kwargs};
 use crate::{
     Adadelta, AdadeltaConfig, Adafactor, AdafactorConfig, Adagrad, AdagradConfig, Adam, AdamConfig,
@@ -98,23 +100,68 @@ impl OptimizerSpec {
     }
 }
 
-/// The optimizer class names [`build_optimizer`] knows.
-pub const OPTIMIZER_NAMES: &[&str] = &[
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adagrad",
-    "Adadelta",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "RMSprop",
-    "Rprop",
-    "ASGD",
-    "LBFGS",
-    "Adafactor",
-    "Muon",
-];
+/// What tempo knows of one optimizer class without building it: an entry of
+/// [`OPTIMIZERS`].
+#[derive(Debug, Clone, Copy)]
+pub struct OptimizerInfo {
+    /// PyTorch's class name.
+    pub name: &'static str,
+    /// PyTorch's `optimizer.defaults`: every hyperparameter of a param group at its
+    /// default, in PyTorch's key order and numeric kinds.
+    pub defaults: fn() -> Dict,
+}
+
+fn defaults_of<C: Hyperparameters + Default>() -> Dict {
+    C::default().defaults()
+}
+
+/// The registry: every optimizer tempo has, as `type(config)`. It drives
+/// [`build_optimizer`], [`OPTIMIZERS`], [`OPTIMIZER_NAMES`] and everything that lists
+/// optimizers (the CLI's recognition of a foreign state dict, the benchmarks, the tests).
+macro_rules! registry {
+    ($($opt:ident($config:ident)),* $(,)?) => {
+        /// Every optimizer tempo has, in the order of PyTorch's documentation.
+        pub const OPTIMIZERS: &[OptimizerInfo] = &[$(OptimizerInfo {
+            name: <$config as Hyperparameters>::NAME,
+            defaults: defaults_of::<$config>,
+        }),*];
+
+        /// The optimizer class names [`build_optimizer`] knows (those of [`OPTIMIZERS`]).
+        pub const OPTIMIZER_NAMES: &[&str] = &[$(<$config as Hyperparameters>::NAME),*];
+
+        fn build_named<T: Float, P: Param<T>>(
+            spec: &OptimizerSpec,
+            groups: Vec<ParamGroup<T, P>>,
+        ) -> Result<Box<dyn Optimizer<T, P>>, OptimError> {
+            $(if spec.kind == <$config as Hyperparameters>::NAME {
+                let kw = Kwargs::new(<$config as Hyperparameters>::NAME, &spec.kwargs);
+                let config = <$config as Hyperparameters>::from_kwargs(&kw)?;
+                return Ok(Box::new($opt::from_spec(groups, config, &kw.dict)?));
+            })*
+            Err(OptimError::UnknownOptimizer {
+                name: spec.kind.clone(),
+                accepted: OPTIMIZER_NAMES.join(", "),
+            })
+        }
+    };
+}
+
+registry! {
+    Sgd(SgdConfig),
+    Adam(AdamConfig),
+    AdamW(AdamWConfig),
+    Adagrad(AdagradConfig),
+    Adadelta(AdadeltaConfig),
+    Adamax(AdamaxConfig),
+    NAdam(NAdamConfig),
+    RAdam(RAdamConfig),
+    Rmsprop(RmspropConfig),
+    Rprop(RpropConfig),
+    Asgd(AsgdConfig),
+    Lbfgs(LbfgsConfig),
+    Adafactor(AdafactorConfig),
+    Muon(MuonConfig),
+}
 
 fn groups_of<T: Float, P: Param<T>>(
     spec: &OptimizerSpec,
@@ -161,34 +208,7 @@ pub fn build_optimizer<T: Float, P: Param<T>>(
     spec: &OptimizerSpec,
     params: &[P],
 ) -> Result<Box<dyn Optimizer<T, P>>, OptimError> {
-    let groups = groups_of(spec, params)?;
-    macro_rules! build {
-        ($name:literal, $opt:ident, $cfg:ident) => {{
-            let kw = Kwargs::new($name, &spec.kwargs);
-            let cfg = $cfg::from_kwargs(&kw)?;
-            Ok(Box::new($opt::from_spec(groups, cfg, &kw.as_dict())?))
-        }};
-    }
-    match spec.kind.as_str() {
-        "SGD" => build!("SGD", Sgd, SgdConfig),
-        "Adam" => build!("Adam", Adam, AdamConfig),
-        "AdamW" => build!("AdamW", AdamW, AdamWConfig),
-        "Adagrad" => build!("Adagrad", Adagrad, AdagradConfig),
-        "Adadelta" => build!("Adadelta", Adadelta, AdadeltaConfig),
-        "Adamax" => build!("Adamax", Adamax, AdamaxConfig),
-        "NAdam" => build!("NAdam", NAdam, NAdamConfig),
-        "RAdam" => build!("RAdam", RAdam, RAdamConfig),
-        "RMSprop" => build!("RMSprop", Rmsprop, RmspropConfig),
-        "Rprop" => build!("Rprop", Rprop, RpropConfig),
-        "ASGD" => build!("ASGD", Asgd, AsgdConfig),
-        "LBFGS" => build!("LBFGS", Lbfgs, LbfgsConfig),
-        "Adafactor" => build!("Adafactor", Adafactor, AdafactorConfig),
-        "Muon" => build!("Muon", Muon, MuonConfig),
-        other => Err(OptimError::UnknownOptimizer {
-            name: other.to_string(),
-            accepted: OPTIMIZER_NAMES.join(", "),
-        }),
-    }
+    build_named(spec, groups_of(spec, params)?)
 }
 
 #[cfg(test)]
@@ -244,40 +264,48 @@ mod tests {
 
     #[test]
     fn fast_and_portable_paths_give_the_same_bits() {
-        let configs = [
-            (
-                "SGD",
-                serde_json::json!({"lr": 0.1, "momentum": 0.9, "nesterov": true, "weight_decay": 0.01}),
-            ),
-            (
-                "Adam",
-                serde_json::json!({"lr": 0.01, "amsgrad": true, "weight_decay": 0.1}),
-            ),
-            ("AdamW", serde_json::json!({"lr": 0.01})),
-            (
-                "Adagrad",
-                serde_json::json!({"lr": 0.1, "weight_decay": 0.1}),
-            ),
-            ("Adadelta", serde_json::json!({"weight_decay": 0.1})),
-            ("Adamax", serde_json::json!({"lr": 0.02})),
-            (
-                "NAdam",
-                serde_json::json!({"lr": 0.02, "weight_decay": 0.1, "decoupled_weight_decay": true}),
-            ),
-            (
-                "RAdam",
-                serde_json::json!({"lr": 0.01, "betas": [0.9, 0.5]}),
-            ),
-            (
-                "RMSprop",
-                serde_json::json!({"lr": 0.01, "momentum": 0.5, "centered": true, "weight_decay": 0.1}),
-            ),
-            ("Rprop", serde_json::json!({"lr": 0.01})),
-            (
-                "ASGD",
-                serde_json::json!({"lr": 0.05, "t0": 1.0, "weight_decay": 0.1}),
-            ),
-        ];
+        // Every optimizer of the registry that steps vectors without a closure, with
+        // options that take its costlier paths where it has them.
+        let kwargs = |kind: &str| match kind {
+            "SGD" => {
+                serde_json::json!({"lr": 0.1, "momentum": 0.9, "nesterov": true, "weight_decay": 0.01})
+            }
+            "Adam" => serde_json::json!({"lr": 0.01, "amsgrad": true, "weight_decay": 0.1}),
+            "AdamW" => serde_json::json!({"lr": 0.01}),
+            "Adagrad" => serde_json::json!({"lr": 0.1, "weight_decay": 0.1}),
+            "Adadelta" => serde_json::json!({"weight_decay": 0.1}),
+            "Adamax" => serde_json::json!({"lr": 0.02}),
+            "NAdam" => {
+                serde_json::json!({"lr": 0.02, "weight_decay": 0.1, "decoupled_weight_decay": true})
+            }
+            "RAdam" => serde_json::json!({"lr": 0.01, "betas": [0.9, 0.5]}),
+            "RMSprop" => {
+                serde_json::json!({"lr": 0.01, "momentum": 0.5, "centered": true, "weight_decay": 0.1})
+            }
+            "Rprop" => serde_json::json!({"lr": 0.01}),
+            "ASGD" => serde_json::json!({"lr": 0.05, "t0": 1.0, "weight_decay": 0.1}),
+            _ => serde_json::json!({}),
+        };
+        let steps_vectors = |kind: &str| {
+            let spec: OptimizerSpec =
+                serde_json::from_value(serde_json::json!({"type": kind})).unwrap();
+            let p = Tensor::<f64>::parameter(ArrayD::from_elem(vec![3], 0.5));
+            match build_optimizer(&spec, std::slice::from_ref(&p)) {
+                Err(OptimError::UnsupportedParamShape { .. }) => false,
+                built => {
+                    p.set_grad(Some(ArrayD::from_elem(vec![3], 0.1))).unwrap();
+                    !matches!(
+                        built.unwrap().step(),
+                        Err(OptimError::ClosureRequired { .. })
+                    )
+                }
+            }
+        };
+        let configs: Vec<_> = OPTIMIZER_NAMES
+            .iter()
+            .filter(|kind| steps_vectors(kind))
+            .map(|kind| (*kind, kwargs(kind)))
+            .collect();
         // One tensor above the threshold, and a step split across tensors of sizes
         // around the chunk sizes (a chunk may cover the end of one and the start of the
         // next).

@@ -132,6 +132,46 @@ impl OptimizerStateDict {
     }
 }
 
+/// The `state` of a state dict: each parameter's that has any, in first-touch `order`.
+pub(crate) fn save_states<S>(
+    order: &[usize],
+    states: &[Option<S>],
+    mut save: impl FnMut(usize, &S) -> ParamState,
+) -> Vec<(usize, ParamState)> {
+    order
+        .iter()
+        .filter_map(|&id| Some((id, save(id, states.get(id)?.as_ref()?))))
+        .collect()
+}
+
+/// A state dict's `state` read onto `n` parameters (`map` takes a saved id to ours;
+/// `load` reads one parameter's state, given our id and the saved one), with the
+/// first-touch order it was saved in. The caller's state changes only if all of it
+/// reads.
+#[allow(clippy::type_complexity)]
+pub(crate) fn load_states<S>(
+    n: usize,
+    map: &[(i64, usize)],
+    saved: &[(usize, ParamState)],
+    mut load: impl FnMut(usize, &ParamState, usize) -> Result<S, OptimError>,
+) -> Result<(Vec<Option<S>>, Vec<usize>), OptimError> {
+    let mut states: Vec<Option<S>> = (0..n).map(|_| None).collect();
+    let mut order = Vec::new();
+    for (saved_id, ps) in saved {
+        let id = map
+            .iter()
+            .find(|(s, _)| *s == *saved_id as i64)
+            .map(|&(_, k)| k)
+            .ok_or(OptimError::UnknownStateId { param: *saved_id })?;
+        let st = load(id, ps, *saved_id)?;
+        if states[id].is_none() {
+            order.push(id);
+        }
+        states[id] = Some(st);
+    }
+    Ok((states, order))
+}
+
 pub(crate) fn tensor_data<T: Float>(shape: &[usize], data: &[T]) -> TensorData {
     let numel: usize = shape.iter().product();
     debug_assert_eq!(

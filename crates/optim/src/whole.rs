@@ -4,38 +4,32 @@
 //! hands each parameter's shape, data and gradient to the algorithm, one parameter at a
 //! time, in state-dict id order (PyTorch's single-tensor loop).
 
-use tempo_param_groups::{Dict, ParamGroupError, Value};
+use tempo_param_groups::Dict;
 use tempo_tensor::Float;
 
+use crate::hyper::Hyperparameters;
 use crate::param_group::{GroupReader, Groups};
-use crate::state::{ParamState, StateReader};
+use crate::state::{load_states, save_states, ParamState, StateReader};
 use crate::store::{LockScope, Slot};
 use crate::{OptimError, OptimizerStateDict, Param, ParamGroup};
 
-/// One whole-tensor algorithm (its config struct implements this).
-pub(crate) trait WholeAlgorithm<T: Float>:
-    Clone + std::fmt::Debug + Send + Sync + 'static
-{
-    /// PyTorch's class name.
-    const NAME: &'static str;
-    /// A group's hyperparameters, parsed once per step.
-    type Hyper: Send + Sync + std::fmt::Debug;
+/// One whole-tensor algorithm (its config struct implements this; its hyperparameters
+/// are declared by `crate::hyper::hyperparameters!`).
+pub(crate) trait WholeAlgorithm<T: Float>: Hyperparameters {
     /// One parameter's state.
     type State: Send + Sync + std::fmt::Debug;
     /// Buffers a step reuses, kept between steps so that a steady-state step does not
     /// allocate.
     type Scratch: Default + Send + Sync;
 
-    /// The constructor's checks of the hyperparameters (PyTorch's `ValueError`s).
-    fn validate(&self) -> Result<(), OptimError>;
     /// The constructor's checks of a parameter (`param` is its state-dict id).
     fn check_param(&self, _shape: &[usize], _param: usize) -> Result<(), OptimError> {
         Ok(())
     }
-    /// The defaults dict, in PyTorch's key order.
-    fn defaults(&self) -> Dict;
     /// Reads a group's hyperparameters (and checks what PyTorch checks at each step).
-    fn hyper(&self, group: &GroupReader<'_>) -> Result<Self::Hyper, OptimError>;
+    fn hyper(&self, group: &GroupReader<'_>) -> Result<Self::Hyper, OptimError> {
+        Self::Hyper::from_group(group)
+    }
     /// Fresh state for a parameter of `shape`.
     fn init_state(&self, shape: &[usize]) -> Self::State;
     /// Checks, before anything changes, that `state` fits a parameter of `shape`.
@@ -90,41 +84,13 @@ impl<T: Float, A: WholeAlgorithm<T>, P: Param<T>> std::fmt::Debug for WholeEngin
     }
 }
 
-/// A kwargs override keeps the default's kind of sequence: PyTorch's constructors store
-/// `eps` and `ns_coefficients` as the tuples they were given, and a spec's JSON list
-/// stands for that tuple (whose item `"None"`, from a TOML file, is Python's `None`).
-fn like_default(default: &Value, v: &Value) -> Value {
-    match (default, v) {
-        (Value::Tuple(_), Value::List(items)) => Value::Tuple(
-            items
-                .iter()
-                .map(|x| match x {
-                    Value::Str(s) if s == "None" => Value::None,
-                    x => x.clone(),
-                })
-                .collect(),
-        ),
-        _ => v.clone(),
-    }
-}
-
 impl<T: Float, A: WholeAlgorithm<T>, P: Param<T>> WholeEngine<T, A, P> {
     pub(crate) fn new(
         groups: Vec<ParamGroup<T, P>>,
         config: A,
         overrides: Option<&Dict>,
     ) -> Result<Self, OptimError> {
-        config.validate()?;
-        let mut defaults = config.defaults();
-        if let Some(o) = overrides {
-            for (k, v) in o.iter() {
-                if let Some(d) = defaults.get(k) {
-                    let v = like_default(d, v);
-                    defaults.insert(k, v);
-                }
-            }
-        }
-        let groups = Groups::build(groups, &defaults)?;
+        let (groups, defaults) = Groups::configured(groups, &config, overrides)?;
         let shapes: Vec<Vec<usize>> = groups.flat().map(Param::shape).collect();
         for (id, s) in shapes.iter().enumerate() {
             config.check_param(s, id)?;
@@ -189,16 +155,6 @@ impl<T: Float, A: WholeAlgorithm<T>, P: Param<T>> WholeEngine<T, A, P> {
         Ok(updated)
     }
 
-    pub(crate) fn zero_grad(&mut self) {
-        for p in self.groups.flat() {
-            p.zero_grad();
-        }
-    }
-
-    pub(crate) fn params(&self) -> Vec<P> {
-        self.groups.flat.clone()
-    }
-
     pub(crate) fn add_param_group(&mut self, group: ParamGroup<T, P>) -> Result<(), OptimError> {
         let first = self.shapes.len();
         let shapes: Vec<Vec<usize>> = group.params.iter().map(Param::shape).collect();
@@ -213,70 +169,29 @@ impl<T: Float, A: WholeAlgorithm<T>, P: Param<T>> WholeEngine<T, A, P> {
     }
 
     pub(crate) fn state_dict(&self) -> OptimizerStateDict {
-        let state = self
-            .order
-            .iter()
-            .filter_map(|&id| {
-                let st = self.states[id].as_ref()?;
-                Some((id, self.config.save_state(st, &self.shapes[id])))
-            })
-            .collect();
         OptimizerStateDict {
-            state,
+            state: save_states(&self.order, &self.states, |id, st| {
+                self.config.save_state(st, &self.shapes[id])
+            }),
             param_groups: self.groups.state_dict_groups(),
         }
     }
 
     pub(crate) fn load_state_dict(&mut self, sd: &OptimizerStateDict) -> Result<(), OptimError> {
         let map = self.groups.map_saved_ids(&sd.param_groups)?;
-        let mut states: Vec<Option<A::State>> = (0..self.shapes.len()).map(|_| None).collect();
-        let mut order = Vec::new();
-        for (saved_id, ps) in &sd.state {
-            let id = map
-                .iter()
-                .find(|(s, _)| *s == *saved_id as i64)
-                .map(|&(_, k)| k)
-                .ok_or(OptimError::UnknownStateId { param: *saved_id })?;
-            let st = self.config.load_state(&StateReader {
-                state: ps,
-                shape: &self.shapes[id],
-                param: *saved_id,
-            })?;
-            if states[id].is_none() {
-                order.push(id);
-            }
-            states[id] = Some(st);
-        }
-        let mut options = Vec::with_capacity(sd.param_groups.len());
-        for saved in &sd.param_groups {
-            let mut d = Dict::new();
-            for (k, v) in saved.iter() {
-                if k != "params" {
-                    d.insert(k, v.clone());
-                }
-            }
-            for (k, v) in self.defaults.iter() {
-                d.setdefault(k, v.clone());
-            }
-            options.push(d);
-        }
-        self.groups.options = options;
+        let (shapes, config) = (&self.shapes, &self.config);
+        let (states, order) = load_states(shapes.len(), &map, &sd.state, |id, state, param| {
+            config.load_state(&StateReader {
+                state,
+                shape: &shapes[id],
+                param,
+            })
+        })?;
+        self.groups
+            .load_options(&sd.param_groups, &self.defaults, |_| {});
         self.states = states;
         self.order = order;
         Ok(())
-    }
-
-    pub(crate) fn get(&self, group: usize, key: &str) -> Option<Value> {
-        self.groups.get(group, key)
-    }
-
-    pub(crate) fn set(
-        &mut self,
-        group: usize,
-        key: &str,
-        value: Value,
-    ) -> Result<(), ParamGroupError> {
-        self.groups.set(group, key, value)
     }
 }
 
@@ -327,7 +242,7 @@ macro_rules! whole_tensor_optimizer {
             }
         }
 
-        crate::engine::forward_to_engine!($name, <$config as crate::whole::WholeAlgorithm<T>>::NAME);
+        crate::engine::forward_to_engine!($name, <$config as crate::hyper::Hyperparameters>::NAME);
     };
 }
 

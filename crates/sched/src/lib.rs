@@ -116,7 +116,7 @@ pub use scheduler::LrScheduler;
 pub use simulate::{
     simulate, simulate_scheduler, simulate_with_metrics, SimulatedGroups, Trajectory,
 };
-pub use spec::{build_scheduler, SchedulerSpec, SCHEDULER_NAMES};
+pub use spec::{build_scheduler, SchedulerInfo, SchedulerSpec, SCHEDULERS, SCHEDULER_NAMES};
 pub use step::{StepLR, StepLRConfig};
 pub use swa::{SWALRConfig, SWALR};
 pub use transformers::{

@@ -71,39 +71,146 @@ impl std::str::FromStr for SchedulerSpec {
     }
 }
 
-/// Every scheduler name [`build_scheduler`] knows.
-pub const SCHEDULER_NAMES: &[&str] = &[
-    "LambdaLR",
-    "MultiplicativeLR",
-    "StepLR",
-    "MultiStepLR",
-    "ConstantLR",
-    "LinearLR",
-    "ExponentialLR",
-    "PolynomialLR",
-    "CosineAnnealingLR",
-    "CosineAnnealingWarmRestarts",
-    "CyclicLR",
-    "OneCycleLR",
-    "ReduceLROnPlateau",
-    "SWALR",
-    "SequentialLR",
-    "ChainedScheduler",
-    "WarmupCosineLR",
-    "WarmupStableDecayLR",
-    "InverseSqrtLR",
-    "transformers:linear",
-    "transformers:cosine",
-    "transformers:cosine_with_restarts",
-    "transformers:polynomial",
-    "transformers:constant",
-    "transformers:constant_with_warmup",
-    "transformers:inverse_sqrt",
-    "transformers:cosine_with_min_lr",
-    "transformers:cosine_warmup_with_min_lr",
-    "transformers:warmup_stable_decay",
-    "transformers:reduce_lr_on_plateau",
-];
+/// Builds one registered scheduler from its spec.
+type Builder =
+    fn(&SchedulerSpec, &mut dyn OptimizerParamGroups) -> Result<Box<dyn LrScheduler>, SchedError>;
+
+/// One scheduler tempo has: an entry of [`SCHEDULERS`].
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerInfo {
+    /// PyTorch's class name, a preset's name, or `transformers:<name>`.
+    pub name: &'static str,
+    /// A call with the arguments it requires (the others at their defaults), as
+    /// [`SchedulerSpec`]'s `FromStr` reads it: what the tests, the benchmarks and the
+    /// CLI build when they want one of each.
+    pub example: &'static str,
+    build: Builder,
+}
+
+/// One entry: `name => example, builder`.
+macro_rules! registry {
+    ($($name:literal => $example:literal, $build:expr;)*) => {
+        /// Every scheduler tempo has, with an example call and its builder: the one
+        /// list behind [`build_scheduler`], [`SCHEDULER_NAMES`] and everything that lists
+        /// schedulers.
+        pub const SCHEDULERS: &[SchedulerInfo] = &[$(SchedulerInfo {
+            name: $name,
+            example: $example,
+            build: $build,
+        }),*];
+
+        /// Every scheduler name [`build_scheduler`] knows (those of [`SCHEDULERS`]).
+        pub const SCHEDULER_NAMES: &[&str] = &[$($name),*];
+    };
+}
+
+/// A scheduler whose config is its kwargs, read by serde.
+macro_rules! typed {
+    ($ty:ident) => {
+        |s, opt| Ok(Box::new($ty::new(opt, config(&s.r#type, &s.kwargs)?)?))
+    };
+}
+
+registry! {
+    "LambdaLR" => "LambdaLR(lr_lambda={'fn': 'pow', 'base': 0.95})", |s, opt| {
+        let (lr_lambda, last_epoch) = lr_lambdas(&s.r#type, &s.kwargs)?;
+        let config = LambdaLRConfig { lr_lambda, last_epoch };
+        Ok(Box::new(LambdaLR::new(opt, config)?))
+    };
+    "MultiplicativeLR" => "MultiplicativeLR(lr_lambda={'fn': 'const', 'factor': 0.95})", |s, opt| {
+        let (lr_lambda, last_epoch) = lr_lambdas(&s.r#type, &s.kwargs)?;
+        let config = MultiplicativeLRConfig { lr_lambda, last_epoch };
+        Ok(Box::new(MultiplicativeLR::new(opt, config)?))
+    };
+    "StepLR" => "StepLR(step_size=3)", typed!(StepLR);
+    "MultiStepLR" => "MultiStepLR(milestones=[3, 6])", typed!(MultiStepLR);
+    "ConstantLR" => "ConstantLR()", typed!(ConstantLR);
+    "LinearLR" => "LinearLR()", typed!(LinearLR);
+    "ExponentialLR" => "ExponentialLR(gamma=0.9)", typed!(ExponentialLR);
+    "PolynomialLR" => "PolynomialLR()", typed!(PolynomialLR);
+    "CosineAnnealingLR" => "CosineAnnealingLR(T_max=10)", typed!(CosineAnnealingLR);
+    "CosineAnnealingWarmRestarts" => "CosineAnnealingWarmRestarts(T_0=4)",
+        typed!(CosineAnnealingWarmRestarts);
+    "CyclicLR" => "CyclicLR(base_lr=0.01, max_lr=0.1)", cyclic;
+    "OneCycleLR" => "OneCycleLR(max_lr=0.1, total_steps=20)", typed!(OneCycleLR);
+    "ReduceLROnPlateau" => "ReduceLROnPlateau()", typed!(ReduceLROnPlateau);
+    "SWALR" => "SWALR(swa_lr=0.05)", typed!(SWALR);
+    "SequentialLR" =>
+        "SequentialLR(schedulers=[ConstantLR(), ExponentialLR(gamma=0.9)], milestones=[3])",
+        |s, opt| {
+            let config = config(&s.r#type, &s.kwargs)?;
+            let children = children(s, opt)?;
+            Ok(Box::new(SequentialLR::new(opt, children, config)?))
+        };
+    "ChainedScheduler" =>
+        "ChainedScheduler(schedulers=[ConstantLR(), ExponentialLR(gamma=0.9)])",
+        |s, opt| {
+            if let Some(k) = s.kwargs.keys().next() {
+                return Err(spec_error(&s.r#type, format!("unknown argument `{k}`")));
+            }
+            let children = children(s, opt)?;
+            Ok(Box::new(ChainedScheduler::new(opt, children)?))
+        };
+    "WarmupCosineLR" => "WarmupCosineLR(warmup_steps=2, total_steps=10)", typed!(WarmupCosineLR);
+    "WarmupStableDecayLR" =>
+        "WarmupStableDecayLR(warmup_steps=2, stable_steps=3, decay_steps=5)",
+        typed!(WarmupStableDecayLR);
+    "InverseSqrtLR" => "InverseSqrtLR(warmup_steps=2)", typed!(InverseSqrtLR);
+    "transformers:linear" =>
+        "transformers:linear(num_warmup_steps=2, num_training_steps=10)", transformers;
+    "transformers:cosine" =>
+        "transformers:cosine(num_warmup_steps=2, num_training_steps=10)", transformers;
+    "transformers:cosine_with_restarts" =>
+        "transformers:cosine_with_restarts(num_warmup_steps=2, num_training_steps=10)",
+        transformers;
+    "transformers:polynomial" =>
+        "transformers:polynomial(num_warmup_steps=2, num_training_steps=10)", transformers;
+    "transformers:constant" => "transformers:constant()", transformers;
+    "transformers:constant_with_warmup" =>
+        "transformers:constant_with_warmup(num_warmup_steps=2)", transformers;
+    "transformers:inverse_sqrt" => "transformers:inverse_sqrt(num_warmup_steps=2)", transformers;
+    "transformers:cosine_with_min_lr" =>
+        "transformers:cosine_with_min_lr(num_warmup_steps=2, num_training_steps=10, min_lr=0.001)",
+        transformers;
+    "transformers:cosine_warmup_with_min_lr" =>
+        "transformers:cosine_warmup_with_min_lr(num_warmup_steps=2, num_training_steps=10, min_lr=0.001)",
+        transformers;
+    "transformers:warmup_stable_decay" =>
+        "transformers:warmup_stable_decay(num_warmup_steps=2, num_decay_steps=5, num_training_steps=10)",
+        transformers;
+    "transformers:reduce_lr_on_plateau" => "transformers:reduce_lr_on_plateau()", transformers;
+}
+
+/// The children of SequentialLR and ChainedScheduler, built in order on `opt`.
+fn children(
+    spec: &SchedulerSpec,
+    opt: &mut dyn OptimizerParamGroups,
+) -> Result<Vec<Box<dyn LrScheduler>>, SchedError> {
+    let specs = spec
+        .schedulers
+        .as_deref()
+        .ok_or_else(|| spec_error(&spec.r#type, "missing `schedulers`"))?;
+    specs.iter().map(|s| build_scheduler(s, opt)).collect()
+}
+
+/// CyclicLR, whose `scale_fn` is a named function.
+fn cyclic(
+    spec: &SchedulerSpec,
+    opt: &mut dyn OptimizerParamGroups,
+) -> Result<Box<dyn LrScheduler>, SchedError> {
+    let name = spec.r#type.as_str();
+    let mut kw = spec.kwargs.clone();
+    let scale_fn = match kw.remove("scale_fn") {
+        None | Some(Json::Null) => None,
+        Some(v) => {
+            let f = named(name, "scale_fn", &v)?;
+            Some(ScaleFn::new(move |x| f.eval(x as i64)))
+        }
+    };
+    let mut cfg: CyclicLRConfig = config(name, &kw)?;
+    cfg.scale_fn = scale_fn;
+    Ok(Box::new(CyclicLR::new(opt, cfg)?))
+}
 
 fn spec_error(name: &str, reason: impl ToString) -> SchedError {
     SchedError::InvalidSpec {
@@ -166,11 +273,11 @@ fn opt_int(name: &str, kw: &Map<String, Json>, arg: &str) -> Result<Option<i64>,
 
 /// `transformers:<name>`: transformers' `get_scheduler(name, optimizer, **kwargs)`.
 fn transformers(
-    name: &str,
-    kw: &Map<String, Json>,
+    spec: &SchedulerSpec,
     opt: &mut dyn OptimizerParamGroups,
 ) -> Result<Box<dyn LrScheduler>, SchedError> {
-    let schedule = &name["transformers:".len()..];
+    let (name, kw) = (spec.r#type.as_str(), &spec.kwargs);
+    let schedule = name.strip_prefix("transformers:").unwrap_or(name);
     let mut specific = match kw.get("scheduler_specific_kwargs") {
         None | Some(Json::Null) => Map::new(),
         Some(Json::Object(m)) => m.clone(),
@@ -249,7 +356,6 @@ pub fn build_scheduler(
     opt: &mut dyn OptimizerParamGroups,
 ) -> Result<Box<dyn LrScheduler>, SchedError> {
     let name = spec.r#type.as_str();
-    let kw = &spec.kwargs;
     let composite = matches!(name, "SequentialLR" | "ChainedScheduler");
     if spec.schedulers.is_some() && !composite {
         return Err(spec_error(
@@ -257,77 +363,12 @@ pub fn build_scheduler(
             "only SequentialLR and ChainedScheduler take `schedulers`",
         ));
     }
-    let mut children = || -> Result<Vec<Box<dyn LrScheduler>>, SchedError> {
-        let specs = spec
-            .schedulers
-            .as_deref()
-            .ok_or_else(|| spec_error(name, "missing `schedulers`"))?;
-        specs.iter().map(|s| build_scheduler(s, opt)).collect()
-    };
-    let boxed: Box<dyn LrScheduler> = match name {
-        "SequentialLR" => {
-            let cfg = config(name, kw)?;
-            let kids = children()?;
-            Box::new(SequentialLR::new(opt, kids, cfg)?)
-        }
-        "ChainedScheduler" => {
-            if let Some(k) = kw.keys().next() {
-                return Err(spec_error(name, format!("unknown argument `{k}`")));
-            }
-            let kids = children()?;
-            Box::new(ChainedScheduler::new(opt, kids)?)
-        }
-        "LambdaLR" => {
-            let (lr_lambda, last_epoch) = lr_lambdas(name, kw)?;
-            let config = LambdaLRConfig {
-                lr_lambda,
-                last_epoch,
-            };
-            Box::new(LambdaLR::new(opt, config)?)
-        }
-        "MultiplicativeLR" => {
-            let (lr_lambda, last_epoch) = lr_lambdas(name, kw)?;
-            let config = MultiplicativeLRConfig {
-                lr_lambda,
-                last_epoch,
-            };
-            Box::new(MultiplicativeLR::new(opt, config)?)
-        }
-        "StepLR" => Box::new(StepLR::new(opt, config(name, kw)?)?),
-        "MultiStepLR" => Box::new(MultiStepLR::new(opt, config(name, kw)?)?),
-        "ConstantLR" => Box::new(ConstantLR::new(opt, config(name, kw)?)?),
-        "LinearLR" => Box::new(LinearLR::new(opt, config(name, kw)?)?),
-        "ExponentialLR" => Box::new(ExponentialLR::new(opt, config(name, kw)?)?),
-        "PolynomialLR" => Box::new(PolynomialLR::new(opt, config(name, kw)?)?),
-        "CosineAnnealingLR" => Box::new(CosineAnnealingLR::new(opt, config(name, kw)?)?),
-        "CosineAnnealingWarmRestarts" => {
-            Box::new(CosineAnnealingWarmRestarts::new(opt, config(name, kw)?)?)
-        }
-        "CyclicLR" => {
-            let mut kw = kw.clone();
-            let scale_fn = match kw.remove("scale_fn") {
-                None | Some(Json::Null) => None,
-                Some(v) => {
-                    let f = named(name, "scale_fn", &v)?;
-                    Some(ScaleFn::new(move |x| f.eval(x as i64)))
-                }
-            };
-            let mut cfg: CyclicLRConfig = config(name, &kw)?;
-            cfg.scale_fn = scale_fn;
-            Box::new(CyclicLR::new(opt, cfg)?)
-        }
-        "OneCycleLR" => Box::new(OneCycleLR::new(opt, config(name, kw)?)?),
-        "ReduceLROnPlateau" => Box::new(ReduceLROnPlateau::new(opt, config(name, kw)?)?),
-        "SWALR" => Box::new(SWALR::new(opt, config(name, kw)?)?),
-        "WarmupCosineLR" => Box::new(WarmupCosineLR::new(opt, config(name, kw)?)?),
-        "WarmupStableDecayLR" => Box::new(WarmupStableDecayLR::new(opt, config(name, kw)?)?),
-        "InverseSqrtLR" => Box::new(InverseSqrtLR::new(opt, config(name, kw)?)?),
-        _ if name.starts_with("transformers:") => transformers(name, kw, opt)?,
-        _ => {
-            return Err(SchedError::UnknownScheduler {
-                name: name.to_string(),
-            })
-        }
-    };
-    Ok(boxed)
+    match SCHEDULERS.iter().find(|s| s.name == name) {
+        Some(entry) => (entry.build)(spec, opt),
+        // transformers' own refusal names its schedules.
+        None if name.starts_with("transformers:") => transformers(spec, opt),
+        None => Err(SchedError::UnknownScheduler {
+            name: name.to_string(),
+        }),
+    }
 }

@@ -191,3 +191,44 @@ fn every_optimizer_and_scheduler_resumes_exactly() {
         );
     }
 }
+
+/// Every optimizer and scheduler of the registries (a new one is tested without
+/// editing a list): each optimizer at its defaults that steps a model without a
+/// closure (Muon takes matrices only, LBFGS a closure), under StepLR; each scheduler
+/// from its example that steps without a metric, over SGD with momentum.
+#[test]
+fn every_registered_optimizer_and_scheduler_resumes_exactly() {
+    let model = Linear::<f64>::new(2, 3, true, &mut Generator::new(1));
+    for (i, info) in tempo_optim::OPTIMIZERS.iter().enumerate() {
+        let spec = format!(r#"{{"type": "{}"}}"#, info.name);
+        let steps = build_optimizer(
+            &OptimizerSpec::from_json(&spec).unwrap(),
+            &model.parameters(),
+        )
+        .map(|mut o| o.step().is_ok());
+        if steps == Ok(true) {
+            check_resume::<f32>(
+                &spec,
+                "StepLR(step_size=2, gamma=0.5)",
+                &[3, 2],
+                i as u64,
+                5,
+                2,
+            );
+        }
+    }
+    for (i, info) in tempo_sched::SCHEDULERS.iter().enumerate() {
+        let mut opt = build_optimizer(
+            &OptimizerSpec::from_json(OPTIMIZERS[0]).unwrap(),
+            &model.parameters(),
+        )
+        .unwrap();
+        let groups: &mut dyn OptimizerParamGroups = opt.as_mut();
+        let needs_metric = build_scheduler(&info.example.parse().unwrap(), groups)
+            .unwrap_or_else(|e| panic!("{}: {e}", info.example))
+            .needs_metric();
+        if !needs_metric {
+            check_resume::<f64>(OPTIMIZERS[0], info.example, &[2, 3], 200 + i as u64, 6, 3);
+        }
+    }
+}

@@ -9,7 +9,7 @@ use serde_json::json;
 use tempo_optim::{build_optimizer, LockScope, OptimError, OptimizerSpec, Param, Slot, WithSlots};
 use tempo_tensor::Tensor;
 
-use crate::resume::ELEMENTWISE;
+use crate::resume::stepped_over_vectors;
 
 /// A parameter kept in plain vectors behind a mutex: the data, the gradient, and (for
 /// the error test) whether the storage refuses to be stepped.
@@ -128,7 +128,7 @@ fn run_both(spec: &OptimizerSpec) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, bool) {
 
 #[test]
 fn a_foreign_storage_steps_to_the_same_bits_as_tensors() {
-    for kind in ELEMENTWISE {
+    for kind in &stepped_over_vectors() {
         for kwargs in [json!({}), json!({"weight_decay": 0.1, "maximize": true})] {
             let mut kwargs = kwargs;
             if *kind == "Rprop" || *kind == "ASGD" && kwargs["maximize"] == json!(true) {

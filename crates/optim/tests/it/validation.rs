@@ -348,3 +348,34 @@ fn lbfgs_needs_a_closure() {
         Err(OptimError::ClosureRequired { optimizer: "LBFGS" })
     );
 }
+
+/// Every optimizer of the registry builds at its defaults, its groups hold exactly its
+/// registry defaults (PyTorch's keys, order and kinds) then `params`, and it refuses an
+/// argument it does not have, naming its arguments.
+#[test]
+fn every_registered_optimizer_builds_at_its_defaults() {
+    assert_eq!(
+        tempo_optim::OPTIMIZERS.len(),
+        tempo_optim::OPTIMIZER_NAMES.len()
+    );
+    for info in tempo_optim::OPTIMIZERS {
+        let matrix = vec![Tensor::<f64>::parameter(ArrayD::from_elem(vec![2, 2], 1.0))];
+        let spec: OptimizerSpec = serde_json::from_value(json!({"type": info.name})).expect("spec");
+        let opt = build_optimizer(&spec, &matrix).unwrap_or_else(|e| panic!("{}: {e}", info.name));
+        assert_eq!(opt.name(), info.name);
+        let mut group = opt.state_dict().param_groups.remove(0);
+        assert!(group.remove("params").is_some(), "{}", info.name);
+        assert_eq!(group, (info.defaults)(), "{}", info.name);
+        let spec: OptimizerSpec =
+            serde_json::from_value(json!({"type": info.name, "kwargs": {"no_such_argument": 1}}))
+                .expect("spec");
+        match build_optimizer(&spec, &matrix) {
+            Err(OptimError::UnknownArgument { name, accepted, .. }) => {
+                assert_eq!(name, "no_such_argument");
+                assert!(accepted.contains("lr"), "{}: {accepted}", info.name);
+            }
+            Err(e) => panic!("{}: expected UnknownArgument, got {e}", info.name),
+            Ok(_) => panic!("{}: an unknown argument was accepted", info.name),
+        }
+    }
+}

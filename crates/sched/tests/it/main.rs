@@ -8,5 +8,6 @@ mod composites;
 mod errors;
 mod last_epoch;
 mod props;
+mod registry;
 mod state;
 mod transformers;
