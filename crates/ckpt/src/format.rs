@@ -13,7 +13,7 @@ use serde_json::{Map, Value as Json};
 use crate::object::MAX_DEPTH;
 use tempo_tensor::TensorData;
 
-use crate::{AnyTensor, CkptError, DType, Object};
+use crate::{AnyTensor, CkptError, DType, Object, SparseLayout, SparseTensor};
 
 /// The format version this build writes, and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -234,6 +234,16 @@ impl<'a> Encoder<'a> {
         Ok(Json::Object(m))
     }
 
+    /// A part of a sparse or quantized tensor: a tensor entry, never a substitute.
+    fn part(&mut self, t: &'a AnyTensor, path: &str) -> Json {
+        let name = self.name_for(path);
+        self.tensors.push(NamedTensor {
+            name: name.clone(),
+            tensor: TensorView::Any(t),
+        });
+        tagged("$tensor", Json::String(name))
+    }
+
     /// The JSON form of `o`; `path` names its tensors (`model/fc1.weight`).
     pub(crate) fn encode(
         &mut self,
@@ -293,6 +303,26 @@ impl<'a> Encoder<'a> {
                 );
                 tagged("$meta_tensor", Json::Object(m))
             }
+            Object::Sparse(sparse) => {
+                let mut m = Map::new();
+                m.insert(
+                    "layout".into(),
+                    Json::String(sparse.layout().torch_name().into()),
+                );
+                m.insert(
+                    "size".into(),
+                    sparse.size().iter().map(|&d| Json::from(d)).collect(),
+                );
+                let names = sparse_part_names(sparse.layout());
+                for ((_, t), name) in sparse.parts().into_iter().zip(names) {
+                    let tensor = self.part(t, &join(path, name));
+                    m.insert((*name).into(), tensor);
+                }
+                if let Some(c) = sparse.is_coalesced() {
+                    m.insert("is_coalesced".into(), Json::Bool(c));
+                }
+                tagged("$sparse_tensor", Json::Object(m))
+            }
             Object::Tensor(t) => {
                 let name = self.name_for(path);
                 self.tensors.push(NamedTensor {
@@ -306,6 +336,23 @@ impl<'a> Encoder<'a> {
             }
         })
     }
+}
+
+/// The keys of a `$sparse_tensor`'s parts, in the order `torch.save` writes them.
+fn sparse_part_names(layout: SparseLayout) -> &'static [&'static str] {
+    if layout.is_compressed() {
+        &["compressed_indices", "plain_indices", "values"]
+    } else {
+        &["indices", "values"]
+    }
+}
+
+/// The dims of a JSON list of sizes.
+fn dims(v: Option<&Json>) -> Option<Vec<usize>> {
+    v?.as_array()?
+        .iter()
+        .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+        .collect()
 }
 
 fn bad(found: impl Into<String>) -> CkptError {
@@ -425,6 +472,42 @@ pub(crate) fn decode(
                         })
                         .ok_or_else(|| bad(format!("a `$meta_tensor` shape in {v}")))?;
                     single(Object::MetaTensor { dtype, shape })?
+                }
+                "$sparse_tensor" => {
+                    let layout = v
+                        .get("layout")
+                        .and_then(Json::as_str)
+                        .and_then(SparseLayout::from_torch_name)
+                        .ok_or_else(|| bad(format!("a `$sparse_tensor` layout in {v}")))?;
+                    let size = dims(v.get("size"))
+                        .ok_or_else(|| bad(format!("a `$sparse_tensor` size in {v}")))?;
+                    let names = sparse_part_names(layout);
+                    let keys = names.len() + 2 + usize::from(v.get("is_coalesced").is_some());
+                    if v.as_object().map(Map::len) != Some(keys) {
+                        return Err(bad(format!("the keys of a {layout} `$sparse_tensor`: {v}")));
+                    }
+                    let mut parts = Vec::with_capacity(names.len());
+                    for name in names {
+                        match v.get(*name).map(|p| decode(p, tensors, d)).transpose()? {
+                            Some(Object::Tensor(t)) => parts.push(t),
+                            _ => return Err(bad(format!("a `$sparse_tensor` without `{name}`"))),
+                        }
+                    }
+                    let is_coalesced = match v.get("is_coalesced") {
+                        None => None,
+                        Some(Json::Bool(b)) => Some(*b),
+                        Some(other) => return Err(bad(format!("is_coalesced {other}"))),
+                    };
+                    let mut parts = parts.into_iter();
+                    let mut next = || parts.next().unwrap_or_else(AnyTensor::placeholder);
+                    let sparse = if layout.is_compressed() {
+                        let (c, p, values) = (next(), next(), next());
+                        SparseTensor::compressed(layout, c, p, values, size)?
+                    } else {
+                        let (i, values) = (next(), next());
+                        SparseTensor::coo(i, values, size, is_coalesced)?
+                    };
+                    single(Object::Sparse(Box::new(sparse)))?
                 }
                 "$tensor" => {
                     let name = v

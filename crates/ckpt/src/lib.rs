@@ -62,6 +62,7 @@ mod pages;
 mod read;
 mod restore;
 mod safetensors;
+mod sparse;
 mod state;
 mod tensor;
 mod torch;
@@ -83,6 +84,7 @@ pub use restore::restore;
 pub use safetensors::{
     read_safetensors, read_safetensors_metadata, write_safetensors, write_safetensors_to,
 };
+pub use sparse::{SparseLayout, SparseTensor};
 pub use state::{ModuleStateDict, OptimizerStateDict, ParamState, StateValue};
 pub use tensor::{AnyTensor, DType, Elements};
 pub use torch::{

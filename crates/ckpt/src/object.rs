@@ -2,7 +2,7 @@
 
 use tempo_param_groups::{Dict, Value};
 
-use crate::{AnyTensor, CkptError};
+use crate::{AnyTensor, CkptError, SparseTensor};
 
 /// The deepest nesting of containers tempo reads or writes. Real state dicts nest about
 /// five levels; the limit keeps malicious files from exhausting the stack.
@@ -49,6 +49,8 @@ pub enum Object {
     Counter(Vec<(Object, Object)>),
     /// A tensor.
     Tensor(AnyTensor),
+    /// A sparse tensor (COO, CSR, CSC, BSR or BSC): its layout, size and parts.
+    Sparse(Box<SparseTensor>),
     /// A tensor on PyTorch's `meta` device: a dtype and a shape, no data.
     MetaTensor {
         /// The element type.
@@ -77,6 +79,7 @@ impl Object {
             Object::Counter(_) => "Counter",
             Object::Tensor(_) => "Tensor",
             Object::MetaTensor { .. } => "Tensor (meta)",
+            Object::Sparse(_) => "Tensor (sparse)",
         }
     }
 
@@ -320,6 +323,9 @@ fn difference(a: &Object, b: &Object, path: &str) -> Option<String> {
                 shape: s2,
             },
         ) if dtype == d2 && shape == s2 => None,
+        (Object::Sparse(x), Object::Sparse(y)) => {
+            x.first_difference(y).map(|d| format!("{}: {d}", at(path)))
+        }
         (Object::Tensor(x), Object::Tensor(y)) => {
             x.first_difference(y).map(|d| format!("{}: {d}", at(path)))
         }

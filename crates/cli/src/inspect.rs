@@ -203,6 +203,9 @@ pub(crate) fn describe(out: &mut String, key: &str, v: &Object, level: usize) {
                 t.item_f64().map(|x| format!(" = {x}")).unwrap_or_default()
             );
         }
+        Object::Sparse(sparse) => {
+            let _ = writeln!(out, "{pad}{key}: {}", sparse_summary(sparse));
+        }
         Object::Dict(entries) | Object::OrderedDict { entries, .. } if level < 2 => {
             let _ = writeln!(out, "{pad}{key}: dict with {} entries", entries.len());
             for (k, item) in entries {
@@ -246,9 +249,32 @@ fn short_value(v: &Object) -> String {
             Object::MetaTensor { dtype, shape } => {
                 format!("meta tensor {shape:?} {dtype} (no data)")
             }
+            Object::Sparse(sparse) => sparse_summary(sparse),
             other => format!("a {}", other.type_name()),
         },
     }
+}
+
+/// A sparse tensor: layout, dense size, dtype, stored values and each part.
+fn sparse_summary(s: &tempo::ckpt::SparseTensor) -> String {
+    let parts: Vec<String> = s
+        .parts()
+        .iter()
+        .map(|(name, t)| format!("{name} {:?} {}", t.shape(), t.dtype()))
+        .collect();
+    let coalesced = match s.is_coalesced() {
+        Some(true) => ", coalesced",
+        Some(false) => ", not coalesced",
+        None => "",
+    };
+    format!(
+        "{} tensor {:?} {}, {} stored{coalesced} ({})",
+        s.layout().torch_name(),
+        s.size(),
+        s.values().dtype(),
+        s.nnz(),
+        parts.join(", ")
+    )
 }
 
 /// `text` in lines of at most about `width` characters, broken after `, `, the lines

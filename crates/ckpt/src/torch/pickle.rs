@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use crate::object::MAX_DEPTH;
-use crate::DType;
 use crate::{AnyTensor, CkptError, Object};
+use crate::{DType, SparseLayout, SparseTensor};
 
 /// Python batches APPENDS and SETITEMS by this many items.
 const BATCH: usize = 1000;
@@ -253,6 +253,36 @@ impl<'a> Pickler<'a> {
         Ok(())
     }
 
+    /// `_rebuild_sparse_tensor(_get_layout("torch.sparse_coo"), (indices, values,
+    /// torch.Size(size), is_coalesced))`, or `(compressed_indices, plain_indices,
+    /// values, torch.Size(size))` for the compressed layouts, as torch writes them.
+    fn sparse(&mut self, s: &'a SparseTensor) -> Result<(), CkptError> {
+        self.global("torch._utils\n_rebuild_sparse_tensor");
+        self.global("torch.serialization\n_get_layout");
+        self.str(&s.layout().to_string())?;
+        self.out.extend_from_slice(&[0x85, b'R']);
+        self.out.push(b'(');
+        for (_, t) in s.parts() {
+            self.tensor(t)?;
+        }
+        self.global("torch\nSize");
+        let size: Vec<i64> = s
+            .size()
+            .iter()
+            .map(|&d| i64::try_from(d).unwrap_or(i64::MAX))
+            .collect();
+        self.int_tuple(&size);
+        self.out.extend_from_slice(&[0x85, b'R']);
+        match (s.layout(), s.is_coalesced()) {
+            (SparseLayout::Coo, Some(true)) => self.out.push(0x88),
+            (SparseLayout::Coo, Some(false)) => self.out.push(0x89),
+            // Files written before PyTorch 2.1 have no flag: so do their copies.
+            _ => {}
+        }
+        self.out.extend_from_slice(&[b't', 0x86, b'R']);
+        Ok(())
+    }
+
     fn save(&mut self, o: &'a Object, depth: usize) -> Result<(), CkptError> {
         if depth > MAX_DEPTH {
             return Err(CkptError::TooDeep { limit: MAX_DEPTH });
@@ -318,6 +348,7 @@ impl<'a> Pickler<'a> {
                 self.out.extend_from_slice(&[0x85, b'R']);
             }
             Object::Tensor(t) => self.tensor(t)?,
+            Object::Sparse(sparse) => self.sparse(sparse)?,
             Object::MetaTensor { dtype, shape } => {
                 // _rebuild_meta_tensor_no_storage(dtype, size, stride, requires_grad)
                 self.global("torch._utils\n_rebuild_meta_tensor_no_storage");

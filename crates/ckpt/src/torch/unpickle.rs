@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use crate::object::MAX_DEPTH;
-use crate::{AnyTensor, CkptError, DType, Object};
+use crate::{AnyTensor, CkptError, DType, Object, SparseLayout, SparseTensor};
 
 /// What a `_rebuild_tensor_v2` call asks for: a view of a storage record.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +39,10 @@ enum Global {
     RebuildTensorV2,
     RebuildTensorV3,
     RebuildMeta,
+    /// `torch._utils._rebuild_sparse_tensor(layout, data)`.
+    RebuildSparse,
+    /// `torch.serialization._get_layout(name)`: how a layout object is pickled.
+    GetLayout,
     RebuildTensor,
     RebuildParameter,
     RebuildParameterWithState,
@@ -87,6 +91,16 @@ enum Node {
         dtype: DType,
         shape: Vec<usize>,
     },
+    /// A sparse layout object.
+    Layout(SparseLayout),
+    /// A `_rebuild_sparse_tensor` call: the parts are tensor nodes, in the order
+    /// torch writes them.
+    Sparse {
+        layout: SparseLayout,
+        parts: Vec<H>,
+        size: Vec<usize>,
+        is_coalesced: Option<bool>,
+    },
     /// A value tempo cannot hold, described; an error, with its key path, if the
     /// result contains it.
     Unsupported(String),
@@ -110,7 +124,8 @@ impl Node {
             Node::Counter(_) => "Counter",
             Node::Global(_) => "a global",
             Node::Storage { .. } => "a storage",
-            Node::Tensor(_) | Node::Meta { .. } => "Tensor",
+            Node::Tensor(_) | Node::Meta { .. } | Node::Sparse { .. } => "Tensor",
+            Node::Layout(_) => "a layout",
             Node::Unsupported(_) => "an unsupported value",
         }
     }
@@ -174,7 +189,8 @@ fn resolve_global(module: &str, name: &str) -> Result<Global, CkptError> {
         ("torch._utils", "_rebuild_tensor_v3") => Global::RebuildTensorV3,
         ("torch", "UntypedStorage") => Global::UntypedStorage,
         ("torch._utils", "_rebuild_qtensor") => Global::Unsupported("a quantized tensor"),
-        ("torch._utils", "_rebuild_sparse_tensor") => Global::Unsupported("a sparse tensor"),
+        ("torch._utils", "_rebuild_sparse_tensor") => Global::RebuildSparse,
+        ("torch.serialization", "_get_layout") => Global::GetLayout,
         ("torch._utils", "_rebuild_meta_tensor_no_storage") => Global::RebuildMeta,
         ("torch._utils", "_rebuild_nested_tensor") => Global::Unsupported("a nested tensor"),
         ("torch._utils", "_rebuild_wrapper_subclass") => Global::Unsupported("a tensor subclass"),
@@ -639,6 +655,95 @@ impl<'a> Vm<'a> {
                 }
                 self.push(Node::Meta { dtype, shape });
             }
+            Global::GetLayout => {
+                want(self, &[1])?;
+                let name = match &self.nodes[args[0]] {
+                    Node::Str(name) => name.clone(),
+                    other => {
+                        let found = other.type_name();
+                        return Err(self.err(format!("_get_layout takes a string, found {found}")));
+                    }
+                };
+                match SparseLayout::from_torch_name(&name) {
+                    Some(layout) => self.push(Node::Layout(layout)),
+                    // `torch.strided` and the rest: layouts as values, which tempo does
+                    // not hold.
+                    None => self.push(Node::Unsupported(format!("the layout object {name}"))),
+                }
+            }
+            Global::RebuildSparse => {
+                want(self, &[2])?;
+                let layout = match &self.nodes[args[0]] {
+                    Node::Layout(l) => *l,
+                    Node::Unsupported(what) => {
+                        let what = format!("a sparse tensor of {what}");
+                        self.push(Node::Unsupported(what));
+                        return Ok(());
+                    }
+                    other => {
+                        let found = other.type_name();
+                        return Err(self.err(format!(
+                            "_rebuild_sparse_tensor's layout must be a layout, found {found}"
+                        )));
+                    }
+                };
+                let data = match &self.nodes[args[1]] {
+                    Node::Tuple(items) => items.clone(),
+                    other => {
+                        let found = other.type_name();
+                        return Err(self.err(format!(
+                            "_rebuild_sparse_tensor's data must be a tuple, found {found}"
+                        )));
+                    }
+                };
+                // COO: (indices, values, size[, is_coalesced]); compressed: (compressed
+                // indices, plain indices, values, size).
+                let (n_parts, lens): (usize, &[usize]) = if layout.is_compressed() {
+                    (3, &[4])
+                } else {
+                    (2, &[3, 4])
+                };
+                if !lens.contains(&data.len()) {
+                    return Err(self.err(format!(
+                        "a {layout} tensor's data has {} items, expected {lens:?}",
+                        data.len()
+                    )));
+                }
+                for &part in &data[..n_parts] {
+                    match &self.nodes[part] {
+                        Node::Tensor(_) => {}
+                        Node::Unsupported(what) => {
+                            let what = format!("a {layout} tensor with {what}");
+                            self.push(Node::Unsupported(what));
+                            return Ok(());
+                        }
+                        other => {
+                            let found = other.type_name();
+                            return Err(self.err(format!(
+                                "a {layout} tensor's parts must be tensors, found {found}"
+                            )));
+                        }
+                    }
+                }
+                let size = self.ints(data[n_parts], "a sparse tensor's size")?;
+                if size.len() > 64 {
+                    return Err(self.err(format!("a tensor of {} dimensions", size.len())));
+                }
+                let is_coalesced = match data.get(n_parts + 1).map(|&h| &self.nodes[h]) {
+                    None | Some(Node::None) => None,
+                    Some(Node::Bool(b)) => Some(*b),
+                    Some(other) => {
+                        let found = other.type_name();
+                        return Err(self.err(format!("is_coalesced must be a bool, found {found}")));
+                    }
+                };
+                self.push(Node::Sparse {
+                    layout,
+                    parts: data[..n_parts].to_vec(),
+                    size,
+                    is_coalesced,
+                });
+            }
             Global::RebuildParameter | Global::RebuildParameterWithState => {
                 want(
                     self,
@@ -648,7 +753,10 @@ impl<'a> Vm<'a> {
                         &[4]
                     },
                 )?;
-                if !matches!(self.nodes[args[0]], Node::Tensor(_) | Node::Meta { .. }) {
+                if !matches!(
+                    self.nodes[args[0]],
+                    Node::Tensor(_) | Node::Meta { .. } | Node::Sparse { .. }
+                ) {
                     return Err(self.err("a parameter's data must be a tensor"));
                 }
                 // A parameter is loaded as its data, as `state_dict()` would give it.
@@ -1214,6 +1322,40 @@ impl Builder<'_, '_> {
                 dtype: *dtype,
                 shape: shape.clone(),
             },
+            Node::Sparse {
+                layout,
+                parts,
+                size,
+                is_coalesced,
+            } => {
+                let names: &[&str] = match layout {
+                    SparseLayout::Coo => &["indices", "values"],
+                    _ => &["compressed_indices", "plain_indices", "values"],
+                };
+                let mut tensors = Vec::with_capacity(parts.len());
+                for (&part, name) in parts.iter().zip(names) {
+                    match self.build(part, depth + 1, &child(name))? {
+                        Object::Tensor(t) => tensors.push(t),
+                        other => {
+                            return Err(CkptError::schema(
+                                child(name),
+                                "a tensor",
+                                other.type_name(),
+                            ))
+                        }
+                    }
+                }
+                let mut tensors = tensors.into_iter();
+                let mut next = || tensors.next().unwrap_or_else(AnyTensor::placeholder);
+                let sparse = if layout.is_compressed() {
+                    let (c, p, v) = (next(), next(), next());
+                    SparseTensor::compressed(*layout, c, p, v, size.clone())
+                } else {
+                    let (i, v) = (next(), next());
+                    SparseTensor::coo(i, v, size.clone(), *is_coalesced)
+                };
+                Object::Sparse(Box::new(sparse.map_err(|e| e.at(path))?))
+            }
             Node::Unsupported(what) => {
                 return Err(CkptError::Unsupported {
                     path: if path.is_empty() {
@@ -1222,6 +1364,16 @@ impl Builder<'_, '_> {
                         path.to_string()
                     },
                     what: what.clone(),
+                })
+            }
+            Node::Layout(layout) => {
+                return Err(CkptError::Unsupported {
+                    path: if path.is_empty() {
+                        "the root".into()
+                    } else {
+                        path.to_string()
+                    },
+                    what: format!("the layout object {layout}"),
                 })
             }
             Node::Global(g) => {

@@ -125,11 +125,10 @@ fn pt_with_call(global: &str, args: &[u8]) -> Vec<u8> {
 fn what_tempo_cannot_hold_is_an_error_naming_its_key_path() {
     for (global, args, what) in [
         (
-            "torch._utils\n_rebuild_sparse_tensor",
+            "torch._utils\n_rebuild_qtensor",
             b")".as_slice(),
-            "a sparse tensor",
+            "a quantized tensor",
         ),
-        ("torch._utils\n_rebuild_qtensor", b")", "a quantized tensor"),
         (
             "torch._utils\n_rebuild_nested_tensor",
             b")",

@@ -7,6 +7,7 @@ mod dtypes;
 mod golden;
 mod props;
 mod resume;
+mod sparse;
 mod tempo_format;
 mod torch_files;
 mod torch_write;

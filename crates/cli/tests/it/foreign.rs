@@ -359,3 +359,37 @@ fn a_foreign_checkpoint_that_does_not_match_the_config_is_refused() {
     let out = run_in(dir.path(), &["train", "--resume", "first", "--lr", "0.1"]);
     crate::check_error(&out, "--lr cannot be used");
 }
+
+/// `testdata/foreign/sparse.pt`, written by PyTorch's own `torch.save`
+/// (`testdata/foreign/make_torch_fixtures.py`).
+#[test]
+fn inspect_shows_sparse_tensors_and_convert_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::testdata("../foreign/sparse.pt");
+    let src = src.to_str().unwrap();
+    let out = inspect(dir.path(), src);
+    check_contains(
+        &out,
+        &[
+            "coo: sparse_coo tensor [4, 5] float32, 3 stored, coalesced (indices [2, 3] int64, values [3] float32)",
+            "uncoalesced: sparse_coo tensor [3, 2] float64, 3 stored, not coalesced",
+            "csr32: sparse_csr tensor [2, 3] bfloat16, 3 stored (crow_indices [3] int32, col_indices [3] int32, values [3] bfloat16)",
+            "csc: sparse_csc tensor [2, 3] float32, 3 stored (ccol_indices [4] int64, row_indices [3] int64",
+            "bsr: sparse_bsr tensor [4, 4] float32, 3 stored (crow_indices [3] int64, col_indices [3] int64, values [3, 2, 2] float32)",
+        ],
+    );
+    check_ok(&run_in(dir.path(), &["convert", src, "s.tempo"]));
+    check_ok(&run_in(dir.path(), &["convert", "s.tempo", "s.pt"]));
+    assert_eq!(
+        inspect(dir.path(), "s.pt")
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>(),
+        out.lines().skip(1).collect::<Vec<_>>()
+    );
+    let bad = crate::testdata("../foreign/sparse_bad.pt");
+    crate::check_error(
+        &run_in(dir.path(), &["inspect", bad.to_str().unwrap()]),
+        "at `emb.weight`: a torch.sparse_coo tensor: index 9 in dimension 0 is outside the size [4]",
+    );
+}
