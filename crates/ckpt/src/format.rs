@@ -13,7 +13,10 @@ use serde_json::{Map, Value as Json};
 use crate::object::MAX_DEPTH;
 use tempo_tensor::TensorData;
 
-use crate::{AnyTensor, CkptError, DType, Object, SparseLayout, SparseTensor};
+use crate::{
+    AnyTensor, CkptError, DType, Object, QDType, QScheme, QuantizedTensor, SparseLayout,
+    SparseTensor,
+};
 
 /// The format version this build writes, and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -303,6 +306,39 @@ impl<'a> Encoder<'a> {
                 );
                 tagged("$meta_tensor", Json::Object(m))
             }
+            Object::Quantized(q) => {
+                let mut m = Map::new();
+                m.insert("dtype".into(), Json::String(q.dtype().torch_name().into()));
+                m.insert(
+                    "shape".into(),
+                    q.shape().iter().map(|&d| Json::from(d)).collect(),
+                );
+                m.insert("data".into(), self.part(q.data(), &join(path, "data")));
+                m.insert(
+                    "qscheme".into(),
+                    Json::String(q.scheme().torch_name().into()),
+                );
+                match q.scheme() {
+                    QScheme::PerTensorAffine { scale, zero_point } => {
+                        m.insert("scale".into(), float_json(*scale));
+                        m.insert("zero_point".into(), Json::from(*zero_point));
+                    }
+                    QScheme::PerChannelAffine {
+                        scales,
+                        zero_points,
+                        axis,
+                        ..
+                    } => {
+                        m.insert("scales".into(), self.part(scales, &join(path, "scales")));
+                        m.insert(
+                            "zero_points".into(),
+                            self.part(zero_points, &join(path, "zero_points")),
+                        );
+                        m.insert("axis".into(), Json::from(*axis));
+                    }
+                }
+                tagged("$quantized_tensor", Json::Object(m))
+            }
             Object::Sparse(sparse) => {
                 let mut m = Map::new();
                 m.insert(
@@ -508,6 +544,56 @@ pub(crate) fn decode(
                         SparseTensor::coo(i, values, size, is_coalesced)?
                     };
                     single(Object::Sparse(Box::new(sparse)))?
+                }
+                "$quantized_tensor" => {
+                    let field = |k: &str| v.get(k).ok_or_else(|| bad(format!("`{k}` in {v}")));
+                    let dtype = field("dtype")?
+                        .as_str()
+                        .and_then(QDType::from_torch_name)
+                        .ok_or_else(|| bad(format!("a `$quantized_tensor` dtype in {v}")))?;
+                    let shape = dims(v.get("shape"))
+                        .ok_or_else(|| bad(format!("a `$quantized_tensor` shape in {v}")))?;
+                    let mut tensor = |k: &str| match decode(field(k)?, tensors, d)? {
+                        Object::Tensor(t) => Ok(t),
+                        other => Err(bad(format!("`{k}` of a {}", other.type_name()))),
+                    };
+                    let data = tensor("data")?;
+                    let qscheme = field("qscheme")?.as_str().unwrap_or_default();
+                    let (scheme, keys) = match qscheme {
+                        "per_tensor_affine" => {
+                            let scale = match decode(field("scale")?, &mut HashMap::new(), d)? {
+                                Object::Float(f) => f,
+                                _ => return Err(bad(format!("a scale in {v}"))),
+                            };
+                            let zero_point = field("zero_point")?
+                                .as_i64()
+                                .ok_or_else(|| bad(format!("a zero point in {v}")))?;
+                            (QScheme::PerTensorAffine { scale, zero_point }, 6)
+                        }
+                        "per_channel_affine" | "per_channel_affine_float_qparams" => {
+                            let scales = tensor("scales")?;
+                            let zero_points = tensor("zero_points")?;
+                            let axis = field("axis")?
+                                .as_u64()
+                                .and_then(|a| usize::try_from(a).ok())
+                                .ok_or_else(|| bad(format!("an axis in {v}")))?;
+                            let float_qparams_name = qscheme == "per_channel_affine_float_qparams";
+                            let scheme = QScheme::PerChannelAffine {
+                                scales,
+                                zero_points,
+                                axis,
+                                float_qparams_name,
+                            };
+                            (scheme, 7)
+                        }
+                        other => return Err(bad(format!("the qscheme `{other}`"))),
+                    };
+                    if v.as_object().map(Map::len) != Some(keys) {
+                        return Err(bad(format!("the keys of a `$quantized_tensor`: {v}")));
+                    }
+                    single(Object::Quantized(Box::new(QuantizedTensor::new(
+                        dtype, shape, data, scheme,
+                    )?)))?
                 }
                 "$tensor" => {
                     let name = v

@@ -59,6 +59,7 @@ mod io;
 mod object;
 #[cfg(target_os = "linux")]
 mod pages;
+mod quantized;
 mod read;
 mod restore;
 mod safetensors;
@@ -79,6 +80,7 @@ pub use convert::{
 pub use error::CkptError;
 pub use format::{FORMAT_VERSION, MAGIC};
 pub use object::{Object, MAX_DEPTH};
+pub use quantized::{QDType, QScheme, QuantizedTensor};
 pub use read::{load_object, peek_object, read_tempo, read_tempo_bytes};
 pub use restore::restore;
 pub use safetensors::{

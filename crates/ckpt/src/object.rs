@@ -2,7 +2,7 @@
 
 use tempo_param_groups::{Dict, Value};
 
-use crate::{AnyTensor, CkptError, SparseTensor};
+use crate::{AnyTensor, CkptError, QuantizedTensor, SparseTensor};
 
 /// The deepest nesting of containers tempo reads or writes. Real state dicts nest about
 /// five levels; the limit keeps malicious files from exhausting the stack.
@@ -51,6 +51,8 @@ pub enum Object {
     Tensor(AnyTensor),
     /// A sparse tensor (COO, CSR, CSC, BSR or BSC): its layout, size and parts.
     Sparse(Box<SparseTensor>),
+    /// A quantized tensor: its integers and the quantizer's parameters.
+    Quantized(Box<QuantizedTensor>),
     /// A tensor on PyTorch's `meta` device: a dtype and a shape, no data.
     MetaTensor {
         /// The element type.
@@ -80,6 +82,7 @@ impl Object {
             Object::Tensor(_) => "Tensor",
             Object::MetaTensor { .. } => "Tensor (meta)",
             Object::Sparse(_) => "Tensor (sparse)",
+            Object::Quantized(_) => "Tensor (quantized)",
         }
     }
 
@@ -323,6 +326,9 @@ fn difference(a: &Object, b: &Object, path: &str) -> Option<String> {
                 shape: s2,
             },
         ) if dtype == d2 && shape == s2 => None,
+        (Object::Quantized(x), Object::Quantized(y)) => {
+            x.first_difference(y).map(|d| format!("{}: {d}", at(path)))
+        }
         (Object::Sparse(x), Object::Sparse(y)) => {
             x.first_difference(y).map(|d| format!("{}: {d}", at(path)))
         }

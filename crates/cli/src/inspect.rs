@@ -206,6 +206,9 @@ pub(crate) fn describe(out: &mut String, key: &str, v: &Object, level: usize) {
         Object::Sparse(sparse) => {
             let _ = writeln!(out, "{pad}{key}: {}", sparse_summary(sparse));
         }
+        Object::Quantized(q) => {
+            let _ = writeln!(out, "{pad}{key}: {}", quantized_summary(q));
+        }
         Object::Dict(entries) | Object::OrderedDict { entries, .. } if level < 2 => {
             let _ = writeln!(out, "{pad}{key}: dict with {} entries", entries.len());
             for (k, item) in entries {
@@ -250,9 +253,38 @@ fn short_value(v: &Object) -> String {
                 format!("meta tensor {shape:?} {dtype} (no data)")
             }
             Object::Sparse(sparse) => sparse_summary(sparse),
+            Object::Quantized(q) => quantized_summary(q),
             other => format!("a {}", other.type_name()),
         },
     }
+}
+
+/// A quantized tensor: dtype, shape and the quantizer's parameters.
+fn quantized_summary(q: &tempo::ckpt::QuantizedTensor) -> String {
+    use tempo::ckpt::QScheme;
+    let params = match q.scheme() {
+        QScheme::PerTensorAffine { scale, zero_point } => {
+            format!("scale {scale}, zero_point {zero_point}")
+        }
+        QScheme::PerChannelAffine {
+            scales,
+            zero_points,
+            axis,
+            ..
+        } => format!(
+            "axis {axis}, {} scales {}, zero_points {}",
+            scales.len(),
+            scales.dtype(),
+            zero_points.dtype()
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "quantized tensor {:?} {} {} ({params})",
+        q.shape(),
+        q.dtype(),
+        q.scheme().torch_name()
+    )
 }
 
 /// A sparse tensor: layout, dense size, dtype, stored values and each part.

@@ -11,7 +11,10 @@
 use std::collections::HashMap;
 
 use crate::object::MAX_DEPTH;
-use crate::{AnyTensor, CkptError, DType, Object, SparseLayout, SparseTensor};
+use crate::{
+    AnyTensor, CkptError, DType, Elements, Object, QDType, QScheme, QuantizedTensor, SparseLayout,
+    SparseTensor,
+};
 
 /// What a `_rebuild_tensor_v2` call asks for: a view of a storage record.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +46,12 @@ enum Global {
     RebuildSparse,
     /// `torch.serialization._get_layout(name)`: how a layout object is pickled.
     GetLayout,
+    /// `torch._utils._rebuild_qtensor(storage, offset, size, stride, params, ...)`.
+    RebuildQTensor,
+    /// A quantized storage class (`torch.QInt8Storage`).
+    QStorage(QDType),
+    /// A qscheme object, by PyTorch's name (`per_tensor_affine`).
+    QScheme(&'static str),
     RebuildTensor,
     RebuildParameter,
     RebuildParameterWithState,
@@ -85,6 +94,15 @@ enum Node {
         key: String,
         dtype: DType,
         numel: u64,
+        /// The quantized dtype of a quantized storage (`dtype` is then its integers').
+        quantized: Option<QDType>,
+    },
+    /// A `_rebuild_qtensor` call: the integers to load and the quantizer's parameters.
+    QTensor {
+        dtype: QDType,
+        shape: Vec<usize>,
+        data: Box<TensorSpec>,
+        params: QParams,
     },
     Tensor(Box<TensorSpec>),
     Meta {
@@ -124,12 +142,39 @@ impl Node {
             Node::Counter(_) => "Counter",
             Node::Global(_) => "a global",
             Node::Storage { .. } => "a storage",
-            Node::Tensor(_) | Node::Meta { .. } | Node::Sparse { .. } => "Tensor",
+            Node::Tensor(_) | Node::Meta { .. } | Node::Sparse { .. } | Node::QTensor { .. } => {
+                "Tensor"
+            }
             Node::Layout(_) => "a layout",
             Node::Unsupported(_) => "an unsupported value",
         }
     }
 }
+
+/// A quantizer's parameters as the pickle gives them.
+#[derive(Debug)]
+enum QParams {
+    PerTensor {
+        scale: f64,
+        zero_point: i64,
+    },
+    /// Scales and zero points are tensors, or lists of numbers (older files).
+    PerChannel {
+        scales: H,
+        zero_points: H,
+        axis: usize,
+        float_qparams_name: bool,
+    },
+}
+
+/// The qschemes `torch.load(weights_only=True)` resolves.
+const QSCHEMES: &[&str] = &[
+    "per_tensor_affine",
+    "per_channel_affine",
+    "per_channel_affine_float_qparams",
+    "per_tensor_symmetric",
+    "per_channel_symmetric",
+];
 
 /// Names in `torch` that PyTorch's safe loader accepts but tempo does not hold: the
 /// quantized dtypes and their storages, the bit-packed and sub-byte dtypes, the
@@ -188,7 +233,13 @@ fn resolve_global(module: &str, name: &str) -> Result<Global, CkptError> {
         ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
         ("torch._utils", "_rebuild_tensor_v3") => Global::RebuildTensorV3,
         ("torch", "UntypedStorage") => Global::UntypedStorage,
-        ("torch._utils", "_rebuild_qtensor") => Global::Unsupported("a quantized tensor"),
+        ("torch._utils", "_rebuild_qtensor") => Global::RebuildQTensor,
+        ("torch", name) if QDType::from_storage_name(name).is_some() => {
+            Global::QStorage(QDType::from_storage_name(name).unwrap_or(QDType::QInt8))
+        }
+        ("torch", name) if QSCHEMES.contains(&name) => {
+            Global::QScheme(QSCHEMES.iter().find(|&&q| q == name).copied().unwrap_or(""))
+        }
         ("torch._utils", "_rebuild_sparse_tensor") => Global::RebuildSparse,
         ("torch.serialization", "_get_layout") => Global::GetLayout,
         ("torch._utils", "_rebuild_meta_tensor_no_storage") => Global::RebuildMeta,
@@ -470,6 +521,128 @@ impl<'a> Vm<'a> {
         }
     }
 
+    /// `_rebuild_qtensor(storage, storage_offset, size, stride, quantizer_params,
+    /// requires_grad, backward_hooks)`.
+    fn rebuild_qtensor(&mut self, args: &[H]) -> Result<(), CkptError> {
+        if args.len() != 7 {
+            return Err(self.err(format!(
+                "_rebuild_qtensor takes 7 arguments, got {}",
+                args.len()
+            )));
+        }
+        let (key, int_dtype, numel, dtype) = match &self.nodes[args[0]] {
+            Node::Storage {
+                key,
+                dtype,
+                numel,
+                quantized: Some(q),
+            } => (key.clone(), *dtype, *numel, *q),
+            Node::Unsupported(what) => {
+                let what = what.clone();
+                self.push(Node::Unsupported(what));
+                return Ok(());
+            }
+            other => {
+                let found = other.type_name();
+                return Err(self.err(format!(
+                    "a quantized tensor's storage must be a quantized storage, found {found}"
+                )));
+            }
+        };
+        let offset = self.int(args[1], "a storage offset")?;
+        let offset = usize::try_from(offset)
+            .map_err(|_| self.err(format!("negative storage offset {offset}")))?;
+        let size = self.ints(args[2], "a tensor's size")?;
+        let stride = self.ints(args[3], "a tensor's stride")?;
+        if size.len() != stride.len() || size.len() > 64 {
+            return Err(self.err(format!("size {size:?} and stride {stride:?}")));
+        }
+        let params = match &self.nodes[args[4]] {
+            Node::Tuple(p) => p.clone(),
+            other => {
+                let found = other.type_name();
+                return Err(self.err(format!("quantizer params must be a tuple, found {found}")));
+            }
+        };
+        let scheme = match params.first().map(|&h| &self.nodes[h]) {
+            Some(Node::Global(Global::QScheme(name))) => *name,
+            _ => return Err(self.err("quantizer params must start with a qscheme")),
+        };
+        let params = match (scheme, params.len()) {
+            ("per_tensor_affine", 3) => {
+                let scale = match self.nodes[params[1]] {
+                    Node::Float(f) => f,
+                    Node::Int(i) => i as f64,
+                    ref other => {
+                        let found = other.type_name();
+                        return Err(self.err(format!("a scale must be a float, found {found}")));
+                    }
+                };
+                let zero_point = self.int(params[2], "a zero point")?;
+                QParams::PerTensor { scale, zero_point }
+            }
+            ("per_channel_affine" | "per_channel_affine_float_qparams", 4) => {
+                let axis = self.int(params[3], "a per-channel axis")?;
+                let axis = usize::try_from(axis)
+                    .map_err(|_| self.err(format!("negative per-channel axis {axis}")))?;
+                QParams::PerChannel {
+                    scales: params[1],
+                    zero_points: params[2],
+                    axis,
+                    float_qparams_name: scheme == "per_channel_affine_float_qparams",
+                }
+            }
+            (name, n) => {
+                // torch.load refuses the symmetric schemes too, when it rebuilds.
+                let what = format!("a quantized tensor with the qscheme {name} ({n} parameters)");
+                self.push(Node::Unsupported(what));
+                return Ok(());
+            }
+        };
+        let n = crate::tensor::numel(&size)
+            .ok_or_else(|| self.err(format!("size {size:?} overflows")))?;
+        let spec = if dtype.is_packed() {
+            // Values packed several to a byte: only a whole, contiguous tensor has bytes
+            // of its own.
+            let whole = offset == 0
+                && super::is_contiguous(&size, &stride)
+                && dtype.storage_len(n).map(|l| l as u64) == Some(numel);
+            if !whole {
+                let what = format!(
+                    "a torch.{dtype} tensor that is a view (offset {offset}, size {size:?}, stride {stride:?}) of a storage of {numel} bytes"
+                );
+                self.push(Node::Unsupported(what));
+                return Ok(());
+            }
+            let bytes = usize::try_from(numel)
+                .map_err(|_| self.err(format!("a storage of {numel} bytes")))?;
+            TensorSpec {
+                key,
+                dtype: int_dtype,
+                storage_numel: numel,
+                offset: 0,
+                size: vec![bytes],
+                stride: vec![1],
+            }
+        } else {
+            TensorSpec {
+                key,
+                dtype: int_dtype,
+                storage_numel: numel,
+                offset,
+                size: size.clone(),
+                stride,
+            }
+        };
+        self.push(Node::QTensor {
+            dtype,
+            shape: size,
+            data: Box::new(spec),
+            params,
+        });
+        Ok(())
+    }
+
     /// Calls an allowed global with `args` (a tuple handle).
     fn call(&mut self, g: Global, args: H) -> Result<(), CkptError> {
         let args = match &self.nodes[args] {
@@ -569,7 +742,19 @@ impl<'a> Vm<'a> {
                     return Ok(());
                 }
                 let (key, dtype, numel) = match &self.nodes[args[0]] {
-                    Node::Storage { key, dtype, numel } => (key.clone(), *dtype, *numel),
+                    Node::Storage {
+                        key,
+                        dtype,
+                        numel,
+                        quantized: None,
+                    } => (key.clone(), *dtype, *numel),
+                    Node::Storage {
+                        quantized: Some(q), ..
+                    } => {
+                        let what = format!("a plain tensor over a torch.{q} storage");
+                        self.push(Node::Unsupported(what));
+                        return Ok(());
+                    }
                     other => {
                         return Err(self.err(format!(
                             "a tensor's first argument must be a storage, found {}",
@@ -744,6 +929,7 @@ impl<'a> Vm<'a> {
                     is_coalesced,
                 });
             }
+            Global::RebuildQTensor => self.rebuild_qtensor(&args)?,
             Global::RebuildParameter | Global::RebuildParameterWithState => {
                 want(
                     self,
@@ -755,14 +941,21 @@ impl<'a> Vm<'a> {
                 )?;
                 if !matches!(
                     self.nodes[args[0]],
-                    Node::Tensor(_) | Node::Meta { .. } | Node::Sparse { .. }
+                    Node::Tensor(_)
+                        | Node::Meta { .. }
+                        | Node::Sparse { .. }
+                        | Node::QTensor { .. }
                 ) {
                     return Err(self.err("a parameter's data must be a tensor"));
                 }
                 // A parameter is loaded as its data, as `state_dict()` would give it.
                 self.stack.push(args[0]);
             }
-            Global::Storage(_) | Global::UntypedStorage | Global::Dtype(_) => {
+            Global::Storage(_)
+            | Global::UntypedStorage
+            | Global::Dtype(_)
+            | Global::QStorage(_)
+            | Global::QScheme(_) => {
                 return Err(self.err("storage classes and dtypes cannot be called"))
             }
             Global::Unsupported(what) => {
@@ -1136,8 +1329,13 @@ impl<'a> Vm<'a> {
                         Node::Str(s) if s == "storage" => {}
                         _ => return Err(self.err("a persistent id must start with 'storage'")),
                     }
+                    let mut quantized = None;
                     let dtype = match self.nodes[items[1]] {
                         Node::Global(Global::Storage(d)) => d,
+                        Node::Global(Global::QStorage(q)) => {
+                            quantized = Some(q);
+                            q.int_dtype()
+                        }
                         // Bytes, typed later by `_rebuild_tensor_v3`.
                         Node::Global(Global::UntypedStorage) => DType::U8,
                         Node::Global(Global::Unsupported(what)) => {
@@ -1162,7 +1360,12 @@ impl<'a> Vm<'a> {
                     let numel = self.int(items[4], "a storage's size")?;
                     let numel = u64::try_from(numel)
                         .map_err(|_| self.err(format!("negative storage size {numel}")))?;
-                    self.push(Node::Storage { key, dtype, numel });
+                    self.push(Node::Storage {
+                        key,
+                        dtype,
+                        numel,
+                        quantized,
+                    });
                 }
                 other => {
                     let what = match other {
@@ -1252,6 +1455,52 @@ struct Builder<'n, 'l> {
 }
 
 impl Builder<'_, '_> {
+    /// Per-channel scales or zero points: a tensor, or a list of numbers that
+    /// `_rebuild_qtensor` turns into one (float64 scales and int64 zero points, or
+    /// float32 both for `per_channel_affine_float_qparams`).
+    fn qparam(
+        &mut self,
+        h: H,
+        depth: usize,
+        path: &str,
+        scales: bool,
+        float_qparams: bool,
+    ) -> Result<AnyTensor, CkptError> {
+        let items = match self.build(h, depth + 1, path)? {
+            Object::Tensor(t) => return Ok(t),
+            Object::List(items) => items,
+            other => {
+                return Err(CkptError::schema(
+                    path,
+                    "a tensor or a list",
+                    other.type_name(),
+                ))
+            }
+        };
+        let num = |o: &Object| match *o {
+            Object::Float(f) => Some(f),
+            Object::Int(i) => Some(i as f64),
+            _ => None,
+        };
+        let values: Vec<f64> = items
+            .iter()
+            .map(num)
+            .collect::<Option<_>>()
+            .ok_or_else(|| CkptError::schema(path, "a list of numbers", "another list"))?;
+        let n = values.len();
+        let elements = match (scales, float_qparams) {
+            (true, false) => Elements::F64(values),
+            (_, true) => Elements::F32(values.iter().map(|&v| v as f32).collect()),
+            (false, false) => {
+                let ints = items.iter().map(Object::as_i64).collect::<Option<Vec<_>>>();
+                Elements::I64(
+                    ints.ok_or_else(|| CkptError::schema(path, "a list of ints", "floats"))?,
+                )
+            }
+        };
+        AnyTensor::new(vec![n], elements)
+    }
+
     fn build(&mut self, h: H, depth: usize, path: &str) -> Result<Object, CkptError> {
         if depth > MAX_DEPTH {
             return Err(CkptError::TooDeep { limit: MAX_DEPTH });
@@ -1365,6 +1614,41 @@ impl Builder<'_, '_> {
                     },
                     what: what.clone(),
                 })
+            }
+            Node::QTensor {
+                dtype,
+                shape,
+                data,
+                params,
+            } => {
+                let data = (self.load)(data)?;
+                let scheme = match params {
+                    QParams::PerTensor { scale, zero_point } => QScheme::PerTensorAffine {
+                        scale: *scale,
+                        zero_point: *zero_point,
+                    },
+                    QParams::PerChannel {
+                        scales,
+                        zero_points,
+                        axis,
+                        float_qparams_name,
+                    } => {
+                        // Lists (older files) become the tensors torch makes of them.
+                        let float = *float_qparams_name;
+                        let scales = self.qparam(*scales, depth, &child("scales"), true, float)?;
+                        let zero_points =
+                            self.qparam(*zero_points, depth, &child("zero_points"), false, float)?;
+                        QScheme::PerChannelAffine {
+                            scales,
+                            zero_points,
+                            axis: *axis,
+                            float_qparams_name: float,
+                        }
+                    }
+                };
+                let q = QuantizedTensor::new(*dtype, shape.clone(), data, scheme)
+                    .map_err(|e| e.at(path))?;
+                Object::Quantized(Box::new(q))
             }
             Node::Layout(layout) => {
                 return Err(CkptError::Unsupported {

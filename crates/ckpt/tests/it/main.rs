@@ -6,6 +6,7 @@ mod corruption;
 mod dtypes;
 mod golden;
 mod props;
+mod quantized;
 mod resume;
 mod sparse;
 mod tempo_format;

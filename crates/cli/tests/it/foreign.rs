@@ -393,3 +393,32 @@ fn inspect_shows_sparse_tensors_and_convert_keeps_them() {
         "at `emb.weight`: a torch.sparse_coo tensor: index 9 in dimension 0 is outside the size [4]",
     );
 }
+
+/// `testdata/foreign/quantized.pt`, written by PyTorch's own `torch.save`
+/// (`testdata/foreign/make_torch_fixtures.py`).
+#[test]
+fn inspect_shows_quantized_tensors_and_convert_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::testdata("../foreign/quantized.pt");
+    let src = src.to_str().unwrap();
+    let out = inspect(dir.path(), src);
+    check_contains(
+        &out,
+        &[
+            "qint8: quantized tensor [2, 3] qint8 per_tensor_affine (scale 0.1, zero_point 3)",
+            "qint32: quantized tensor [2, 3] qint32 per_tensor_affine (scale 0.001, zero_point -7)",
+            "quint4x2: quantized tensor [5] quint4x2 per_tensor_affine (scale 1, zero_point 0)",
+            "per_channel: quantized tensor [2, 3] quint8 per_channel_affine (axis 0, 2 scales float64, zero_points int64)",
+            "float_qparams: quantized tensor [2, 3] quint8 per_channel_affine (axis 1, 3 scales float32, zero_points float32)",
+        ],
+    );
+    check_ok(&run_in(dir.path(), &["convert", src, "q.tempo"]));
+    check_ok(&run_in(dir.path(), &["convert", "q.tempo", "q.pt"]));
+    assert_eq!(
+        inspect(dir.path(), "q.pt")
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>(),
+        out.lines().skip(1).collect::<Vec<_>>()
+    );
+}
