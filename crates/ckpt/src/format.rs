@@ -306,6 +306,16 @@ impl<'a> Encoder<'a> {
                 );
                 tagged("$meta_tensor", Json::Object(m))
             }
+            Object::Record { class, .. } => {
+                return Err(CkptError::Unsupported {
+                    path: if path.is_empty() {
+                        "the root".into()
+                    } else {
+                        path.to_string()
+                    },
+                    what: format!("an inert record of `{class}`, read for inspection only"),
+                })
+            }
             Object::Quantized(q) => {
                 let mut m = Map::new();
                 m.insert("dtype".into(), Json::String(q.dtype().torch_name().into()));

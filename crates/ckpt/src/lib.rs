@@ -91,8 +91,9 @@ pub use state::{ModuleStateDict, OptimizerStateDict, ParamState, StateValue};
 pub use tensor::{AnyTensor, DType, Elements};
 pub use torch::{
     module_state_from_object, module_state_to_object, optimizer_state_from_object,
-    optimizer_state_to_object, read_pt, read_pt_bytes, read_pt_from, scheduler_state_from_object,
-    scheduler_state_to_object, write_pt, write_pt_bytes, write_pt_to,
+    optimizer_state_to_object, read_pt, read_pt_bytes, read_pt_from, read_pt_inert,
+    read_pt_inert_from, scheduler_state_from_object, scheduler_state_to_object, write_pt,
+    write_pt_bytes, write_pt_to,
 };
 pub use training::{load, save, RngArray, RngState, TrainingState, TRAINING_STATE_KIND};
 pub use write::{save_object, write_atomic, write_tempo, write_tempo_bytes};

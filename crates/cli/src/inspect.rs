@@ -19,7 +19,8 @@ const AFTER_HELP: &str = "\
 Reads tempo checkpoints, torch.save files (.pt, .pth, .bin, Lightning's .ckpt), plain
 safetensors files, and Hugging Face Trainer checkpoint folders (checkpoint-N/: the
 global step and logged lrs from trainer_state.json, optimizer.pt, scheduler.pt and
-model.safetensors together).
+model.safetensors together, and the schedule's name, warmup and steps from
+training_args.bin, read as inert data: nothing in it is imported or run).
 
 Recognises, at the top level, one level down and in lists (Lightning's
 optimizer_states and lr_schedulers): module state dicts (name -> tensor), optimizer

@@ -411,6 +411,12 @@ impl<'a> Pickler<'a> {
             Object::Tensor(t) => self.tensor(t)?,
             Object::Sparse(sparse) => self.sparse(sparse)?,
             Object::Quantized(q) => self.qtensor(q)?,
+            Object::Record { class, .. } => {
+                return Err(CkptError::Unsupported {
+                    path: format!("a value of class `{class}`"),
+                    what: "an inert record, read for inspection only".into(),
+                })
+            }
             Object::MetaTensor { dtype, shape } => {
                 // _rebuild_meta_tensor_no_storage(dtype, size, stride, requires_grad)
                 self.global("torch._utils\n_rebuild_meta_tensor_no_storage");

@@ -111,6 +111,14 @@ enum Node {
     },
     /// A sparse layout object.
     Layout(SparseLayout),
+    /// Inspection mode: a class off the allow-list, by its path (never imported).
+    Class(String),
+    /// Inspection mode: an instance of such a class, as data (never constructed).
+    Record {
+        class: String,
+        args: Vec<H>,
+        state: Option<H>,
+    },
     /// A `_rebuild_sparse_tensor` call: the parts are tensor nodes, in the order
     /// torch writes them.
     Sparse {
@@ -146,6 +154,8 @@ impl Node {
                 "Tensor"
             }
             Node::Layout(_) => "a layout",
+            Node::Class(_) => "a class",
+            Node::Record { .. } => "a record",
             Node::Unsupported(_) => "an unsupported value",
         }
     }
@@ -287,6 +297,9 @@ struct Vm<'a> {
     stack: Vec<H>,
     marks: Vec<usize>,
     memo: HashMap<u64, H>,
+    /// Inspection mode: a global off the allow-list is a class reference, and calling
+    /// it an inert record, instead of an error. Nothing is imported or called either way.
+    inert: bool,
 }
 
 /// Runs the pickle in `data` and returns its root, calling `load` for each tensor.
@@ -297,11 +310,29 @@ pub(crate) fn unpickle(
     unpickle_prefix(data, load).map(|(o, _)| o)
 }
 
+/// [`unpickle`] in inspection mode: instances of classes off the allow-list (a pickled
+/// dataclass, an enum member) become inert [`Object::Record`]s of their class path,
+/// constructor arguments and state. Nothing is imported or called.
+pub(crate) fn unpickle_inert(
+    data: &[u8],
+    load: &mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,
+) -> Result<Object, CkptError> {
+    run_vm(data, load, true).map(|(o, _)| o)
+}
+
 /// Runs the pickle at the start of `data` (the legacy format writes several in a
 /// row) and returns its root and its length in bytes.
 pub(crate) fn unpickle_prefix(
     data: &[u8],
     load: &mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,
+) -> Result<(Object, usize), CkptError> {
+    run_vm(data, load, false)
+}
+
+fn run_vm(
+    data: &[u8],
+    load: &mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,
+    inert: bool,
 ) -> Result<(Object, usize), CkptError> {
     let mut vm = Vm {
         data,
@@ -312,6 +343,7 @@ pub(crate) fn unpickle_prefix(
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
+        inert,
     };
     let root = vm.run()?;
     let limit = 8 * data.len() + 1024;
@@ -441,6 +473,19 @@ impl<'a> Vm<'a> {
             return Err(self.err("an int does not fit in 64 bits"));
         }
         self.push(Node::Int(v));
+        Ok(())
+    }
+
+    /// Pushes the global `module.name`: an allowed one, or in inspection mode a class
+    /// reference for any other.
+    fn global(&mut self, module: &str, name: &str) -> Result<(), CkptError> {
+        match resolve_global(module, name) {
+            Ok(g) => self.push(Node::Global(g)),
+            Err(CkptError::ForbiddenGlobal { module, name }) if self.inert => {
+                self.push(Node::Class(format!("{module}.{name}")));
+            }
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 
@@ -1229,8 +1274,7 @@ impl<'a> Vm<'a> {
                 b'c' => {
                     let module = self.line()?;
                     let name = self.line()?;
-                    let g = resolve_global(module, name)?;
-                    self.push(Node::Global(g));
+                    self.global(module, name)?;
                 }
                 0x93 => {
                     let name = self.pop()?;
@@ -1239,8 +1283,7 @@ impl<'a> Vm<'a> {
                         (Node::Str(m), Node::Str(n)) => (m.clone(), n.clone()),
                         _ => return Err(self.err("STACK_GLOBAL needs two strings")),
                     };
-                    let g = resolve_global(&module, &name)?;
-                    self.push(Node::Global(g));
+                    self.global(&module, &name)?;
                 }
                 b'R' | 0x81 => {
                     let args = self.pop()?;
@@ -1261,6 +1304,24 @@ impl<'a> Vm<'a> {
                             }
                             self.call(g, args)?;
                         }
+                        Node::Class(ref class) => {
+                            // Inspection mode: the call is recorded, never made.
+                            let class = class.clone();
+                            let args = match &self.nodes[args] {
+                                Node::Tuple(a) => a.clone(),
+                                other => {
+                                    let found = other.type_name();
+                                    return Err(self.err(format!(
+                                        "call arguments must be a tuple, found {found}"
+                                    )));
+                                }
+                            };
+                            self.push(Node::Record {
+                                class,
+                                args,
+                                state: None,
+                            });
+                        }
                         ref other => {
                             let found = other.type_name();
                             return Err(self.err(format!("calls {found}, which is not callable")));
@@ -1270,6 +1331,11 @@ impl<'a> Vm<'a> {
                 b'b' => {
                     let state = self.pop()?;
                     let target = self.top()?;
+                    if let Node::Record { state: s, .. } = &mut self.nodes[target] {
+                        // An inert record keeps its state as data, whatever its shape.
+                        *s = Some(state);
+                        continue;
+                    }
                     // OrderedDict's state is its instance dict (`_metadata`), possibly
                     // paired with slot state.
                     let dict_state = match &self.nodes[state] {
@@ -1650,6 +1716,19 @@ impl Builder<'_, '_> {
                     .map_err(|e| e.at(path))?;
                 Object::Quantized(Box::new(q))
             }
+            Node::Class(class) => Object::Record {
+                class: class.clone(),
+                args: Vec::new(),
+                state: None,
+            },
+            Node::Record { class, args, state } => Object::Record {
+                class: class.clone(),
+                args: list(self, args)?,
+                state: match state {
+                    Some(h) => Some(Box::new(self.build(*h, depth + 1, &child("(state)"))?)),
+                    None => None,
+                },
+            },
             Node::Layout(layout) => {
                 return Err(CkptError::Unsupported {
                     path: if path.is_empty() {
@@ -1832,6 +1911,77 @@ mod tests {
         for c in cases {
             assert!(run(c).is_err(), "{c:?} should be an error");
         }
+    }
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn inspection_mode_reads_a_dataclass_with_an_enum_as_inert_records() {
+        // pickle.dumps(TrainingArguments(learning_rate=2e-5, lr_scheduler_type=
+        // SchedulerType.COSINE, warmup_ratio=0.1, max_steps=500), protocol=p).hex() for
+        // a @dataclass TrainingArguments in `transformers.training_args` and
+        // `class SchedulerType(str, enum.Enum)` in `transformers.trainer_utils`, as
+        // transformers defines them: the dataclass is NEWOBJ + BUILD with its
+        // attribute dict, the enum member a call of its class with its value.
+        let pickles = [
+            (2, "8002637472616e73666f726d6572732e747261696e696e675f617267730a547261696e696e67417267756d656e74730a7100298171017d710228580d0000006c6561726e696e675f726174657103473ef4f8b588e368f158110000006c725f7363686564756c65725f747970657104637472616e73666f726d6572732e747261696e65725f7574696c730a5363686564756c6572547970650a71055806000000636f73696e657106857107527108580c0000007761726d75705f726174696f7109473fb999999999999a580c0000007761726d75705f7374657073710a4b0058090000006d61785f7374657073710b4df40158100000006e756d5f747261696e5f65706f636873710c47400800000000000075622e"),
+            (3, "8003637472616e73666f726d6572732e747261696e696e675f617267730a547261696e696e67417267756d656e74730a7100298171017d710228580d0000006c6561726e696e675f726174657103473ef4f8b588e368f158110000006c725f7363686564756c65725f747970657104637472616e73666f726d6572732e747261696e65725f7574696c730a5363686564756c6572547970650a71055806000000636f73696e657106857107527108580c0000007761726d75705f726174696f7109473fb999999999999a580c0000007761726d75705f7374657073710a4b0058090000006d61785f7374657073710b4df40158100000006e756d5f747261696e5f65706f636873710c47400800000000000075622e"),
+            (4, "800495f9000000000000008c1a7472616e73666f726d6572732e747261696e696e675f61726773948c11547261696e696e67417267756d656e74739493942981947d94288c0d6c6561726e696e675f7261746594473ef4f8b588e368f18c116c725f7363686564756c65725f74797065948c1a7472616e73666f726d6572732e747261696e65725f7574696c73948c0d5363686564756c6572547970659493948c06636f73696e6594859452948c0c7761726d75705f726174696f94473fb999999999999a8c0c7761726d75705f7374657073944b008c096d61785f7374657073944df4018c106e756d5f747261696e5f65706f6368739447400800000000000075622e"),
+        ];
+        let no_tensors = &mut |_: &TensorSpec| -> Result<AnyTensor, CkptError> { unreachable!() };
+        let enum_member = Object::Record {
+            class: "transformers.trainer_utils.SchedulerType".into(),
+            args: vec![Object::Str("cosine".into())],
+            state: None,
+        };
+        let expected = Object::Record {
+            class: "transformers.training_args.TrainingArguments".into(),
+            args: vec![],
+            state: Some(Box::new(Object::str_dict([
+                ("learning_rate", Object::Float(2e-5)),
+                ("lr_scheduler_type", enum_member),
+                ("warmup_ratio", Object::Float(0.1)),
+                ("warmup_steps", Object::Int(0)),
+                ("max_steps", Object::Int(500)),
+                ("num_train_epochs", Object::Float(3.0)),
+            ]))),
+        };
+        for (protocol, hex) in pickles {
+            let bytes = unhex(hex);
+            let o = unpickle_inert(&bytes, no_tensors).unwrap();
+            assert_eq!(o.first_difference(&expected), None, "protocol {protocol}");
+            // The safe loader proper refuses it, naming the class.
+            match run(&bytes) {
+                Err(CkptError::ForbiddenGlobal { module, name }) => {
+                    assert_eq!(
+                        (module.as_str(), name.as_str()),
+                        ("transformers.training_args", "TrainingArguments")
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Code stays refused in inspection mode as data: `os.system("ls")` is a record
+        // of the call, never a call, and no writer takes a record.
+        let p = b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00lsq\x00\x85R.";
+        let o = unpickle_inert(p, no_tensors).unwrap();
+        assert_eq!(
+            o,
+            Object::Record {
+                class: "os.system".into(),
+                args: vec![Object::Str("ls".into())],
+                state: None
+            }
+        );
+        assert!(matches!(
+            super::super::pickle::pickle(&o),
+            Err(CkptError::Unsupported { .. })
+        ));
     }
 
     #[test]

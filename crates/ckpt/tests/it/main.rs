@@ -5,6 +5,7 @@ mod checkpointer;
 mod corruption;
 mod dtypes;
 mod golden;
+mod inert;
 mod props;
 mod quantized;
 mod resume;

@@ -422,3 +422,56 @@ fn inspect_shows_quantized_tensors_and_convert_keeps_them() {
         out.lines().skip(1).collect::<Vec<_>>()
     );
 }
+
+/// A Trainer folder with `training_args.bin` as transformers 5.25 writes it
+/// (`testdata/foreign/checkpoint-40/`, from `testdata/foreign/make_torch_fixtures.py`):
+/// its schedule settings are shown, each with where it came from.
+#[test]
+fn a_trainer_folder_shows_the_schedule_in_training_args() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("checkpoint-40");
+    std::fs::create_dir(&ckpt).unwrap();
+    std::fs::copy(
+        crate::testdata("../foreign/checkpoint-40/training_args.bin"),
+        ckpt.join("training_args.bin"),
+    )
+    .unwrap();
+    write_pt(ckpt.join("scheduler.pt"), &lambda_lr(40)).unwrap();
+    std::fs::write(
+        ckpt.join("trainer_state.json"),
+        r#"{"global_step": 40, "max_steps": 100, "epoch": 0.8, "num_train_epochs": 2,
+            "log_history": [{"step": 10, "learning_rate": 0.0003, "loss": 2.1}]}"#,
+    )
+    .unwrap();
+    let out = inspect(dir.path(), "checkpoint-40");
+    check_contains(
+        &out,
+        &[
+            "global step: 40 of 100, epoch 0.8 of 2 (trainer_state.json)",
+            "scheduler: scheduler state dict, LambdaLR or MultiplicativeLR",
+            "training_args.bin: a pickled `transformers.training_args.TrainingArguments`, read as inert data (nothing imported or run):",
+            "  lr_scheduler_type: cosine (training_args.bin, the enum `transformers.trainer_utils.SchedulerType`; tempo: `transformers:cosine`)",
+            "  learning_rate: 0.0003 (training_args.bin)",
+            "  warmup_steps: 8 (training_args.bin)",
+            "  max_steps: 100 (training_args.bin)",
+            "  num_train_epochs: 2 (training_args.bin)",
+        ],
+    );
+    // The folder alone with training_args.bin is a Trainer folder too.
+    std::fs::remove_file(ckpt.join("scheduler.pt")).unwrap();
+    std::fs::remove_file(ckpt.join("trainer_state.json")).unwrap();
+    let out = inspect(dir.path(), "checkpoint-40");
+    check_contains(
+        &out,
+        &[
+            "global step: 40 (from the folder's name)",
+            "warmup_steps: 8",
+        ],
+    );
+    // Converting it is refused: it is not a checkpoint of data.
+    let err = crate::check_error(
+        &run_in(&ckpt, &["convert", "training_args.bin", "args.tempo"]),
+        "TrainingArguments",
+    );
+    assert!(err.contains("allow-list"), "{err}");
+}
