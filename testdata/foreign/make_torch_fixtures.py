@@ -17,6 +17,8 @@ never need Python; run this by hand to make them again:
                     (float64 scales, int64 zero points), per_channel_affine_float_qparams
                     (float32 scales and zero points, written by torch as per_channel_affine),
                     and a transposed (non-contiguous) qint8 view.
+  sparse_legacy.pt  a COO tensor, a CSR tensor and a quantized tensor in the legacy
+                    format (torch.save(..., _use_new_zipfile_serialization=False)).
   checkpoint-40/training_args.bin
                     what transformers' Trainer writes next to a checkpoint:
                     torch.save(TrainingArguments(...)), a pickled dataclass whose
@@ -112,6 +114,21 @@ def quantized():
         assert torch.equal(back[k].int_repr(), obj[k].int_repr()), k
 
 
+def legacy():
+    coo = torch.sparse_coo_tensor(
+        torch.tensor([[0, 2]]), torch.tensor([1.0, -1.0]), (3,)
+    ).coalesce()
+    obj = {
+        "coo": coo,
+        "csr": torch.tensor([[0.0, 1.0], [2.0, 0.0]]).to_sparse_csr(),
+        "q": torch.quantize_per_tensor(torch.tensor([0.5, 1.0]), 0.5, 1, torch.quint8),
+    }
+    path = os.path.join(HERE, "sparse_legacy.pt")
+    torch.save(obj, path, _use_new_zipfile_serialization=False)
+    back = torch.load(path, weights_only=True)
+    assert torch.equal(back["coo"].to_dense(), coo.to_dense())
+
+
 def training_args():
     from transformers import TrainingArguments
 
@@ -133,4 +150,5 @@ def training_args():
 if __name__ == "__main__":
     sparse()
     quantized()
+    legacy()
     training_args()

@@ -393,6 +393,19 @@ fn sparse_part_names(layout: SparseLayout) -> &'static [&'static str] {
     }
 }
 
+/// The key path of a sparse or quantized tensor, from the name of its part `part`
+/// (`model/emb.weight/values` → `model.emb.weight`), for errors.
+fn owner(v: &Json, part: &str) -> String {
+    v.get(part)
+        .and_then(|p| p.get("$tensor"))
+        .and_then(Json::as_str)
+        .and_then(|name| name.strip_suffix(&format!("/{part}")))
+        .map_or_else(
+            || "a tensor of the tempo checkpoint".into(),
+            |p| p.replace('/', "."),
+        )
+}
+
 /// The dims of a JSON list of sizes.
 fn dims(v: Option<&Json>) -> Option<Vec<usize>> {
     v?.as_array()?
@@ -415,13 +428,24 @@ pub(crate) fn decode(
     tensors: &mut HashMap<String, AnyTensor>,
     depth: usize,
 ) -> Result<Object, CkptError> {
+    decode_in(j, tensors, depth, false)
+}
+
+/// [`decode`]; with `peek`, the tensors are stand-ins (see `peek_object`), and sparse
+/// and quantized tensors, whose parts cannot be checked, decode to `None`.
+pub(crate) fn decode_in(
+    j: &Json,
+    tensors: &mut HashMap<String, AnyTensor>,
+    depth: usize,
+    peek: bool,
+) -> Result<Object, CkptError> {
     if depth > MAX_DEPTH {
         return Err(CkptError::TooDeep { limit: MAX_DEPTH });
     }
     let d = depth + 1;
     let list = |v: &Json, t: &mut HashMap<String, AnyTensor>| -> Result<Vec<Object>, CkptError> {
         match v {
-            Json::Array(items) => items.iter().map(|x| decode(x, t, d)).collect(),
+            Json::Array(items) => items.iter().map(|x| decode_in(x, t, d, peek)).collect(),
             other => Err(bad(format!(
                 "a tag whose value is {other} instead of a list"
             ))),
@@ -434,15 +458,16 @@ pub(crate) fn decode(
             Json::Array(items) => items
                 .iter()
                 .map(|p| match p {
-                    Json::Array(kv) if kv.len() == 2 => {
-                        Ok((decode(&kv[0], t, d)?, decode(&kv[1], t, d)?))
-                    }
+                    Json::Array(kv) if kv.len() == 2 => Ok((
+                        decode_in(&kv[0], t, d, peek)?,
+                        decode_in(&kv[1], t, d, peek)?,
+                    )),
                     other => Err(bad(format!("{other} instead of a [key, value] pair"))),
                 })
                 .collect(),
             Json::Object(m) => m
                 .iter()
-                .map(|(k, v)| Ok((Object::Str(k.clone()), decode(v, t, d)?)))
+                .map(|(k, v)| Ok((Object::Str(k.clone()), decode_in(v, t, d, peek)?)))
                 .collect(),
             other => Err(bad(format!("{other} instead of a list of pairs"))),
         }
@@ -519,6 +544,7 @@ pub(crate) fn decode(
                         .ok_or_else(|| bad(format!("a `$meta_tensor` shape in {v}")))?;
                     single(Object::MetaTensor { dtype, shape })?
                 }
+                "$sparse_tensor" if peek => Object::None,
                 "$sparse_tensor" => {
                     let layout = v
                         .get("layout")
@@ -534,7 +560,11 @@ pub(crate) fn decode(
                     }
                     let mut parts = Vec::with_capacity(names.len());
                     for name in names {
-                        match v.get(*name).map(|p| decode(p, tensors, d)).transpose()? {
+                        match v
+                            .get(*name)
+                            .map(|p| decode_in(p, tensors, d, peek))
+                            .transpose()?
+                        {
                             Some(Object::Tensor(t)) => parts.push(t),
                             _ => return Err(bad(format!("a `$sparse_tensor` without `{name}`"))),
                         }
@@ -548,13 +578,15 @@ pub(crate) fn decode(
                     let mut next = || parts.next().unwrap_or_else(AnyTensor::placeholder);
                     let sparse = if layout.is_compressed() {
                         let (c, p, values) = (next(), next(), next());
-                        SparseTensor::compressed(layout, c, p, values, size)?
+                        SparseTensor::compressed(layout, c, p, values, size)
                     } else {
                         let (i, values) = (next(), next());
-                        SparseTensor::coo(i, values, size, is_coalesced)?
+                        SparseTensor::coo(i, values, size, is_coalesced)
                     };
+                    let sparse = sparse.map_err(|e| e.at(&owner(v, "values")))?;
                     single(Object::Sparse(Box::new(sparse)))?
                 }
+                "$quantized_tensor" if peek => Object::None,
                 "$quantized_tensor" => {
                     let field = |k: &str| v.get(k).ok_or_else(|| bad(format!("`{k}` in {v}")));
                     let dtype = field("dtype")?
@@ -563,7 +595,7 @@ pub(crate) fn decode(
                         .ok_or_else(|| bad(format!("a `$quantized_tensor` dtype in {v}")))?;
                     let shape = dims(v.get("shape"))
                         .ok_or_else(|| bad(format!("a `$quantized_tensor` shape in {v}")))?;
-                    let mut tensor = |k: &str| match decode(field(k)?, tensors, d)? {
+                    let mut tensor = |k: &str| match decode_in(field(k)?, tensors, d, peek)? {
                         Object::Tensor(t) => Ok(t),
                         other => Err(bad(format!("`{k}` of a {}", other.type_name()))),
                     };
@@ -571,10 +603,11 @@ pub(crate) fn decode(
                     let qscheme = field("qscheme")?.as_str().unwrap_or_default();
                     let (scheme, keys) = match qscheme {
                         "per_tensor_affine" => {
-                            let scale = match decode(field("scale")?, &mut HashMap::new(), d)? {
-                                Object::Float(f) => f,
-                                _ => return Err(bad(format!("a scale in {v}"))),
-                            };
+                            let scale =
+                                match decode_in(field("scale")?, &mut HashMap::new(), d, peek)? {
+                                    Object::Float(f) => f,
+                                    _ => return Err(bad(format!("a scale in {v}"))),
+                                };
                             let zero_point = field("zero_point")?
                                 .as_i64()
                                 .ok_or_else(|| bad(format!("a zero point in {v}")))?;
@@ -601,9 +634,9 @@ pub(crate) fn decode(
                     if v.as_object().map(Map::len) != Some(keys) {
                         return Err(bad(format!("the keys of a `$quantized_tensor`: {v}")));
                     }
-                    single(Object::Quantized(Box::new(QuantizedTensor::new(
-                        dtype, shape, data, scheme,
-                    )?)))?
+                    let q = QuantizedTensor::new(dtype, shape, data, scheme)
+                        .map_err(|e| e.at(&owner(v, "data")))?;
+                    single(Object::Quantized(Box::new(q)))?
                 }
                 "$tensor" => {
                     let name = v
@@ -626,7 +659,7 @@ pub(crate) fn decode(
                             return Err(bad("`$attrs` that is not an object"));
                         };
                         for (name, value) in a {
-                            attrs.push((name.clone(), decode(value, tensors, d)?));
+                            attrs.push((name.clone(), decode_in(value, tensors, d, peek)?));
                         }
                     }
                     Object::OrderedDict { entries, attrs }

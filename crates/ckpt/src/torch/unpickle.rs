@@ -329,6 +329,33 @@ pub(crate) fn unpickle_prefix(
     run_vm(data, load, false)
 }
 
+/// The tensors the pickle at the start of `data` refers to (every storage view, in
+/// the order they appear) and the pickle's length, without building its value: the
+/// legacy format's storages come after its pickle, so their specs are needed first.
+pub(crate) fn tensor_specs_prefix(data: &[u8]) -> Result<(Vec<TensorSpec>, usize), CkptError> {
+    let mut vm = Vm {
+        data,
+        pos: 0,
+        op_pos: 0,
+        op: 0,
+        nodes: Vec::new(),
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        inert: false,
+    };
+    vm.run()?;
+    let specs = vm
+        .nodes
+        .iter()
+        .filter_map(|n| match n {
+            Node::Tensor(spec) | Node::QTensor { data: spec, .. } => Some((**spec).clone()),
+            _ => None,
+        })
+        .collect();
+    Ok((specs, vm.pos))
+}
+
 fn run_vm(
     data: &[u8],
     load: &mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,

@@ -161,3 +161,38 @@ fn a_coo_tensor_without_the_coalesced_flag_keeps_it_absent() {
         .unwrap()
         .contains("is_coalesced"));
 }
+
+/// `testdata/foreign/sparse_legacy.pt`: torch.save(..., _use_new_zipfile_serialization=
+/// False) of a COO, a CSR and a quantized tensor, by PyTorch 2.15 itself.
+#[test]
+fn sparse_and_quantized_tensors_in_the_legacy_format_are_read() {
+    let o = read_pt(fixture("sparse_legacy.pt")).unwrap();
+    let coo = sparse(&o, "coo");
+    assert_eq!((coo.size(), i64s(coo.indices())), (&[3][..], vec![0, 2]));
+    assert_eq!(f32s(coo.values()), [1.0, -1.0]);
+    let csr = sparse(&o, "csr");
+    assert_eq!(i64s(csr.indices()), [0, 1, 2]);
+    assert_eq!(i64s(csr.plain_indices().unwrap()), [1, 0]);
+    match o.get("q") {
+        Some(Object::Quantized(q)) => {
+            assert_eq!(q.data().elements(), &Elements::U8(vec![2, 3]));
+        }
+        other => panic!("{other:?}"),
+    }
+    check_round_trips(&o);
+}
+
+#[test]
+fn peeking_at_a_tempo_file_with_sparse_tensors_skips_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = read_pt(fixture("sparse.pt")).unwrap();
+    if let Object::Dict(entries) = &mut o {
+        entries.push((Object::Str("epoch".into()), Object::Int(4)));
+    }
+    let path = dir.path().join("s.tempo");
+    tempo_ckpt::save_object(&path, &o).unwrap();
+    let peeked = tempo_ckpt::peek_object(&path).unwrap();
+    assert_eq!(peeked.get("epoch"), Some(&Object::Int(4)));
+    assert_eq!(peeked.get("csr"), Some(&Object::None));
+    assert_eq!(load_object(&path).unwrap().first_difference(&o), None);
+}
