@@ -140,7 +140,8 @@ impl SparseTensor {
             )));
         }
         let dense = &vshape[1..];
-        if sparse_dims + dense.len() != size.len() || &size[sparse_dims..] != dense {
+        if sparse_dims.checked_add(dense.len()) != Some(size.len()) || &size[sparse_dims..] != dense
+        {
             return Err(bad(format!(
                 "size {size:?} does not match {sparse_dims} sparse dims and values of shape {vshape:?}"
             )));
@@ -411,6 +412,10 @@ mod tests {
                 "{err}"
             );
         }
+        // Shapes from a file can be anything: a huge empty indices tensor is an error.
+        let huge = AnyTensor::new(vec![usize::MAX, 0], Elements::I64(vec![])).unwrap();
+        let empty = AnyTensor::new(vec![0, 1], Elements::F32(vec![])).unwrap();
+        assert!(SparseTensor::coo(huge, empty, vec![1], None).is_err());
         let int32 = AnyTensor::new(vec![1, 1], Elements::I32(vec![0])).unwrap();
         assert!(SparseTensor::coo(int32, f32s(&[1], 1), vec![1], None).is_err());
     }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use std::sync::OnceLock;
 
-use tempo::ckpt::{detect_format, read_any, Format, Object, TRAINING_STATE_KIND};
+use tempo::ckpt::{
+    detect_format, read_any, read_pt_inert, CkptError, Format, Object, TRAINING_STATE_KIND,
+};
 use tempo::optim::{build_optimizer, OptimizerSpec, OPTIMIZER_NAMES};
 use tempo::param_groups::Value;
 use tempo::tensor::Tensor;
@@ -66,7 +68,24 @@ pub(crate) fn inspect(path: &Path) -> Result<String> {
         Format::Safetensors => "safetensors file",
         _ => "checkpoint",
     };
-    let object = read_any(path).with_context(|| format!("cannot inspect {}", path.display()))?;
+    let object = match read_any(path) {
+        // A pickled class the safe loader refuses (HF's training_args.bin): described
+        // from inert records, never loaded.
+        Err(CkptError::ForbiddenGlobal { .. }) if format == Format::Torch => {
+            let object = read_pt_inert(path)
+                .with_context(|| format!("cannot inspect {}", path.display()))?;
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                "{}: {format_name}, {}",
+                path.display(),
+                bytes(size as usize)
+            );
+            crate::inspect_hf::describe_args(&mut out, &object);
+            return Ok(out);
+        }
+        other => other.with_context(|| format!("cannot inspect {}", path.display()))?,
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -167,7 +167,7 @@ const ARGS_KEYS: &[&str] = &[
 
 /// The schedule settings of a `training_args.bin` read as inert records: the
 /// dataclass's attribute dict (its state), or a plain dict.
-fn describe_args(out: &mut String, o: &Object) {
+pub(crate) fn describe_args(out: &mut String, o: &Object) {
     let (class, fields) = match o {
         Object::Record {
             class,

@@ -468,7 +468,17 @@ fn a_trainer_folder_shows_the_schedule_in_training_args() {
             "warmup_steps: 8",
         ],
     );
-    // Converting it is refused: it is not a checkpoint of data.
+    // The file alone: the same description; converting it is refused (it is not a
+    // checkpoint of data, and a record is never loaded).
+    let out = inspect(&ckpt, "training_args.bin");
+    check_contains(
+        &out,
+        &[
+            "training_args.bin: PyTorch checkpoint (torch.save zip)",
+            "read as inert data (nothing imported or run):",
+            "  max_steps: 100 (training_args.bin)",
+        ],
+    );
     let err = crate::check_error(
         &run_in(&ckpt, &["convert", "training_args.bin", "args.tempo"]),
         "TrainingArguments",
