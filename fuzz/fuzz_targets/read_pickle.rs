@@ -1,5 +1,6 @@
 //! Feeds arbitrary bytes to the pickle VM, as the `data.pkl` of an otherwise valid
-//! `torch.save` archive (with two storage records for tensors to point at).
+//! `torch.save` archive (with two storage records for tensors to point at), in both
+//! the loading mode and the inspection mode of `read_pt_inert_from`.
 #![no_main]
 
 use std::io::Write;
@@ -20,6 +21,8 @@ fn archive(pickle: &[u8]) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // Inspection mode (classes off the allow-list as inert records) must return too.
+    let _ = tempo_ckpt::read_pt_inert_from(&mut std::io::Cursor::new(archive(data)));
     if let Ok(object) = tempo_ckpt::read_pt_bytes(&archive(data)) {
         let again = tempo_ckpt::write_pt_bytes("archive", &object).and_then(|b| tempo_ckpt::read_pt_bytes(&b));
         let again = again.expect("what loads writes back and loads again");

@@ -119,6 +119,17 @@ pub enum CkptError {
         /// What it is (`a sparse tensor`, `a tensor of dtype torch.qint8`).
         what: String,
     },
+    /// A sparse or quantized tensor whose parts do not fit together (torch.load
+    /// refuses it too).
+    #[error("at `{path}`: {what}: {detail}")]
+    InvalidTensor {
+        /// Where in the value (`model.emb.weight`); empty when not yet known.
+        path: String,
+        /// What it is, with its layout or dtype (`a torch.sparse_csr tensor`).
+        what: String,
+        /// What does not fit.
+        detail: String,
+    },
     /// Values are nested deeper than tempo accepts.
     #[error("values are nested more than {limit} levels deep")]
     TooDeep {
@@ -200,6 +211,24 @@ impl CkptError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CkptError {
         let path = path.into();
         move |source| CkptError::Io { path, source }
+    }
+
+    /// The error with its key path, if it is an [`CkptError::InvalidTensor`] without one.
+    pub(crate) fn at(self, at: &str) -> CkptError {
+        match self {
+            CkptError::InvalidTensor { path, what, detail } if path.is_empty() => {
+                CkptError::InvalidTensor {
+                    path: if at.is_empty() {
+                        "the root".into()
+                    } else {
+                        at.to_string()
+                    },
+                    what,
+                    detail,
+                }
+            }
+            other => other,
+        }
     }
 
     pub(crate) fn malformed(

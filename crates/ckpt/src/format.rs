@@ -13,7 +13,10 @@ use serde_json::{Map, Value as Json};
 use crate::object::MAX_DEPTH;
 use tempo_tensor::TensorData;
 
-use crate::{AnyTensor, CkptError, DType, Object};
+use crate::{
+    AnyTensor, CkptError, DType, Object, QDType, QScheme, QuantizedTensor, SparseLayout,
+    SparseTensor,
+};
 
 /// The format version this build writes, and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -234,6 +237,16 @@ impl<'a> Encoder<'a> {
         Ok(Json::Object(m))
     }
 
+    /// A part of a sparse or quantized tensor: a tensor entry, never a substitute.
+    fn part(&mut self, t: &'a AnyTensor, path: &str) -> Json {
+        let name = self.name_for(path);
+        self.tensors.push(NamedTensor {
+            name: name.clone(),
+            tensor: TensorView::Any(t),
+        });
+        tagged("$tensor", Json::String(name))
+    }
+
     /// The JSON form of `o`; `path` names its tensors (`model/fc1.weight`).
     pub(crate) fn encode(
         &mut self,
@@ -293,6 +306,69 @@ impl<'a> Encoder<'a> {
                 );
                 tagged("$meta_tensor", Json::Object(m))
             }
+            Object::Record { class, .. } => {
+                return Err(CkptError::Unsupported {
+                    path: if path.is_empty() {
+                        "the root".into()
+                    } else {
+                        path.to_string()
+                    },
+                    what: format!("an inert record of `{class}`, read for inspection only"),
+                })
+            }
+            Object::Quantized(q) => {
+                let mut m = Map::new();
+                m.insert("dtype".into(), Json::String(q.dtype().torch_name().into()));
+                m.insert(
+                    "shape".into(),
+                    q.shape().iter().map(|&d| Json::from(d)).collect(),
+                );
+                m.insert("data".into(), self.part(q.data(), &join(path, "data")));
+                m.insert(
+                    "qscheme".into(),
+                    Json::String(q.scheme().torch_name().into()),
+                );
+                match q.scheme() {
+                    QScheme::PerTensorAffine { scale, zero_point } => {
+                        m.insert("scale".into(), float_json(*scale));
+                        m.insert("zero_point".into(), Json::from(*zero_point));
+                    }
+                    QScheme::PerChannelAffine {
+                        scales,
+                        zero_points,
+                        axis,
+                        ..
+                    } => {
+                        m.insert("scales".into(), self.part(scales, &join(path, "scales")));
+                        m.insert(
+                            "zero_points".into(),
+                            self.part(zero_points, &join(path, "zero_points")),
+                        );
+                        m.insert("axis".into(), Json::from(*axis));
+                    }
+                }
+                tagged("$quantized_tensor", Json::Object(m))
+            }
+            Object::Sparse(sparse) => {
+                let mut m = Map::new();
+                m.insert(
+                    "layout".into(),
+                    Json::String(sparse.layout().torch_name().into()),
+                );
+                m.insert(
+                    "size".into(),
+                    sparse.size().iter().map(|&d| Json::from(d)).collect(),
+                );
+                let names = sparse_part_names(sparse.layout());
+                for ((_, t), name) in sparse.parts().into_iter().zip(names) {
+                    let tensor = self.part(t, &join(path, name));
+                    m.insert((*name).into(), tensor);
+                }
+                if let Some(c) = sparse.is_coalesced() {
+                    m.insert("is_coalesced".into(), Json::Bool(c));
+                }
+                tagged("$sparse_tensor", Json::Object(m))
+            }
             Object::Tensor(t) => {
                 let name = self.name_for(path);
                 self.tensors.push(NamedTensor {
@@ -306,6 +382,36 @@ impl<'a> Encoder<'a> {
             }
         })
     }
+}
+
+/// The keys of a `$sparse_tensor`'s parts, in the order `torch.save` writes them.
+fn sparse_part_names(layout: SparseLayout) -> &'static [&'static str] {
+    if layout.is_compressed() {
+        &["compressed_indices", "plain_indices", "values"]
+    } else {
+        &["indices", "values"]
+    }
+}
+
+/// The key path of a sparse or quantized tensor, from the name of its part `part`
+/// (`model/emb.weight/values` → `model.emb.weight`), for errors.
+fn owner(v: &Json, part: &str) -> String {
+    v.get(part)
+        .and_then(|p| p.get("$tensor"))
+        .and_then(Json::as_str)
+        .and_then(|name| name.strip_suffix(&format!("/{part}")))
+        .map_or_else(
+            || "a tensor of the tempo checkpoint".into(),
+            |p| p.replace('/', "."),
+        )
+}
+
+/// The dims of a JSON list of sizes.
+fn dims(v: Option<&Json>) -> Option<Vec<usize>> {
+    v?.as_array()?
+        .iter()
+        .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+        .collect()
 }
 
 fn bad(found: impl Into<String>) -> CkptError {
@@ -322,13 +428,24 @@ pub(crate) fn decode(
     tensors: &mut HashMap<String, AnyTensor>,
     depth: usize,
 ) -> Result<Object, CkptError> {
+    decode_in(j, tensors, depth, false)
+}
+
+/// [`decode`]; with `peek`, the tensors are stand-ins (see `peek_object`), and sparse
+/// and quantized tensors, whose parts cannot be checked, decode to `None`.
+pub(crate) fn decode_in(
+    j: &Json,
+    tensors: &mut HashMap<String, AnyTensor>,
+    depth: usize,
+    peek: bool,
+) -> Result<Object, CkptError> {
     if depth > MAX_DEPTH {
         return Err(CkptError::TooDeep { limit: MAX_DEPTH });
     }
     let d = depth + 1;
     let list = |v: &Json, t: &mut HashMap<String, AnyTensor>| -> Result<Vec<Object>, CkptError> {
         match v {
-            Json::Array(items) => items.iter().map(|x| decode(x, t, d)).collect(),
+            Json::Array(items) => items.iter().map(|x| decode_in(x, t, d, peek)).collect(),
             other => Err(bad(format!(
                 "a tag whose value is {other} instead of a list"
             ))),
@@ -341,15 +458,16 @@ pub(crate) fn decode(
             Json::Array(items) => items
                 .iter()
                 .map(|p| match p {
-                    Json::Array(kv) if kv.len() == 2 => {
-                        Ok((decode(&kv[0], t, d)?, decode(&kv[1], t, d)?))
-                    }
+                    Json::Array(kv) if kv.len() == 2 => Ok((
+                        decode_in(&kv[0], t, d, peek)?,
+                        decode_in(&kv[1], t, d, peek)?,
+                    )),
                     other => Err(bad(format!("{other} instead of a [key, value] pair"))),
                 })
                 .collect(),
             Json::Object(m) => m
                 .iter()
-                .map(|(k, v)| Ok((Object::Str(k.clone()), decode(v, t, d)?)))
+                .map(|(k, v)| Ok((Object::Str(k.clone()), decode_in(v, t, d, peek)?)))
                 .collect(),
             other => Err(bad(format!("{other} instead of a list of pairs"))),
         }
@@ -426,6 +544,100 @@ pub(crate) fn decode(
                         .ok_or_else(|| bad(format!("a `$meta_tensor` shape in {v}")))?;
                     single(Object::MetaTensor { dtype, shape })?
                 }
+                "$sparse_tensor" if peek => Object::None,
+                "$sparse_tensor" => {
+                    let layout = v
+                        .get("layout")
+                        .and_then(Json::as_str)
+                        .and_then(SparseLayout::from_torch_name)
+                        .ok_or_else(|| bad(format!("a `$sparse_tensor` layout in {v}")))?;
+                    let size = dims(v.get("size"))
+                        .ok_or_else(|| bad(format!("a `$sparse_tensor` size in {v}")))?;
+                    let names = sparse_part_names(layout);
+                    let keys = names.len() + 2 + usize::from(v.get("is_coalesced").is_some());
+                    if v.as_object().map(Map::len) != Some(keys) {
+                        return Err(bad(format!("the keys of a {layout} `$sparse_tensor`: {v}")));
+                    }
+                    let mut parts = Vec::with_capacity(names.len());
+                    for name in names {
+                        match v
+                            .get(*name)
+                            .map(|p| decode_in(p, tensors, d, peek))
+                            .transpose()?
+                        {
+                            Some(Object::Tensor(t)) => parts.push(t),
+                            _ => return Err(bad(format!("a `$sparse_tensor` without `{name}`"))),
+                        }
+                    }
+                    let is_coalesced = match v.get("is_coalesced") {
+                        None => None,
+                        Some(Json::Bool(b)) => Some(*b),
+                        Some(other) => return Err(bad(format!("is_coalesced {other}"))),
+                    };
+                    let mut parts = parts.into_iter();
+                    let mut next = || parts.next().unwrap_or_else(AnyTensor::placeholder);
+                    let sparse = if layout.is_compressed() {
+                        let (c, p, values) = (next(), next(), next());
+                        SparseTensor::compressed(layout, c, p, values, size)
+                    } else {
+                        let (i, values) = (next(), next());
+                        SparseTensor::coo(i, values, size, is_coalesced)
+                    };
+                    let sparse = sparse.map_err(|e| e.at(&owner(v, "values")))?;
+                    single(Object::Sparse(Box::new(sparse)))?
+                }
+                "$quantized_tensor" if peek => Object::None,
+                "$quantized_tensor" => {
+                    let field = |k: &str| v.get(k).ok_or_else(|| bad(format!("`{k}` in {v}")));
+                    let dtype = field("dtype")?
+                        .as_str()
+                        .and_then(QDType::from_torch_name)
+                        .ok_or_else(|| bad(format!("a `$quantized_tensor` dtype in {v}")))?;
+                    let shape = dims(v.get("shape"))
+                        .ok_or_else(|| bad(format!("a `$quantized_tensor` shape in {v}")))?;
+                    let mut tensor = |k: &str| match decode_in(field(k)?, tensors, d, peek)? {
+                        Object::Tensor(t) => Ok(t),
+                        other => Err(bad(format!("`{k}` of a {}", other.type_name()))),
+                    };
+                    let data = tensor("data")?;
+                    let qscheme = field("qscheme")?.as_str().unwrap_or_default();
+                    let (scheme, keys) = match qscheme {
+                        "per_tensor_affine" => {
+                            let scale =
+                                match decode_in(field("scale")?, &mut HashMap::new(), d, peek)? {
+                                    Object::Float(f) => f,
+                                    _ => return Err(bad(format!("a scale in {v}"))),
+                                };
+                            let zero_point = field("zero_point")?
+                                .as_i64()
+                                .ok_or_else(|| bad(format!("a zero point in {v}")))?;
+                            (QScheme::PerTensorAffine { scale, zero_point }, 6)
+                        }
+                        "per_channel_affine" | "per_channel_affine_float_qparams" => {
+                            let scales = tensor("scales")?;
+                            let zero_points = tensor("zero_points")?;
+                            let axis = field("axis")?
+                                .as_u64()
+                                .and_then(|a| usize::try_from(a).ok())
+                                .ok_or_else(|| bad(format!("an axis in {v}")))?;
+                            let float_qparams_name = qscheme == "per_channel_affine_float_qparams";
+                            let scheme = QScheme::PerChannelAffine {
+                                scales,
+                                zero_points,
+                                axis,
+                                float_qparams_name,
+                            };
+                            (scheme, 7)
+                        }
+                        other => return Err(bad(format!("the qscheme `{other}`"))),
+                    };
+                    if v.as_object().map(Map::len) != Some(keys) {
+                        return Err(bad(format!("the keys of a `$quantized_tensor`: {v}")));
+                    }
+                    let q = QuantizedTensor::new(dtype, shape, data, scheme)
+                        .map_err(|e| e.at(&owner(v, "data")))?;
+                    single(Object::Quantized(Box::new(q)))?
+                }
                 "$tensor" => {
                     let name = v
                         .as_str()
@@ -447,7 +659,7 @@ pub(crate) fn decode(
                             return Err(bad("`$attrs` that is not an object"));
                         };
                         for (name, value) in a {
-                            attrs.push((name.clone(), decode(value, tensors, d)?));
+                            attrs.push((name.clone(), decode_in(value, tensors, d, peek)?));
                         }
                     }
                     Object::OrderedDict { entries, attrs }

@@ -59,9 +59,11 @@ mod io;
 mod object;
 #[cfg(target_os = "linux")]
 mod pages;
+mod quantized;
 mod read;
 mod restore;
 mod safetensors;
+mod sparse;
 mod state;
 mod tensor;
 mod torch;
@@ -78,17 +80,20 @@ pub use convert::{
 pub use error::CkptError;
 pub use format::{FORMAT_VERSION, MAGIC};
 pub use object::{Object, MAX_DEPTH};
+pub use quantized::{QDType, QScheme, QuantizedTensor};
 pub use read::{load_object, peek_object, read_tempo, read_tempo_bytes};
 pub use restore::restore;
 pub use safetensors::{
     read_safetensors, read_safetensors_metadata, write_safetensors, write_safetensors_to,
 };
+pub use sparse::{SparseLayout, SparseTensor};
 pub use state::{ModuleStateDict, OptimizerStateDict, ParamState, StateValue};
 pub use tensor::{AnyTensor, DType, Elements};
 pub use torch::{
     module_state_from_object, module_state_to_object, optimizer_state_from_object,
-    optimizer_state_to_object, read_pt, read_pt_bytes, read_pt_from, scheduler_state_from_object,
-    scheduler_state_to_object, write_pt, write_pt_bytes, write_pt_to,
+    optimizer_state_to_object, read_pt, read_pt_bytes, read_pt_from, read_pt_inert,
+    read_pt_inert_from, scheduler_state_from_object, scheduler_state_to_object, write_pt,
+    write_pt_bytes, write_pt_to,
 };
 pub use training::{load, save, RngArray, RngState, TrainingState, TRAINING_STATE_KIND};
 pub use write::{save_object, write_atomic, write_tempo, write_tempo_bytes};

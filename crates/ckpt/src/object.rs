@@ -2,7 +2,7 @@
 
 use tempo_param_groups::{Dict, Value};
 
-use crate::{AnyTensor, CkptError};
+use crate::{AnyTensor, CkptError, QuantizedTensor, SparseTensor};
 
 /// The deepest nesting of containers tempo reads or writes. Real state dicts nest about
 /// five levels; the limit keeps malicious files from exhausting the stack.
@@ -49,6 +49,23 @@ pub enum Object {
     Counter(Vec<(Object, Object)>),
     /// A tensor.
     Tensor(AnyTensor),
+    /// A sparse tensor (COO, CSR, CSC, BSR or BSC): its layout, size and parts.
+    Sparse(Box<SparseTensor>),
+    /// A quantized tensor: its integers and the quantizer's parameters.
+    Quantized(Box<QuantizedTensor>),
+    /// An instance of a class that is not plain data (a pickled dataclass such as
+    /// transformers' `TrainingArguments`, an enum member), as data: its class path, the
+    /// arguments it was created with and its state. Only [`crate::read_pt_inert`] makes
+    /// one, for inspection; it is never imported or constructed, and no writer takes it.
+    /// A bare class reference is a record without arguments or state.
+    Record {
+        /// The class path (`transformers.trainer_utils.SchedulerType`).
+        class: String,
+        /// The arguments of its creation (an enum member's value).
+        args: Vec<Object>,
+        /// Its state (a dataclass's attribute dict), if the pickle sets one.
+        state: Option<Box<Object>>,
+    },
     /// A tensor on PyTorch's `meta` device: a dtype and a shape, no data.
     MetaTensor {
         /// The element type.
@@ -77,6 +94,9 @@ impl Object {
             Object::Counter(_) => "Counter",
             Object::Tensor(_) => "Tensor",
             Object::MetaTensor { .. } => "Tensor (meta)",
+            Object::Sparse(_) => "Tensor (sparse)",
+            Object::Quantized(_) => "Tensor (quantized)",
+            Object::Record { .. } => "object (an inert record)",
         }
     }
 
@@ -320,6 +340,27 @@ fn difference(a: &Object, b: &Object, path: &str) -> Option<String> {
                 shape: s2,
             },
         ) if dtype == d2 && shape == s2 => None,
+        (
+            Object::Record { class, args, state },
+            Object::Record {
+                class: c2,
+                args: a2,
+                state: s2,
+            },
+        ) if class == c2 => lists(args, a2).or_else(|| match (state, s2) {
+            (None, None) => None,
+            (Some(x), Some(y)) => difference(x, y, &child(path, "(state)")),
+            _ => Some(format!(
+                "{}: a state, then none (or none, then one)",
+                at(path)
+            )),
+        }),
+        (Object::Quantized(x), Object::Quantized(y)) => {
+            x.first_difference(y).map(|d| format!("{}: {d}", at(path)))
+        }
+        (Object::Sparse(x), Object::Sparse(y)) => {
+            x.first_difference(y).map(|d| format!("{}: {d}", at(path)))
+        }
         (Object::Tensor(x), Object::Tensor(y)) => {
             x.first_difference(y).map(|d| format!("{}: {d}", at(path)))
         }

@@ -320,7 +320,7 @@ pub fn peek_object(path: impl AsRef<Path>) -> Result<Object, CkptError> {
             AnyTensor::new(vec![0], Elements::zeroed(*dtype, 0))?,
         );
     }
-    let mut o = decode(&header.content, &mut placeholders, 0)?;
+    let mut o = crate::format::decode_in(&header.content, &mut placeholders, 0, true)?;
     strip_tensors(&mut o);
     Ok(o)
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use std::sync::OnceLock;
 
-use tempo::ckpt::{detect_format, read_any, Format, Object, TRAINING_STATE_KIND};
+use tempo::ckpt::{
+    detect_format, read_any, read_pt_inert, CkptError, Format, Object, TRAINING_STATE_KIND,
+};
 use tempo::optim::OPTIMIZERS;
 use tempo::param_groups::Value;
 
@@ -18,7 +20,8 @@ const AFTER_HELP: &str = "\
 Reads tempo checkpoints, torch.save files (.pt, .pth, .bin, Lightning's .ckpt), plain
 safetensors files, and Hugging Face Trainer checkpoint folders (checkpoint-N/: the
 global step and logged lrs from trainer_state.json, optimizer.pt, scheduler.pt and
-model.safetensors together).
+model.safetensors together, and the schedule's name, warmup and steps from
+training_args.bin, read as inert data: nothing in it is imported or run).
 
 Recognises, at the top level, one level down and in lists (Lightning's
 optimizer_states and lr_schedulers): module state dicts (name -> tensor), optimizer
@@ -64,7 +67,24 @@ pub(crate) fn inspect(path: &Path) -> Result<String> {
         Format::Safetensors => "safetensors file",
         _ => "checkpoint",
     };
-    let object = read_any(path).with_context(|| format!("cannot inspect {}", path.display()))?;
+    let object = match read_any(path) {
+        // A pickled class the safe loader refuses (HF's training_args.bin): described
+        // from inert records, never loaded.
+        Err(CkptError::ForbiddenGlobal { .. }) if format == Format::Torch => {
+            let object = read_pt_inert(path)
+                .with_context(|| format!("cannot inspect {}", path.display()))?;
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                "{}: {format_name}, {}",
+                path.display(),
+                bytes(size as usize)
+            );
+            crate::inspect_hf::describe_args(&mut out, &object);
+            return Ok(out);
+        }
+        other => other.with_context(|| format!("cannot inspect {}", path.display()))?,
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -202,6 +222,12 @@ pub(crate) fn describe(out: &mut String, key: &str, v: &Object, level: usize) {
                 t.item_f64().map(|x| format!(" = {x}")).unwrap_or_default()
             );
         }
+        Object::Sparse(sparse) => {
+            let _ = writeln!(out, "{pad}{key}: {}", sparse_summary(sparse));
+        }
+        Object::Quantized(q) => {
+            let _ = writeln!(out, "{pad}{key}: {}", quantized_summary(q));
+        }
         Object::Dict(entries) | Object::OrderedDict { entries, .. } if level < 2 => {
             let _ = writeln!(out, "{pad}{key}: dict with {} entries", entries.len());
             for (k, item) in entries {
@@ -245,9 +271,61 @@ fn short_value(v: &Object) -> String {
             Object::MetaTensor { dtype, shape } => {
                 format!("meta tensor {shape:?} {dtype} (no data)")
             }
+            Object::Sparse(sparse) => sparse_summary(sparse),
+            Object::Quantized(q) => quantized_summary(q),
             other => format!("a {}", other.type_name()),
         },
     }
+}
+
+/// A quantized tensor: dtype, shape and the quantizer's parameters.
+fn quantized_summary(q: &tempo::ckpt::QuantizedTensor) -> String {
+    use tempo::ckpt::QScheme;
+    let params = match q.scheme() {
+        QScheme::PerTensorAffine { scale, zero_point } => {
+            format!("scale {scale}, zero_point {zero_point}")
+        }
+        QScheme::PerChannelAffine {
+            scales,
+            zero_points,
+            axis,
+            ..
+        } => format!(
+            "axis {axis}, {} scales {}, zero_points {}",
+            scales.len(),
+            scales.dtype(),
+            zero_points.dtype()
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "quantized tensor {:?} {} {} ({params})",
+        q.shape(),
+        q.dtype(),
+        q.scheme().torch_name()
+    )
+}
+
+/// A sparse tensor: layout, dense size, dtype, stored values and each part.
+fn sparse_summary(s: &tempo::ckpt::SparseTensor) -> String {
+    let parts: Vec<String> = s
+        .parts()
+        .iter()
+        .map(|(name, t)| format!("{name} {:?} {}", t.shape(), t.dtype()))
+        .collect();
+    let coalesced = match s.is_coalesced() {
+        Some(true) => ", coalesced",
+        Some(false) => ", not coalesced",
+        None => "",
+    };
+    format!(
+        "{} tensor {:?} {}, {} stored{coalesced} ({})",
+        s.layout().torch_name(),
+        s.size(),
+        s.values().dtype(),
+        s.nnz(),
+        parts.join(", ")
+    )
 }
 
 /// `text` in lines of at most about `width` characters, broken after `, `, the lines

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value as Json;
-use tempo::ckpt::{read_any, read_pt, CkptError};
+use tempo::ckpt::{read_any, read_pt, read_pt_inert, Object};
+use tempo::sched::TRANSFORMERS_SCHEDULES;
 
 use crate::inspect::{bytes, describe};
 
@@ -23,10 +24,13 @@ const STATE_FILES: &[(&str, &str)] = &[
 pub(crate) fn inspect_folder(dir: &Path) -> Result<String> {
     let mut out = String::new();
     let has = |name: &str| dir.join(name).is_file();
-    if !STATE_FILES.iter().any(|(f, _)| has(f)) && !has("trainer_state.json") {
+    if !STATE_FILES.iter().any(|(f, _)| has(f))
+        && !has("trainer_state.json")
+        && !has("training_args.bin")
+    {
         bail!(
             "{} is a folder but not a Hugging Face Trainer checkpoint: it has none of \
-             trainer_state.json, optimizer.pt, scheduler.pt, model.safetensors, pytorch_model.bin",
+             trainer_state.json, training_args.bin, optimizer.pt, scheduler.pt, model.safetensors, pytorch_model.bin",
             dir.display()
         );
     }
@@ -76,15 +80,15 @@ pub(crate) fn inspect_folder(dir: &Path) -> Result<String> {
         }
     }
     if has("training_args.bin") {
+        // A pickled TrainingArguments dataclass, which the safe loader refuses: read as
+        // inert records, for this description only (nothing is imported or run).
         let path = dir.join("training_args.bin");
-        let line = match read_pt(&path) {
-            Ok(o) => describe_args(&o),
-            Err(CkptError::ForbiddenGlobal { module, name }) => format!(
-                "a pickled `{module}.{name}`, which tempo does not load (loading it runs code)"
-            ),
-            Err(e) => format!("unreadable: {e}"),
-        };
-        let _ = writeln!(out, "training_args.bin: {line}");
+        match read_pt_inert(&path) {
+            Ok(o) => describe_args(&mut out, &o),
+            Err(e) => {
+                let _ = writeln!(out, "training_args.bin: unreadable: {e}");
+            }
+        }
     }
     if has("rng_state.pth") {
         let path = dir.join("rng_state.pth");
@@ -150,27 +154,66 @@ fn describe_trainer_state(out: &mut String, ts: &Json) {
     }
 }
 
-/// The schedule settings of a `training_args.bin` that loaded as plain data.
-fn describe_args(o: &tempo::ckpt::Object) -> String {
-    let keys = [
-        "lr_scheduler_type",
-        "learning_rate",
-        "warmup_steps",
-        "warmup_ratio",
-        "max_steps",
-        "num_train_epochs",
-    ];
-    let found: Vec<String> = keys
+/// The schedule settings `training_args.bin` holds, each on a line saying where it
+/// came from.
+const ARGS_KEYS: &[&str] = &[
+    "lr_scheduler_type",
+    "learning_rate",
+    "warmup_steps",
+    "warmup_ratio",
+    "max_steps",
+    "num_train_epochs",
+];
+
+/// The schedule settings of a `training_args.bin` read as inert records: the
+/// dataclass's attribute dict (its state), or a plain dict.
+pub(crate) fn describe_args(out: &mut String, o: &Object) {
+    let (class, fields) = match o {
+        Object::Record {
+            class,
+            state: Some(state),
+            ..
+        } => (Some(class.as_str()), state.as_ref()),
+        other => (None, other),
+    };
+    let what = class.map_or_else(
+        || format!("a {}", o.type_name()),
+        |c| format!("a pickled `{c}`"),
+    );
+    let lines: Vec<String> = ARGS_KEYS
         .iter()
-        .filter_map(|k| {
-            o.get(k)
-                .and_then(|v| v.to_value(k).ok())
-                .map(|v| format!("{k}={v}"))
+        .filter_map(|&k| {
+            let v = fields.get(k)?;
+            Some(match v {
+                // An enum member: its value, and the enum it is from.
+                Object::Record { class, args, .. } => match args.as_slice() {
+                    [Object::Str(name)] => {
+                        let known = TRANSFORMERS_SCHEDULES.contains(&name.as_str());
+                        let tempo = if k == "lr_scheduler_type" && known {
+                            format!("; tempo: `transformers:{name}`")
+                        } else {
+                            String::new()
+                        };
+                        format!("{k}: {name} (training_args.bin, the enum `{class}`{tempo})")
+                    }
+                    _ => format!("{k}: an instance of `{class}` (training_args.bin)"),
+                },
+                other => match other.to_value(k) {
+                    Ok(value) => format!("{k}: {value} (training_args.bin)"),
+                    Err(_) => format!("{k}: a {} (training_args.bin)", other.type_name()),
+                },
+            })
         })
         .collect();
-    if found.is_empty() {
-        format!("a {} without schedule settings", o.type_name())
-    } else {
-        found.join(", ")
+    if lines.is_empty() {
+        let _ = writeln!(out, "training_args.bin: {what} without schedule settings");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "training_args.bin: {what}, read as inert data (nothing imported or run):"
+    );
+    for line in lines {
+        let _ = writeln!(out, "  {line}");
     }
 }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::unpickle::{unpickle_prefix, TensorSpec};
+use super::unpickle::{tensor_specs_prefix, unpickle_prefix, TensorSpec};
 use crate::tensor::{numel, Elements};
 use crate::{AnyTensor, CkptError, DType, Object};
 
@@ -50,11 +50,11 @@ pub(crate) fn read_legacy(bytes: &[u8]) -> Result<Object, CkptError> {
     pos += n;
     // The value, a first time to find where it ends and which storages it uses.
     let main = pos;
-    let mut specs: HashMap<String, (DType, u64)> = HashMap::new();
-    let (_, n) = unpickle_prefix(&bytes[main..], &mut |spec| {
-        specs.insert(spec.key.clone(), (spec.dtype, spec.storage_numel));
-        Ok(AnyTensor::placeholder())
-    })?;
+    let (views, n) = tensor_specs_prefix(&bytes[main..])?;
+    let specs: HashMap<String, (DType, u64)> = views
+        .into_iter()
+        .map(|spec| (spec.key, (spec.dtype, spec.storage_numel)))
+        .collect();
     pos += n;
     let (keys, n) = unpickle_prefix(&bytes[pos..], &mut no_tensors)?;
     pos += n;

@@ -56,6 +56,45 @@ pub fn read_pt(path: impl AsRef<Path>) -> Result<Object, CkptError> {
     read_pt_from(&mut file)
 }
 
+/// Reads a `torch.save` file for inspection only, such as Hugging Face's
+/// `training_args.bin` (a pickled `TrainingArguments` dataclass, which
+/// `torch.load(weights_only=True)` refuses).
+///
+/// Like [`read_pt`], but an instance of a class off the allow-list (a dataclass, an
+/// enum member, `torch.device`) is read as an inert [`Object::Record`]: its class path,
+/// creation arguments and state. Nothing is imported, constructed or called, so this
+/// is as safe as [`read_pt`]; but a record is not the object it describes, and no
+/// writer or state loader accepts one. Use it to look at a file, never to load state.
+/// The legacy format (PyTorch < 1.6) is read as [`read_pt`] reads it.
+pub fn read_pt_inert(path: impl AsRef<Path>) -> Result<Object, CkptError> {
+    let path = path.as_ref();
+    let mut file = File::open(path).map_err(CkptError::io(path))?;
+    read_pt_inert_from(&mut file).map_err(|e| match e {
+        CkptError::Stream(source) => CkptError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => other,
+    })
+}
+
+/// [`read_pt_inert`] from any seekable reader (a file, or a `Cursor` over bytes).
+pub fn read_pt_inert_from<R: Read + Seek>(reader: &mut R) -> Result<Object, CkptError> {
+    if is_legacy(reader)? {
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes)?;
+        return legacy::read_legacy(&bytes);
+    }
+    read_pt_with_mode(
+        reader,
+        &mut |r, at, buf, crc| {
+            r.seek(SeekFrom::Start(at))?;
+            crate::io::read_hashed(r, buf, crc)
+        },
+        true,
+    )
+}
+
 /// [`read_pt`] from any seekable reader (a file, or a `Cursor` over bytes).
 pub fn read_pt_from<R: Read + Seek>(reader: &mut R) -> Result<Object, CkptError> {
     if is_legacy(reader)? {
@@ -89,6 +128,15 @@ type Fill<'f, R> = dyn FnMut(&mut R, u64, &mut [MaybeUninit<u8>], &mut crc32fast
 fn read_pt_with<R: Read + Seek>(
     reader: &mut R,
     fill: &mut Fill<'_, R>,
+) -> Result<Object, CkptError> {
+    read_pt_with_mode(reader, fill, false)
+}
+
+/// [`read_pt_with`], in inspection mode if `inert` (see [`read_pt_inert`]).
+fn read_pt_with_mode<R: Read + Seek>(
+    reader: &mut R,
+    fill: &mut Fill<'_, R>,
+    inert: bool,
 ) -> Result<Object, CkptError> {
     let archive = Archive::read(reader)?;
     let pkl = archive
@@ -177,7 +225,11 @@ fn read_pt_with<R: Read + Seek>(
         };
         AnyTensor::from_view(&storage, spec.offset, &spec.size, &spec.stride).map_err(bad)
     };
-    unpickle::unpickle(&pickle, &mut load)
+    if inert {
+        unpickle::unpickle_inert(&pickle, &mut load)
+    } else {
+        unpickle::unpickle(&pickle, &mut load)
+    }
 }
 
 /// [`read_pt`] from bytes in memory.

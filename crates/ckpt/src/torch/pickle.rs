@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use crate::object::MAX_DEPTH;
-use crate::DType;
 use crate::{AnyTensor, CkptError, Object};
+use crate::{DType, QScheme, QuantizedTensor, SparseLayout, SparseTensor};
 
 /// Python batches APPENDS and SETITEMS by this many items.
 const BATCH: usize = 1000;
@@ -253,6 +253,97 @@ impl<'a> Pickler<'a> {
         Ok(())
     }
 
+    /// `_rebuild_sparse_tensor(_get_layout("torch.sparse_coo"), (indices, values,
+    /// torch.Size(size), is_coalesced))`, or `(compressed_indices, plain_indices,
+    /// values, torch.Size(size))` for the compressed layouts, as torch writes them.
+    fn sparse(&mut self, s: &'a SparseTensor) -> Result<(), CkptError> {
+        self.global("torch._utils\n_rebuild_sparse_tensor");
+        self.global("torch.serialization\n_get_layout");
+        self.str(&s.layout().to_string())?;
+        self.out.extend_from_slice(&[0x85, b'R']);
+        self.out.push(b'(');
+        for (_, t) in s.parts() {
+            self.tensor(t)?;
+        }
+        self.global("torch\nSize");
+        let size: Vec<i64> = s
+            .size()
+            .iter()
+            .map(|&d| i64::try_from(d).unwrap_or(i64::MAX))
+            .collect();
+        self.int_tuple(&size);
+        self.out.extend_from_slice(&[0x85, b'R']);
+        match (s.layout(), s.is_coalesced()) {
+            (SparseLayout::Coo, Some(true)) => self.out.push(0x88),
+            (SparseLayout::Coo, Some(false)) => self.out.push(0x89),
+            // Files written before PyTorch 2.1 have no flag: so do their copies.
+            _ => {}
+        }
+        self.out.extend_from_slice(&[b't', 0x86, b'R']);
+        Ok(())
+    }
+
+    /// `_rebuild_qtensor(storage, 0, size, stride, quantizer_params, False,
+    /// OrderedDict())`, the storage a `torch.QInt8Storage` (...) of the integers, as
+    /// torch writes it.
+    fn qtensor(&mut self, q: &'a QuantizedTensor) -> Result<(), CkptError> {
+        let to_i64 = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        self.global("torch._utils\n_rebuild_qtensor");
+        self.out.push(b'(');
+        let key = self.tensors.len();
+        self.tensors.push(q.data());
+        self.out.push(b'(');
+        self.constant("'storage'", |p| {
+            p.out.extend_from_slice(b"X\x07\x00\x00\x00storage");
+        });
+        self.global(q.dtype().storage_global());
+        self.str(&key.to_string())?;
+        self.constant("'cpu'", |p| {
+            p.out.extend_from_slice(b"X\x03\x00\x00\x00cpu");
+        });
+        // Elements of the quantized dtype; bytes for the packed ones.
+        self.int(to_i64(q.data().len()));
+        self.out.extend_from_slice(b"tQ");
+        self.int(0);
+        let shape: Vec<i64> = q.shape().iter().map(|&d| to_i64(d)).collect();
+        let mut stride = vec![1i64; shape.len()];
+        for i in (0..shape.len().saturating_sub(1)).rev() {
+            stride[i] = stride[i + 1].saturating_mul(shape[i + 1]);
+        }
+        self.int_tuple(&shape);
+        self.int_tuple(&stride);
+        match q.scheme() {
+            QScheme::PerTensorAffine { scale, zero_point } => {
+                self.global("torch\nper_tensor_affine");
+                self.out.push(b'G');
+                self.out.extend_from_slice(&scale.to_be_bytes());
+                self.int(*zero_point);
+                self.out.push(0x87);
+            }
+            QScheme::PerChannelAffine {
+                scales,
+                zero_points,
+                axis,
+                float_qparams_name,
+            } => {
+                self.out.push(b'(');
+                self.global(if *float_qparams_name {
+                    "torch\nper_channel_affine_float_qparams"
+                } else {
+                    "torch\nper_channel_affine"
+                });
+                self.tensor(scales)?;
+                self.tensor(zero_points)?;
+                self.int(to_i64(*axis));
+                self.out.push(b't');
+            }
+        }
+        self.out.push(0x89);
+        self.global("collections\nOrderedDict");
+        self.out.extend_from_slice(b")RtR");
+        Ok(())
+    }
+
     fn save(&mut self, o: &'a Object, depth: usize) -> Result<(), CkptError> {
         if depth > MAX_DEPTH {
             return Err(CkptError::TooDeep { limit: MAX_DEPTH });
@@ -318,6 +409,14 @@ impl<'a> Pickler<'a> {
                 self.out.extend_from_slice(&[0x85, b'R']);
             }
             Object::Tensor(t) => self.tensor(t)?,
+            Object::Sparse(sparse) => self.sparse(sparse)?,
+            Object::Quantized(q) => self.qtensor(q)?,
+            Object::Record { class, .. } => {
+                return Err(CkptError::Unsupported {
+                    path: format!("a value of class `{class}`"),
+                    what: "an inert record, read for inspection only".into(),
+                })
+            }
             Object::MetaTensor { dtype, shape } => {
                 // _rebuild_meta_tensor_no_storage(dtype, size, stride, requires_grad)
                 self.global("torch._utils\n_rebuild_meta_tensor_no_storage");

@@ -11,7 +11,10 @@
 use std::collections::HashMap;
 
 use crate::object::MAX_DEPTH;
-use crate::{AnyTensor, CkptError, DType, Object};
+use crate::{
+    AnyTensor, CkptError, DType, Elements, Object, QDType, QScheme, QuantizedTensor, SparseLayout,
+    SparseTensor,
+};
 
 /// What a `_rebuild_tensor_v2` call asks for: a view of a storage record.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +42,16 @@ enum Global {
     RebuildTensorV2,
     RebuildTensorV3,
     RebuildMeta,
+    /// `torch._utils._rebuild_sparse_tensor(layout, data)`.
+    RebuildSparse,
+    /// `torch.serialization._get_layout(name)`: how a layout object is pickled.
+    GetLayout,
+    /// `torch._utils._rebuild_qtensor(storage, offset, size, stride, params, ...)`.
+    RebuildQTensor,
+    /// A quantized storage class (`torch.QInt8Storage`).
+    QStorage(QDType),
+    /// A qscheme object, by PyTorch's name (`per_tensor_affine`).
+    QScheme(&'static str),
     RebuildTensor,
     RebuildParameter,
     RebuildParameterWithState,
@@ -81,11 +94,38 @@ enum Node {
         key: String,
         dtype: DType,
         numel: u64,
+        /// The quantized dtype of a quantized storage (`dtype` is then its integers').
+        quantized: Option<QDType>,
+    },
+    /// A `_rebuild_qtensor` call: the integers to load and the quantizer's parameters.
+    QTensor {
+        dtype: QDType,
+        shape: Vec<usize>,
+        data: Box<TensorSpec>,
+        params: QParams,
     },
     Tensor(Box<TensorSpec>),
     Meta {
         dtype: DType,
         shape: Vec<usize>,
+    },
+    /// A sparse layout object.
+    Layout(SparseLayout),
+    /// Inspection mode: a class off the allow-list, by its path (never imported).
+    Class(String),
+    /// Inspection mode: an instance of such a class, as data (never constructed).
+    Record {
+        class: String,
+        args: Vec<H>,
+        state: Option<H>,
+    },
+    /// A `_rebuild_sparse_tensor` call: the parts are tensor nodes, in the order
+    /// torch writes them.
+    Sparse {
+        layout: SparseLayout,
+        parts: Vec<H>,
+        size: Vec<usize>,
+        is_coalesced: Option<bool>,
     },
     /// A value tempo cannot hold, described; an error, with its key path, if the
     /// result contains it.
@@ -110,11 +150,41 @@ impl Node {
             Node::Counter(_) => "Counter",
             Node::Global(_) => "a global",
             Node::Storage { .. } => "a storage",
-            Node::Tensor(_) | Node::Meta { .. } => "Tensor",
+            Node::Tensor(_) | Node::Meta { .. } | Node::Sparse { .. } | Node::QTensor { .. } => {
+                "Tensor"
+            }
+            Node::Layout(_) => "a layout",
+            Node::Class(_) => "a class",
+            Node::Record { .. } => "a record",
             Node::Unsupported(_) => "an unsupported value",
         }
     }
 }
+
+/// A quantizer's parameters as the pickle gives them.
+#[derive(Debug)]
+enum QParams {
+    PerTensor {
+        scale: f64,
+        zero_point: i64,
+    },
+    /// Scales and zero points are tensors, or lists of numbers (older files).
+    PerChannel {
+        scales: H,
+        zero_points: H,
+        axis: usize,
+        float_qparams_name: bool,
+    },
+}
+
+/// The qschemes `torch.load(weights_only=True)` resolves.
+const QSCHEMES: &[&str] = &[
+    "per_tensor_affine",
+    "per_channel_affine",
+    "per_channel_affine_float_qparams",
+    "per_tensor_symmetric",
+    "per_channel_symmetric",
+];
 
 /// Names in `torch` that PyTorch's safe loader accepts but tempo does not hold: the
 /// quantized dtypes and their storages, the bit-packed and sub-byte dtypes, the
@@ -173,8 +243,15 @@ fn resolve_global(module: &str, name: &str) -> Result<Global, CkptError> {
         ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
         ("torch._utils", "_rebuild_tensor_v3") => Global::RebuildTensorV3,
         ("torch", "UntypedStorage") => Global::UntypedStorage,
-        ("torch._utils", "_rebuild_qtensor") => Global::Unsupported("a quantized tensor"),
-        ("torch._utils", "_rebuild_sparse_tensor") => Global::Unsupported("a sparse tensor"),
+        ("torch._utils", "_rebuild_qtensor") => Global::RebuildQTensor,
+        ("torch", name) if QDType::from_storage_name(name).is_some() => {
+            Global::QStorage(QDType::from_storage_name(name).unwrap_or(QDType::QInt8))
+        }
+        ("torch", name) if QSCHEMES.contains(&name) => {
+            Global::QScheme(QSCHEMES.iter().find(|&&q| q == name).copied().unwrap_or(""))
+        }
+        ("torch._utils", "_rebuild_sparse_tensor") => Global::RebuildSparse,
+        ("torch.serialization", "_get_layout") => Global::GetLayout,
         ("torch._utils", "_rebuild_meta_tensor_no_storage") => Global::RebuildMeta,
         ("torch._utils", "_rebuild_nested_tensor") => Global::Unsupported("a nested tensor"),
         ("torch._utils", "_rebuild_wrapper_subclass") => Global::Unsupported("a tensor subclass"),
@@ -220,6 +297,9 @@ struct Vm<'a> {
     stack: Vec<H>,
     marks: Vec<usize>,
     memo: HashMap<u64, H>,
+    /// Inspection mode: a global off the allow-list is a class reference, and calling
+    /// it an inert record, instead of an error. Nothing is imported or called either way.
+    inert: bool,
 }
 
 /// Runs the pickle in `data` and returns its root, calling `load` for each tensor.
@@ -230,11 +310,56 @@ pub(crate) fn unpickle(
     unpickle_prefix(data, load).map(|(o, _)| o)
 }
 
+/// [`unpickle`] in inspection mode: instances of classes off the allow-list (a pickled
+/// dataclass, an enum member) become inert [`Object::Record`]s of their class path,
+/// constructor arguments and state. Nothing is imported or called.
+pub(crate) fn unpickle_inert(
+    data: &[u8],
+    load: &mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,
+) -> Result<Object, CkptError> {
+    run_vm(data, load, true).map(|(o, _)| o)
+}
+
 /// Runs the pickle at the start of `data` (the legacy format writes several in a
 /// row) and returns its root and its length in bytes.
 pub(crate) fn unpickle_prefix(
     data: &[u8],
     load: &mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,
+) -> Result<(Object, usize), CkptError> {
+    run_vm(data, load, false)
+}
+
+/// The tensors the pickle at the start of `data` refers to (every storage view, in
+/// the order they appear) and the pickle's length, without building its value: the
+/// legacy format's storages come after its pickle, so their specs are needed first.
+pub(crate) fn tensor_specs_prefix(data: &[u8]) -> Result<(Vec<TensorSpec>, usize), CkptError> {
+    let mut vm = Vm {
+        data,
+        pos: 0,
+        op_pos: 0,
+        op: 0,
+        nodes: Vec::new(),
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        inert: false,
+    };
+    vm.run()?;
+    let specs = vm
+        .nodes
+        .iter()
+        .filter_map(|n| match n {
+            Node::Tensor(spec) | Node::QTensor { data: spec, .. } => Some((**spec).clone()),
+            _ => None,
+        })
+        .collect();
+    Ok((specs, vm.pos))
+}
+
+fn run_vm(
+    data: &[u8],
+    load: &mut dyn FnMut(&TensorSpec) -> Result<AnyTensor, CkptError>,
+    inert: bool,
 ) -> Result<(Object, usize), CkptError> {
     let mut vm = Vm {
         data,
@@ -245,6 +370,7 @@ pub(crate) fn unpickle_prefix(
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
+        inert,
     };
     let root = vm.run()?;
     let limit = 8 * data.len() + 1024;
@@ -377,6 +503,19 @@ impl<'a> Vm<'a> {
         Ok(())
     }
 
+    /// Pushes the global `module.name`: an allowed one, or in inspection mode a class
+    /// reference for any other.
+    fn global(&mut self, module: &str, name: &str) -> Result<(), CkptError> {
+        match resolve_global(module, name) {
+            Ok(g) => self.push(Node::Global(g)),
+            Err(CkptError::ForbiddenGlobal { module, name }) if self.inert => {
+                self.push(Node::Class(format!("{module}.{name}")));
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
     fn memo_get(&mut self, idx: u64) -> Result<(), CkptError> {
         let h = *self
             .memo
@@ -452,6 +591,128 @@ impl<'a> Vm<'a> {
                 other.type_name()
             ))),
         }
+    }
+
+    /// `_rebuild_qtensor(storage, storage_offset, size, stride, quantizer_params,
+    /// requires_grad, backward_hooks)`.
+    fn rebuild_qtensor(&mut self, args: &[H]) -> Result<(), CkptError> {
+        if args.len() != 7 {
+            return Err(self.err(format!(
+                "_rebuild_qtensor takes 7 arguments, got {}",
+                args.len()
+            )));
+        }
+        let (key, int_dtype, numel, dtype) = match &self.nodes[args[0]] {
+            Node::Storage {
+                key,
+                dtype,
+                numel,
+                quantized: Some(q),
+            } => (key.clone(), *dtype, *numel, *q),
+            Node::Unsupported(what) => {
+                let what = what.clone();
+                self.push(Node::Unsupported(what));
+                return Ok(());
+            }
+            other => {
+                let found = other.type_name();
+                return Err(self.err(format!(
+                    "a quantized tensor's storage must be a quantized storage, found {found}"
+                )));
+            }
+        };
+        let offset = self.int(args[1], "a storage offset")?;
+        let offset = usize::try_from(offset)
+            .map_err(|_| self.err(format!("negative storage offset {offset}")))?;
+        let size = self.ints(args[2], "a tensor's size")?;
+        let stride = self.ints(args[3], "a tensor's stride")?;
+        if size.len() != stride.len() || size.len() > 64 {
+            return Err(self.err(format!("size {size:?} and stride {stride:?}")));
+        }
+        let params = match &self.nodes[args[4]] {
+            Node::Tuple(p) => p.clone(),
+            other => {
+                let found = other.type_name();
+                return Err(self.err(format!("quantizer params must be a tuple, found {found}")));
+            }
+        };
+        let scheme = match params.first().map(|&h| &self.nodes[h]) {
+            Some(Node::Global(Global::QScheme(name))) => *name,
+            _ => return Err(self.err("quantizer params must start with a qscheme")),
+        };
+        let params = match (scheme, params.len()) {
+            ("per_tensor_affine", 3) => {
+                let scale = match self.nodes[params[1]] {
+                    Node::Float(f) => f,
+                    Node::Int(i) => i as f64,
+                    ref other => {
+                        let found = other.type_name();
+                        return Err(self.err(format!("a scale must be a float, found {found}")));
+                    }
+                };
+                let zero_point = self.int(params[2], "a zero point")?;
+                QParams::PerTensor { scale, zero_point }
+            }
+            ("per_channel_affine" | "per_channel_affine_float_qparams", 4) => {
+                let axis = self.int(params[3], "a per-channel axis")?;
+                let axis = usize::try_from(axis)
+                    .map_err(|_| self.err(format!("negative per-channel axis {axis}")))?;
+                QParams::PerChannel {
+                    scales: params[1],
+                    zero_points: params[2],
+                    axis,
+                    float_qparams_name: scheme == "per_channel_affine_float_qparams",
+                }
+            }
+            (name, n) => {
+                // torch.load refuses the symmetric schemes too, when it rebuilds.
+                let what = format!("a quantized tensor with the qscheme {name} ({n} parameters)");
+                self.push(Node::Unsupported(what));
+                return Ok(());
+            }
+        };
+        let n = crate::tensor::numel(&size)
+            .ok_or_else(|| self.err(format!("size {size:?} overflows")))?;
+        let spec = if dtype.is_packed() {
+            // Values packed several to a byte: only a whole, contiguous tensor has bytes
+            // of its own.
+            let whole = offset == 0
+                && super::is_contiguous(&size, &stride)
+                && dtype.storage_len(n).map(|l| l as u64) == Some(numel);
+            if !whole {
+                let what = format!(
+                    "a torch.{dtype} tensor that is a view (offset {offset}, size {size:?}, stride {stride:?}) of a storage of {numel} bytes"
+                );
+                self.push(Node::Unsupported(what));
+                return Ok(());
+            }
+            let bytes = usize::try_from(numel)
+                .map_err(|_| self.err(format!("a storage of {numel} bytes")))?;
+            TensorSpec {
+                key,
+                dtype: int_dtype,
+                storage_numel: numel,
+                offset: 0,
+                size: vec![bytes],
+                stride: vec![1],
+            }
+        } else {
+            TensorSpec {
+                key,
+                dtype: int_dtype,
+                storage_numel: numel,
+                offset,
+                size: size.clone(),
+                stride,
+            }
+        };
+        self.push(Node::QTensor {
+            dtype,
+            shape: size,
+            data: Box::new(spec),
+            params,
+        });
+        Ok(())
     }
 
     /// Calls an allowed global with `args` (a tuple handle).
@@ -553,7 +814,19 @@ impl<'a> Vm<'a> {
                     return Ok(());
                 }
                 let (key, dtype, numel) = match &self.nodes[args[0]] {
-                    Node::Storage { key, dtype, numel } => (key.clone(), *dtype, *numel),
+                    Node::Storage {
+                        key,
+                        dtype,
+                        numel,
+                        quantized: None,
+                    } => (key.clone(), *dtype, *numel),
+                    Node::Storage {
+                        quantized: Some(q), ..
+                    } => {
+                        let what = format!("a plain tensor over a torch.{q} storage");
+                        self.push(Node::Unsupported(what));
+                        return Ok(());
+                    }
                     other => {
                         return Err(self.err(format!(
                             "a tensor's first argument must be a storage, found {}",
@@ -639,6 +912,96 @@ impl<'a> Vm<'a> {
                 }
                 self.push(Node::Meta { dtype, shape });
             }
+            Global::GetLayout => {
+                want(self, &[1])?;
+                let name = match &self.nodes[args[0]] {
+                    Node::Str(name) => name.clone(),
+                    other => {
+                        let found = other.type_name();
+                        return Err(self.err(format!("_get_layout takes a string, found {found}")));
+                    }
+                };
+                match SparseLayout::from_torch_name(&name) {
+                    Some(layout) => self.push(Node::Layout(layout)),
+                    // `torch.strided` and the rest: layouts as values, which tempo does
+                    // not hold.
+                    None => self.push(Node::Unsupported(format!("the layout object {name}"))),
+                }
+            }
+            Global::RebuildSparse => {
+                want(self, &[2])?;
+                let layout = match &self.nodes[args[0]] {
+                    Node::Layout(l) => *l,
+                    Node::Unsupported(what) => {
+                        let what = format!("a sparse tensor of {what}");
+                        self.push(Node::Unsupported(what));
+                        return Ok(());
+                    }
+                    other => {
+                        let found = other.type_name();
+                        return Err(self.err(format!(
+                            "_rebuild_sparse_tensor's layout must be a layout, found {found}"
+                        )));
+                    }
+                };
+                let data = match &self.nodes[args[1]] {
+                    Node::Tuple(items) => items.clone(),
+                    other => {
+                        let found = other.type_name();
+                        return Err(self.err(format!(
+                            "_rebuild_sparse_tensor's data must be a tuple, found {found}"
+                        )));
+                    }
+                };
+                // COO: (indices, values, size[, is_coalesced]); compressed: (compressed
+                // indices, plain indices, values, size).
+                let (n_parts, lens): (usize, &[usize]) = if layout.is_compressed() {
+                    (3, &[4])
+                } else {
+                    (2, &[3, 4])
+                };
+                if !lens.contains(&data.len()) {
+                    return Err(self.err(format!(
+                        "a {layout} tensor's data has {} items, expected {lens:?}",
+                        data.len()
+                    )));
+                }
+                for &part in &data[..n_parts] {
+                    match &self.nodes[part] {
+                        Node::Tensor(_) => {}
+                        Node::Unsupported(what) => {
+                            let what = format!("a {layout} tensor with {what}");
+                            self.push(Node::Unsupported(what));
+                            return Ok(());
+                        }
+                        other => {
+                            let found = other.type_name();
+                            return Err(self.err(format!(
+                                "a {layout} tensor's parts must be tensors, found {found}"
+                            )));
+                        }
+                    }
+                }
+                let size = self.ints(data[n_parts], "a sparse tensor's size")?;
+                if size.len() > 64 {
+                    return Err(self.err(format!("a tensor of {} dimensions", size.len())));
+                }
+                let is_coalesced = match data.get(n_parts + 1).map(|&h| &self.nodes[h]) {
+                    None | Some(Node::None) => None,
+                    Some(Node::Bool(b)) => Some(*b),
+                    Some(other) => {
+                        let found = other.type_name();
+                        return Err(self.err(format!("is_coalesced must be a bool, found {found}")));
+                    }
+                };
+                self.push(Node::Sparse {
+                    layout,
+                    parts: data[..n_parts].to_vec(),
+                    size,
+                    is_coalesced,
+                });
+            }
+            Global::RebuildQTensor => self.rebuild_qtensor(&args)?,
             Global::RebuildParameter | Global::RebuildParameterWithState => {
                 want(
                     self,
@@ -648,13 +1011,23 @@ impl<'a> Vm<'a> {
                         &[4]
                     },
                 )?;
-                if !matches!(self.nodes[args[0]], Node::Tensor(_) | Node::Meta { .. }) {
+                if !matches!(
+                    self.nodes[args[0]],
+                    Node::Tensor(_)
+                        | Node::Meta { .. }
+                        | Node::Sparse { .. }
+                        | Node::QTensor { .. }
+                ) {
                     return Err(self.err("a parameter's data must be a tensor"));
                 }
                 // A parameter is loaded as its data, as `state_dict()` would give it.
                 self.stack.push(args[0]);
             }
-            Global::Storage(_) | Global::UntypedStorage | Global::Dtype(_) => {
+            Global::Storage(_)
+            | Global::UntypedStorage
+            | Global::Dtype(_)
+            | Global::QStorage(_)
+            | Global::QScheme(_) => {
                 return Err(self.err("storage classes and dtypes cannot be called"))
             }
             Global::Unsupported(what) => {
@@ -928,8 +1301,7 @@ impl<'a> Vm<'a> {
                 b'c' => {
                     let module = self.line()?;
                     let name = self.line()?;
-                    let g = resolve_global(module, name)?;
-                    self.push(Node::Global(g));
+                    self.global(module, name)?;
                 }
                 0x93 => {
                     let name = self.pop()?;
@@ -938,8 +1310,7 @@ impl<'a> Vm<'a> {
                         (Node::Str(m), Node::Str(n)) => (m.clone(), n.clone()),
                         _ => return Err(self.err("STACK_GLOBAL needs two strings")),
                     };
-                    let g = resolve_global(&module, &name)?;
-                    self.push(Node::Global(g));
+                    self.global(&module, &name)?;
                 }
                 b'R' | 0x81 => {
                     let args = self.pop()?;
@@ -960,6 +1331,24 @@ impl<'a> Vm<'a> {
                             }
                             self.call(g, args)?;
                         }
+                        Node::Class(ref class) => {
+                            // Inspection mode: the call is recorded, never made.
+                            let class = class.clone();
+                            let args = match &self.nodes[args] {
+                                Node::Tuple(a) => a.clone(),
+                                other => {
+                                    let found = other.type_name();
+                                    return Err(self.err(format!(
+                                        "call arguments must be a tuple, found {found}"
+                                    )));
+                                }
+                            };
+                            self.push(Node::Record {
+                                class,
+                                args,
+                                state: None,
+                            });
+                        }
                         ref other => {
                             let found = other.type_name();
                             return Err(self.err(format!("calls {found}, which is not callable")));
@@ -969,6 +1358,11 @@ impl<'a> Vm<'a> {
                 b'b' => {
                     let state = self.pop()?;
                     let target = self.top()?;
+                    if let Node::Record { state: s, .. } = &mut self.nodes[target] {
+                        // An inert record keeps its state as data, whatever its shape.
+                        *s = Some(state);
+                        continue;
+                    }
                     // OrderedDict's state is its instance dict (`_metadata`), possibly
                     // paired with slot state.
                     let dict_state = match &self.nodes[state] {
@@ -1028,8 +1422,13 @@ impl<'a> Vm<'a> {
                         Node::Str(s) if s == "storage" => {}
                         _ => return Err(self.err("a persistent id must start with 'storage'")),
                     }
+                    let mut quantized = None;
                     let dtype = match self.nodes[items[1]] {
                         Node::Global(Global::Storage(d)) => d,
+                        Node::Global(Global::QStorage(q)) => {
+                            quantized = Some(q);
+                            q.int_dtype()
+                        }
                         // Bytes, typed later by `_rebuild_tensor_v3`.
                         Node::Global(Global::UntypedStorage) => DType::U8,
                         Node::Global(Global::Unsupported(what)) => {
@@ -1054,7 +1453,12 @@ impl<'a> Vm<'a> {
                     let numel = self.int(items[4], "a storage's size")?;
                     let numel = u64::try_from(numel)
                         .map_err(|_| self.err(format!("negative storage size {numel}")))?;
-                    self.push(Node::Storage { key, dtype, numel });
+                    self.push(Node::Storage {
+                        key,
+                        dtype,
+                        numel,
+                        quantized,
+                    });
                 }
                 other => {
                     let what = match other {
@@ -1144,6 +1548,52 @@ struct Builder<'n, 'l> {
 }
 
 impl Builder<'_, '_> {
+    /// Per-channel scales or zero points: a tensor, or a list of numbers that
+    /// `_rebuild_qtensor` turns into one (float64 scales and int64 zero points, or
+    /// float32 both for `per_channel_affine_float_qparams`).
+    fn qparam(
+        &mut self,
+        h: H,
+        depth: usize,
+        path: &str,
+        scales: bool,
+        float_qparams: bool,
+    ) -> Result<AnyTensor, CkptError> {
+        let items = match self.build(h, depth + 1, path)? {
+            Object::Tensor(t) => return Ok(t),
+            Object::List(items) => items,
+            other => {
+                return Err(CkptError::schema(
+                    path,
+                    "a tensor or a list",
+                    other.type_name(),
+                ))
+            }
+        };
+        let num = |o: &Object| match *o {
+            Object::Float(f) => Some(f),
+            Object::Int(i) => Some(i as f64),
+            _ => None,
+        };
+        let values: Vec<f64> = items
+            .iter()
+            .map(num)
+            .collect::<Option<_>>()
+            .ok_or_else(|| CkptError::schema(path, "a list of numbers", "another list"))?;
+        let n = values.len();
+        let elements = match (scales, float_qparams) {
+            (true, false) => Elements::F64(values),
+            (_, true) => Elements::F32(values.iter().map(|&v| v as f32).collect()),
+            (false, false) => {
+                let ints = items.iter().map(Object::as_i64).collect::<Option<Vec<_>>>();
+                Elements::I64(
+                    ints.ok_or_else(|| CkptError::schema(path, "a list of ints", "floats"))?,
+                )
+            }
+        };
+        AnyTensor::new(vec![n], elements)
+    }
+
     fn build(&mut self, h: H, depth: usize, path: &str) -> Result<Object, CkptError> {
         if depth > MAX_DEPTH {
             return Err(CkptError::TooDeep { limit: MAX_DEPTH });
@@ -1214,6 +1664,40 @@ impl Builder<'_, '_> {
                 dtype: *dtype,
                 shape: shape.clone(),
             },
+            Node::Sparse {
+                layout,
+                parts,
+                size,
+                is_coalesced,
+            } => {
+                let names: &[&str] = match layout {
+                    SparseLayout::Coo => &["indices", "values"],
+                    _ => &["compressed_indices", "plain_indices", "values"],
+                };
+                let mut tensors = Vec::with_capacity(parts.len());
+                for (&part, name) in parts.iter().zip(names) {
+                    match self.build(part, depth + 1, &child(name))? {
+                        Object::Tensor(t) => tensors.push(t),
+                        other => {
+                            return Err(CkptError::schema(
+                                child(name),
+                                "a tensor",
+                                other.type_name(),
+                            ))
+                        }
+                    }
+                }
+                let mut tensors = tensors.into_iter();
+                let mut next = || tensors.next().unwrap_or_else(AnyTensor::placeholder);
+                let sparse = if layout.is_compressed() {
+                    let (c, p, v) = (next(), next(), next());
+                    SparseTensor::compressed(*layout, c, p, v, size.clone())
+                } else {
+                    let (i, v) = (next(), next());
+                    SparseTensor::coo(i, v, size.clone(), *is_coalesced)
+                };
+                Object::Sparse(Box::new(sparse.map_err(|e| e.at(path))?))
+            }
             Node::Unsupported(what) => {
                 return Err(CkptError::Unsupported {
                     path: if path.is_empty() {
@@ -1222,6 +1706,64 @@ impl Builder<'_, '_> {
                         path.to_string()
                     },
                     what: what.clone(),
+                })
+            }
+            Node::QTensor {
+                dtype,
+                shape,
+                data,
+                params,
+            } => {
+                let data = (self.load)(data)?;
+                let scheme = match params {
+                    QParams::PerTensor { scale, zero_point } => QScheme::PerTensorAffine {
+                        scale: *scale,
+                        zero_point: *zero_point,
+                    },
+                    QParams::PerChannel {
+                        scales,
+                        zero_points,
+                        axis,
+                        float_qparams_name,
+                    } => {
+                        // Lists (older files) become the tensors torch makes of them.
+                        let float = *float_qparams_name;
+                        let scales = self.qparam(*scales, depth, &child("scales"), true, float)?;
+                        let zero_points =
+                            self.qparam(*zero_points, depth, &child("zero_points"), false, float)?;
+                        QScheme::PerChannelAffine {
+                            scales,
+                            zero_points,
+                            axis: *axis,
+                            float_qparams_name: float,
+                        }
+                    }
+                };
+                let q = QuantizedTensor::new(*dtype, shape.clone(), data, scheme)
+                    .map_err(|e| e.at(path))?;
+                Object::Quantized(Box::new(q))
+            }
+            Node::Class(class) => Object::Record {
+                class: class.clone(),
+                args: Vec::new(),
+                state: None,
+            },
+            Node::Record { class, args, state } => Object::Record {
+                class: class.clone(),
+                args: list(self, args)?,
+                state: match state {
+                    Some(h) => Some(Box::new(self.build(*h, depth + 1, &child("(state)"))?)),
+                    None => None,
+                },
+            },
+            Node::Layout(layout) => {
+                return Err(CkptError::Unsupported {
+                    path: if path.is_empty() {
+                        "the root".into()
+                    } else {
+                        path.to_string()
+                    },
+                    what: format!("the layout object {layout}"),
                 })
             }
             Node::Global(g) => {
@@ -1396,6 +1938,77 @@ mod tests {
         for c in cases {
             assert!(run(c).is_err(), "{c:?} should be an error");
         }
+    }
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn inspection_mode_reads_a_dataclass_with_an_enum_as_inert_records() {
+        // pickle.dumps(TrainingArguments(learning_rate=2e-5, lr_scheduler_type=
+        // SchedulerType.COSINE, warmup_ratio=0.1, max_steps=500), protocol=p).hex() for
+        // a @dataclass TrainingArguments in `transformers.training_args` and
+        // `class SchedulerType(str, enum.Enum)` in `transformers.trainer_utils`, as
+        // transformers defines them: the dataclass is NEWOBJ + BUILD with its
+        // attribute dict, the enum member a call of its class with its value.
+        let pickles = [
+            (2, "8002637472616e73666f726d6572732e747261696e696e675f617267730a547261696e696e67417267756d656e74730a7100298171017d710228580d0000006c6561726e696e675f726174657103473ef4f8b588e368f158110000006c725f7363686564756c65725f747970657104637472616e73666f726d6572732e747261696e65725f7574696c730a5363686564756c6572547970650a71055806000000636f73696e657106857107527108580c0000007761726d75705f726174696f7109473fb999999999999a580c0000007761726d75705f7374657073710a4b0058090000006d61785f7374657073710b4df40158100000006e756d5f747261696e5f65706f636873710c47400800000000000075622e"),
+            (3, "8003637472616e73666f726d6572732e747261696e696e675f617267730a547261696e696e67417267756d656e74730a7100298171017d710228580d0000006c6561726e696e675f726174657103473ef4f8b588e368f158110000006c725f7363686564756c65725f747970657104637472616e73666f726d6572732e747261696e65725f7574696c730a5363686564756c6572547970650a71055806000000636f73696e657106857107527108580c0000007761726d75705f726174696f7109473fb999999999999a580c0000007761726d75705f7374657073710a4b0058090000006d61785f7374657073710b4df40158100000006e756d5f747261696e5f65706f636873710c47400800000000000075622e"),
+            (4, "800495f9000000000000008c1a7472616e73666f726d6572732e747261696e696e675f61726773948c11547261696e696e67417267756d656e74739493942981947d94288c0d6c6561726e696e675f7261746594473ef4f8b588e368f18c116c725f7363686564756c65725f74797065948c1a7472616e73666f726d6572732e747261696e65725f7574696c73948c0d5363686564756c6572547970659493948c06636f73696e6594859452948c0c7761726d75705f726174696f94473fb999999999999a8c0c7761726d75705f7374657073944b008c096d61785f7374657073944df4018c106e756d5f747261696e5f65706f6368739447400800000000000075622e"),
+        ];
+        let no_tensors = &mut |_: &TensorSpec| -> Result<AnyTensor, CkptError> { unreachable!() };
+        let enum_member = Object::Record {
+            class: "transformers.trainer_utils.SchedulerType".into(),
+            args: vec![Object::Str("cosine".into())],
+            state: None,
+        };
+        let expected = Object::Record {
+            class: "transformers.training_args.TrainingArguments".into(),
+            args: vec![],
+            state: Some(Box::new(Object::str_dict([
+                ("learning_rate", Object::Float(2e-5)),
+                ("lr_scheduler_type", enum_member),
+                ("warmup_ratio", Object::Float(0.1)),
+                ("warmup_steps", Object::Int(0)),
+                ("max_steps", Object::Int(500)),
+                ("num_train_epochs", Object::Float(3.0)),
+            ]))),
+        };
+        for (protocol, hex) in pickles {
+            let bytes = unhex(hex);
+            let o = unpickle_inert(&bytes, no_tensors).unwrap();
+            assert_eq!(o.first_difference(&expected), None, "protocol {protocol}");
+            // The safe loader proper refuses it, naming the class.
+            match run(&bytes) {
+                Err(CkptError::ForbiddenGlobal { module, name }) => {
+                    assert_eq!(
+                        (module.as_str(), name.as_str()),
+                        ("transformers.training_args", "TrainingArguments")
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Code stays refused in inspection mode as data: `os.system("ls")` is a record
+        // of the call, never a call, and no writer takes a record.
+        let p = b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00lsq\x00\x85R.";
+        let o = unpickle_inert(p, no_tensors).unwrap();
+        assert_eq!(
+            o,
+            Object::Record {
+                class: "os.system".into(),
+                args: vec![Object::Str("ls".into())],
+                state: None
+            }
+        );
+        assert!(matches!(
+            super::super::pickle::pickle(&o),
+            Err(CkptError::Unsupported { .. })
+        ));
     }
 
     #[test]

@@ -125,15 +125,14 @@ fn pt_with_call(global: &str, args: &[u8]) -> Vec<u8> {
 fn what_tempo_cannot_hold_is_an_error_naming_its_key_path() {
     for (global, args, what) in [
         (
-            "torch._utils\n_rebuild_sparse_tensor",
-            b")".as_slice(),
-            "a sparse tensor",
-        ),
-        ("torch._utils\n_rebuild_qtensor", b")", "a quantized tensor"),
-        (
             "torch._utils\n_rebuild_nested_tensor",
-            b")",
+            b")".as_slice(),
             "a nested tensor",
+        ),
+        (
+            "torch._utils\n_rebuild_wrapper_subclass",
+            b")",
+            "a tensor subclass",
         ),
     ] {
         let err = read_pt_bytes(&pt_with_call(global, args)).unwrap_err();

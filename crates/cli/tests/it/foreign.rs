@@ -359,3 +359,129 @@ fn a_foreign_checkpoint_that_does_not_match_the_config_is_refused() {
     let out = run_in(dir.path(), &["train", "--resume", "first", "--lr", "0.1"]);
     crate::check_error(&out, "--lr cannot be used");
 }
+
+/// `testdata/foreign/sparse.pt`, written by PyTorch's own `torch.save`
+/// (`testdata/foreign/make_torch_fixtures.py`).
+#[test]
+fn inspect_shows_sparse_tensors_and_convert_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::testdata("../foreign/sparse.pt");
+    let src = src.to_str().unwrap();
+    let out = inspect(dir.path(), src);
+    check_contains(
+        &out,
+        &[
+            "coo: sparse_coo tensor [4, 5] float32, 3 stored, coalesced (indices [2, 3] int64, values [3] float32)",
+            "uncoalesced: sparse_coo tensor [3, 2] float64, 3 stored, not coalesced",
+            "csr32: sparse_csr tensor [2, 3] bfloat16, 3 stored (crow_indices [3] int32, col_indices [3] int32, values [3] bfloat16)",
+            "csc: sparse_csc tensor [2, 3] float32, 3 stored (ccol_indices [4] int64, row_indices [3] int64",
+            "bsr: sparse_bsr tensor [4, 4] float32, 3 stored (crow_indices [3] int64, col_indices [3] int64, values [3, 2, 2] float32)",
+        ],
+    );
+    check_ok(&run_in(dir.path(), &["convert", src, "s.tempo"]));
+    check_ok(&run_in(dir.path(), &["convert", "s.tempo", "s.pt"]));
+    assert_eq!(
+        inspect(dir.path(), "s.pt")
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>(),
+        out.lines().skip(1).collect::<Vec<_>>()
+    );
+    let bad = crate::testdata("../foreign/sparse_bad.pt");
+    crate::check_error(
+        &run_in(dir.path(), &["inspect", bad.to_str().unwrap()]),
+        "at `emb.weight`: a torch.sparse_coo tensor: index 9 in dimension 0 is outside the size [4]",
+    );
+}
+
+/// `testdata/foreign/quantized.pt`, written by PyTorch's own `torch.save`
+/// (`testdata/foreign/make_torch_fixtures.py`).
+#[test]
+fn inspect_shows_quantized_tensors_and_convert_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::testdata("../foreign/quantized.pt");
+    let src = src.to_str().unwrap();
+    let out = inspect(dir.path(), src);
+    check_contains(
+        &out,
+        &[
+            "qint8: quantized tensor [2, 3] qint8 per_tensor_affine (scale 0.1, zero_point 3)",
+            "qint32: quantized tensor [2, 3] qint32 per_tensor_affine (scale 0.001, zero_point -7)",
+            "quint4x2: quantized tensor [5] quint4x2 per_tensor_affine (scale 1, zero_point 0)",
+            "per_channel: quantized tensor [2, 3] quint8 per_channel_affine (axis 0, 2 scales float64, zero_points int64)",
+            "float_qparams: quantized tensor [2, 3] quint8 per_channel_affine (axis 1, 3 scales float32, zero_points float32)",
+        ],
+    );
+    check_ok(&run_in(dir.path(), &["convert", src, "q.tempo"]));
+    check_ok(&run_in(dir.path(), &["convert", "q.tempo", "q.pt"]));
+    assert_eq!(
+        inspect(dir.path(), "q.pt")
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>(),
+        out.lines().skip(1).collect::<Vec<_>>()
+    );
+}
+
+/// A Trainer folder with `training_args.bin` as transformers 5.25 writes it
+/// (`testdata/foreign/checkpoint-40/`, from `testdata/foreign/make_torch_fixtures.py`):
+/// its schedule settings are shown, each with where it came from.
+#[test]
+fn a_trainer_folder_shows_the_schedule_in_training_args() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("checkpoint-40");
+    std::fs::create_dir(&ckpt).unwrap();
+    std::fs::copy(
+        crate::testdata("../foreign/checkpoint-40/training_args.bin"),
+        ckpt.join("training_args.bin"),
+    )
+    .unwrap();
+    write_pt(ckpt.join("scheduler.pt"), &lambda_lr(40)).unwrap();
+    std::fs::write(
+        ckpt.join("trainer_state.json"),
+        r#"{"global_step": 40, "max_steps": 100, "epoch": 0.8, "num_train_epochs": 2,
+            "log_history": [{"step": 10, "learning_rate": 0.0003, "loss": 2.1}]}"#,
+    )
+    .unwrap();
+    let out = inspect(dir.path(), "checkpoint-40");
+    check_contains(
+        &out,
+        &[
+            "global step: 40 of 100, epoch 0.8 of 2 (trainer_state.json)",
+            "scheduler: scheduler state dict, LambdaLR or MultiplicativeLR",
+            "training_args.bin: a pickled `transformers.training_args.TrainingArguments`, read as inert data (nothing imported or run):",
+            "  lr_scheduler_type: cosine (training_args.bin, the enum `transformers.trainer_utils.SchedulerType`; tempo: `transformers:cosine`)",
+            "  learning_rate: 0.0003 (training_args.bin)",
+            "  warmup_steps: 8 (training_args.bin)",
+            "  max_steps: 100 (training_args.bin)",
+            "  num_train_epochs: 2 (training_args.bin)",
+        ],
+    );
+    // The folder alone with training_args.bin is a Trainer folder too.
+    std::fs::remove_file(ckpt.join("scheduler.pt")).unwrap();
+    std::fs::remove_file(ckpt.join("trainer_state.json")).unwrap();
+    let out = inspect(dir.path(), "checkpoint-40");
+    check_contains(
+        &out,
+        &[
+            "global step: 40 (from the folder's name)",
+            "warmup_steps: 8",
+        ],
+    );
+    // The file alone: the same description; converting it is refused (it is not a
+    // checkpoint of data, and a record is never loaded).
+    let out = inspect(&ckpt, "training_args.bin");
+    check_contains(
+        &out,
+        &[
+            "training_args.bin: PyTorch checkpoint (torch.save zip)",
+            "read as inert data (nothing imported or run):",
+            "  max_steps: 100 (training_args.bin)",
+        ],
+    );
+    let err = crate::check_error(
+        &run_in(&ckpt, &["convert", "training_args.bin", "args.tempo"]),
+        "TrainingArguments",
+    );
+    assert!(err.contains("allow-list"), "{err}");
+}
