@@ -193,7 +193,7 @@ impl TempoOptimizer {
         tensor: Tensor<D>,
         grad: Tensor<D>,
         state: &mut Option<TempoState<D>>,
-    ) -> Result<Tensor<D>, (BurnError, Tensor<D>)> {
+    ) -> Result<Tensor<D>, Box<(BurnError, Tensor<D>)>> {
         let dtype = tensor.dtype();
         let shape = tensor.dims().to_vec();
         let options = TensorCreationOptions::new(tensor.device()).with_dtype(dtype);
@@ -203,33 +203,33 @@ impl TempoOptimizer {
                 // Without a copy when no one else holds the tensor's buffer.
                 let td = tensor.into_data();
                 if let Err(e) = td.as_slice::<$t>() {
-                    return Err((read_error(e), rebuild(td)));
+                    return Err(Box::new((read_error(e), rebuild(td))));
                 }
                 // The bytes were just read as `$t`s: taking them as a vector cannot fail.
                 let data: Vec<$t> = vec_of(td).unwrap_or_default();
                 if data.len() != shape.iter().product::<usize>() {
-                    return Err((
+                    return Err(Box::new((
                         BurnError::TensorRead {
                             reason: "the parameter's elements could not be taken".into(),
                         },
                         rebuild(TensorData::new(data, [0])),
-                    ));
+                    )));
                 }
                 match self.step_host::<$t, D>(lr, &shape, data, grad, state) {
                     Ok(v) => Ok(rebuild(TensorData::new(v, shape))),
-                    Err((e, v)) => Err((e, rebuild(TensorData::new(v, shape)))),
+                    Err((e, v)) => Err(Box::new((e, rebuild(TensorData::new(v, shape))))),
                 }
             }};
         }
         match dtype {
             DType::F32 => step_as!(f32),
             DType::F64 => step_as!(f64),
-            other => Err((
+            other => Err(Box::new((
                 BurnError::UnsupportedDType {
                     dtype: format!("{other:?}"),
                 },
                 tensor,
-            )),
+            ))),
         }
     }
 
@@ -353,7 +353,8 @@ impl Optimizer for TempoOptimizer {
         let fresh = state.is_none();
         match self.try_step(lr, tensor, grad, &mut state) {
             Ok(t) => (t, state),
-            Err((e, tensor)) => {
+            Err(failed) => {
+                let (e, tensor) = *failed;
                 self.keep(e);
                 // A parameter that never stepped keeps no state.
                 (tensor, if fresh { None } else { state })
