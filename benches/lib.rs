@@ -12,6 +12,7 @@
 //! assert_eq!(sizes.iter().sum::<usize>(), benches::MIX_TOTAL);
 //! ```
 
+pub mod burn;
 pub mod candle;
 
 use std::error::Error;

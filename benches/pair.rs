@@ -15,7 +15,8 @@
 //! `bandwidth/adam_traffic/n=10000000`, `sched_step/name=OneCycleLR`,
 //! `ckpt/load/n=25178112`, and the candle workloads `candle/adam_step/n=10000000`
 //! (tempo over candle `Var`s) and `candle_nn/adam_step/n=10000000` (candle-nn's AdamW),
-//! ...); one JSON line per
+//! the burn workloads `burn/adam_step/...` (tempo through tempo-burn) and
+//! `burn_own/adam_step/...` (burn's own Adam/AdamW), ...); one JSON line per
 //! id on stdout: `{"id", "ns", "iters"}` (the fastest batch's time per call) or
 //! `{"id", "error"}`. Workloads are built on first use and kept. Timing is the same as
 //! the PyTorch side's: a batch of calls lasting at least `TEMPO_PAIR_BATCH_MS` (30 ms),
@@ -27,6 +28,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use benches::burn::{BurnSide, BurnWorkload};
 use benches::candle::{CandleSide, CandleWorkload};
 use benches::{OptKind, OptWorkload, Result, SchedWorkload, MIX_TENSORS, MIX_TOTAL};
 use serde_json::json;
@@ -37,11 +39,19 @@ const TRIAD_N: usize = 1 << 24;
 /// Elements per array of the Adam-pattern reference.
 const ADAM_N: usize = 10_000_000;
 
+/// Whose parameters a step workload updates.
+enum Side {
+    Tensors,
+    Candle(CandleSide),
+    Burn(BurnSide),
+}
+
 enum Work {
     Triad(Vec<f32>, Vec<f32>, Vec<f32>),
     Traffic([Vec<f32>; 4]),
     Opt(OptWorkload),
     Candle(CandleWorkload),
+    Burn(BurnWorkload),
     Sched(SchedWorkload),
     Save(Rc<TrainingState>, PathBuf),
     Load(PathBuf),
@@ -90,11 +100,18 @@ impl Work {
                 }
             }
         }
-        // `candle/adam_step/...` (tempo over candle Vars), `candle_nn/adam_step/...`.
-        let (side, rest) = match (id.strip_prefix("candle/"), id.strip_prefix("candle_nn/")) {
-            (Some(r), _) => (Some(CandleSide::Tempo), r),
-            (_, Some(r)) => (Some(CandleSide::CandleNn), r),
-            _ => (None, id),
+        // `candle/adam_step/...` (tempo over candle Vars), `candle_nn/adam_step/...`;
+        // `burn/adam_step/...` (tempo through tempo-burn), `burn_own/adam_step/...`.
+        let (side, rest) = if let Some(r) = id.strip_prefix("candle/") {
+            (Side::Candle(CandleSide::Tempo), r)
+        } else if let Some(r) = id.strip_prefix("candle_nn/") {
+            (Side::Candle(CandleSide::CandleNn), r)
+        } else if let Some(r) = id.strip_prefix("burn/") {
+            (Side::Burn(BurnSide::Tempo), r)
+        } else if let Some(r) = id.strip_prefix("burn_own/") {
+            (Side::Burn(BurnSide::Burn), r)
+        } else {
+            (Side::Tensors, id)
         };
         for kind in OptKind::ALL {
             let Some(size) = rest
@@ -111,8 +128,9 @@ impl Work {
                 break;
             };
             return Ok(match side {
-                Some(side) => Work::Candle(CandleWorkload::new(kind, &sizes, side)?),
-                None => Work::Opt(OptWorkload::new(kind, &sizes, 1)?),
+                Side::Candle(side) => Work::Candle(CandleWorkload::new(kind, &sizes, side)?),
+                Side::Burn(side) => Work::Burn(BurnWorkload::new(kind, &sizes, side)?),
+                Side::Tensors => Work::Opt(OptWorkload::new(kind, &sizes, 1)?),
             });
         }
         Err(format!("no workload `{id}`").into())
@@ -128,6 +146,7 @@ impl Work {
                 std::hint::black_box(w.step()?);
             }
             Work::Candle(w) => w.step()?,
+            Work::Burn(w) => w.step()?,
             Work::Sched(w) => w.step()?,
             Work::Save(state, path) => save(path, state)?,
             Work::Load(path) => drop(std::hint::black_box(load(path)?)),

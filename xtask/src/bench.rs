@@ -349,7 +349,7 @@ fn paired_workloads() -> Vec<(String, Vec<String>)> {
             ));
         }
     }
-    for (id, _, _) in candle_pairs() {
+    for (id, _, _) in candle_pairs().into_iter().chain(burn_pairs()) {
         w.push((id, vec![]));
     }
     for name in SCHEDULERS {
@@ -381,6 +381,23 @@ fn candle_pairs() -> Vec<(String, String, String)> {
     out
 }
 
+/// The burn workloads: for Adam and AdamW at 1e7 parameters and over the 200-tensor
+/// mix, the step over a burn module's parameters (ndarray backend) through tempo-burn,
+/// with the ids of the same step over tempo's tensors and of burn's own optimizer.
+fn burn_pairs() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for group in ["adam_step", "adamw_step"] {
+        for size in [BIG, MIX] {
+            out.push((
+                format!("burn/{group}/{size}"),
+                format!("{group}/{size}"),
+                format!("burn_own/{group}/{size}"),
+            ));
+        }
+    }
+    out
+}
+
 /// The order a round asks for the paired workloads in: [`paired_workloads`], with the
 /// Adam-pattern bandwidth reference asked again right before each optimizer workload,
 /// so that the reference is measured as often as, and next to, what it bounds (its best
@@ -396,9 +413,13 @@ fn pair_schedule() -> Vec<(String, Vec<String>)> {
             out.push((reference.to_string(), vec![]));
         }
         let candle = id.starts_with("candle/");
+        let burn = id.starts_with("burn/");
         out.push((id.clone(), torch_ids));
         if candle {
             out.push((id.replacen("candle/", "candle_nn/", 1), vec![]));
+        }
+        if burn {
+            out.push((id.replacen("burn/", "burn_own/", 1), vec![]));
         }
     }
     out
@@ -1247,6 +1268,42 @@ impl Summary {
                 }));
             }
             rows_json.push(json!({"candle": rows}));
+        }
+
+        // On burn.
+        if has_pairs && burn_pairs().iter().any(|(b, _, _)| pair_tempo(b).is_some()) {
+            let _ = writeln!(md, "\n## On burn (paired rounds)\n");
+            let _ = writeln!(
+                md,
+                "An optimizer step over a burn module's f32 parameters (ndarray backend) through \
+                 tempo-burn (each parameter copied to host memory and back), against the same \
+                 step over tempo's own tensors and burn's own `Adam`/`AdamW` (eps 1e-8) on the \
+                 same parameters.\n"
+            );
+            let _ = writeln!(
+                md,
+                "| workload | through tempo-burn | on tensors | tensors / burn | burn's own | burn's own / tempo-burn |\n|---|---:|---:|---:|---:|---:|"
+            );
+            let mut rows = Vec::new();
+            for (id, tensors, own) in burn_pairs() {
+                let Some(ns) = pair_tempo(&id) else { continue };
+                let (t, o) = (pair_tempo(&tensors), pair_tempo(&own));
+                let _ = writeln!(
+                    md,
+                    "| {id} | {} | {} | {} | {} | {} |",
+                    fmt_ns(ns),
+                    t.map_or("—".into(), fmt_ns),
+                    fmt_ratio(t.map(|t| t / ns)),
+                    o.map_or("—".into(), fmt_ns),
+                    fmt_ratio(o.map(|o| o / ns)),
+                );
+                rows.push(json!({
+                    "id": id, "burn_ns": ns, "tensors_ns": t, "burn_own_ns": o,
+                    "tensors_over_burn": t.map(|t| t / ns),
+                    "burn_own_over_burn": o.map(|o| o / ns),
+                }));
+            }
+            rows_json.push(json!({"burn": rows}));
         }
 
         // Targets.

@@ -62,7 +62,7 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
             "tempo-sched",
         ],
     ),
-    ("benches", &["tempo", "tempo-candle"]),
+    ("benches", &["tempo", "tempo-candle", "tempo-burn"]),
     ("xtask", &[]),
 ];
 

@@ -183,64 +183,118 @@ impl TempoOptimizer {
         }
     }
 
+    /// One step of `tensor`: the stepped tensor, or the error and `tensor` unchanged.
+    /// The parameter is taken out of burn without a copy where burn allows (a tensor
+    /// no one else holds), so `tensor` is consumed and rebuilt from the same values on
+    /// error.
     fn try_step<const D: usize>(
         &self,
         lr: LearningRate,
-        tensor: &Tensor<D>,
+        tensor: Tensor<D>,
         grad: Tensor<D>,
         state: &mut Option<TempoState<D>>,
-    ) -> Result<Tensor<D>, BurnError> {
+    ) -> Result<Tensor<D>, Box<(BurnError, Tensor<D>)>> {
         let dtype = tensor.dtype();
         let shape = tensor.dims().to_vec();
-        let out = match dtype {
-            DType::F32 => TensorData::new(
-                self.step_host::<f32, D>(lr, &shape, tensor, grad, state)?,
-                shape,
-            ),
-            DType::F64 => TensorData::new(
-                self.step_host::<f64, D>(lr, &shape, tensor, grad, state)?,
-                shape,
-            ),
-            other => {
-                return Err(BurnError::UnsupportedDType {
-                    dtype: format!("{other:?}"),
-                })
-            }
-        };
         let options = TensorCreationOptions::new(tensor.device()).with_dtype(dtype);
-        Ok(Tensor::from_data(out, options))
+        let rebuild = |v: TensorData| Tensor::from_data(v, options.clone());
+        macro_rules! step_as {
+            ($t:ty) => {{
+                // Without a copy when no one else holds the tensor's buffer.
+                let td = tensor.into_data();
+                if let Err(e) = td.as_slice::<$t>() {
+                    return Err(Box::new((read_error(e), rebuild(td))));
+                }
+                // The bytes were just read as `$t`s: taking them as a vector cannot fail.
+                let data: Vec<$t> = vec_of(td).unwrap_or_default();
+                if data.len() != shape.iter().product::<usize>() {
+                    return Err(Box::new((
+                        BurnError::TensorRead {
+                            reason: "the parameter's elements could not be taken".into(),
+                        },
+                        rebuild(TensorData::new(data, [0])),
+                    )));
+                }
+                match self.step_host::<$t, D>(lr, &shape, data, grad, state) {
+                    Ok(v) => Ok(rebuild(TensorData::new(v, shape))),
+                    Err((e, v)) => Err(Box::new((e, rebuild(TensorData::new(v, shape))))),
+                }
+            }};
+        }
+        match dtype {
+            DType::F32 => step_as!(f32),
+            DType::F64 => step_as!(f64),
+            other => Err(Box::new((
+                BurnError::UnsupportedDType {
+                    dtype: format!("{other:?}"),
+                },
+                tensor,
+            ))),
+        }
     }
 
     /// One PyTorch step of one parameter in host memory, by the parameter's live
     /// optimizer (built on its first step, or from a saved state); the new elements.
-    /// On error the parameter's state is as it was.
+    /// On error, the error and `data` as given; the parameter's state is as it was.
     fn step_host<T: HostFloat + Element, const D: usize>(
         &self,
         lr: LearningRate,
         shape: &[usize],
-        tensor: &Tensor<D>,
+        data: Vec<T>,
         grad: Tensor<D>,
         state: &mut Option<TempoState<D>>,
-    ) -> Result<Vec<T>, BurnError> {
-        let data: Vec<T> = vec_of(tensor.to_data())?;
-        let grad: Vec<T> = vec_of(grad.into_data())?;
+    ) -> Result<Vec<T>, (BurnError, Vec<T>)> {
+        let grad: Vec<T> = match vec_of(grad.into_data()) {
+            Ok(g) => g,
+            Err(e) => return Err((e, data)),
+        };
         let slot =
             state.get_or_insert_with(|| TempoState::from_inner(Inner::Saved(ParamState::new())));
         let inner = slot.inner_mut();
         if T::live(inner).is_none() {
-            *inner = T::wrap(self.build_live::<T>(shape, &inner.param_state())?);
+            match self.build_live::<T>(shape, &inner.param_state()) {
+                Ok(live) => *inner = T::wrap(live),
+                Err(e) => return Err((e, data)),
+            }
         }
-        let live = T::live(inner).expect("a live optimizer of this dtype was just put in");
+        let Some(live) = T::live(inner) else {
+            return Err((
+                BurnError::BadRecord {
+                    what: "optimizer state",
+                    reason: "no optimizer of the parameter's dtype".into(),
+                },
+                data,
+            ));
+        };
         let held = Param::shape(&live.param);
         if held != shape {
-            return Err(OptimError::GradShapeMismatch {
+            let e = OptimError::GradShapeMismatch {
                 param: 0,
                 expected: held,
                 got: shape.to_vec(),
-            }
-            .into());
+            };
+            return Err((e.into(), data));
         }
-        let opt = &mut live.opt;
+        if let Err(e) = self.set_group(&mut *live.opt, lr) {
+            return Err((e, data));
+        }
+        live.param.put(data, grad);
+        let stepped = live.opt.step();
+        // tempo checks everything before it writes: on error `data` is unchanged.
+        let data = live.param.take_data();
+        match stepped {
+            Ok(_) => Ok(data),
+            Err(e) => Err((e.into(), data)),
+        }
+    }
+
+    /// Writes the step's lr and the momentum a scheduler may have cycled into the
+    /// parameter's optimizer.
+    fn set_group<T: HostFloat>(
+        &self,
+        opt: &mut dyn tempo_optim::Optimizer<T, HostParam<T>>,
+        lr: LearningRate,
+    ) -> Result<(), BurnError> {
         opt.set(0, "lr", Value::Float(lr))?;
         for key in ["betas", "momentum"] {
             if let Some(v) = self.hyper.value(key) {
@@ -249,11 +303,7 @@ impl TempoOptimizer {
                 }
             }
         }
-        live.param.put(data, grad);
-        let stepped = live.opt.step();
-        let data = live.param.take_data();
-        stepped?;
-        Ok(data)
+        Ok(())
     }
 
     /// A one-parameter optimizer over host storage of `shape`, holding `saved`.
@@ -281,9 +331,13 @@ impl TempoOptimizer {
 /// A burn tensor's elements as a vector of `E` (its dtype must be `E`'s), without a
 /// copy where burn's buffer allows.
 fn vec_of<E: Element>(data: TensorData) -> Result<Vec<E>, BurnError> {
-    data.try_into_vec::<E>().map_err(|e| BurnError::TensorRead {
+    data.try_into_vec::<E>().map_err(read_error)
+}
+
+fn read_error(e: impl std::fmt::Debug) -> BurnError {
+    BurnError::TensorRead {
         reason: format!("{e:?}"),
-    })
+    }
 }
 
 impl Optimizer for TempoOptimizer {
@@ -297,9 +351,10 @@ impl Optimizer for TempoOptimizer {
         mut state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let fresh = state.is_none();
-        match self.try_step(lr, &tensor, grad, &mut state) {
+        match self.try_step(lr, tensor, grad, &mut state) {
             Ok(t) => (t, state),
-            Err(e) => {
+            Err(failed) => {
+                let (e, tensor) = *failed;
                 self.keep(e);
                 // A parameter that never stepped keeps no state.
                 (tensor, if fresh { None } else { state })
