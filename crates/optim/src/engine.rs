@@ -37,7 +37,9 @@ pub(crate) trait Algorithm<T: Float>: Hyperparameters {
     fn init_state(&self, hyper: &Self::Hyper, numel: usize) -> Self::State {
         Self::State::init(self, hyper, numel)
     }
-    /// Checks, before anything changes, that `state` can be stepped under `hyper`.
+    /// Checks, before anything changes, that `state` can be stepped under `hyper`. A
+    /// step runs it for every state, and a failure counts only if the parameter has a
+    /// gradient; it reads nothing but `hyper` and `state`.
     fn check_state(
         &self,
         hyper: &Self::Hyper,
@@ -158,13 +160,17 @@ impl<T: Float, A: Algorithm<T>, P: Param<T>> Engine<T, A, P> {
             self.hypers.push(h);
         }
         // Check everything that can fail before changing anything (the storage checks
-        // the gradients' shapes before it lends the first slot).
+        // the gradients' shapes before it lends the first slot). A state's check is
+        // plain arithmetic on tempo's own data, so it runs for every state; the storage
+        // is asked whether the parameter has a gradient (a lock for a tensor) only when
+        // the check fails, so a step that is going ahead asks nothing more than `lock`.
         for (id, st) in self.states.iter().enumerate() {
             if let Some(st) = st {
-                let p = &self.groups.flat[id];
-                if p.has_grad() {
-                    self.config
-                        .check_state(&self.hypers[self.groups.group_of[id]], st, id)?;
+                let h = &self.hypers[self.groups.group_of[id]];
+                if let Err(e) = self.config.check_state(h, st, id) {
+                    if self.groups.flat[id].has_grad() {
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -418,3 +424,105 @@ macro_rules! forward_to_engine {
 }
 
 pub(crate) use forward_to_engine;
+
+#[cfg(test)]
+mod tests {
+    use tempo_param_groups::{OptimizerParamGroups, Value};
+
+    use super::param;
+    use crate::{Adam, AdamConfig, OptimError, Optimizer};
+
+    fn grad(p: &tempo_tensor::Tensor<f64>, v: f64) {
+        p.set_grad(Some(ndarray::ArrayD::from_elem(p.shape(), v)))
+            .unwrap();
+    }
+
+    /// An Adam whose state for `stepped` was made without `max_exp_avg_sq`, and which now
+    /// has `amsgrad` on, so the check of that state fails.
+    fn amsgrad_turned_on(
+        stepped: &[&tempo_tensor::Tensor<f64>],
+        all: Vec<tempo_tensor::Tensor<f64>>,
+    ) -> Adam<f64> {
+        let mut opt = Adam::new(all.clone(), AdamConfig::default()).unwrap();
+        for p in &all {
+            p.zero_grad();
+        }
+        for p in stepped {
+            grad(p, 0.5);
+        }
+        assert!(opt.step().unwrap());
+        opt.set(0, "amsgrad", Value::Bool(true)).unwrap();
+        opt
+    }
+
+    #[test]
+    fn a_bad_state_counts_only_for_a_parameter_with_a_gradient() {
+        let ps = vec![param(&[1.0, 2.0]), param(&[3.0])];
+        let mut opt = amsgrad_turned_on(&[&ps[0]], ps.clone());
+        let p0 = ps[0].to_vec();
+        // ps[0]'s state cannot be stepped with amsgrad, but ps[0] has no gradient.
+        ps[0].zero_grad();
+        grad(&ps[1], 0.25);
+        assert!(opt.step().unwrap());
+        assert_eq!(ps[0].to_vec(), p0);
+        assert_ne!(ps[1].to_vec(), [3.0]);
+        // With a gradient, it is refused, and nothing changes.
+        grad(&ps[0], 0.5);
+        let (before, sd) = (
+            ps.iter().map(|p| p.to_vec()).collect::<Vec<_>>(),
+            opt.state_dict(),
+        );
+        assert_eq!(
+            opt.step(),
+            Err(OptimError::MissingState {
+                param: 0,
+                key: "max_exp_avg_sq".into()
+            })
+        );
+        assert_eq!(ps.iter().map(|p| p.to_vec()).collect::<Vec<_>>(), before);
+        assert_eq!(opt.state_dict(), sd);
+    }
+
+    #[test]
+    fn a_bad_state_is_reported_before_a_bad_gradient_shape_and_changes_nothing() {
+        // ps[0]: a gradient of the wrong shape; ps[1]: a state that cannot be stepped;
+        // ps[2]: a good gradient and no state yet. Then both faults on ps[1].
+        for both_on_one in [false, true] {
+            let ps = vec![param(&[1.0, 2.0]), param(&[3.0, 4.0]), param(&[5.0])];
+            let mut opt = amsgrad_turned_on(&[&ps[1]], ps.clone());
+            let wrong = Some(ndarray::ArrayD::from_elem(vec![3], 0.5));
+            if both_on_one {
+                *ps[1].grad_mut() = wrong;
+            } else {
+                *ps[0].grad_mut() = wrong;
+                grad(&ps[1], 0.5);
+            }
+            grad(&ps[2], 0.5);
+            let before: Vec<_> = ps.iter().map(|p| p.to_vec()).collect();
+            let sd = opt.state_dict();
+            assert_eq!(
+                opt.step(),
+                Err(OptimError::MissingState {
+                    param: 1,
+                    key: "max_exp_avg_sq".into()
+                }),
+                "both faults on one parameter: {both_on_one}"
+            );
+            assert_eq!(ps.iter().map(|p| p.to_vec()).collect::<Vec<_>>(), before);
+            assert_eq!(opt.state_dict(), sd);
+            // With the state fixed (amsgrad off), the wrong shape is what is refused.
+            opt.set(0, "amsgrad", Value::Bool(false)).unwrap();
+            let bad = usize::from(both_on_one);
+            assert_eq!(
+                opt.step(),
+                Err(OptimError::GradShapeMismatch {
+                    param: bad,
+                    expected: vec![2],
+                    got: vec![3]
+                })
+            );
+            assert_eq!(ps.iter().map(|p| p.to_vec()).collect::<Vec<_>>(), before);
+            assert_eq!(opt.state_dict().state, sd.state);
+        }
+    }
+}

@@ -107,11 +107,15 @@ pub trait Param<T: Float>: Clone + std::fmt::Debug + Send + Sync + 'static {
 
 /// A tensor locked for a step: its data (written), its gradient (read), and a
 /// contiguous copy of the gradient if it is not contiguous itself.
+///
+/// The copy is boxed: rare, it allocates anyway, and the box keeps a lock at 48 bytes
+/// instead of 152, which a step moves into the vector of locks without a `memcpy`
+/// call (about a tenth of a small step's fixed cost per parameter).
 struct TensorLock<'a, T> {
     id: usize,
     data: RwLockWriteGuard<'a, ArrayD<T>>,
     grad: RwLockReadGuard<'a, Option<ArrayD<T>>>,
-    contiguous: Option<ArrayD<T>>,
+    contiguous: Option<Box<ArrayD<T>>>,
 }
 
 /// The [`Param::Scratch`] of tempo's [`Tensor`]: the allocations of a step's locks and
@@ -184,7 +188,7 @@ impl<T: Float> Param<T> for Tensor<T> {
             let grad = grad.as_ref().map(|g| match g.as_slice() {
                 Some(s) => s,
                 None => contiguous
-                    .insert(g.as_standard_layout().into_owned())
+                    .insert(Box::new(g.as_standard_layout().into_owned()))
                     .as_slice()
                     .unwrap_or(&[]),
             });
