@@ -117,10 +117,14 @@ impl<T: Float, A: WholeAlgorithm<T>, P: Param<T>> WholeEngine<T, A, P> {
             let h = self.config.hyper(&GroupReader { dict: d, group: gi })?;
             self.hypers.push(h);
         }
+        // A state's check is plain arithmetic on tempo's own data: the storage is asked
+        // whether the parameter has a gradient (a lock for a tensor) only when it fails.
         for (id, st) in self.states.iter().enumerate() {
             if let Some(st) = st {
-                if self.groups.flat[id].has_grad() {
-                    self.config.check_state(st, &self.shapes[id], id)?;
+                if let Err(e) = self.config.check_state(st, &self.shapes[id], id) {
+                    if self.groups.flat[id].has_grad() {
+                        return Err(e);
+                    }
                 }
             }
         }
