@@ -3,7 +3,7 @@
 //! burn's own training loop: `lr = scheduler.step()`, `model = optimizer.step(lr, ...)`.
 //!
 //! ```text
-//! cargo run --release -p tempo-burn --example digits
+//! cargo run --release -p tempo-burn --example burn-digits
 //! ```
 //!
 //! Prints each epoch's lr, beta1, loss and test accuracy; exits with an error unless

@@ -4,7 +4,7 @@
 //! `ModuleOptimizer`, on the ndarray backend, f32.
 //!
 //! ```text
-//! cargo run --release -p tempo-burn --example step_cost
+//! cargo run --release -p tempo-burn --example burn-step-cost
 //! ```
 
 use std::time::Instant;
