@@ -301,7 +301,8 @@ fn panel_generic<const TILE: usize>(
     // This panel's rows of A for one block of the inner dimension, tile by tile, each
     // tile's `kc x rows` values column after column (`a[kk * rows + r]`), so that a
     // tile reads A contiguously.
-    let mut apack = vec![0.0f32; (i1 - i0) * KC.min(k)];
+    // On the stack: a panel may run on a worker thread, and steps allocate nothing.
+    let mut apack = [0.0f32; MC * KC];
     let mut k0 = 0;
     // A product with k = 0 is the epilogue alone.
     loop {
