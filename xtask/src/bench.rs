@@ -364,38 +364,34 @@ fn paired_workloads() -> Vec<(String, Vec<String>)> {
     w
 }
 
-/// The candle workloads: for Adam and AdamW at 1e7 parameters and over the 200-tensor
-/// mix, the step over candle CPU `Var`s through tempo-candle, with the ids of the same
-/// step over tempo's tensors and of candle-nn's `AdamW` on the same variables.
-fn candle_pairs() -> Vec<(String, String, String)> {
+/// The workloads on a framework's parameters: for Adam and AdamW at 1e7 parameters and
+/// over the 200-tensor mix, the step through tempo's adapter (ids `{prefix}/...`), with
+/// the ids of the same step over tempo's tensors and of the framework's own optimizer
+/// (`{own}/...`).
+fn framework_pairs(prefix: &str, own: &str) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for group in ["adam_step", "adamw_step"] {
         for size in [BIG, MIX] {
             out.push((
-                format!("candle/{group}/{size}"),
+                format!("{prefix}/{group}/{size}"),
                 format!("{group}/{size}"),
-                format!("candle_nn/{group}/{size}"),
+                format!("{own}/{group}/{size}"),
             ));
         }
     }
     out
 }
 
-/// The burn workloads: for Adam and AdamW at 1e7 parameters and over the 200-tensor
-/// mix, the step over a burn module's parameters (ndarray backend) through tempo-burn,
-/// with the ids of the same step over tempo's tensors and of burn's own optimizer.
+/// The candle workloads: over candle CPU `Var`s through tempo-candle, against
+/// candle-nn's `AdamW`.
+fn candle_pairs() -> Vec<(String, String, String)> {
+    framework_pairs("candle", "candle_nn")
+}
+
+/// The burn workloads: over a burn module's parameters (ndarray backend) through
+/// tempo-burn, against burn's own optimizer.
 fn burn_pairs() -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    for group in ["adam_step", "adamw_step"] {
-        for size in [BIG, MIX] {
-            out.push((
-                format!("burn/{group}/{size}"),
-                format!("{group}/{size}"),
-                format!("burn_own/{group}/{size}"),
-            ));
-        }
-    }
-    out
+    framework_pairs("burn", "burn_own")
 }
 
 /// The order a round asks for the paired workloads in: [`paired_workloads`], with the
@@ -1231,61 +1227,40 @@ impl Summary {
             }
         }
 
-        // On candle.
-        if has_pairs
-            && candle_pairs()
-                .iter()
-                .any(|(c, _, _)| pair_tempo(c).is_some())
-        {
-            let _ = writeln!(md, "\n## On candle (paired rounds)\n");
-            let _ = writeln!(
-                md,
+        // On candle and on burn: (json key, the framework's own side's key, heading,
+        // paragraph, table header, workloads).
+        let frameworks = [
+            (
+                "candle",
+                "candle_nn",
+                "On candle",
                 "An optimizer step over candle CPU `Var`s through tempo-candle (in place), against \
                  the same step over tempo's own tensors (goal: at least 0.95) and candle-nn's own \
-                 `AdamW` on the same variables (Adam: weight decay 0).\n"
-            );
-            let _ = writeln!(
-                md,
-                "| workload | on candle | on tensors | tensors / candle | candle-nn AdamW | speed-up over candle-nn |\n|---|---:|---:|---:|---:|---:|"
-            );
-            let mut rows = Vec::new();
-            for (id, tensors, nn) in candle_pairs() {
-                let Some(ns) = pair_tempo(&id) else { continue };
-                let (t, n) = (pair_tempo(&tensors), pair_tempo(&nn));
-                let _ = writeln!(
-                    md,
-                    "| {id} | {} | {} | {} | {} | {} |",
-                    fmt_ns(ns),
-                    t.map_or("—".into(), fmt_ns),
-                    fmt_ratio(t.map(|t| t / ns)),
-                    n.map_or("—".into(), fmt_ns),
-                    fmt_ratio(n.map(|n| n / ns)),
-                );
-                rows.push(json!({
-                    "id": id, "candle_ns": ns, "tensors_ns": t, "candle_nn_ns": n,
-                    "tensors_over_candle": t.map(|t| t / ns),
-                    "candle_nn_over_candle": n.map(|n| n / ns),
-                }));
-            }
-            rows_json.push(json!({"candle": rows}));
-        }
-
-        // On burn.
-        if has_pairs && burn_pairs().iter().any(|(b, _, _)| pair_tempo(b).is_some()) {
-            let _ = writeln!(md, "\n## On burn (paired rounds)\n");
-            let _ = writeln!(
-                md,
+                 `AdamW` on the same variables (Adam: weight decay 0).",
+                "| workload | on candle | on tensors | tensors / candle | candle-nn AdamW | speed-up over candle-nn |",
+                candle_pairs(),
+            ),
+            (
+                "burn",
+                "burn_own",
+                "On burn",
                 "An optimizer step over a burn module's f32 parameters (ndarray backend) through \
                  tempo-burn (each parameter copied to host memory and back), against the same \
                  step over tempo's own tensors and burn's own `Adam`/`AdamW` (eps 1e-8) on the \
-                 same parameters.\n"
-            );
-            let _ = writeln!(
-                md,
-                "| workload | through tempo-burn | on tensors | tensors / burn | burn's own | burn's own / tempo-burn |\n|---|---:|---:|---:|---:|---:|"
-            );
+                 same parameters.",
+                "| workload | through tempo-burn | on tensors | tensors / burn | burn's own | burn's own / tempo-burn |",
+                burn_pairs(),
+            ),
+        ];
+        for (key, own_key, heading, paragraph, header, pairs) in frameworks {
+            if !has_pairs || !pairs.iter().any(|(id, _, _)| pair_tempo(id).is_some()) {
+                continue;
+            }
+            let _ = writeln!(md, "\n## {heading} (paired rounds)\n");
+            let _ = writeln!(md, "{paragraph}\n");
+            let _ = writeln!(md, "{header}\n|---|---:|---:|---:|---:|---:|");
             let mut rows = Vec::new();
-            for (id, tensors, own) in burn_pairs() {
+            for (id, tensors, own) in pairs {
                 let Some(ns) = pair_tempo(&id) else { continue };
                 let (t, o) = (pair_tempo(&tensors), pair_tempo(&own));
                 let _ = writeln!(
@@ -1297,13 +1272,16 @@ impl Summary {
                     o.map_or("—".into(), fmt_ns),
                     fmt_ratio(o.map(|o| o / ns)),
                 );
-                rows.push(json!({
-                    "id": id, "burn_ns": ns, "tensors_ns": t, "burn_own_ns": o,
-                    "tensors_over_burn": t.map(|t| t / ns),
-                    "burn_own_over_burn": o.map(|o| o / ns),
-                }));
+                let mut row = serde_json::Map::new();
+                row.insert("id".into(), json!(id));
+                row.insert(format!("{key}_ns"), json!(ns));
+                row.insert("tensors_ns".into(), json!(t));
+                row.insert(format!("{own_key}_ns"), json!(o));
+                row.insert(format!("tensors_over_{key}"), json!(t.map(|t| t / ns)));
+                row.insert(format!("{own_key}_over_{key}"), json!(o.map(|o| o / ns)));
+                rows.push(serde_json::Value::Object(row));
             }
-            rows_json.push(json!({"burn": rows}));
+            rows_json.push(json!({ key: rows }));
         }
 
         // Targets.
