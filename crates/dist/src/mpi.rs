@@ -6,7 +6,7 @@ use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
-use mpi::traits::{Communicator as _, CommunicatorCollectives, Root};
+use mpi::traits::{Communicator as _, CommunicatorCollectives, Equivalence, Root};
 use mpi::{Count, Threading};
 
 use crate::{Communicator, DistError};
@@ -142,6 +142,34 @@ impl MpiComm {
     }
 }
 
+impl MpiComm {
+    /// `recv = sum over ranks of send`, elementwise.
+    fn sum_into<T: Equivalence>(&self, send: &[T], recv: &mut [T]) -> Result<(), DistError> {
+        same_len(send.len(), recv.len())?;
+        count(send.len())?;
+        if send.is_empty() {
+            // Every rank passes the same length, so every rank skips alike.
+            return Ok(());
+        }
+        let _g = serialized();
+        self.world
+            .all_reduce_into(send, recv, SystemOperation::sum());
+        Ok(())
+    }
+
+    /// `buf` from rank `root` on every rank.
+    fn broadcast<T: Equivalence>(&self, root: usize, buf: &mut [T]) -> Result<(), DistError> {
+        count(buf.len())?;
+        let root = self.root(root)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let _g = serialized();
+        root.broadcast_into(buf);
+        Ok(())
+    }
+}
+
 impl Communicator for MpiComm {
     fn rank(&self) -> usize {
         self.rank
@@ -150,60 +178,19 @@ impl Communicator for MpiComm {
         self.size
     }
     fn all_reduce_sum_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), DistError> {
-        same_len(send.len(), recv.len())?;
-        count(send.len())?;
-        if send.is_empty() {
-            // Every rank passes the same length, so every rank skips alike.
-            return Ok(());
-        }
-        let _g = serialized();
-        self.world
-            .all_reduce_into(send, recv, SystemOperation::sum());
-        Ok(())
+        self.sum_into(send, recv)
     }
     fn all_reduce_sum_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), DistError> {
-        same_len(send.len(), recv.len())?;
-        count(send.len())?;
-        if send.is_empty() {
-            // Every rank passes the same length, so every rank skips alike.
-            return Ok(());
-        }
-        let _g = serialized();
-        self.world
-            .all_reduce_into(send, recv, SystemOperation::sum());
-        Ok(())
+        self.sum_into(send, recv)
     }
     fn all_reduce_sum_u64(&self, send: &[u64], recv: &mut [u64]) -> Result<(), DistError> {
-        same_len(send.len(), recv.len())?;
-        count(send.len())?;
-        if send.is_empty() {
-            // Every rank passes the same length, so every rank skips alike.
-            return Ok(());
-        }
-        let _g = serialized();
-        self.world
-            .all_reduce_into(send, recv, SystemOperation::sum());
-        Ok(())
+        self.sum_into(send, recv)
     }
     fn broadcast_f32(&self, root: usize, buf: &mut [f32]) -> Result<(), DistError> {
-        count(buf.len())?;
-        let root = self.root(root)?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let _g = serialized();
-        root.broadcast_into(buf);
-        Ok(())
+        self.broadcast(root, buf)
     }
     fn broadcast_f64(&self, root: usize, buf: &mut [f64]) -> Result<(), DistError> {
-        count(buf.len())?;
-        let root = self.root(root)?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let _g = serialized();
-        root.broadcast_into(buf);
-        Ok(())
+        self.broadcast(root, buf)
     }
     fn all_gather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>, DistError> {
         let mine = &framed(mine);
