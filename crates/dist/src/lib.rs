@@ -54,6 +54,7 @@
 
 mod comm;
 mod error;
+mod flat;
 mod local;
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -67,4 +68,4 @@ pub use local::LocalComm;
 #[cfg(feature = "mpi")]
 pub use mpi::{MpiComm, MpiRuntime};
 pub use optimizer::{DistConfig, DistributedOptimizer, GradReduction, StepTimings};
-pub use plan::ShardPlan;
+pub use plan::{ShardPlan, Sharding, Slice};

@@ -118,6 +118,19 @@ fn same_len(send: usize, recv: usize) -> Result<(), DistError> {
     }
 }
 
+/// Checks that a buffer of `whole` elements holds `ranks` blocks of `block` elements.
+fn blocks(whole: usize, block: usize, ranks: usize) -> Result<(), DistError> {
+    if block.checked_mul(ranks) == Some(whole) {
+        Ok(())
+    } else {
+        Err(DistError::InvalidArgument {
+            what: "buffer length",
+            expected: format!("{ranks} blocks of {block} elements"),
+            found: format!("{whole} elements"),
+        })
+    }
+}
+
 fn displacements(counts: &[Count]) -> Vec<Count> {
     counts
         .iter()
@@ -157,6 +170,31 @@ impl MpiComm {
         Ok(())
     }
 
+    /// Rank `r` gets the sum over ranks of block `r` of `send` (`MPI_Reduce_scatter_block`).
+    fn reduce_scatter<T: Equivalence>(&self, send: &[T], recv: &mut [T]) -> Result<(), DistError> {
+        blocks(send.len(), recv.len(), self.size)?;
+        count(send.len())?;
+        if recv.is_empty() {
+            return Ok(());
+        }
+        let _g = serialized();
+        self.world
+            .reduce_scatter_block_into(send, recv, SystemOperation::sum());
+        Ok(())
+    }
+
+    /// Every rank's `send`, in rank order, into `recv` (`MPI_Allgather`).
+    fn gather_all<T: Equivalence>(&self, send: &[T], recv: &mut [T]) -> Result<(), DistError> {
+        blocks(recv.len(), send.len(), self.size)?;
+        count(recv.len())?;
+        if send.is_empty() {
+            return Ok(());
+        }
+        let _g = serialized();
+        self.world.all_gather_into(send, recv);
+        Ok(())
+    }
+
     /// `buf` from rank `root` on every rank.
     fn broadcast<T: Equivalence>(&self, root: usize, buf: &mut [T]) -> Result<(), DistError> {
         count(buf.len())?;
@@ -191,6 +229,18 @@ impl Communicator for MpiComm {
     }
     fn broadcast_f64(&self, root: usize, buf: &mut [f64]) -> Result<(), DistError> {
         self.broadcast(root, buf)
+    }
+    fn reduce_scatter_sum_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), DistError> {
+        self.reduce_scatter(send, recv)
+    }
+    fn reduce_scatter_sum_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), DistError> {
+        self.reduce_scatter(send, recv)
+    }
+    fn all_gather_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), DistError> {
+        self.gather_all(send, recv)
+    }
+    fn all_gather_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), DistError> {
+        self.gather_all(send, recv)
     }
     fn all_gather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>, DistError> {
         let mine = &framed(mine);
