@@ -2,15 +2,17 @@
 //! `tests/it/mpirun.rs` as `mpirun -np N dist-check MODE`. Prints one `ok ...` line per
 //! check on rank 0 and exits non-zero on the first failure.
 //!
-//! Modes: `train` (N ranks equal one process; per-rank state; resume with N, 1 and
-//! N+1 ... ranks), `mismatch` (the last rank builds another model), `die` (the last
-//! rank ends abruptly after two steps).
+//! Modes: `train` (N ranks equal one process, with whole-parameter and with flat
+//! sharding; per-rank state; resume with N ranks under either sharding, and in one
+//! process), `mismatch` (the last rank builds another model), `die` (the last rank ends
+//! abruptly after two steps), `refuse` (flat sharding of Adafactor).
 
 use std::process::ExitCode;
 
 use ndarray::ArrayD;
 use tempo_dist::{
     Communicator, DistConfig, DistError, DistributedOptimizer, GradReduction, MpiRuntime,
+    Sharding,
 };
 use tempo_optim::{build_optimizer, Optimizer, OptimizerSpec, OptimizerStateDict};
 use tempo_tensor::Tensor;
@@ -96,8 +98,13 @@ fn single(
 }
 
 fn config() -> DistConfig {
+    config_with(Sharding::WholeParameters)
+}
+
+fn config_with(sharding: Sharding) -> DistConfig {
     DistConfig {
         bucket_elements: 5,
+        sharding,
         reduction: GradReduction::Sum,
         check_groups_every_step: true,
     }
@@ -150,6 +157,14 @@ fn everywhere(opt: &DistributedOptimizer<f64>) -> Result<OptimizerStateDict, Dis
 
 fn check_train(comm_rt: &MpiRuntime) -> Result<Vec<String>, String> {
     let mut report = Vec::new();
+    for sharding in [Sharding::WholeParameters, Sharding::Flat] {
+        report.extend(check_train_with(comm_rt, sharding)?);
+    }
+    Ok(report)
+}
+
+fn check_train_with(comm_rt: &MpiRuntime, sharding: Sharding) -> Result<Vec<String>, String> {
+    let mut report = Vec::new();
     let e = |e: DistError| e.to_string();
     for spec in SPECS {
         let comm = comm_rt.world();
@@ -157,7 +172,8 @@ fn check_train(comm_rt: &MpiRuntime) -> Result<Vec<String>, String> {
         // N ranks against one process.
         let ps = params(SHAPES);
         let mut opt =
-            DistributedOptimizer::new(optimizer(spec, &ps), Box::new(comm), config()).map_err(e)?;
+            DistributedOptimizer::new(optimizer(spec, &ps), Box::new(comm), config_with(sharding))
+                .map_err(e)?;
         train(&ps, &mut opt, 0, STEPS).map_err(e)?;
         let reference = params(SHAPES);
         let mut ropt = optimizer(spec, &reference);
@@ -182,40 +198,44 @@ fn check_train(comm_rt: &MpiRuntime) -> Result<Vec<String>, String> {
             .all_reduce_sum_u64(&[mine], &mut sum)
             .map_err(e)?;
         report.push(format!(
-            "{spec}: {size} ranks equal one process; rank {rank} holds {mine} of {} state bytes",
+            "{spec}, {sharding:?}: {size} ranks equal one process; rank {rank} holds {mine} of {} state bytes",
             sum[0]
         ));
-        // Save after 3 steps; resume with the same ranks and in one process.
+        // Save after 3 steps; resume with the same ranks (under both shardings) and in
+        // one process.
         let ps = params(SHAPES);
         let comm = comm_rt.world();
         let mut opt =
-            DistributedOptimizer::new(optimizer(spec, &ps), Box::new(comm), config()).map_err(e)?;
+            DistributedOptimizer::new(optimizer(spec, &ps), Box::new(comm), config_with(sharding))
+                .map_err(e)?;
         train(&ps, &mut opt, 0, 3).map_err(e)?;
         let saved = everywhere(&opt).map_err(e)?;
         let saved_values: Vec<ArrayD<f64>> = ps.iter().map(|p| p.to_array()).collect();
         train(&ps, &mut opt, 3, STEPS).map_err(e)?;
         let straight = values(&ps);
         drop(opt);
-        let resumed = params(SHAPES);
-        for (p, v) in resumed.iter().zip(&saved_values) {
-            *p.data_mut() = v.clone();
-        }
-        let mut opt = DistributedOptimizer::new(
-            optimizer(spec, &resumed),
-            Box::new(comm_rt.world()),
-            config(),
-        )
-        .map_err(e)?;
-        opt.load_state_dict(&saved).map_err(e)?;
-        train(&resumed, &mut opt, 3, STEPS).map_err(e)?;
-        if values(&resumed)
-            .iter()
-            .zip(&straight)
-            .any(|(a, b)| a.to_bits() != b.to_bits())
-        {
-            return Err(format!(
-                "{spec}: resuming with {size} ranks differs from the straight run"
-            ));
+        for resumed_with in [Sharding::WholeParameters, Sharding::Flat] {
+            let resumed = params(SHAPES);
+            for (p, v) in resumed.iter().zip(&saved_values) {
+                *p.data_mut() = v.clone();
+            }
+            let mut opt = DistributedOptimizer::new(
+                optimizer(spec, &resumed),
+                Box::new(comm_rt.world()),
+                config_with(resumed_with),
+            )
+            .map_err(e)?;
+            opt.load_state_dict(&saved).map_err(e)?;
+            train(&resumed, &mut opt, 3, STEPS).map_err(e)?;
+            if values(&resumed)
+                .iter()
+                .zip(&straight)
+                .any(|(a, b)| a.to_bits() != b.to_bits())
+            {
+                return Err(format!(
+                    "{spec}: saved with {sharding:?}, resuming with {size} ranks and {resumed_with:?} differs from the straight run"
+                ));
+            }
         }
         // One process (every rank does it alone) continues from the same checkpoint.
         let alone = params(SHAPES);
@@ -230,7 +250,7 @@ fn check_train(comm_rt: &MpiRuntime) -> Result<Vec<String>, String> {
                 "{spec}: resuming in one process differs from {size} ranks"
             ));
         }
-        report.push(format!("{spec}: saved with {size} ranks, resumed with {size} ranks bit for bit and in one process"));
+        report.push(format!("{spec}, {sharding:?}: saved with {size} ranks, resumed with {size} ranks bit for bit (either sharding) and in one process"));
     }
     Ok(report)
 }
@@ -288,8 +308,18 @@ fn main() -> ExitCode {
                 Err(e) => Err(e.clone()),
             }
         }
+        "refuse" => {
+            let ps = params(&[&[3, 4], &[2, 2]]);
+            DistributedOptimizer::new(
+                optimizer(r#"{"type": "Adafactor"}"#, &ps),
+                Box::new(runtime.world()),
+                config_with(Sharding::Flat),
+            )
+            .map(|_| vec!["Adafactor was taken".to_string()])
+            .map_err(|e| e.to_string())
+        }
         other => Err(format!(
-            "unknown mode `{other}` (expected train, mismatch or die)"
+            "unknown mode `{other}` (expected train, mismatch, die or refuse)"
         )),
     };
     drop(world);
