@@ -126,6 +126,7 @@ fn state_bytes(opt: &dyn Optimizer<f32>) -> usize {
 #[derive(Default)]
 struct Times {
     compute: Duration,
+    wait: Duration,
     all_reduce: Duration,
     local_step: Duration,
     broadcast: Duration,
@@ -152,8 +153,11 @@ fn main() -> Result<(), String> {
     Ok(())
 }
 
+/// The model's parameters, the inputs, their labels, and AdamW over the parameters.
+type Setup = (Vec<Tensor<f32>>, ArrayD<f32>, Vec<usize>, AdamW<f32>);
+
 /// The model, `batch` samples of synthetic data and their labels, and AdamW.
-fn setup(batch: usize) -> Result<(Vec<Tensor<f32>>, ArrayD<f32>, Vec<usize>, AdamW<f32>), String> {
+fn setup(batch: usize) -> Result<Setup, String> {
     let mut rng = Generator::new(0);
     let ps = model(&mut rng);
     let data: ArrayD<f32> = rng.normal(&[batch, SIZES[0]], 0.0, 1.0);
@@ -231,7 +235,13 @@ fn distributed(
         opt.zero_grad();
         let t0 = Instant::now();
         loss(&ps, &x, &y)?;
-        times.compute += t0.elapsed();
+        let t1 = Instant::now();
+        // A rank that finished its share first waits here for the slower one, so that
+        // the step's own times below are the collectives' and not the wait.
+        let mut done = [0u64];
+        comm.all_reduce_sum_u64(&[0], &mut done)?;
+        times.compute += t1 - t0;
+        times.wait += t1.elapsed();
         opt.step()?;
         let t = opt.last_step_timings();
         times.all_reduce += t.all_reduce;
@@ -252,12 +262,14 @@ fn distributed(
             Sharding::Flat => ("reduce-scatter", "all-gather"),
             _ => ("all-reduce", "parameter broadcast"),
         };
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
         println!(
-            "{size} ranks, {sharding:?}: {params} parameters, global batch {batch}, {:.1} samples/s; optimizer state per rank {per_rank:?} bytes of {} ({:.2} of the total at most); rank 0 per step: forward+backward {:.1} ms, gradient {reduce} {:.1} ms, optimizer step {:.1} ms, {gather} {:.1} ms",
+            "{size} ranks, {sharding:?}: {params} parameters, global batch {batch}, {:.1} samples/s; optimizer state per rank {per_rank:?} bytes of {} ({:.2} of the total at most); {threads} CPU(s) per rank; rank 0 per step: forward+backward {:.1} ms, waiting for the other ranks {:.1} ms, gradient {reduce} {:.1} ms, optimizer step {:.1} ms, {gather} {:.1} ms",
             (batch * o.steps) as f64 / elapsed,
             total[0],
             per_rank.iter().copied().max().unwrap_or(0) as f64 / total[0].max(1) as f64,
             ms(times.compute, o.steps),
+            ms(times.wait, o.steps),
             ms(times.all_reduce, o.steps),
             ms(times.local_step, o.steps),
             ms(times.broadcast, o.steps),

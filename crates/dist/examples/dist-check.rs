@@ -11,8 +11,7 @@ use std::process::ExitCode;
 
 use ndarray::ArrayD;
 use tempo_dist::{
-    Communicator, DistConfig, DistError, DistributedOptimizer, GradReduction, MpiRuntime,
-    Sharding,
+    Communicator, DistConfig, DistError, DistributedOptimizer, GradReduction, MpiRuntime, Sharding,
 };
 use tempo_optim::{build_optimizer, Optimizer, OptimizerSpec, OptimizerStateDict};
 use tempo_tensor::Tensor;

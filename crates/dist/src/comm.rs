@@ -61,8 +61,11 @@ pub trait DistFloat: Float {
         recv: &mut [Self],
     ) -> Result<(), DistError>;
     /// `recv = every rank's send, in rank order`.
-    fn all_gather(comm: &dyn Communicator, send: &[Self], recv: &mut [Self])
-        -> Result<(), DistError>;
+    fn all_gather(
+        comm: &dyn Communicator,
+        send: &[Self],
+        recv: &mut [Self],
+    ) -> Result<(), DistError>;
 }
 
 impl DistFloat for f32 {
@@ -83,7 +86,11 @@ impl DistFloat for f32 {
     ) -> Result<(), DistError> {
         comm.reduce_scatter_sum_f32(send, recv)
     }
-    fn all_gather(comm: &dyn Communicator, send: &[f32], recv: &mut [f32]) -> Result<(), DistError> {
+    fn all_gather(
+        comm: &dyn Communicator,
+        send: &[f32],
+        recv: &mut [f32],
+    ) -> Result<(), DistError> {
         comm.all_gather_f32(send, recv)
     }
 }
@@ -106,7 +113,11 @@ impl DistFloat for f64 {
     ) -> Result<(), DistError> {
         comm.reduce_scatter_sum_f64(send, recv)
     }
-    fn all_gather(comm: &dyn Communicator, send: &[f64], recv: &mut [f64]) -> Result<(), DistError> {
+    fn all_gather(
+        comm: &dyn Communicator,
+        send: &[f64],
+        recv: &mut [f64],
+    ) -> Result<(), DistError> {
         comm.all_gather_f64(send, recv)
     }
 }

@@ -290,7 +290,10 @@ pub(crate) fn stitch(
                 _ => {
                     return Err(malformed(
                         ranks[k],
-                        format!("parameter {param}'s state has no `{key}` where rank {}'s has", ranks[0]),
+                        format!(
+                            "parameter {param}'s state has no `{key}` where rank {}'s has",
+                            ranks[0]
+                        ),
                     ))
                 }
             }
@@ -307,17 +310,26 @@ pub(crate) fn stitch(
             if let Some(k) = values.iter().position(|v| *v != value) {
                 return Err(malformed(
                     ranks[k],
-                    format!("parameter {param}'s `{key}` differs from rank {}'s", ranks[0]),
+                    format!(
+                        "parameter {param}'s `{key}` differs from rank {}'s",
+                        ranks[0]
+                    ),
                 ));
             }
             value.clone()
         };
         out.entries.push((key.clone(), joined));
     }
-    if let Some(k) = pieces.iter().position(|p| p.entries.len() != first.entries.len()) {
+    if let Some(k) = pieces
+        .iter()
+        .position(|p| p.entries.len() != first.entries.len())
+    {
         return Err(malformed(
             ranks[k],
-            format!("parameter {param}'s state has other entries than rank {}'s", ranks[0]),
+            format!(
+                "parameter {param}'s state has other entries than rank {}'s",
+                ranks[0]
+            ),
         ));
     }
     Ok(out)
@@ -386,7 +398,11 @@ mod tests {
             for (offset, len) in layout.rounds() {
                 for rank in 0..ranks {
                     for i in 0..len {
-                        assert_eq!(seen[at], rank * block + offset + i, "{ranks} {block} {bucket}");
+                        assert_eq!(
+                            seen[at],
+                            rank * block + offset + i,
+                            "{ranks} {block} {bucket}"
+                        );
                         at += 1;
                     }
                 }
@@ -414,7 +430,10 @@ mod tests {
             Some(&StateValue::tensor(&[3], &[3.0f32, 4.0, 5.0]))
         );
         let lens: Vec<usize> = ranges.iter().map(|r| r.len()).collect();
-        assert_eq!(stitch(&pieces, &lens, &[0, 1, 2], 0, &[2, 3]).unwrap(), state);
+        assert_eq!(
+            stitch(&pieces, &lens, &[0, 1, 2], 0, &[2, 3]).unwrap(),
+            state
+        );
         // A scalar that differs between slices is an error naming the rank.
         let mut bad = pieces.clone();
         bad[2].insert("n", StateValue::Int(3));

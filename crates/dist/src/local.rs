@@ -318,10 +318,14 @@ impl Communicator for LocalComm {
         self.bcast(root, buf, f64::to_le_bytes, f64::from_le_bytes)
     }
     fn reduce_scatter_sum_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), DistError> {
-        self.reduce_scatter(send, recv, f32::to_le_bytes, f32::from_le_bytes, |a, b| a + b)
+        self.reduce_scatter(send, recv, f32::to_le_bytes, f32::from_le_bytes, |a, b| {
+            a + b
+        })
     }
     fn reduce_scatter_sum_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), DistError> {
-        self.reduce_scatter(send, recv, f64::to_le_bytes, f64::from_le_bytes, |a, b| a + b)
+        self.reduce_scatter(send, recv, f64::to_le_bytes, f64::from_le_bytes, |a, b| {
+            a + b
+        })
     }
     fn all_gather_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), DistError> {
         self.gather_all(send, recv, f32::to_le_bytes, f32::from_le_bytes)
@@ -386,8 +390,10 @@ mod tests {
         });
         for (rank, o) in out.into_iter().enumerate() {
             let (mine, all) = o.unwrap();
-            assert_eq!(mine, [30.0 * rank as f64 + 3.0, 303.0]);
-            assert_eq!(all, [0.0, -0.0, 1.0, -1.0, 2.0, -2.0]);
+            let want = [30.0 * rank as f64 + 3.0, 303.0];
+            assert_eq!(mine.map(f64::to_bits), want.map(f64::to_bits));
+            let want = [0.0f32, -0.0, 1.0, -1.0, 2.0, -2.0];
+            assert_eq!(all.map(f32::to_bits), want.map(f32::to_bits));
         }
     }
 

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
 use mpi::environment::Universe;
+use mpi::point_to_point::send_receive_into_with_tags;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator as _, CommunicatorCollectives, Equivalence, Root};
-use mpi::point_to_point::send_receive_into_with_tags;
 use mpi::{Count, Threading};
 
 /// The tag of the two-rank reduce-scatter's messages (the only point-to-point messages
@@ -206,7 +206,10 @@ impl MpiComm {
                 &peer,
                 REDUCE_SCATTER_TAG,
             );
-            for (r, &mine) in recv.iter_mut().zip(&send[self.rank * n..(self.rank + 1) * n]) {
+            for (r, &mine) in recv
+                .iter_mut()
+                .zip(&send[self.rank * n..(self.rank + 1) * n])
+            {
                 *r += mine;
             }
         } else {

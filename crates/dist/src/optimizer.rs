@@ -299,7 +299,10 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         // Each parameter's group, from the groups' sizes (ids are numbered group by group).
         let mut group_of = Vec::with_capacity(self.params.len());
         for (g, d) in state.param_groups.iter().enumerate() {
-            let n = d.get("params").and_then(Value::as_slice).map_or(0, <[Value]>::len);
+            let n = d
+                .get("params")
+                .and_then(Value::as_slice)
+                .map_or(0, <[Value]>::len);
             group_of.extend(std::iter::repeat_n(g, n));
         }
         let mut group_ids = vec![Vec::new(); state.param_groups.len()];
@@ -727,9 +730,7 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         let gathered = comm.gather_bytes(root, &wire::encode(&local.state))?;
         let merged = match gathered {
             None => Ok(None),
-            Some(all) if self.shard.is_some() => {
-                self.merge_flat(all, local.param_groups).map(Some)
-            }
+            Some(all) if self.shard.is_some() => self.merge_flat(all, local.param_groups).map(Some),
             Some(all) => self.merge(all, local.param_groups).map(Some),
         };
         agree(comm, "consolidating the optimizer state", merged)
@@ -825,7 +826,13 @@ impl<T: DistFloat> DistributedOptimizer<T> {
             let ranks: Vec<usize> = got.iter().map(|(r, _)| *r).collect();
             let lens: Vec<usize> = expected[id].iter().map(|&(_, l)| l).collect();
             let states: Vec<ParamState> = got.into_iter().map(|(_, s)| s).collect();
-            by_id[id] = Some(stitch(&states, &lens, &ranks, id, &self.params[id].shape())?);
+            by_id[id] = Some(stitch(
+                &states,
+                &lens,
+                &ranks,
+                id,
+                &self.params[id].shape(),
+            )?);
         }
         let mut state = Vec::new();
         for id in self.order.iter().copied().chain(0..n) {

@@ -261,15 +261,15 @@ mod tests {
             let plan = ShardPlan::flat(&numels, ranks);
             let loads = plan.elements_per_rank();
             assert_eq!(loads.iter().sum::<usize>(), total);
-            assert!(loads.iter().all(|&l| l <= total.div_ceil(ranks)), "{loads:?}");
+            assert!(
+                loads.iter().all(|&l| l <= total.div_ceil(ranks)),
+                "{loads:?}"
+            );
             let mut seen: Vec<Vec<bool>> = numels.iter().map(|&n| vec![false; n]).collect();
             let mut empty_owners = vec![0; numels.len()];
-            for r in 0..ranks {
+            for (r, &load) in loads.iter().enumerate() {
                 let slices = plan.slices(r);
-                assert_eq!(
-                    slices.iter().map(|s| s.range.len()).sum::<usize>(),
-                    loads[r]
-                );
+                assert_eq!(slices.iter().map(|s| s.range.len()).sum::<usize>(), load);
                 for s in slices {
                     if numels[s.param] == 0 {
                         empty_owners[s.param] += 1;

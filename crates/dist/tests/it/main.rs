@@ -8,8 +8,7 @@ mod training;
 
 use ndarray::ArrayD;
 use tempo_dist::{
-    Communicator, DistConfig, DistError, DistributedOptimizer, GradReduction, LocalComm,
-    Sharding,
+    Communicator, DistConfig, DistError, DistributedOptimizer, GradReduction, LocalComm, Sharding,
 };
 use tempo_optim::{build_optimizer, Optimizer, OptimizerSpec};
 use tempo_tensor::Tensor;

@@ -5,8 +5,7 @@ use tempo_dist::{LocalComm, Sharding};
 use tempo_optim::{OptimizerStateDict, StateValue, OPTIMIZER_NAMES};
 
 use crate::{
-    bits, distributed, distributed_with, on_ranks, params, single, train, SHAPES, SHARDINGS,
-    SPECS,
+    bits, distributed, distributed_with, on_ranks, params, single, train, SHAPES, SHARDINGS, SPECS,
 };
 
 const STEPS: usize = 6;
