@@ -259,7 +259,7 @@ fn distributed(
         .collect();
     if rank == 0 {
         let (reduce, gather) = match sharding {
-            Sharding::Flat => ("reduce-scatter", "all-gather"),
+            Sharding::Flat => ("reduce-scatter", "broadcast of the updated ranges"),
             _ => ("all-reduce", "parameter broadcast"),
         };
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -301,10 +301,16 @@ fn collectives(comm: &MpiComm) -> Result<(), DistError> {
     let all_reduce = time(&mut || comm.all_reduce_sum_f32(&send, &mut whole))?;
     let reduce_scatter = time(&mut || comm.reduce_scatter_sum_f32(&send, &mut part))?;
     let all_gather = time(&mut || comm.all_gather_f32(&part, &mut whole))?;
+    let broadcasts = time(&mut || {
+        for (root, range) in whole.chunks_mut(block).enumerate() {
+            comm.broadcast_f32(root, range)?;
+        }
+        Ok(())
+    })?;
     if comm.rank() == 0 {
         let mb = (n * 4) as f64 / 1e6;
         println!(
-            "{size} ranks, {n} f32 ({mb:.1} MB): all-reduce {all_reduce:.1} ms, reduce-scatter {reduce_scatter:.1} ms, all-gather {all_gather:.1} ms"
+            "{size} ranks, {n} f32 ({mb:.1} MB): all-reduce {all_reduce:.1} ms, reduce-scatter {reduce_scatter:.1} ms, all-gather {all_gather:.1} ms, a broadcast from each rank of its range {broadcasts:.1} ms"
         );
     }
     Ok(())

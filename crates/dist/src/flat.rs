@@ -1,7 +1,7 @@
 //! Flat sharding's machinery: the slices of parameters a rank steps (a tempo-optim
 //! [`Param`] over part of a tensor, whose gradient lives in the rank's reduced range),
-//! the bucketed layout of the reduce-scatter and all-gather buffers, and the cutting and
-//! stitching of per-parameter state.
+//! the bucketed layout of the reduce-scatter buffer, and the cutting and stitching of
+//! per-parameter state.
 
 use std::ops::Range;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -16,8 +16,7 @@ use crate::DistError;
 /// current step; shared by the rank's [`SliceParam`]s.
 #[derive(Debug, Default)]
 pub(crate) struct Grads<T> {
-    /// The range's combined gradient (then, after the step, its updated values, sent to
-    /// the other ranks).
+    /// The range's combined gradient.
     pub(crate) values: Vec<T>,
     /// By slice index: whether its parameter has a gradient on any rank.
     pub(crate) present: Vec<bool>,
@@ -161,9 +160,9 @@ impl<T: Float> Param<T> for SliceParam<T> {
     }
 }
 
-/// Where the flattened parameters sit in the buffers of the reduce-scatter and the
-/// all-gather. Rank `r`'s range is `block` elements from `r * block` (the last one padded
-/// with zeros). Each collective runs in rounds: round `k` moves, for every rank, the
+/// Where the flattened gradients sit in the buffer of the reduce-scatter. Rank `r`'s
+/// range is `block` elements from `r * block` (the last one padded with zeros). The
+/// reduce-scatter runs in rounds: round `k` moves, for every rank, the
 /// `k`-th piece of its range (`piece` elements, fewer in the last round), so a round's
 /// buffer is the rounds' pieces side by side in rank order, and the whole buffer is the
 /// rounds one after another. Flattening writes each element straight to its place.

@@ -16,8 +16,8 @@ pub enum Sharding {
     /// contiguous ranges of nearly equal size (a parameter may straddle two ranks, each
     /// stepping its slice), so every rank keeps `1/N` of the state, within one element.
     /// Only for elementwise optimizers ([`Optimizer::is_elementwise`]); the gradients are
-    /// reduce-scattered (each rank receives its range only) and the updated ranges
-    /// all-gathered.
+    /// reduce-scattered (each rank receives its range only) and the updated ranges sent
+    /// to every rank.
     ///
     /// [`Optimizer::is_elementwise`]: tempo_optim::Optimizer::is_elementwise
     Flat,
