@@ -123,8 +123,39 @@ fn state_bytes(opt: &dyn Optimizer<f32>) -> usize {
         .sum()
 }
 
+/// The main thread's time on a CPU and waiting for one (`/proc/thread-self/schedstat`,
+/// Linux): how much of the machine the process got while other programs ran.
+#[derive(Default, Clone, Copy)]
+struct Sched {
+    running_ns: u64,
+    waiting_ns: u64,
+}
+
+impl Sched {
+    fn now() -> Self {
+        let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+        Self {
+            running_ns: fields.next().unwrap_or(0),
+            waiting_ns: fields.next().unwrap_or(0),
+        }
+    }
+
+    /// The share of `elapsed` seconds since `self` spent on a CPU and waiting for one.
+    fn since(self, elapsed: f64) -> String {
+        let now = Self::now();
+        let share = |ns: u64| ns as f64 * 1e-9 / elapsed * 100.0;
+        format!(
+            "main thread on a CPU {:.0}% of the time, waiting for one {:.0}%",
+            share(now.running_ns.saturating_sub(self.running_ns)),
+            share(now.waiting_ns.saturating_sub(self.waiting_ns)),
+        )
+    }
+}
+
 #[derive(Default)]
 struct Times {
+    sched: Sched,
     compute: Duration,
     wait: Duration,
     all_reduce: Duration,
@@ -177,6 +208,7 @@ fn plain(o: &Options, batch: usize) -> Result<(), String> {
         if s == WARMUP {
             started = Instant::now();
             times = Times::default();
+            times.sched = Sched::now();
         }
         opt.zero_grad();
         let t0 = Instant::now();
@@ -188,9 +220,10 @@ fn plain(o: &Options, batch: usize) -> Result<(), String> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "one process (no MPI): {params} parameters, global batch {batch}, {:.1} samples/s; optimizer state {} bytes; per step: forward+backward {:.1} ms, optimizer step {:.1} ms",
+        "one process (no MPI): {params} parameters, global batch {batch}, {:.1} samples/s; optimizer state {} bytes; {}; per step: forward+backward {:.1} ms, optimizer step {:.1} ms",
         (batch * o.steps) as f64 / elapsed,
         state_bytes(opt.as_ref()),
+        times.sched.since(elapsed),
         ms(times.compute, o.steps),
         ms(times.local_step, o.steps),
     );
@@ -231,6 +264,7 @@ fn distributed(
             comm.all_reduce_sum_u64(&[0], &mut done)?;
             started = Instant::now();
             times = Times::default();
+            times.sched = Sched::now();
         }
         opt.zero_grad();
         let t0 = Instant::now();
@@ -249,6 +283,7 @@ fn distributed(
         times.broadcast += t.broadcast;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let sched = times.sched.since(elapsed);
     let mine = opt.local_state_bytes() as u64;
     let mut total = [0u64];
     comm.all_reduce_sum_u64(&[mine], &mut total)?;
@@ -264,7 +299,7 @@ fn distributed(
         };
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         println!(
-            "{size} ranks, {sharding:?}: {params} parameters, global batch {batch}, {:.1} samples/s; optimizer state per rank {per_rank:?} bytes of {} ({:.2} of the total at most); {threads} CPU(s) per rank; rank 0 per step: forward+backward {:.1} ms, waiting for the other ranks {:.1} ms, gradient {reduce} {:.1} ms, optimizer step {:.1} ms, {gather} {:.1} ms",
+            "{size} ranks, {sharding:?}: {params} parameters, global batch {batch}, {:.1} samples/s; optimizer state per rank {per_rank:?} bytes of {} ({:.2} of the total at most); {threads} CPU(s) per rank; rank 0: {sched}; rank 0 per step: forward+backward {:.1} ms, waiting for the other ranks {:.1} ms, gradient {reduce} {:.1} ms, optimizer step {:.1} ms, {gather} {:.1} ms",
             (batch * o.steps) as f64 / elapsed,
             total[0],
             per_rank.iter().copied().max().unwrap_or(0) as f64 / total[0].max(1) as f64,
