@@ -134,7 +134,9 @@ struct Sched {
 impl Sched {
     fn now() -> Self {
         let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+        let mut fields = text
+            .split_whitespace()
+            .map(|f| f.parse::<u64>().unwrap_or(0));
         Self {
             running_ns: fields.next().unwrap_or(0),
             waiting_ns: fields.next().unwrap_or(0),

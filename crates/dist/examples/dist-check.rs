@@ -5,7 +5,8 @@
 //! Modes: `train` (N ranks equal one process, with whole-parameter and with flat
 //! sharding; per-rank state; resume with N ranks under either sharding, and in one
 //! process), `mismatch` (the last rank builds another model), `die` (the last rank ends
-//! abruptly after two steps), `refuse` (flat sharding of Adafactor).
+//! abruptly after two steps), `refuse` (flat sharding of Adafactor), `collectives`
+//! (the float collectives, short and long, against sums computed on every rank).
 
 use std::process::ExitCode;
 
@@ -254,6 +255,78 @@ fn check_train_with(comm_rt: &MpiRuntime, sharding: Sharding) -> Result<Vec<Stri
     Ok(report)
 }
 
+/// Rank `r`'s element `i`: values whose sums round, so a wrong order or a lost term
+/// shows.
+fn contribution(r: usize, i: usize) -> f64 {
+    ((i * 7 + r * 13) as f64 * 0.37).sin() * 10f64.powi((i % 7) as i32 - 3)
+}
+
+/// All-reduce, reduce-scatter and all-gather in f32 and f64, below and above the length
+/// where two ranks exchange pairwise, against the sums in rank order: bit for bit with
+/// two ranks; with more, MPI may add in another order, so within a few roundings of the
+/// terms' magnitude (1e-6 of it in f32, 1e-14 in f64).
+fn check_collectives(comm: &tempo_dist::MpiComm) -> Result<Vec<String>, String> {
+    let (rank, size) = (comm.rank(), comm.size());
+    let e = |e: DistError| e.to_string();
+    let mut report = Vec::new();
+    for n in [10usize, 200_003] {
+        let block = n.div_ceil(size);
+        let len = block * size;
+        let sum64 = |i: usize| (1..size).fold(contribution(0, i), |a, r| a + contribution(r, i));
+        let sum32 = |i: usize| {
+            (1..size).fold(contribution(0, i) as f32, |a, r| {
+                a + contribution(r, i) as f32
+            })
+        };
+        let magnitude = |i: usize| (0..size).map(|r| contribution(r, i).abs()).sum::<f64>();
+        let ok = |i: usize, got64: f64, got32: f32| {
+            if size <= 2 {
+                got64.to_bits() == sum64(i).to_bits() && got32.to_bits() == sum32(i).to_bits()
+            } else {
+                (got64 - sum64(i)).abs() <= 1e-14 * magnitude(i)
+                    && f64::from(got32 - sum32(i)).abs() <= 1e-6 * magnitude(i)
+            }
+        };
+        let mine64: Vec<f64> = (0..len).map(|i| contribution(rank, i)).collect();
+        let mine32: Vec<f32> = mine64.iter().map(|&x| x as f32).collect();
+        let mut all64 = vec![0.0; len];
+        comm.all_reduce_sum_f64(&mine64, &mut all64).map_err(e)?;
+        let mut all32 = vec![0.0f32; len];
+        comm.all_reduce_sum_f32(&mine32, &mut all32).map_err(e)?;
+        if let Some(i) = (0..len).find(|&i| !ok(i, all64[i], all32[i])) {
+            return Err(format!(
+                "all-reduce of {len}: element {i} is {} / {}, expected {} / {}",
+                all64[i],
+                all32[i],
+                sum64(i),
+                sum32(i)
+            ));
+        }
+        let mut part64 = vec![0.0; block];
+        comm.reduce_scatter_sum_f64(&mine64, &mut part64)
+            .map_err(e)?;
+        let mut part32 = vec![0.0f32; block];
+        comm.reduce_scatter_sum_f32(&mine32, &mut part32)
+            .map_err(e)?;
+        if let Some(k) = (0..block).find(|&k| !ok(rank * block + k, part64[k], part32[k])) {
+            return Err(format!(
+                "reduce-scatter of {len}: element {k} of rank {rank}'s block is wrong"
+            ));
+        }
+        let mut gathered64 = vec![0.0; len];
+        comm.all_gather_f64(&part64, &mut gathered64).map_err(e)?;
+        let mut gathered32 = vec![0.0f32; len];
+        comm.all_gather_f32(&part32, &mut gathered32).map_err(e)?;
+        if let Some(i) = (0..len).find(|&i| !ok(i, gathered64[i], gathered32[i])) {
+            return Err(format!("all-gather of {len}: element {i} is wrong"));
+        }
+        report.push(format!(
+            "{size} ranks: all-reduce, reduce-scatter and all-gather of {len} elements"
+        ));
+    }
+    Ok(report)
+}
+
 fn main() -> ExitCode {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let runtime = match MpiRuntime::init() {
@@ -307,6 +380,7 @@ fn main() -> ExitCode {
                 Err(e) => Err(e.clone()),
             }
         }
+        "collectives" => check_collectives(&world).map_err(|e| e.to_string()),
         "refuse" => {
             let ps = params(&[&[3, 4], &[2, 2]]);
             DistributedOptimizer::new(

@@ -86,6 +86,16 @@ fn ranks_equal_one_process_and_resume_on_mpi() {
 }
 
 #[test]
+fn the_float_collectives_sum_short_and_long_messages() {
+    for ranks in [2, 3] {
+        let (code, out) = mpirun(ranks, "collectives");
+        assert_eq!(code, 0, "{ranks} ranks:\n{out}");
+        let oks = out.lines().filter(|l| l.starts_with("ok ")).count();
+        assert_eq!(oks, 2, "{ranks} ranks:\n{out}");
+    }
+}
+
+#[test]
 fn flat_sharding_refuses_adafactor_on_every_rank() {
     let (code, out) = mpirun(2, "refuse");
     assert_ne!(code, 0, "{out}");
