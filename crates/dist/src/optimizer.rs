@@ -453,13 +453,7 @@ impl<T: DistFloat> DistributedOptimizer<T> {
             return Ok(any);
         }
         let n = self.params.len();
-        let mine: Vec<u64> = self
-            .params
-            .iter()
-            .map(|p| u64::from(p.grad().is_some()))
-            .collect();
-        let mut counts = vec![0u64; n];
-        comm.all_reduce_sum_u64(&mine, &mut counts)?;
+        let counts = presence(comm, &self.params)?;
         let present: Vec<usize> = (0..n).filter(|&i| counts[i] > 0).collect();
         if present.is_empty() {
             self.timings = StepTimings::default();
@@ -551,13 +545,7 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         };
         let size = comm.size();
         let n = self.params.len();
-        let mine: Vec<u64> = self
-            .params
-            .iter()
-            .map(|p| u64::from(p.grad().is_some()))
-            .collect();
-        let mut counts = vec![0u64; n];
-        comm.all_reduce_sum_u64(&mine, &mut counts)?;
+        let counts = presence(comm, &self.params)?;
         let present: Vec<usize> = (0..n).filter(|&i| counts[i] > 0).collect();
         if present.is_empty() {
             self.timings = StepTimings::default();
@@ -950,6 +938,39 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         };
         Ok(())
     }
+}
+
+/// How many ranks have a gradient for each parameter (a collective, which also checks
+/// every rank's gradients' shapes: one of another shape is an error on every rank).
+fn presence<T: DistFloat>(
+    comm: &dyn Communicator,
+    params: &[Tensor<T>],
+) -> Result<Vec<u64>, DistError> {
+    let n = params.len();
+    let mut bad = None;
+    let mut mine = Vec::with_capacity(n + 1);
+    for (i, p) in params.iter().enumerate() {
+        let grad = p.grad();
+        if let Some(g) = grad.as_ref() {
+            let shape = p.shape();
+            if g.shape() != shape.as_slice() && bad.is_none() {
+                bad = Some(DistError::InvalidArgument {
+                    what: "gradient",
+                    expected: format!("shape {shape:?} for parameter {i}"),
+                    found: format!("shape {:?}", g.shape()),
+                });
+            }
+        }
+        mine.push(u64::from(grad.is_some()));
+    }
+    mine.push(u64::from(bad.is_some()));
+    let mut counts = vec![0u64; n + 1];
+    comm.all_reduce_sum_u64(&mine, &mut counts)?;
+    if counts[n] > 0 {
+        agree(comm, "the optimizer step", bad.map_or(Ok(()), Err))?;
+    }
+    counts.truncate(n);
+    Ok(counts)
 }
 
 /// The state of a shard's slices, by parameter id.

@@ -58,6 +58,33 @@ fn optimizers_that_need_whole_tensors_are_refused_by_flat_sharding_only() {
     }
 }
 
+/// A gradient of the wrong shape on one rank is an error on every rank, under either
+/// sharding, before anything moves.
+#[test]
+fn a_gradient_of_the_wrong_shape_is_an_error_on_every_rank() {
+    for sharding in SHARDINGS {
+        let out = LocalComm::run(2, |comm| -> Result<_, DistError> {
+            let (ps, mut opt) = distributed_with(SPECS[0], comm, sharding)?;
+            crate::set_grads(&ps, crate::rows(opt.rank(), 2), 0);
+            let before = crate::bits(&ps);
+            if opt.rank() == 1 {
+                *ps[2].grad_mut() = Some(ndarray::ArrayD::zeros(vec![3]));
+            }
+            let result = opt.step().map_err(|e| e.to_string());
+            Ok((result, before == crate::bits(&ps)))
+        });
+        for (rank, o) in out.into_iter().enumerate() {
+            let (result, unchanged) = o.unwrap();
+            let message = result.unwrap_err();
+            assert!(
+                message.contains("expected shape [7] for parameter 2, found shape [3]"),
+                "{sharding:?}, rank {rank}: {message}"
+            );
+            assert!(unchanged, "{sharding:?}, rank {rank}");
+        }
+    }
+}
+
 fn mismatch(change: impl Fn(usize) -> (Vec<&'static [usize]>, &'static str) + Sync) -> Vec<String> {
     LocalComm::run(3, |comm| {
         let (shapes, spec) = change(tempo_dist::Communicator::rank(&comm));
