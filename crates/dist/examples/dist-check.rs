@@ -272,8 +272,8 @@ fn contribution(r: usize, i: usize) -> f64 {
     ((i * 7 + r * 13) as f64 * 0.37).sin() * 10f64.powi((i % 7) as i32 - 3)
 }
 
-/// All-reduce, reduce-scatter and all-gather in f32 and f64, below and above the length
-/// where two ranks exchange pairwise, against the sums in rank order: bit for bit with
+/// All-reduce, reduce-scatter (pairwise between two ranks) and all-gather in f32 and
+/// f64, of short and long messages, against the sums in rank order: bit for bit with
 /// two ranks; with more, MPI may add in another order, so within a few roundings of the
 /// terms' magnitude (1e-6 of it in f32, 1e-14 in f64).
 fn check_collectives(comm: &tempo_dist::MpiComm) -> Result<Vec<String>, String> {

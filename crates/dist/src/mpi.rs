@@ -10,14 +10,9 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator as _, CommunicatorCollectives, Equivalence, Root};
 use mpi::{Count, Threading};
 
-/// The tags of the two-rank reduce-scatter's and all-reduce's messages (the only
-/// point-to-point messages tempo-dist sends).
+/// The tag of the two-rank reduce-scatter's messages (the only point-to-point messages
+/// tempo-dist sends).
 const REDUCE_SCATTER_TAG: mpi::Tag = 17;
-const ALL_REDUCE_TAG: mpi::Tag = 18;
-
-/// The elements from which a two-rank all-reduce goes pairwise (below, one exchange of
-/// the whole message costs less than two of halves).
-const PAIRWISE_MIN: usize = 1 << 16;
 
 use crate::{Communicator, DistError};
 
@@ -180,61 +175,6 @@ impl MpiComm {
         Ok(())
     }
 
-    /// `recv = sum over ranks of send` for floats: with two ranks and a long message, a
-    /// reduce-scatter and an all-gather by two pairwise exchanges (each rank sums half
-    /// the elements; a sum of two is the same in either order, so the result is MPI's
-    /// to the bit), which here takes half as long as Open MPI's `MPI_Allreduce`;
-    /// otherwise `MPI_Allreduce`.
-    fn float_sum_into<T: Equivalence + Copy + std::ops::AddAssign>(
-        &self,
-        send: &[T],
-        recv: &mut [T],
-    ) -> Result<(), DistError> {
-        if self.size != 2 || send.len() < PAIRWISE_MIN {
-            return self.sum_into(send, recv);
-        }
-        same_len(send.len(), recv.len())?;
-        count(send.len())?;
-        let _g = serialized();
-        let n = send.len();
-        let half = n / 2;
-        let peer = self.world.process_at_rank(1 - self.rank as mpi::Rank);
-        let (mine, theirs) = if self.rank == 0 {
-            (0..half, half..n)
-        } else {
-            (half..n, 0..half)
-        };
-        send_receive_into_with_tags(
-            &send[theirs],
-            &peer,
-            ALL_REDUCE_TAG,
-            &mut recv[mine.clone()],
-            &peer,
-            ALL_REDUCE_TAG,
-        );
-        for (r, &x) in recv[mine]
-            .iter_mut()
-            .zip(&send[if self.rank == 0 { 0..half } else { half..n }])
-        {
-            *r += x;
-        }
-        let (low, high) = recv.split_at_mut(half);
-        let (summed, other) = if self.rank == 0 {
-            (low, high)
-        } else {
-            (high, low)
-        };
-        send_receive_into_with_tags(
-            &*summed,
-            &peer,
-            ALL_REDUCE_TAG,
-            other,
-            &peer,
-            ALL_REDUCE_TAG,
-        );
-        Ok(())
-    }
-
     /// Rank `r` gets the sum over ranks of block `r` of `send`: with two ranks, one
     /// exchange of the block each needs from the other and a sum (Open MPI's
     /// `MPI_Reduce_scatter_block` reduces the whole buffer on one rank and then
@@ -312,10 +252,10 @@ impl Communicator for MpiComm {
         self.size
     }
     fn all_reduce_sum_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), DistError> {
-        self.float_sum_into(send, recv)
+        self.sum_into(send, recv)
     }
     fn all_reduce_sum_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), DistError> {
-        self.float_sum_into(send, recv)
+        self.sum_into(send, recv)
     }
     fn all_reduce_sum_u64(&self, send: &[u64], recv: &mut [u64]) -> Result<(), DistError> {
         self.sum_into(send, recv)
