@@ -4,6 +4,33 @@
 use std::ops::Range;
 
 /// How the optimizer state is split across ranks.
+///
+/// ```
+/// use ndarray::ArrayD;
+/// use tempo_dist::{DistConfig, DistributedOptimizer, LocalComm, Sharding};
+/// use tempo_optim::{AdamW, AdamWConfig};
+/// use tempo_tensor::Tensor;
+///
+/// // A 6-element weight and a 2-element bias: whole parameters leave one rank 6 of the
+/// // 8 elements' state, flat ranges 4 each (the weight is cut after its 4th element).
+/// for (sharding, want) in [(Sharding::WholeParameters, [6, 2]), (Sharding::Flat, [4, 4])] {
+///     let elements = LocalComm::run(2, |comm| -> Result<usize, tempo_dist::DistError> {
+///         let w = Tensor::<f32>::parameter(ArrayD::from_elem(vec![2, 3], 1.0));
+///         let b = Tensor::<f32>::parameter(ArrayD::from_elem(vec![2], 0.0));
+///         let adamw = AdamW::new(vec![w.clone(), b.clone()], AdamWConfig::default())?;
+///         let config = DistConfig { sharding, ..DistConfig::default() };
+///         let mut opt = DistributedOptimizer::new(Box::new(adamw), Box::new(comm), config)?;
+///         w.set_grad(Some(ArrayD::from_elem(vec![2, 3], 0.5)))?;
+///         b.set_grad(Some(ArrayD::from_elem(vec![2], 0.5)))?;
+///         opt.step()?;
+///         // exp_avg and exp_avg_sq per element, 4 bytes each, and a 4-byte step per slice.
+///         let slices = opt.local_state_dict().state.len();
+///         Ok((opt.local_state_bytes() - 4 * slices) / 8)
+///     });
+///     let elements: Vec<usize> = elements.into_iter().map(Result::unwrap).collect();
+///     assert_eq!(elements, want);
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Sharding {
     /// Whole parameters, balanced by size, as PyTorch's `ZeroRedundancyOptimizer` does:
