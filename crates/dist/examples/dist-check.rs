@@ -2,15 +2,17 @@
 //! `tests/it/mpirun.rs` as `mpirun -np N dist-check MODE`. Prints one `ok ...` line per
 //! check on rank 0 and exits non-zero on the first failure.
 //!
-//! Modes: `train` (N ranks equal one process; per-rank state; resume with N, 1 and
-//! N+1 ... ranks), `mismatch` (the last rank builds another model), `die` (the last
-//! rank ends abruptly after two steps).
+//! Modes: `train` (N ranks equal one process, with whole-parameter and with flat
+//! sharding; per-rank state; resume with N ranks under either sharding, and in one
+//! process), `mismatch` (the last rank builds another model), `die` (the last rank ends
+//! abruptly after two steps), `refuse` (flat sharding of Adafactor), `collectives`
+//! (the float collectives, short and long, against sums computed on every rank).
 
 use std::process::ExitCode;
 
 use ndarray::ArrayD;
 use tempo_dist::{
-    Communicator, DistConfig, DistError, DistributedOptimizer, GradReduction, MpiRuntime,
+    Communicator, DistConfig, DistError, DistributedOptimizer, GradReduction, MpiRuntime, Sharding,
 };
 use tempo_optim::{build_optimizer, Optimizer, OptimizerSpec, OptimizerStateDict};
 use tempo_tensor::Tensor;
@@ -96,8 +98,13 @@ fn single(
 }
 
 fn config() -> DistConfig {
+    config_with(Sharding::WholeParameters)
+}
+
+fn config_with(sharding: Sharding) -> DistConfig {
     DistConfig {
         bucket_elements: 5,
+        sharding,
         reduction: GradReduction::Sum,
         check_groups_every_step: true,
     }
@@ -150,6 +157,14 @@ fn everywhere(opt: &DistributedOptimizer<f64>) -> Result<OptimizerStateDict, Dis
 
 fn check_train(comm_rt: &MpiRuntime) -> Result<Vec<String>, String> {
     let mut report = Vec::new();
+    for sharding in [Sharding::WholeParameters, Sharding::Flat] {
+        report.extend(check_train_with(comm_rt, sharding)?);
+    }
+    Ok(report)
+}
+
+fn check_train_with(comm_rt: &MpiRuntime, sharding: Sharding) -> Result<Vec<String>, String> {
+    let mut report = Vec::new();
     let e = |e: DistError| e.to_string();
     for spec in SPECS {
         let comm = comm_rt.world();
@@ -157,12 +172,14 @@ fn check_train(comm_rt: &MpiRuntime) -> Result<Vec<String>, String> {
         // N ranks against one process.
         let ps = params(SHAPES);
         let mut opt =
-            DistributedOptimizer::new(optimizer(spec, &ps), Box::new(comm), config()).map_err(e)?;
+            DistributedOptimizer::new(optimizer(spec, &ps), Box::new(comm), config_with(sharding))
+                .map_err(e)?;
         train(&ps, &mut opt, 0, STEPS).map_err(e)?;
         let reference = params(SHAPES);
         let mut ropt = optimizer(spec, &reference);
         single(spec, 0, STEPS, &reference, ropt.as_mut(), size);
-        if !same(&values(&ps), &values(&reference), size) {
+        let first_run = values(&ps);
+        if !same(&first_run, &values(&reference), size) {
             return Err(format!(
                 "{spec}: rank {rank}'s parameters differ from one process's"
             ));
@@ -182,40 +199,54 @@ fn check_train(comm_rt: &MpiRuntime) -> Result<Vec<String>, String> {
             .all_reduce_sum_u64(&[mine], &mut sum)
             .map_err(e)?;
         report.push(format!(
-            "{spec}: {size} ranks equal one process; rank {rank} holds {mine} of {} state bytes",
+            "{spec}, {sharding:?}: {size} ranks equal one process; rank {rank} holds {mine} of {} state bytes",
             sum[0]
         ));
-        // Save after 3 steps; resume with the same ranks and in one process.
+        // Save after 3 steps; resume with the same ranks (under both shardings) and in
+        // one process.
         let ps = params(SHAPES);
         let comm = comm_rt.world();
         let mut opt =
-            DistributedOptimizer::new(optimizer(spec, &ps), Box::new(comm), config()).map_err(e)?;
+            DistributedOptimizer::new(optimizer(spec, &ps), Box::new(comm), config_with(sharding))
+                .map_err(e)?;
         train(&ps, &mut opt, 0, 3).map_err(e)?;
         let saved = everywhere(&opt).map_err(e)?;
         let saved_values: Vec<ArrayD<f64>> = ps.iter().map(|p| p.to_array()).collect();
         train(&ps, &mut opt, 3, STEPS).map_err(e)?;
         let straight = values(&ps);
         drop(opt);
-        let resumed = params(SHAPES);
-        for (p, v) in resumed.iter().zip(&saved_values) {
-            *p.data_mut() = v.clone();
-        }
-        let mut opt = DistributedOptimizer::new(
-            optimizer(spec, &resumed),
-            Box::new(comm_rt.world()),
-            config(),
-        )
-        .map_err(e)?;
-        opt.load_state_dict(&saved).map_err(e)?;
-        train(&resumed, &mut opt, 3, STEPS).map_err(e)?;
-        if values(&resumed)
+        // The same run twice (saving in between changes nothing): the same bits.
+        if straight
             .iter()
-            .zip(&straight)
+            .zip(&first_run)
             .any(|(a, b)| a.to_bits() != b.to_bits())
         {
             return Err(format!(
-                "{spec}: resuming with {size} ranks differs from the straight run"
+                "{spec}, {sharding:?}: two runs on {size} ranks differ"
             ));
+        }
+        for resumed_with in [Sharding::WholeParameters, Sharding::Flat] {
+            let resumed = params(SHAPES);
+            for (p, v) in resumed.iter().zip(&saved_values) {
+                *p.data_mut() = v.clone();
+            }
+            let mut opt = DistributedOptimizer::new(
+                optimizer(spec, &resumed),
+                Box::new(comm_rt.world()),
+                config_with(resumed_with),
+            )
+            .map_err(e)?;
+            opt.load_state_dict(&saved).map_err(e)?;
+            train(&resumed, &mut opt, 3, STEPS).map_err(e)?;
+            if values(&resumed)
+                .iter()
+                .zip(&straight)
+                .any(|(a, b)| a.to_bits() != b.to_bits())
+            {
+                return Err(format!(
+                    "{spec}: saved with {sharding:?}, resuming with {size} ranks and {resumed_with:?} differs from the straight run"
+                ));
+            }
         }
         // One process (every rank does it alone) continues from the same checkpoint.
         let alone = params(SHAPES);
@@ -230,7 +261,79 @@ fn check_train(comm_rt: &MpiRuntime) -> Result<Vec<String>, String> {
                 "{spec}: resuming in one process differs from {size} ranks"
             ));
         }
-        report.push(format!("{spec}: saved with {size} ranks, resumed with {size} ranks bit for bit and in one process"));
+        report.push(format!("{spec}, {sharding:?}: two runs alike; saved with {size} ranks, resumed with {size} ranks bit for bit (either sharding) and in one process"));
+    }
+    Ok(report)
+}
+
+/// Rank `r`'s element `i`: values whose sums round, so a wrong order or a lost term
+/// shows.
+fn contribution(r: usize, i: usize) -> f64 {
+    ((i * 7 + r * 13) as f64 * 0.37).sin() * 10f64.powi((i % 7) as i32 - 3)
+}
+
+/// All-reduce, reduce-scatter (pairwise between two ranks) and all-gather in f32 and
+/// f64, of short and long messages, against the sums in rank order: bit for bit with
+/// two ranks; with more, MPI may add in another order, so within a few roundings of the
+/// terms' magnitude (1e-6 of it in f32, 1e-14 in f64).
+fn check_collectives(comm: &tempo_dist::MpiComm) -> Result<Vec<String>, String> {
+    let (rank, size) = (comm.rank(), comm.size());
+    let e = |e: DistError| e.to_string();
+    let mut report = Vec::new();
+    for n in [10usize, 200_003] {
+        let block = n.div_ceil(size);
+        let len = block * size;
+        let sum64 = |i: usize| (1..size).fold(contribution(0, i), |a, r| a + contribution(r, i));
+        let sum32 = |i: usize| {
+            (1..size).fold(contribution(0, i) as f32, |a, r| {
+                a + contribution(r, i) as f32
+            })
+        };
+        let magnitude = |i: usize| (0..size).map(|r| contribution(r, i).abs()).sum::<f64>();
+        let ok = |i: usize, got64: f64, got32: f32| {
+            if size <= 2 {
+                got64.to_bits() == sum64(i).to_bits() && got32.to_bits() == sum32(i).to_bits()
+            } else {
+                (got64 - sum64(i)).abs() <= 1e-14 * magnitude(i)
+                    && f64::from(got32 - sum32(i)).abs() <= 1e-6 * magnitude(i)
+            }
+        };
+        let mine64: Vec<f64> = (0..len).map(|i| contribution(rank, i)).collect();
+        let mine32: Vec<f32> = mine64.iter().map(|&x| x as f32).collect();
+        let mut all64 = vec![0.0; len];
+        comm.all_reduce_sum_f64(&mine64, &mut all64).map_err(e)?;
+        let mut all32 = vec![0.0f32; len];
+        comm.all_reduce_sum_f32(&mine32, &mut all32).map_err(e)?;
+        if let Some(i) = (0..len).find(|&i| !ok(i, all64[i], all32[i])) {
+            return Err(format!(
+                "all-reduce of {len}: element {i} is {} / {}, expected {} / {}",
+                all64[i],
+                all32[i],
+                sum64(i),
+                sum32(i)
+            ));
+        }
+        let mut part64 = vec![0.0; block];
+        comm.reduce_scatter_sum_f64(&mine64, &mut part64)
+            .map_err(e)?;
+        let mut part32 = vec![0.0f32; block];
+        comm.reduce_scatter_sum_f32(&mine32, &mut part32)
+            .map_err(e)?;
+        if let Some(k) = (0..block).find(|&k| !ok(rank * block + k, part64[k], part32[k])) {
+            return Err(format!(
+                "reduce-scatter of {len}: element {k} of rank {rank}'s block is wrong"
+            ));
+        }
+        let mut gathered64 = vec![0.0; len];
+        comm.all_gather_f64(&part64, &mut gathered64).map_err(e)?;
+        let mut gathered32 = vec![0.0f32; len];
+        comm.all_gather_f32(&part32, &mut gathered32).map_err(e)?;
+        if let Some(i) = (0..len).find(|&i| !ok(i, gathered64[i], gathered32[i])) {
+            return Err(format!("all-gather of {len}: element {i} is wrong"));
+        }
+        report.push(format!(
+            "{size} ranks: all-reduce, reduce-scatter and all-gather of {len} elements"
+        ));
     }
     Ok(report)
 }
@@ -288,8 +391,19 @@ fn main() -> ExitCode {
                 Err(e) => Err(e.clone()),
             }
         }
+        "collectives" => check_collectives(&world).map_err(|e| e.to_string()),
+        "refuse" => {
+            let ps = params(&[&[3, 4], &[2, 2]]);
+            DistributedOptimizer::new(
+                optimizer(r#"{"type": "Adafactor"}"#, &ps),
+                Box::new(runtime.world()),
+                config_with(Sharding::Flat),
+            )
+            .map(|_| vec!["Adafactor was taken".to_string()])
+            .map_err(|e| e.to_string())
+        }
         other => Err(format!(
-            "unknown mode `{other}` (expected train, mismatch or die)"
+            "unknown mode `{other}` (expected train, mismatch, die or refuse)"
         )),
     };
     drop(world);

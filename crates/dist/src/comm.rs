@@ -25,6 +25,18 @@ pub trait Communicator: Send {
     fn broadcast_f32(&self, root: usize, buf: &mut [f32]) -> Result<(), DistError>;
     /// Copies `root`'s `buf` into every other rank's `buf`.
     fn broadcast_f64(&self, root: usize, buf: &mut [f64]) -> Result<(), DistError>;
+    /// Reduce-scatter: `send` holds `size()` equal blocks of `recv.len()` elements, and
+    /// rank `r` receives the sum over ranks of block `r`.
+    fn reduce_scatter_sum_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), DistError>;
+    /// Reduce-scatter: `send` holds `size()` equal blocks of `recv.len()` elements, and
+    /// rank `r` receives the sum over ranks of block `r`.
+    fn reduce_scatter_sum_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), DistError>;
+    /// All-gather: `recv` holds `size()` blocks of `send.len()` elements, block `r` being
+    /// rank `r`'s `send`, on every rank.
+    fn all_gather_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), DistError>;
+    /// All-gather: `recv` holds `size()` blocks of `send.len()` elements, block `r` being
+    /// rank `r`'s `send`, on every rank.
+    fn all_gather_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), DistError>;
     /// Every rank's `mine`, in rank order, on every rank.
     fn all_gather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>, DistError>;
     /// Every rank's `mine`, in rank order, on `root` (`None` elsewhere).
@@ -42,6 +54,18 @@ pub trait DistFloat: Float {
     ) -> Result<(), DistError>;
     /// `buf = root's buf`.
     fn broadcast(comm: &dyn Communicator, root: usize, buf: &mut [Self]) -> Result<(), DistError>;
+    /// `recv = sum over ranks of this rank's block of send`.
+    fn reduce_scatter_sum(
+        comm: &dyn Communicator,
+        send: &[Self],
+        recv: &mut [Self],
+    ) -> Result<(), DistError>;
+    /// `recv = every rank's send, in rank order`.
+    fn all_gather(
+        comm: &dyn Communicator,
+        send: &[Self],
+        recv: &mut [Self],
+    ) -> Result<(), DistError>;
 }
 
 impl DistFloat for f32 {
@@ -55,6 +79,20 @@ impl DistFloat for f32 {
     fn broadcast(comm: &dyn Communicator, root: usize, buf: &mut [f32]) -> Result<(), DistError> {
         comm.broadcast_f32(root, buf)
     }
+    fn reduce_scatter_sum(
+        comm: &dyn Communicator,
+        send: &[f32],
+        recv: &mut [f32],
+    ) -> Result<(), DistError> {
+        comm.reduce_scatter_sum_f32(send, recv)
+    }
+    fn all_gather(
+        comm: &dyn Communicator,
+        send: &[f32],
+        recv: &mut [f32],
+    ) -> Result<(), DistError> {
+        comm.all_gather_f32(send, recv)
+    }
 }
 
 impl DistFloat for f64 {
@@ -67,6 +105,20 @@ impl DistFloat for f64 {
     }
     fn broadcast(comm: &dyn Communicator, root: usize, buf: &mut [f64]) -> Result<(), DistError> {
         comm.broadcast_f64(root, buf)
+    }
+    fn reduce_scatter_sum(
+        comm: &dyn Communicator,
+        send: &[f64],
+        recv: &mut [f64],
+    ) -> Result<(), DistError> {
+        comm.reduce_scatter_sum_f64(send, recv)
+    }
+    fn all_gather(
+        comm: &dyn Communicator,
+        send: &[f64],
+        recv: &mut [f64],
+    ) -> Result<(), DistError> {
+        comm.all_gather_f64(send, recv)
     }
 }
 

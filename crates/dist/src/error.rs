@@ -26,6 +26,12 @@ pub enum DistError {
         /// PyTorch's class name of the refused optimizer.
         name: String,
     },
+    /// Flat sharding was asked for an optimizer whose update needs whole tensors.
+    #[error("{name} cannot be sharded by ranges of elements (Sharding::Flat): its update needs whole tensors; use Sharding::WholeParameters (the default), which steps each parameter on one rank")]
+    FlatNotElementwise {
+        /// PyTorch's class name of the refused optimizer.
+        name: String,
+    },
     /// A rank disagrees with rank 0 about something every rank must share.
     #[error("rank {rank} disagrees with rank 0 about {what}: rank 0 has {expected}, rank {rank} has {found}")]
     RankMismatch {

@@ -1,14 +1,24 @@
 //! `tempo-dist`: data-parallel training past one machine, on MPI.
 //!
 //! PyTorch users scale out with `DistributedDataParallel` and `ZeroRedundancyOptimizer`;
-//! tempo's [`DistributedOptimizer`] does both for any elementwise tempo optimizer:
+//! tempo's [`DistributedOptimizer`] does both for any tempo optimizer but LBFGS:
 //!
 //! * every rank holds the whole model and computes gradients on its share of the global
-//!   batch; [`step`](DistributedOptimizer::step) all-reduces them over flattened
-//!   buckets (not one message per tensor);
-//! * the optimizer state is sharded: whole parameters are assigned to ranks, balanced by
-//!   size ([`ShardPlan`]); each rank steps, and keeps state for, its own, then
-//!   broadcasts them; so each rank holds about `1/N` of the state;
+//!   batch; [`step`](DistributedOptimizer::step) combines them over flattened buckets
+//!   (not one message per tensor);
+//! * the optimizer state is sharded ([`ShardPlan`]), in one of two ways
+//!   ([`Sharding`], in [`DistConfig`]):
+//!   - whole parameters, balanced by size (the default, as PyTorch's
+//!     `ZeroRedundancyOptimizer`; any optimizer but LBFGS): the gradients are
+//!     all-reduced, each rank steps, and keeps state for, its own parameters, then
+//!     broadcasts them; a rank keeps about `1/N` of the state, but never less than its
+//!     largest parameter's;
+//!   - flat ranges of elements (DeepSpeed ZeRO-1's layout; elementwise optimizers
+//!     only): the flattened parameters are cut into `N` equal ranges, the gradients are
+//!     reduce-scattered (each rank receives only its range's), each rank steps its range
+//!     (slices of parameters included) and sends it to the others; a rank keeps `1/N` of
+//!     the state, within one element, and moves two thirds of the bytes (a
+//!     reduce-scatter where the other way all-reduces);
 //! * schedulers are unchanged: each rank steps its own against the distributed
 //!   optimizer's param groups, which stay identical on every rank;
 //! * checkpoints hold the single-process state:
@@ -54,6 +64,7 @@
 
 mod comm;
 mod error;
+mod flat;
 mod local;
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -67,4 +78,4 @@ pub use local::LocalComm;
 #[cfg(feature = "mpi")]
 pub use mpi::{MpiComm, MpiRuntime};
 pub use optimizer::{DistConfig, DistributedOptimizer, GradReduction, StepTimings};
-pub use plan::ShardPlan;
+pub use plan::{ShardPlan, Sharding, Slice};

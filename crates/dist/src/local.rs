@@ -169,6 +169,54 @@ impl LocalComm {
         Ok(())
     }
 
+    /// Rank `r` gets the sum, in rank order, of every rank's block `r` of `send`.
+    fn reduce_scatter<const N: usize, X: Copy>(
+        &self,
+        send: &[X],
+        recv: &mut [X],
+        to_bytes: fn(X) -> [u8; N],
+        from_bytes: fn([u8; N]) -> X,
+        add: fn(X, X) -> X,
+    ) -> Result<(), DistError> {
+        check_len(send.len(), recv.len() * self.shared.size)?;
+        let mine = send.iter().flat_map(|&x| to_bytes(x)).collect();
+        let all = self.exchange(mine, "a reduce-scatter")?;
+        let block = N * recv.len();
+        for (rank, bytes) in all.iter().enumerate() {
+            check_len(bytes.len(), block * self.shared.size)?;
+            let ours = &bytes[self.rank * block..(self.rank + 1) * block];
+            for (slot, chunk) in recv.iter_mut().zip(ours.chunks_exact(N)) {
+                let mut b = [0u8; N];
+                b.copy_from_slice(chunk);
+                let x = from_bytes(b);
+                *slot = if rank == 0 { x } else { add(*slot, x) };
+            }
+        }
+        Ok(())
+    }
+
+    /// Every rank's `send`, in rank order, into `recv`.
+    fn gather_all<const N: usize, X: Copy>(
+        &self,
+        send: &[X],
+        recv: &mut [X],
+        to_bytes: fn(X) -> [u8; N],
+        from_bytes: fn([u8; N]) -> X,
+    ) -> Result<(), DistError> {
+        check_len(recv.len(), send.len() * self.shared.size)?;
+        let mine = send.iter().flat_map(|&x| to_bytes(x)).collect();
+        let all = self.exchange(mine, "an all-gather")?;
+        for (bytes, block) in all.iter().zip(recv.chunks_mut(send.len().max(1))) {
+            check_len(bytes.len(), N * send.len())?;
+            for (slot, chunk) in block.iter_mut().zip(bytes.chunks_exact(N)) {
+                let mut b = [0u8; N];
+                b.copy_from_slice(chunk);
+                *slot = from_bytes(b);
+            }
+        }
+        Ok(())
+    }
+
     fn bcast<const N: usize, X: Copy>(
         &self,
         root: usize,
@@ -269,6 +317,22 @@ impl Communicator for LocalComm {
     fn broadcast_f64(&self, root: usize, buf: &mut [f64]) -> Result<(), DistError> {
         self.bcast(root, buf, f64::to_le_bytes, f64::from_le_bytes)
     }
+    fn reduce_scatter_sum_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), DistError> {
+        self.reduce_scatter(send, recv, f32::to_le_bytes, f32::from_le_bytes, |a, b| {
+            a + b
+        })
+    }
+    fn reduce_scatter_sum_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), DistError> {
+        self.reduce_scatter(send, recv, f64::to_le_bytes, f64::from_le_bytes, |a, b| {
+            a + b
+        })
+    }
+    fn all_gather_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), DistError> {
+        self.gather_all(send, recv, f32::to_le_bytes, f32::from_le_bytes)
+    }
+    fn all_gather_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), DistError> {
+        self.gather_all(send, recv, f64::to_le_bytes, f64::from_le_bytes)
+    }
     fn all_gather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>, DistError> {
         Ok(self
             .exchange(mine.to_vec(), "an all-gather")?
@@ -307,6 +371,29 @@ mod tests {
                 assert_eq!(g, vec![vec![], vec![1], vec![2, 2]]);
             }
             assert_eq!(all, vec![vec![0], vec![1], vec![2]]);
+        }
+    }
+
+    #[test]
+    fn reduce_scatter_and_all_gather_move_blocks() {
+        let out = LocalComm::run(3, |comm| -> Result<_, DistError> {
+            let r = comm.rank() as f64;
+            // Block b of rank r holds 10 * b + r.
+            let send: Vec<f64> = (0..3)
+                .flat_map(|b| [10.0 * b as f64 + r, 100.0 + r])
+                .collect();
+            let mut mine = [0.0; 2];
+            comm.reduce_scatter_sum_f64(&send, &mut mine)?;
+            let mut all = [0.0f32; 6];
+            comm.all_gather_f32(&[r as f32, -(r as f32)], &mut all)?;
+            Ok((mine, all))
+        });
+        for (rank, o) in out.into_iter().enumerate() {
+            let (mine, all) = o.unwrap();
+            let want = [30.0 * rank as f64 + 3.0, 303.0];
+            assert_eq!(mine.map(f64::to_bits), want.map(f64::to_bits));
+            let want = [0.0f32, -0.0, 1.0, -1.0, 2.0, -2.0];
+            assert_eq!(all.map(f32::to_bits), want.map(f32::to_bits));
         }
     }
 

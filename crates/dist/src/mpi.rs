@@ -5,9 +5,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
 use mpi::environment::Universe;
+use mpi::point_to_point::send_receive_into_with_tags;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator as _, CommunicatorCollectives, Equivalence, Root};
 use mpi::{Count, Threading};
+
+/// The tag of the two-rank reduce-scatter's messages (the only point-to-point messages
+/// tempo-dist sends).
+const REDUCE_SCATTER_TAG: mpi::Tag = 17;
 
 use crate::{Communicator, DistError};
 
@@ -118,6 +123,19 @@ fn same_len(send: usize, recv: usize) -> Result<(), DistError> {
     }
 }
 
+/// Checks that a buffer of `whole` elements holds `ranks` blocks of `block` elements.
+fn blocks(whole: usize, block: usize, ranks: usize) -> Result<(), DistError> {
+    if block.checked_mul(ranks) == Some(whole) {
+        Ok(())
+    } else {
+        Err(DistError::InvalidArgument {
+            what: "buffer length",
+            expected: format!("{ranks} blocks of {block} elements"),
+            found: format!("{whole} elements"),
+        })
+    }
+}
+
 fn displacements(counts: &[Count]) -> Vec<Count> {
     counts
         .iter()
@@ -157,6 +175,62 @@ impl MpiComm {
         Ok(())
     }
 
+    /// Rank `r` gets the sum over ranks of block `r` of `send`: with two ranks, one
+    /// exchange of the block each needs from the other and a sum (Open MPI's
+    /// `MPI_Reduce_scatter_block` reduces the whole buffer on one rank and then
+    /// scatters it, which takes twice as long here); with more,
+    /// `MPI_Reduce_scatter_block`.
+    fn reduce_scatter<T: Equivalence + Copy + std::ops::AddAssign>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+    ) -> Result<(), DistError> {
+        blocks(send.len(), recv.len(), self.size)?;
+        count(send.len())?;
+        if recv.is_empty() {
+            return Ok(());
+        }
+        let _g = serialized();
+        if self.size == 2 {
+            let n = recv.len();
+            let other = 1 - self.rank;
+            let peer = self.world.process_at_rank(other as mpi::Rank);
+            // The peer's share of this rank's block arrives while this rank's share of
+            // the peer's block leaves; then this rank adds its own (a sum of two is the
+            // same in either order).
+            send_receive_into_with_tags(
+                &send[other * n..(other + 1) * n],
+                &peer,
+                REDUCE_SCATTER_TAG,
+                recv,
+                &peer,
+                REDUCE_SCATTER_TAG,
+            );
+            for (r, &mine) in recv
+                .iter_mut()
+                .zip(&send[self.rank * n..(self.rank + 1) * n])
+            {
+                *r += mine;
+            }
+        } else {
+            self.world
+                .reduce_scatter_block_into(send, recv, SystemOperation::sum());
+        }
+        Ok(())
+    }
+
+    /// Every rank's `send`, in rank order, into `recv` (`MPI_Allgather`).
+    fn gather_all<T: Equivalence>(&self, send: &[T], recv: &mut [T]) -> Result<(), DistError> {
+        blocks(recv.len(), send.len(), self.size)?;
+        count(recv.len())?;
+        if send.is_empty() {
+            return Ok(());
+        }
+        let _g = serialized();
+        self.world.all_gather_into(send, recv);
+        Ok(())
+    }
+
     /// `buf` from rank `root` on every rank.
     fn broadcast<T: Equivalence>(&self, root: usize, buf: &mut [T]) -> Result<(), DistError> {
         count(buf.len())?;
@@ -191,6 +265,18 @@ impl Communicator for MpiComm {
     }
     fn broadcast_f64(&self, root: usize, buf: &mut [f64]) -> Result<(), DistError> {
         self.broadcast(root, buf)
+    }
+    fn reduce_scatter_sum_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), DistError> {
+        self.reduce_scatter(send, recv)
+    }
+    fn reduce_scatter_sum_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), DistError> {
+        self.reduce_scatter(send, recv)
+    }
+    fn all_gather_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), DistError> {
+        self.gather_all(send, recv)
+    }
+    fn all_gather_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), DistError> {
+        self.gather_all(send, recv)
     }
     fn all_gather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>, DistError> {
         let mine = &framed(mine);

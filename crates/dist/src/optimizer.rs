@@ -1,15 +1,20 @@
-//! [`DistributedOptimizer`]: data-parallel steps over any elementwise tempo optimizer,
+//! [`DistributedOptimizer`]: data-parallel steps over any tempo optimizer but LBFGS,
 //! with its state sharded across ranks (ZeRO stage 1).
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use ndarray::{ArrayD, IxDyn};
-use tempo_optim::{Optimizer, OptimizerStateDict, ParamState};
-use tempo_param_groups::{MomentumKey, OptimizerParamGroups, ParamGroupError, Value};
+use tempo_optim::{
+    build_optimizer, GroupSpec, Optimizer, OptimizerSpec, OptimizerStateDict, ParamSelection,
+    ParamState,
+};
+use tempo_param_groups::{Dict, MomentumKey, OptimizerParamGroups, ParamGroupError, Value};
 use tempo_tensor::Tensor;
 
 use crate::comm::{agree, check_same};
-use crate::{wire, Communicator, DistError, DistFloat, ShardPlan};
+use crate::flat::{cut, stitch, Grads, Layout, SharedGrads, SliceParam};
+use crate::{wire, Communicator, DistError, DistFloat, ShardPlan, Sharding, Slice};
 
 /// How the ranks' gradients are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,8 +34,14 @@ pub struct DistConfig {
     /// Gradient elements per all-reduce message (PyTorch's `bucket_cap_mb` is 25 MB:
     /// 6.5 M f32 elements, the default here). Gradients are flattened into one buffer and
     /// reduced in messages of this size, not one message per tensor; parameters are
-    /// broadcast from their owners in messages of the same size.
+    /// broadcast from their owners in messages of the same size. With
+    /// [`Sharding::Flat`], each reduce-scatter message moves at most this many elements,
+    /// summed over the ranks, and each broadcast of an updated slice at most this many.
     pub bucket_elements: usize,
+    /// How the optimizer state is split: whole parameters (the default, as PyTorch's
+    /// `ZeroRedundancyOptimizer`) or flat ranges of elements (DeepSpeed ZeRO-1, for
+    /// elementwise optimizers).
+    pub sharding: Sharding,
     /// How gradients are combined across ranks.
     pub reduction: GradReduction,
     /// Compare the param groups (what a scheduler writes) across ranks before every step
@@ -42,6 +53,7 @@ impl Default for DistConfig {
     fn default() -> Self {
         Self {
             bucket_elements: 25 * 1024 * 1024 / 4,
+            sharding: Sharding::WholeParameters,
             reduction: GradReduction::Mean,
             check_groups_every_step: cfg!(debug_assertions),
         }
@@ -51,28 +63,61 @@ impl Default for DistConfig {
 /// Where the last [`DistributedOptimizer::step`] spent its time on this rank.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StepTimings {
-    /// Flattening the gradients, the all-reduce messages, and writing the averages back.
+    /// Flattening the gradients, the all-reduce messages, and writing the averages back
+    /// (with [`Sharding::Flat`]: flattening and the reduce-scatter messages).
     pub all_reduce: Duration,
     /// The wrapped optimizer's step over this rank's parameters.
     pub local_step: Duration,
-    /// Broadcasting the updated parameters from their owners.
+    /// Broadcasting the updated parameters from their owners (with [`Sharding::Flat`]:
+    /// the updated ranges, slice by slice).
     pub broadcast: Duration,
 }
 
+/// Flat sharding's part of a rank: an optimizer of the wrapped kind over this rank's
+/// slices, stepping the parameters in place.
+struct Shard<T: DistFloat> {
+    /// `None` when the rank's range holds no parameter.
+    optimizer: Option<Box<dyn Optimizer<T, SliceParam<T>>>>,
+    slices: Vec<Slice>,
+    /// Every rank's slices, by rank.
+    all_slices: Vec<Vec<Slice>>,
+    grads: SharedGrads<T>,
+    layout: Layout,
+    /// The shard optimizer's id of each group's slices.
+    group_ids: Vec<Vec<usize>>,
+}
+
 /// A data-parallel optimizer: every rank holds the whole model, computes gradients on
-/// its share of the batch, and calls [`step`](Self::step) (a collective), which
+/// its share of the batch, and calls [`step`](Self::step) (a collective). With whole
+/// parameters ([`Sharding::WholeParameters`], the default) a step
 ///
 /// 1. all-reduces the gradients over flattened buckets ([`DistConfig::bucket_elements`]
 ///    elements per message), so every rank holds the averaged gradients;
 /// 2. steps the wrapped optimizer over the parameters this rank *owns* (a
 ///    [`ShardPlan`]: whole parameters, balanced by size), so optimizer state exists only
 ///    for those: each rank keeps about `1/size` of it (ZeRO stage 1, PyTorch's
-///    `ZeroRedundancyOptimizer`);
+///    `ZeroRedundancyOptimizer`), but at least the state of its largest parameter;
 /// 3. broadcasts every updated parameter from its owner.
 ///
-/// The wrapped optimizer is any elementwise tempo optimizer over the model's parameters,
-/// built exactly as a single process builds it; LBFGS, which needs all parameters at
-/// once, is refused. Its param groups stay whole on every rank, so a scheduler steps
+/// With flat ranges ([`Sharding::Flat`], DeepSpeed ZeRO-1's layout) the parameters,
+/// flattened in id order, are cut into `size` equal ranges, and a step
+///
+/// 1. reduce-scatters the flattened gradients: each rank receives the combined gradient
+///    of its own range only;
+/// 2. steps an optimizer of the wrapped kind, with the same param groups, over the
+///    slices of parameters in its range, in place: each rank keeps `1/size` of the
+///    state, within one element;
+/// 3. sends every rank's updated range to the others (a broadcast per slice, from and
+///    into the parameters' memory).
+///
+/// There each rank's gradients stay its own (the combined gradient exists only range by
+/// range, inside the step), and only elementwise optimizers
+/// ([`Optimizer::is_elementwise`]) can be cut: Adafactor and Muon are refused with
+/// [`DistError::FlatNotElementwise`].
+///
+/// The wrapped optimizer is any tempo optimizer over the model's parameters, built
+/// exactly as a single process builds it; LBFGS, which needs all parameters at once, is
+/// refused. Its param groups stay whole on every rank, so a scheduler steps
 /// the distributed optimizer as it steps a single one (`&mut DistributedOptimizer` is a
 /// `&mut dyn OptimizerParamGroups`): every rank steps its own scheduler, and the groups
 /// stay identical (checked before each step in debug builds).
@@ -99,6 +144,8 @@ pub struct DistributedOptimizer<T: DistFloat> {
     group_keys: Vec<Vec<String>>,
     flat: Vec<T>,
     reduced: Vec<T>,
+    /// With [`Sharding::Flat`]: this rank's slices and their optimizer.
+    shard: Option<Shard<T>>,
     timings: StepTimings,
 }
 
@@ -133,6 +180,10 @@ impl<T: DistFloat> DistributedOptimizer<T> {
             Err(DistError::NotElementwise {
                 name: inner.name().to_string(),
             })
+        } else if config.sharding == Sharding::Flat && !inner.is_elementwise() {
+            Err(DistError::FlatNotElementwise {
+                name: inner.name().to_string(),
+            })
         } else if config.bucket_elements == 0 {
             Err(DistError::InvalidArgument {
                 what: "bucket_elements",
@@ -155,11 +206,13 @@ impl<T: DistFloat> DistributedOptimizer<T> {
                     .collect()
             })
             .collect();
+        let numels: Vec<usize> = params.iter().map(Tensor::numel).collect();
+        let plan = match config.sharding {
+            Sharding::WholeParameters => ShardPlan::balanced(&numels, comm.size()),
+            Sharding::Flat => ShardPlan::flat(&numels, comm.size()),
+        };
         let mut this = Self {
-            plan: ShardPlan::balanced(
-                &params.iter().map(Tensor::numel).collect::<Vec<_>>(),
-                comm.size(),
-            ),
+            plan,
             inner,
             comm,
             config,
@@ -168,6 +221,7 @@ impl<T: DistFloat> DistributedOptimizer<T> {
             group_keys,
             flat: Vec::new(),
             reduced: Vec::new(),
+            shard: None,
             timings: StepTimings::default(),
         };
         check_same(
@@ -175,6 +229,14 @@ impl<T: DistFloat> DistributedOptimizer<T> {
             "the optimizer and its parameters",
             &this.describe(),
         )?;
+        if this.config.sharding == Sharding::Flat {
+            let shard = this.build_shard(&state);
+            this.shard = Some(agree(
+                this.comm.as_ref(),
+                "setting up the distributed optimizer",
+                shard,
+            )?);
+        }
         this.broadcast_params(0..this.params.len(), |_| 0)?;
         this.load_state_dict(&state)?;
         Ok(this)
@@ -186,6 +248,8 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         let mut lines = vec![
             format!("element type {}", T::DTYPE.name()),
             format!("optimizer {}", self.inner.name()),
+            format!("sharding {:?}", self.config.sharding),
+            format!("{} elements per bucket", self.config.bucket_elements),
             format!("{} parameters", self.params.len()),
         ];
         for (i, p) in self.params.iter().enumerate() {
@@ -209,6 +273,82 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         lines
     }
 
+    /// Flat sharding: an optimizer of the wrapped kind over this rank's slices, with the
+    /// wrapped optimizer's param groups (`state` is its state dict).
+    fn build_shard(&self, state: &OptimizerStateDict) -> Result<Shard<T>, DistError> {
+        let rank = self.comm.rank();
+        let slices = self.plan.slices(rank);
+        let block = self.plan.block();
+        let starts = self.plan.starts();
+        let base = rank * block;
+        let grads: SharedGrads<T> = Arc::new(RwLock::new(Grads {
+            values: Vec::new(),
+            present: vec![false; slices.len()],
+        }));
+        let params: Vec<SliceParam<T>> = slices
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                let offset = (starts[s.param] + s.range.start).saturating_sub(base);
+                SliceParam::new(
+                    self.params[s.param].clone(),
+                    s.range.clone(),
+                    offset,
+                    j,
+                    Arc::clone(&grads),
+                )
+            })
+            .collect();
+        // Each parameter's group, from the groups' sizes (ids are numbered group by group).
+        let mut group_of = Vec::with_capacity(self.params.len());
+        for (g, d) in state.param_groups.iter().enumerate() {
+            let n = d
+                .get("params")
+                .and_then(Value::as_slice)
+                .map_or(0, <[Value]>::len);
+            group_of.extend(std::iter::repeat_n(g, n));
+        }
+        let mut group_ids = vec![Vec::new(); state.param_groups.len()];
+        for (j, s) in slices.iter().enumerate() {
+            let g = group_of.get(s.param).copied().unwrap_or(0);
+            if let Some(ids) = group_ids.get_mut(g) {
+                ids.push(j);
+            }
+        }
+        let optimizer = if params.is_empty() {
+            None
+        } else {
+            let spec = OptimizerSpec {
+                kind: self.inner.name().to_string(),
+                kwargs: Default::default(),
+                groups: Some(
+                    group_ids
+                        .iter()
+                        .map(|ids| GroupSpec {
+                            params: ParamSelection::Indices(ids.clone()),
+                            options: Default::default(),
+                        })
+                        .collect(),
+                ),
+            };
+            let mut opt = build_optimizer::<T, SliceParam<T>>(&spec, &params)?;
+            // The wrapped optimizer's hyperparameters, and no state yet (`new` loads it).
+            opt.load_state_dict(&OptimizerStateDict {
+                state: Vec::new(),
+                param_groups: shard_groups(&state.param_groups, &group_ids),
+            })?;
+            Some(opt)
+        };
+        Ok(Shard {
+            optimizer,
+            slices,
+            all_slices: (0..self.comm.size()).map(|r| self.plan.slices(r)).collect(),
+            grads,
+            layout: Layout::new(self.comm.size(), block, self.config.bucket_elements),
+            group_ids,
+        })
+    }
+
     /// This rank.
     pub fn rank(&self) -> usize {
         self.comm.rank()
@@ -230,7 +370,8 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         &self.plan
     }
 
-    /// The wrapped optimizer (holding state for this rank's parameters only).
+    /// The wrapped optimizer (holding state for this rank's parameters only; with
+    /// [`Sharding::Flat`] it holds the param groups and no state).
     pub fn inner(&self) -> &dyn Optimizer<T> {
         self.inner.as_ref()
     }
@@ -265,8 +406,7 @@ impl<T: DistFloat> DistributedOptimizer<T> {
                 _ => 0,
             }
         }
-        self.inner
-            .state_dict()
+        self.local_state_dict()
             .state
             .iter()
             .flat_map(|(_, s)| s.entries.iter().map(|(_, v)| bytes(v)))
@@ -274,9 +414,15 @@ impl<T: DistFloat> DistributedOptimizer<T> {
     }
 
     /// This rank's share of the state: every param group, and state for the parameters
-    /// this rank owns. Not a checkpoint: see [`consolidated_state_dict`](Self::consolidated_state_dict).
+    /// this rank owns (with [`Sharding::Flat`]: for the slices of parameters in its
+    /// range, by parameter id, a partial slice's tensors one-dimensional). Not a
+    /// checkpoint: see [`consolidated_state_dict`](Self::consolidated_state_dict).
     pub fn local_state_dict(&self) -> OptimizerStateDict {
-        self.inner.state_dict()
+        let mut sd = self.inner.state_dict();
+        if let Some(shard) = &self.shard {
+            sd.state = shard_state(shard);
+        }
+        sd
     }
 
     /// One data-parallel step (a collective); see the type's documentation. Returns
@@ -289,6 +435,9 @@ impl<T: DistFloat> DistributedOptimizer<T> {
             check_same(comm, "the param groups", &self.describe_groups())?;
         }
         let started = Instant::now();
+        if self.shard.is_some() {
+            return self.step_flat(started);
+        }
         if comm.size() == 1 {
             // Nothing to combine or to share: the wrapped optimizer steps everything.
             let n = self.params.len();
@@ -304,13 +453,7 @@ impl<T: DistFloat> DistributedOptimizer<T> {
             return Ok(any);
         }
         let n = self.params.len();
-        let mine: Vec<u64> = self
-            .params
-            .iter()
-            .map(|p| u64::from(p.grad().is_some()))
-            .collect();
-        let mut counts = vec![0u64; n];
-        comm.all_reduce_sum_u64(&mine, &mut counts)?;
+        let counts = presence(comm, &self.params)?;
         let present: Vec<usize> = (0..n).filter(|&i| counts[i] > 0).collect();
         if present.is_empty() {
             self.timings = StepTimings::default();
@@ -393,6 +536,110 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         Ok(true)
     }
 
+    /// A step with [`Sharding::Flat`]: reduce-scatter, step of this rank's slices,
+    /// every rank's slices to the others.
+    fn step_flat(&mut self, started: Instant) -> Result<bool, DistError> {
+        let comm = self.comm.as_ref();
+        let Some(shard) = self.shard.as_mut() else {
+            return Ok(false);
+        };
+        let size = comm.size();
+        let n = self.params.len();
+        let counts = presence(comm, &self.params)?;
+        let present: Vec<usize> = (0..n).filter(|&i| counts[i] > 0).collect();
+        if present.is_empty() {
+            self.timings = StepTimings::default();
+            return Ok(false);
+        }
+        let layout = shard.layout;
+        let starts = self.plan.starts();
+        // 1. Flatten every gradient straight to its place in the reduce-scatter buffer
+        // (zeros where this rank has none), then reduce-scatter it round by round.
+        self.flat.resize(layout.len(), T::zero());
+        for (i, p) in self.params.iter().enumerate() {
+            let elements = starts[i]..starts[i + 1];
+            let grad = p.grad();
+            let contiguous = grad.as_ref().map(|g| g.as_standard_layout());
+            match contiguous.as_ref().and_then(|g| g.as_slice()) {
+                Some(g) => layout.runs(elements.clone(), |e, at, len, _| {
+                    let from = e - elements.start;
+                    self.flat[at..at + len].copy_from_slice(&g[from..from + len]);
+                }),
+                None => layout.runs(elements, |_, at, len, _| {
+                    self.flat[at..at + len].fill(T::zero());
+                }),
+            }
+        }
+        {
+            let mut grads = shard.grads.write().unwrap_or_else(PoisonError::into_inner);
+            let grads = &mut *grads;
+            grads.values.resize(layout.block, T::zero());
+            for (at, len) in layout.rounds() {
+                T::reduce_scatter_sum(
+                    comm,
+                    &self.flat[size * at..size * (at + len)],
+                    &mut grads.values[at..at + len],
+                )?;
+            }
+            if self.config.reduction == GradReduction::Mean && size > 1 {
+                let ranks = <T as tempo_tensor::Float>::from_f64(size as f64);
+                for x in &mut grads.values {
+                    *x /= ranks;
+                }
+            }
+            for (flag, s) in grads.present.iter_mut().zip(&shard.slices) {
+                *flag = counts[s.param] > 0;
+            }
+        }
+        let reduced_at = Instant::now();
+        // 2. Step this rank's slices, with the param groups as the scheduler left them.
+        let local = match shard.optimizer.as_mut() {
+            Some(opt) => sync_groups(self.inner.as_ref(), opt.as_mut(), &shard.group_ids)
+                .and_then(|()| opt.step().map_err(DistError::from)),
+            None => Ok(false),
+        };
+        agree(comm, "the optimizer step", local)?;
+        let stepped_at = Instant::now();
+        // 3. Every rank's updated slices, broadcast from it straight from and into the
+        // parameters' memory (no buffer on either side; as fast here as an all-gather,
+        // which would need the ranges packed before and unpacked after).
+        let bucket = self.config.bucket_elements;
+        for (root, slices) in shard.all_slices.iter().enumerate() {
+            for s in slices {
+                if counts[s.param] == 0 || s.range.is_empty() {
+                    continue;
+                }
+                let mut data = self.params[s.param].data_mut();
+                if data.as_slice().is_none() {
+                    *data = data.as_standard_layout().into_owned();
+                }
+                match data.as_slice_mut() {
+                    Some(d) => {
+                        for chunk in d[s.range.clone()].chunks_mut(bucket) {
+                            T::broadcast(comm, root, chunk)?;
+                        }
+                    }
+                    None => {
+                        // Not reached (a standard layout is contiguous); every rank must
+                        // still take part in the broadcast.
+                        let mut v: Vec<T> = data.iter().copied().collect();
+                        for chunk in v[s.range.clone()].chunks_mut(bucket) {
+                            T::broadcast(comm, root, chunk)?;
+                        }
+                        data.iter_mut().zip(v).for_each(|(d, x)| *d = x);
+                    }
+                }
+            }
+        }
+        self.note_first_steps(&present);
+        self.timings = StepTimings {
+            all_reduce: reduced_at - started,
+            local_step: stepped_at - reduced_at,
+            broadcast: stepped_at.elapsed(),
+        };
+        Ok(true)
+    }
+
     /// Records parameters stepped for the first time, in id order (PyTorch's state order).
     fn note_first_steps(&mut self, present: &[usize]) {
         for &i in present {
@@ -460,10 +707,11 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         root: usize,
     ) -> Result<Option<OptimizerStateDict>, DistError> {
         let comm = self.comm.as_ref();
-        let local = self.inner.state_dict();
+        let local = self.local_state_dict();
         let gathered = comm.gather_bytes(root, &wire::encode(&local.state))?;
         let merged = match gathered {
             None => Ok(None),
+            Some(all) if self.shard.is_some() => self.merge_flat(all, local.param_groups).map(Some),
             Some(all) => self.merge(all, local.param_groups).map(Some),
         };
         agree(comm, "consolidating the optimizer state", merged)
@@ -509,11 +757,84 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         })
     }
 
+    /// [`merge`](Self::merge) for [`Sharding::Flat`]: each rank sent the states of its
+    /// slices, which are stitched back into whole parameters.
+    fn merge_flat(
+        &self,
+        all: Vec<Vec<u8>>,
+        param_groups: Vec<tempo_param_groups::Dict>,
+    ) -> Result<OptimizerStateDict, DistError> {
+        let n = self.params.len();
+        // Each parameter's slices, in rank (so element) order: (rank, elements).
+        let mut expected: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+        for rank in 0..all.len() {
+            for s in self.plan.slices(rank) {
+                expected[s.param].push((rank, s.range.len()));
+            }
+        }
+        let mut pieces: Vec<Vec<(usize, ParamState)>> = vec![Vec::new(); n];
+        for (rank, bytes) in all.iter().enumerate() {
+            for (id, state) in wire::decode(bytes, rank)? {
+                let theirs = id < n && expected[id].iter().any(|&(r, _)| r == rank);
+                if !theirs || pieces[id].iter().any(|(r, _)| *r == rank) {
+                    return Err(DistError::Malformed {
+                        rank,
+                        reason: format!(
+                            "state for parameter {id}, which has no slice of its own on rank {rank}"
+                        ),
+                    });
+                }
+                pieces[id].push((rank, state));
+            }
+        }
+        let mut by_id: Vec<Option<ParamState>> = vec![None; n];
+        for (id, got) in pieces.into_iter().enumerate() {
+            if got.is_empty() {
+                continue;
+            }
+            if got.len() != expected[id].len() {
+                let missing = expected[id]
+                    .iter()
+                    .find(|(r, _)| !got.iter().any(|(g, _)| g == r))
+                    .map_or(0, |&(r, _)| r);
+                return Err(DistError::Malformed {
+                    rank: missing,
+                    reason: format!(
+                        "no state for its slice of parameter {id}, which another rank has state for"
+                    ),
+                });
+            }
+            let ranks: Vec<usize> = got.iter().map(|(r, _)| *r).collect();
+            let lens: Vec<usize> = expected[id].iter().map(|&(_, l)| l).collect();
+            let states: Vec<ParamState> = got.into_iter().map(|(_, s)| s).collect();
+            by_id[id] = Some(stitch(
+                &states,
+                &lens,
+                &ranks,
+                id,
+                &self.params[id].shape(),
+            )?);
+        }
+        let mut state = Vec::new();
+        for id in self.order.iter().copied().chain(0..n) {
+            if let Some(s) = by_id[id].take() {
+                state.push((id, s));
+            }
+        }
+        Ok(OptimizerStateDict {
+            state,
+            param_groups,
+        })
+    }
+
     /// Loads a whole optimizer state (a single process's, or a consolidated one saved
     /// with any number of ranks): every rank keeps the param groups and the state of the
     /// parameters it owns. A collective, and all or nothing: when the state does not fit
     /// on any rank, every rank returns an error and keeps its previous state.
     pub fn load_state_dict(&mut self, state_dict: &OptimizerStateDict) -> Result<(), DistError> {
+        if self.shard.is_some() {
+            return self.load_flat(state_dict);
+        }
         let rank = self.comm.rank();
         let ids = saved_ids(state_dict);
         let local = OptimizerStateDict {
@@ -549,6 +870,153 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         };
         Ok(())
     }
+}
+
+impl<T: DistFloat> DistributedOptimizer<T> {
+    /// [`load_state_dict`](Self::load_state_dict) for [`Sharding::Flat`]: the wrapped
+    /// optimizer takes the param groups (and no state), this rank's slices the cut
+    /// states of their parameters.
+    fn load_flat(&mut self, state_dict: &OptimizerStateDict) -> Result<(), DistError> {
+        let Some(shard) = self.shard.as_mut() else {
+            return Ok(());
+        };
+        let ids = saved_ids(state_dict);
+        let groups_only = OptimizerStateDict {
+            state: Vec::new(),
+            param_groups: state_dict.param_groups.clone(),
+        };
+        let backup = (
+            self.inner.state_dict(),
+            shard.optimizer.as_ref().map(|o| o.state_dict()),
+        );
+        let mut local = || -> Result<(), DistError> {
+            // The groups first: the wrapped optimizer checks them against every parameter.
+            self.inner.load_state_dict(&groups_only)?;
+            let mut state = Vec::new();
+            for (id, saved) in &state_dict.state {
+                let Some(param) = ids.as_ref().and_then(|m| flat_of(m, *id)) else {
+                    // The wrapped optimizer refused ids its groups do not list.
+                    continue;
+                };
+                let Some(j) = shard.slices.iter().position(|s| s.param == param) else {
+                    continue;
+                };
+                let s = &shard.slices[j];
+                let shape = self.params[param].shape();
+                let whole = s.range.start == 0 && s.range.end == self.params[param].numel();
+                let piece = if whole {
+                    saved.clone()
+                } else {
+                    cut(saved, param, &shape, &s.range)?
+                };
+                state.push((j, piece));
+            }
+            if let Some(opt) = shard.optimizer.as_mut() {
+                opt.load_state_dict(&OptimizerStateDict {
+                    state,
+                    param_groups: shard_groups(&state_dict.param_groups, &shard.group_ids),
+                })?;
+            }
+            Ok(())
+        };
+        let loaded = local();
+        if let Err(e) = agree(self.comm.as_ref(), "loading the optimizer state", loaded) {
+            // This rank's part may have loaded (or half of it): put it back as it was.
+            let _ = self.inner.load_state_dict(&backup.0);
+            if let (Some(opt), Some(saved)) = (shard.optimizer.as_mut(), backup.1.as_ref()) {
+                let _ = opt.load_state_dict(saved);
+            }
+            return Err(e);
+        }
+        self.order = match &ids {
+            Some(m) => state_dict
+                .state
+                .iter()
+                .filter_map(|(id, _)| flat_of(m, *id))
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(())
+    }
+}
+
+/// How many ranks have a gradient for each parameter (a collective, which also checks
+/// every rank's gradients' shapes: one of another shape is an error on every rank).
+fn presence<T: DistFloat>(
+    comm: &dyn Communicator,
+    params: &[Tensor<T>],
+) -> Result<Vec<u64>, DistError> {
+    let n = params.len();
+    let mut bad = None;
+    let mut mine = Vec::with_capacity(n + 1);
+    for (i, p) in params.iter().enumerate() {
+        let grad = p.grad();
+        if let Some(g) = grad.as_ref() {
+            let shape = p.shape();
+            if g.shape() != shape.as_slice() && bad.is_none() {
+                bad = Some(DistError::InvalidArgument {
+                    what: "gradient",
+                    expected: format!("shape {shape:?} for parameter {i}"),
+                    found: format!("shape {:?}", g.shape()),
+                });
+            }
+        }
+        mine.push(u64::from(grad.is_some()));
+    }
+    mine.push(u64::from(bad.is_some()));
+    let mut counts = vec![0u64; n + 1];
+    comm.all_reduce_sum_u64(&mine, &mut counts)?;
+    if counts[n] > 0 {
+        agree(comm, "the optimizer step", bad.map_or(Ok(()), Err))?;
+    }
+    counts.truncate(n);
+    Ok(counts)
+}
+
+/// The state of a shard's slices, by parameter id.
+fn shard_state<T: DistFloat>(shard: &Shard<T>) -> Vec<(usize, ParamState)> {
+    let Some(opt) = &shard.optimizer else {
+        return Vec::new();
+    };
+    opt.state_dict()
+        .state
+        .into_iter()
+        .filter_map(|(j, s)| shard.slices.get(j).map(|slice| (slice.param, s)))
+        .collect()
+}
+
+/// The param groups `groups` with each group's `params` replaced by the shard
+/// optimizer's ids of its slices.
+fn shard_groups(groups: &[Dict], group_ids: &[Vec<usize>]) -> Vec<Dict> {
+    groups
+        .iter()
+        .zip(group_ids)
+        .map(|(d, ids)| {
+            let mut d = d.clone();
+            let list = ids.iter().map(|&j| Value::Int(j as i64)).collect();
+            d.insert("params", Value::List(list));
+            d
+        })
+        .collect()
+}
+
+/// Copies every hyperparameter of the wrapped optimizer's groups (what a scheduler
+/// writes) into the shard optimizer's that differs.
+fn sync_groups<T: DistFloat>(
+    inner: &dyn Optimizer<T>,
+    shard: &mut dyn Optimizer<T, SliceParam<T>>,
+    group_ids: &[Vec<usize>],
+) -> Result<(), DistError> {
+    // The wrapped optimizer holds no state in flat sharding: this copies only groups.
+    let groups = inner.state_dict().param_groups;
+    for (g, d) in groups.iter().enumerate().take(group_ids.len()) {
+        for (key, value) in d.iter() {
+            if key != "params" && shard.get(g, key).as_ref() != Some(value) {
+                shard.set(g, key, value.clone())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// For each saved id, its flat parameter index (PyTorch's `dict(zip(...))`: a repeated id

@@ -238,6 +238,11 @@ impl<T: Float, A: Algorithm<T>, P: Param<T>> Engine<T, A, P> {
         }
     }
 
+    /// Each element's update reads only its own values and the parameter's scalars.
+    pub(crate) fn is_elementwise(&self) -> bool {
+        true
+    }
+
     pub(crate) fn load_state_dict(&mut self, sd: &OptimizerStateDict) -> Result<(), OptimError> {
         let map = self.groups.map_saved_ids(&sd.param_groups)?;
         let (params, config) = (&self.groups.flat, &self.config);
@@ -403,6 +408,9 @@ macro_rules! forward_to_engine {
             }
             fn params(&self) -> Vec<P> {
                 self.engine.groups.flat.clone()
+            }
+            fn is_elementwise(&self) -> bool {
+                self.engine.is_elementwise()
             }
             fn add_param_group(
                 &mut self,

@@ -43,6 +43,17 @@ pub trait Optimizer<T: Float, P: Param<T> = Tensor<T>>: OptimizerParamGroups + S
     /// The parameters, in state-dict id order (group by group).
     fn params(&self) -> Vec<P>;
 
+    /// Whether the update is elementwise: each element of a parameter moves by its own
+    /// value, gradient and state, and by scalars shared by the whole parameter (the step
+    /// count), so any slice of a parameter can be stepped on its own, with the same
+    /// numbers. True for every optimizer built on the elementwise engine; false (the
+    /// default) for Adafactor (a factored second moment over rows and columns), Muon (an
+    /// orthogonalised matrix) and LBFGS (every parameter at once). Distributed training
+    /// shards the state of an elementwise optimizer by element ranges.
+    fn is_elementwise(&self) -> bool {
+        false
+    }
+
     /// PyTorch's `add_param_group`: missing hyperparameters are filled from the
     /// optimizer's defaults; a parameter already in a group is an error.
     fn add_param_group(&mut self, group: ParamGroup<T, P>) -> Result<(), OptimError>;

@@ -263,6 +263,18 @@ mod tests {
     }
 
     #[test]
+    fn elementwise_optimizers_say_so() {
+        let p = Tensor::<f64>::parameter(ArrayD::from_elem(vec![2, 3], 0.5));
+        for kind in OPTIMIZER_NAMES {
+            let spec: OptimizerSpec =
+                serde_json::from_value(serde_json::json!({"type": kind})).unwrap();
+            let opt = build_optimizer(&spec, std::slice::from_ref(&p)).unwrap();
+            let whole = ["Adafactor", "Muon", "LBFGS"].contains(kind);
+            assert_eq!(opt.is_elementwise(), !whole, "{kind}");
+        }
+    }
+
+    #[test]
     fn fast_and_portable_paths_give_the_same_bits() {
         // Every optimizer of the registry that steps vectors without a closure, with
         // options that take its costlier paths where it has them.

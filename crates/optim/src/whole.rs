@@ -111,6 +111,11 @@ impl<T: Float, A: WholeAlgorithm<T>, P: Param<T>> WholeEngine<T, A, P> {
 
     /// One step: checks everything that can fail, then locks every parameter that has a
     /// gradient and updates them one by one, in id order.
+    /// A whole-tensor update (norms, matrix products) is not elementwise.
+    pub(crate) fn is_elementwise(&self) -> bool {
+        false
+    }
+
     pub(crate) fn step(&mut self) -> Result<bool, OptimError> {
         self.hypers.clear();
         for (gi, d) in self.groups.options.iter().enumerate() {

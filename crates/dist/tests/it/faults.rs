@@ -1,10 +1,12 @@
 //! Disagreements and failures end the run on every rank with an error, never a hang.
 
-use tempo_dist::{DistError, DistributedOptimizer, LocalComm};
+use tempo_dist::{DistConfig, DistError, DistributedOptimizer, LocalComm, Sharding};
 use tempo_optim::{Lbfgs, LbfgsConfig, StateValue};
 use tempo_param_groups::{OptimizerParamGroups, Value};
 
-use crate::{distributed, optimizer, params, single, train, SHAPES, SPECS};
+use crate::{
+    distributed, distributed_with, optimizer, params, single, train, SHAPES, SHARDINGS, SPECS,
+};
 
 #[test]
 fn lbfgs_is_refused_on_every_rank() {
@@ -18,6 +20,68 @@ fn lbfgs_is_refused_on_every_rank() {
             matches!(o, Err(DistError::NotElementwise { ref name }) if name == "LBFGS"),
             "{o:?}"
         );
+    }
+}
+
+/// Adafactor and Muon step whole tensors: flat sharding refuses them on every rank with
+/// an error that names them and the way out; whole-parameter sharding takes them.
+#[test]
+fn optimizers_that_need_whole_tensors_are_refused_by_flat_sharding_only() {
+    for kind in ["Adafactor", "Muon"] {
+        let spec = format!(r#"{{"type": "{kind}"}}"#);
+        let out = LocalComm::run(2, |comm| {
+            // Muon steps matrices: a model of matrices only.
+            let ps = params(&[&[3, 4], &[2, 2]]);
+            let config = DistConfig {
+                sharding: Sharding::Flat,
+                ..DistConfig::default()
+            };
+            DistributedOptimizer::new(optimizer(&spec, &ps), Box::new(comm), config).map(|_| ())
+        });
+        for o in out {
+            let Err(e @ DistError::FlatNotElementwise { .. }) = &o else {
+                panic!("{kind}: {o:?}");
+            };
+            let message = e.to_string();
+            assert!(
+                message.starts_with(&format!("{kind} cannot be sharded by ranges"))
+                    && message.contains("Sharding::WholeParameters"),
+                "{message}"
+            );
+        }
+        let out = LocalComm::run(2, |comm| {
+            let ps = params(&[&[3, 4], &[2, 2]]);
+            DistributedOptimizer::new(optimizer(&spec, &ps), Box::new(comm), Default::default())
+                .map(|_| ())
+        });
+        assert!(out.iter().all(Result::is_ok), "{kind}: {out:?}");
+    }
+}
+
+/// A gradient of the wrong shape on one rank is an error on every rank, under either
+/// sharding, before anything moves.
+#[test]
+fn a_gradient_of_the_wrong_shape_is_an_error_on_every_rank() {
+    for sharding in SHARDINGS {
+        let out = LocalComm::run(2, |comm| -> Result<_, DistError> {
+            let (ps, mut opt) = distributed_with(SPECS[0], comm, sharding)?;
+            crate::set_grads(&ps, crate::rows(opt.rank(), 2), 0);
+            let before = crate::bits(&ps);
+            if opt.rank() == 1 {
+                *ps[2].grad_mut() = Some(ndarray::ArrayD::zeros(vec![3]));
+            }
+            let result = opt.step().map_err(|e| e.to_string());
+            Ok((result, before == crate::bits(&ps)))
+        });
+        for (rank, o) in out.into_iter().enumerate() {
+            let (result, unchanged) = o.unwrap();
+            let message = result.unwrap_err();
+            assert!(
+                message.contains("expected shape [7] for parameter 2, found shape [3]"),
+                "{sharding:?}, rank {rank}: {message}"
+            );
+            assert!(unchanged, "{sharding:?}, rank {rank}");
+        }
     }
 }
 
@@ -126,8 +190,14 @@ fn a_rank_that_dies_mid_run_ends_the_others() {
 
 #[test]
 fn a_state_that_fits_on_no_rank_leaves_every_rank_as_it_was() {
+    for sharding in SHARDINGS {
+        a_state_that_fits_on_no_rank(sharding);
+    }
+}
+
+fn a_state_that_fits_on_no_rank(sharding: Sharding) {
     let out = LocalComm::run(2, |comm| -> Result<_, DistError> {
-        let (ps, mut opt) = distributed(SPECS[0], comm)?;
+        let (ps, mut opt) = distributed_with(SPECS[0], comm, sharding)?;
         train(&ps, &mut opt, 0, 2)?;
         let before = opt.local_state_dict();
         // A whole state (as every rank reads it from one file) with another lr and one

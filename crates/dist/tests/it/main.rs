@@ -8,7 +8,7 @@ mod training;
 
 use ndarray::ArrayD;
 use tempo_dist::{
-    Communicator, DistConfig, DistError, DistributedOptimizer, GradReduction, LocalComm,
+    Communicator, DistConfig, DistError, DistributedOptimizer, GradReduction, LocalComm, Sharding,
 };
 use tempo_optim::{build_optimizer, Optimizer, OptimizerSpec};
 use tempo_tensor::Tensor;
@@ -99,17 +99,31 @@ pub(crate) fn single(
     (ps, opt)
 }
 
+/// Both ways of sharding the state.
+pub(crate) const SHARDINGS: [Sharding; 2] = [Sharding::WholeParameters, Sharding::Flat];
+
 /// A distributed optimizer over this rank's copy of the model (gradients summed, as
-/// each rank's loss is already divided by the global batch).
+/// each rank's loss is already divided by the global batch), whole parameters sharded.
 pub(crate) fn distributed(
     spec: &str,
     comm: LocalComm,
 ) -> Result<(Vec<Tensor<f64>>, DistributedOptimizer<f64>), DistError> {
+    distributed_with(spec, comm, Sharding::WholeParameters)
+}
+
+/// [`distributed`] with the state sharded by `sharding`.
+pub(crate) fn distributed_with(
+    spec: &str,
+    comm: LocalComm,
+    sharding: Sharding,
+) -> Result<(Vec<Tensor<f64>>, DistributedOptimizer<f64>), DistError> {
     let ps = params(SHAPES);
     let inner = optimizer(spec, &ps);
     let config = DistConfig {
-        // Small buckets: a gradient is split across several messages.
+        // Small buckets: a gradient is split across several messages (with flat
+        // sharding, each rank's range across several rounds).
         bucket_elements: 5,
+        sharding,
         reduction: GradReduction::Sum,
         check_groups_every_step: true,
     };

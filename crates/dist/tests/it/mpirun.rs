@@ -61,18 +61,47 @@ fn ranks_equal_one_process_and_resume_on_mpi() {
         let (code, out) = mpirun(ranks, "train");
         assert_eq!(code, 0, "{ranks} ranks:\n{out}");
         let oks = out.lines().filter(|l| l.starts_with("ok ")).count();
-        assert_eq!(oks, 6, "{ranks} ranks:\n{out}");
-        assert!(
-            out.contains(&format!("{ranks} ranks equal one process")),
-            "{out}"
-        );
-        assert!(
-            out.contains(&format!(
-                "resumed with {ranks} ranks bit for bit and in one process"
-            )),
-            "{out}"
-        );
+        // 3 optimizers, 2 shardings, 2 checks each.
+        assert_eq!(oks, 12, "{ranks} ranks:\n{out}");
+        for sharding in ["WholeParameters", "Flat"] {
+            let lines = |text: &str| {
+                out.lines()
+                    .filter(|l| l.contains(&format!(", {sharding}: ")) && l.contains(text))
+                    .count()
+            };
+            assert_eq!(
+                lines(&format!("{ranks} ranks equal one process")),
+                3,
+                "{out}"
+            );
+            assert_eq!(
+                lines(&format!(
+                    "resumed with {ranks} ranks bit for bit (either sharding) and in one process"
+                )),
+                3,
+                "{out}"
+            );
+        }
     }
+}
+
+#[test]
+fn the_float_collectives_sum_short_and_long_messages() {
+    for ranks in [2, 3] {
+        let (code, out) = mpirun(ranks, "collectives");
+        assert_eq!(code, 0, "{ranks} ranks:\n{out}");
+        let oks = out.lines().filter(|l| l.starts_with("ok ")).count();
+        assert_eq!(oks, 2, "{ranks} ranks:\n{out}");
+    }
+}
+
+#[test]
+fn flat_sharding_refuses_adafactor_on_every_rank() {
+    let (code, out) = mpirun(2, "refuse");
+    assert_ne!(code, 0, "{out}");
+    assert_ne!(code, 124, "timed out:\n{out}");
+    let message = "Adafactor cannot be sharded by ranges of elements (Sharding::Flat)";
+    assert_eq!(out.matches(message).count(), 2, "{out}");
 }
 
 #[test]
