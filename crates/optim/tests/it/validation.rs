@@ -140,7 +140,7 @@ fn unknown_names_are_errors() {
     );
     // foreach is accepted and stored.
     let opt = build("SGD", json!({"foreach": false})).expect("foreach is accepted");
-    assert_eq!(opt.get(0, "foreach"), Some(Value::Bool(false)));
+    assert_eq!(opt.get(0, "foreach"), Some(&Value::Bool(false)));
     let e = build("Adam", json!({"fused": true}))
         .err()
         .expect("fused is not implemented");
@@ -276,8 +276,8 @@ fn load_state_dict_checks_groups_and_shapes_before_changing_anything() {
     sd.param_groups[0].insert("lr", 0.5);
     sd.param_groups[0].insert("initial_lr", 0.25);
     opt.load_state_dict(&sd).expect("load");
-    assert_eq!(opt.get(0, "lr"), Some(Value::Float(0.5)));
-    assert_eq!(opt.get(0, "initial_lr"), Some(Value::Float(0.25)));
+    assert_eq!(opt.get(0, "lr"), Some(&Value::Float(0.5)));
+    assert_eq!(opt.get(0, "initial_lr"), Some(&Value::Float(0.25)));
 }
 
 #[test]
@@ -334,9 +334,9 @@ fn a_boxed_optimizer_is_a_param_groups_seam() {
     groups.set_lr(0, 0.05).expect("lr");
     assert_eq!(
         opt.get(1, "betas"),
-        Some(Value::Tuple(vec![Value::Float(0.8), Value::Float(0.999)]))
+        Some(&Value::Tuple(vec![Value::Float(0.8), Value::Float(0.999)]))
     );
-    assert_eq!(opt.get(0, "lr"), Some(Value::Float(0.05)));
+    assert_eq!(opt.get(0, "lr"), Some(&Value::Float(0.05)));
     assert_eq!(opt.name(), "Adam");
 }
 
