@@ -340,6 +340,35 @@ fn a_boxed_optimizer_is_a_param_groups_seam() {
     assert_eq!(opt.name(), "Adam");
 }
 
+/// A scheduler writes a group's values in place, unchecked; the next step reads the group
+/// and refuses a value it cannot use, before changing anything.
+#[test]
+fn a_value_written_in_place_is_checked_at_the_next_step() {
+    for &name in tempo_optim::OPTIMIZER_NAMES {
+        let p = Tensor::parameter(ArrayD::from_elem(vec![3, 2], 1.0));
+        p.set_grad(Some(ArrayD::from_elem(vec![3, 2], 0.5)))
+            .expect("grad");
+        let spec: OptimizerSpec =
+            serde_json::from_value(json!({"type": name})).expect("spec");
+        let mut opt = build_optimizer(&spec, std::slice::from_ref(&p)).expect(name);
+        let lr = opt.get_mut(0, "lr").expect("every group has an lr");
+        *lr = Value::Str("fast".into());
+        let e = if name == "LBFGS" {
+            opt.step_with_closure(&mut || Ok(1.0)).map(|_| true)
+        } else {
+            opt.step()
+        }
+        .expect_err(name);
+        assert!(
+            matches!(&e, OptimError::WrongHyperparameterType { group: 0, key, .. } if key == "lr"),
+            "{name}: {e}"
+        );
+        let data: Vec<f64> = p.data().iter().copied().collect();
+        assert_eq!(data, [1.0; 6], "{name}: the parameter is unchanged");
+        assert!(opt.state_dict().state.is_empty(), "{name}: no state was made");
+    }
+}
+
 #[test]
 fn lbfgs_needs_a_closure() {
     let mut opt = build("LBFGS", json!({})).expect("build");
