@@ -72,24 +72,34 @@ pub trait OptimizerParamGroups {
 
     /// A number-valued hyperparameter.
     fn get_f64(&self, group: usize, key: &str) -> Result<f64, ParamGroupError> {
-        self.check_group(group)?;
         match self.get(group, key) {
-            None => Err(ParamGroupError::MissingKey {
-                group,
-                key: key.to_string(),
-            }),
+            Some(Value::Float(v)) => Ok(*v),
             Some(v) => v.as_f64().ok_or_else(|| ParamGroupError::WrongType {
                 key: key.to_string(),
                 expected: "a number",
                 found: v.type_name(),
             }),
+            None => {
+                self.check_group(group)?;
+                Err(ParamGroupError::MissingKey {
+                    group,
+                    key: key.to_string(),
+                })
+            }
         }
     }
 
     /// Writes a number-valued hyperparameter (as a float), in place if the group has it.
     fn set_f64(&mut self, group: usize, key: &str, value: f64) -> Result<(), ParamGroupError> {
-        self.check_group(group)?;
-        self.set(group, key, Value::Float(value))
+        match self.get_mut(group, key) {
+            Some(Value::Float(slot)) => *slot = value,
+            Some(slot) => *slot = Value::Float(value),
+            None => {
+                self.check_group(group)?;
+                return self.insert(group, key, Value::Float(value));
+            }
+        }
+        Ok(())
     }
 
     /// The group's learning rate.
