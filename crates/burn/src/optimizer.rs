@@ -295,10 +295,10 @@ impl TempoOptimizer {
         opt: &mut dyn tempo_optim::Optimizer<T, HostParam<T>>,
         lr: LearningRate,
     ) -> Result<(), BurnError> {
-        opt.set(0, "lr", Value::Float(lr))?;
+        opt.set_lr(0, lr)?;
         for key in ["betas", "momentum"] {
             if let Some(v) = self.hyper.value(key) {
-                if opt.get(0, key).as_ref() != Some(&v) {
+                if opt.get(0, key) != Some(&v) {
                     opt.set(0, key, v)?;
                 }
             }

@@ -15,7 +15,8 @@
 //! * [`CandleOptimizer`]: built from a spec, a Python call string or a config struct;
 //!   `step(&GradStore)`, `impl candle_nn::Optimizer` (so `backward_step(&loss)`
 //!   works), `impl OptimizerParamGroups` (so every tempo scheduler drives it).
-//! * [`CandleNnGroups`]: a tempo scheduler drives candle-nn's own `SGD`/`AdamW`.
+//! * [`CandleNnGroups`]: a tempo scheduler drives candle-nn's own `SGD`/`AdamW` (the
+//!   scheduled `lr` is pushed in before each step).
 //! * [`capture`], [`save`], [`load`], [`restore`]: the whole training state (variables
 //!   by name, optimizer, scheduler, counters) in tempo's format or as a PyTorch `.pt`;
 //!   PyTorch's own checkpoints load ([`PtKeys`]); restores are all or nothing.

@@ -4,7 +4,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use serde_json::Value as Json;
 use tempo_optim::{build_optimizer, Optimizer, OptimizerSpec, OptimizerStateDict, ParamGroup};
-use tempo_param_groups::{MomentumKey, OptimizerParamGroups, ParamGroupError, Value};
+use tempo_param_groups::{OptimizerParamGroups, ParamGroupError, Value};
 
 use crate::param::{CandleFloat, CandleParam, StorageMode};
 use crate::vars::group_specs;
@@ -224,39 +224,19 @@ fn loss_value(loss: &Tensor) -> candle_core::Result<f64> {
         .ok_or_else(|| candle_core::Error::Msg("the loss is empty".into()))
 }
 
+/// The tempo optimizer's groups, lent in place (it reads them at its step).
 impl<T: CandleFloat> OptimizerParamGroups for CandleOptimizer<T> {
     fn num_groups(&self) -> usize {
         self.inner.num_groups()
     }
-    fn get(&self, group: usize, key: &str) -> Option<Value> {
+    fn get(&self, group: usize, key: &str) -> Option<&Value> {
         self.inner.get(group, key)
     }
-    fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
-        self.inner.set(group, key, value)
+    fn get_mut(&mut self, group: usize, key: &str) -> Option<&mut Value> {
+        self.inner.get_mut(group, key)
     }
-    fn get_f64(&self, group: usize, key: &str) -> Result<f64, ParamGroupError> {
-        self.inner.get_f64(group, key)
-    }
-    fn set_f64(&mut self, group: usize, key: &str, value: f64) -> Result<(), ParamGroupError> {
-        self.inner.set_f64(group, key, value)
-    }
-    fn initial_lr(&self, group: usize) -> Option<f64> {
-        self.inner.initial_lr(group)
-    }
-    fn lrs_into(&self, out: &mut Vec<f64>) -> Result<(), ParamGroupError> {
-        self.inner.lrs_into(out)
-    }
-    fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), ParamGroupError> {
-        self.inner.set_lrs(lrs)
-    }
-    fn momentum_key(&self, group: usize) -> Result<MomentumKey, ParamGroupError> {
-        self.inner.momentum_key(group)
-    }
-    fn momentum(&self, group: usize) -> Result<f64, ParamGroupError> {
-        self.inner.momentum(group)
-    }
-    fn set_momentum(&mut self, group: usize, momentum: f64) -> Result<(), ParamGroupError> {
-        self.inner.set_momentum(group, momentum)
+    fn insert(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+        self.inner.insert(group, key, value)
     }
 }
 

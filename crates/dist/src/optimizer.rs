@@ -9,7 +9,7 @@ use tempo_optim::{
     build_optimizer, GroupSpec, Optimizer, OptimizerSpec, OptimizerStateDict, ParamSelection,
     ParamState,
 };
-use tempo_param_groups::{Dict, MomentumKey, OptimizerParamGroups, ParamGroupError, Value};
+use tempo_param_groups::{Dict, OptimizerParamGroups, ParamGroupError, Value};
 use tempo_tensor::Tensor;
 
 use crate::comm::{agree, check_same};
@@ -1011,7 +1011,7 @@ fn sync_groups<T: DistFloat>(
     let groups = inner.state_dict().param_groups;
     for (g, d) in groups.iter().enumerate().take(group_ids.len()) {
         for (key, value) in d.iter() {
-            if key != "params" && shard.get(g, key).as_ref() != Some(value) {
+            if key != "params" && shard.get(g, key) != Some(value) {
                 shard.set(g, key, value.clone())?;
             }
         }
@@ -1041,50 +1041,18 @@ fn flat_of(map: &[(i64, usize)], id: usize) -> Option<usize> {
     map.iter().find(|(i, _)| *i == id as i64).map(|&(_, f)| f)
 }
 
+/// The wrapped optimizer's groups, lent in place (it reads them at its step).
 impl<T: DistFloat> OptimizerParamGroups for DistributedOptimizer<T> {
     fn num_groups(&self) -> usize {
         self.inner.num_groups()
     }
-    fn get(&self, group: usize, key: &str) -> Option<Value> {
+    fn get(&self, group: usize, key: &str) -> Option<&Value> {
         self.inner.get(group, key)
     }
-    fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
-        self.inner.set(group, key, value)
+    fn get_mut(&mut self, group: usize, key: &str) -> Option<&mut Value> {
+        self.inner.get_mut(group, key)
     }
-    fn get_f64(&self, group: usize, key: &str) -> Result<f64, ParamGroupError> {
-        self.inner.get_f64(group, key)
-    }
-    fn set_f64(&mut self, group: usize, key: &str, value: f64) -> Result<(), ParamGroupError> {
-        self.inner.set_f64(group, key, value)
-    }
-    fn check_group(&self, group: usize) -> Result<(), ParamGroupError> {
-        self.inner.check_group(group)
-    }
-    fn lr(&self, group: usize) -> Result<f64, ParamGroupError> {
-        self.inner.lr(group)
-    }
-    fn set_lr(&mut self, group: usize, lr: f64) -> Result<(), ParamGroupError> {
-        self.inner.set_lr(group, lr)
-    }
-    fn lrs_into(&self, out: &mut Vec<f64>) -> Result<(), ParamGroupError> {
-        self.inner.lrs_into(out)
-    }
-    fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), ParamGroupError> {
-        self.inner.set_lrs(lrs)
-    }
-    fn initial_lr(&self, group: usize) -> Option<f64> {
-        self.inner.initial_lr(group)
-    }
-    fn set_initial_lr(&mut self, group: usize, lr: f64) -> Result<(), ParamGroupError> {
-        self.inner.set_initial_lr(group, lr)
-    }
-    fn momentum_key(&self, group: usize) -> Result<MomentumKey, ParamGroupError> {
-        self.inner.momentum_key(group)
-    }
-    fn momentum(&self, group: usize) -> Result<f64, ParamGroupError> {
-        self.inner.momentum(group)
-    }
-    fn set_momentum(&mut self, group: usize, momentum: f64) -> Result<(), ParamGroupError> {
-        self.inner.set_momentum(group, momentum)
+    fn insert(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+        self.inner.insert(group, key, value)
     }
 }

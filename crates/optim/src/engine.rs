@@ -331,68 +331,34 @@ pub(crate) use elementwise_optimizer;
 
 /// The param-group seam and the `Optimizer` trait for an optimizer struct whose `engine`
 /// field holds its groups and state (an [`Engine`] or a `WholeEngine`): every method
-/// forwards to the engine. `$algorithm_name` is the optimizer's PyTorch name.
+/// forwards to the engine (the param-group seam's required ones to its groups).
+/// `$algorithm_name` is the optimizer's PyTorch name.
 macro_rules! forward_to_engine {
     ($name:ident, $algorithm_name:expr) => {
+        /// The group dicts, lent in place (the step reads them again).
         impl<T: tempo_tensor::Float, P: crate::Param<T>> tempo_param_groups::OptimizerParamGroups
             for $name<T, P>
         {
             fn num_groups(&self) -> usize {
-                self.engine.groups.len()
+                self.engine.groups.num_groups()
             }
-            fn get(&self, group: usize, key: &str) -> Option<tempo_param_groups::Value> {
+            fn get(&self, group: usize, key: &str) -> Option<&tempo_param_groups::Value> {
                 self.engine.groups.get(group, key)
             }
-            fn set(
+            fn get_mut(
+                &mut self,
+                group: usize,
+                key: &str,
+            ) -> Option<&mut tempo_param_groups::Value> {
+                self.engine.groups.get_mut(group, key)
+            }
+            fn insert(
                 &mut self,
                 group: usize,
                 key: &str,
                 value: tempo_param_groups::Value,
             ) -> Result<(), tempo_param_groups::ParamGroupError> {
-                self.engine.groups.set(group, key, value)
-            }
-            fn get_f64(
-                &self,
-                group: usize,
-                key: &str,
-            ) -> Result<f64, tempo_param_groups::ParamGroupError> {
-                self.engine.groups.get_f64(group, key)
-            }
-            fn set_f64(
-                &mut self,
-                group: usize,
-                key: &str,
-                value: f64,
-            ) -> Result<(), tempo_param_groups::ParamGroupError> {
-                self.engine.groups.set_f64(group, key, value)
-            }
-            fn initial_lr(&self, group: usize) -> Option<f64> {
-                self.engine.groups.get_f64(group, "initial_lr").ok()
-            }
-            fn lrs_into(
-                &self,
-                out: &mut Vec<f64>,
-            ) -> Result<(), tempo_param_groups::ParamGroupError> {
-                self.engine.groups.lrs_into(out)
-            }
-            fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), tempo_param_groups::ParamGroupError> {
-                self.engine.groups.set_lrs(lrs)
-            }
-            fn momentum_key(
-                &self,
-                group: usize,
-            ) -> Result<tempo_param_groups::MomentumKey, tempo_param_groups::ParamGroupError> {
-                self.engine.groups.momentum_key(group)
-            }
-            fn momentum(&self, group: usize) -> Result<f64, tempo_param_groups::ParamGroupError> {
-                self.engine.groups.momentum(group)
-            }
-            fn set_momentum(
-                &mut self,
-                group: usize,
-                momentum: f64,
-            ) -> Result<(), tempo_param_groups::ParamGroupError> {
-                self.engine.groups.set_momentum(group, momentum)
+                self.engine.groups.insert(group, key, value)
             }
         }
 

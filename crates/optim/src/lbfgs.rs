@@ -766,30 +766,19 @@ fn strong_wolfe<T: Float>(
     ))
 }
 
+/// The group dict, lent in place: `run` reads it again at every step.
 impl<T: Float, P: Param<T>> OptimizerParamGroups for Lbfgs<T, P> {
     fn num_groups(&self) -> usize {
-        self.groups.len()
+        self.groups.num_groups()
     }
-    fn get(&self, group: usize, key: &str) -> Option<Value> {
+    fn get(&self, group: usize, key: &str) -> Option<&Value> {
         self.groups.get(group, key)
     }
-    fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
-        self.groups.set(group, key, value)
+    fn get_mut(&mut self, group: usize, key: &str) -> Option<&mut Value> {
+        self.groups.get_mut(group, key)
     }
-    fn get_f64(&self, group: usize, key: &str) -> Result<f64, ParamGroupError> {
-        self.groups.get_f64(group, key)
-    }
-    fn set_f64(&mut self, group: usize, key: &str, value: f64) -> Result<(), ParamGroupError> {
-        self.groups.set_f64(group, key, value)
-    }
-    fn initial_lr(&self, group: usize) -> Option<f64> {
-        self.groups.get_f64(group, "initial_lr").ok()
-    }
-    fn lrs_into(&self, out: &mut Vec<f64>) -> Result<(), ParamGroupError> {
-        self.groups.lrs_into(out)
-    }
-    fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), ParamGroupError> {
-        self.groups.set_lrs(lrs)
+    fn insert(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+        self.groups.insert(group, key, value)
     }
 }
 

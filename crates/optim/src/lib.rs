@@ -4,7 +4,8 @@
 //! per-group overrides of the defaults, `add_param_group`, `zero_grad`, `step`,
 //! `state_dict` and `load_state_dict` in PyTorch's layout and names. Every step reads its
 //! hyperparameters from the group dicts, so a scheduler writing `lr` or `betas` through
-//! [`tempo_param_groups::OptimizerParamGroups`] takes effect at the next step.
+//! [`tempo_param_groups::OptimizerParamGroups`] (in place, unchecked) takes effect at the
+//! next step, and a value the step cannot use is that step's `Err`.
 //!
 //! Updates follow PyTorch's single-tensor CPU code path operation by operation (scalar
 //! arithmetic in f64, rounded once where it meets a tensor; fused multiply-adds where

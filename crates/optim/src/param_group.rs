@@ -1,6 +1,6 @@
 //! Param groups: parameters plus a PyTorch-style dict of hyperparameters.
 
-use tempo_param_groups::{Dict, MomentumKey, OptimizerParamGroups, ParamGroupError, Value};
+use tempo_param_groups::{Dict, OptimizerParamGroups, ParamGroupError, Value};
 use tempo_tensor::{Float, Tensor};
 
 use crate::hyper::Hyperparameters;
@@ -231,73 +231,38 @@ impl<T: Float, P: Param<T>> Groups<T, P> {
         }
         Ok(map)
     }
+}
 
-    // The group dicts are param groups by themselves (`impl OptimizerParamGroups for
-    // [Dict]` in tempo-param-groups); these add only the rule that `params` is not a
-    // hyperparameter (never in `options`, and never written).
-
-    pub(crate) fn get(&self, group: usize, key: &str) -> Option<Value> {
-        OptimizerParamGroups::get(self.options.as_slice(), group, key)
+/// The group dicts are the param groups a scheduler reads and writes, in place: a step
+/// reads them again (`GroupReader`), so a value written here is checked when it is
+/// used. `params` is never among their keys (so never lent), and inserting it is refused.
+impl<T: Float, P: Param<T>> OptimizerParamGroups for Groups<T, P> {
+    fn num_groups(&self) -> usize {
+        self.options.len()
     }
 
-    /// Refuses `params` (`UnknownKey`) once the group is known to exist.
-    fn writable(&self, group: usize, key: &str) -> Result<(), ParamGroupError> {
-        self.options.as_slice().check_group(group)?;
+    fn get(&self, group: usize, key: &str) -> Option<&Value> {
+        self.options.get(group)?.get(key)
+    }
+
+    fn get_mut(&mut self, group: usize, key: &str) -> Option<&mut Value> {
+        self.options.get_mut(group)?.get_mut(key)
+    }
+
+    fn insert(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+        let groups = self.options.len();
+        let dict = self
+            .options
+            .get_mut(group)
+            .ok_or(ParamGroupError::NoSuchGroup { group, groups })?;
         if key == "params" {
             return Err(ParamGroupError::UnknownKey {
                 group,
                 key: key.into(),
             });
         }
+        dict.insert(key, value);
         Ok(())
-    }
-
-    pub(crate) fn set(
-        &mut self,
-        group: usize,
-        key: &str,
-        value: Value,
-    ) -> Result<(), ParamGroupError> {
-        self.writable(group, key)?;
-        self.options.as_mut_slice().set(group, key, value)
-    }
-
-    pub(crate) fn get_f64(&self, group: usize, key: &str) -> Result<f64, ParamGroupError> {
-        self.options.as_slice().get_f64(group, key)
-    }
-
-    pub(crate) fn set_f64(
-        &mut self,
-        group: usize,
-        key: &str,
-        value: f64,
-    ) -> Result<(), ParamGroupError> {
-        self.writable(group, key)?;
-        self.options.as_mut_slice().set_f64(group, key, value)
-    }
-
-    pub(crate) fn lrs_into(&self, out: &mut Vec<f64>) -> Result<(), ParamGroupError> {
-        self.options.as_slice().lrs_into(out)
-    }
-
-    pub(crate) fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), ParamGroupError> {
-        self.options.as_mut_slice().set_lrs(lrs)
-    }
-
-    pub(crate) fn momentum_key(&self, group: usize) -> Result<MomentumKey, ParamGroupError> {
-        self.options.as_slice().momentum_key(group)
-    }
-
-    pub(crate) fn momentum(&self, group: usize) -> Result<f64, ParamGroupError> {
-        self.options.as_slice().momentum(group)
-    }
-
-    pub(crate) fn set_momentum(
-        &mut self,
-        group: usize,
-        momentum: f64,
-    ) -> Result<(), ParamGroupError> {
-        self.options.as_mut_slice().set_momentum(group, momentum)
     }
 }
 
@@ -407,129 +372,64 @@ mod tests {
         ));
     }
 
-    /// The groups seen through the trait's provided methods only.
-    struct Provided(Groups<f64, Tensor<f64>>);
-
-    impl tempo_param_groups::OptimizerParamGroups for Provided {
-        fn num_groups(&self) -> usize {
-            self.0.len()
-        }
-        fn get(&self, group: usize, key: &str) -> Option<Value> {
-            self.0.get(group, key)
-        }
-        fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
-            self.0.set(group, key, value)
-        }
-    }
-
-    #[test]
-    fn momentum_accessors_match_the_provided_methods() {
-        use tempo_param_groups::OptimizerParamGroups;
-        let pair = |a: Value, b: Value| vec![a, b];
-        let cases: Vec<(&str, Value)> = vec![
-            ("betas", Value::Tuple(pair(0.9.into(), 0.999.into()))),
-            ("betas", Value::List(pair(Value::Int(1), 0.5.into()))),
-            ("betas", Value::Tuple(vec![0.9.into()])),
-            (
-                "betas",
-                Value::Tuple(vec![0.9.into(), 0.9.into(), 0.9.into()]),
-            ),
-            ("betas", Value::Str("high".into())),
-            ("betas", Value::Tuple(pair("a".into(), 0.5.into()))),
-            ("momentum", Value::Float(0.9)),
-            ("momentum", Value::Int(0)),
-            ("momentum", Value::None),
-            ("dampening", Value::Float(0.0)),
+    fn groups() -> Groups<f64, Tensor<f64>> {
+        let defaults: Dict = [("lr", Value::Float(0.1))].into_iter().collect();
+        let betas = Value::Tuple(vec![0.9.into(), 0.999.into()]);
+        let build = vec![
+            ParamGroup::new(vec![t(1)]).with("betas", betas),
+            ParamGroup::new(vec![t(1)]).with("momentum", 0i64),
         ];
-        let build = || {
-            let groups = cases
-                .iter()
-                .map(|(k, v)| {
-                    ParamGroup::new(vec![t(1)])
-                        .with(k, v.clone())
-                        .with("lr", 0.1)
-                })
-                .collect();
-            Groups::build(groups, &Dict::new()).unwrap()
-        };
-        let mut ours = build();
-        let mut provided = Provided(build());
-        for group in 0..=cases.len() {
-            assert_eq!(ours.momentum_key(group), provided.momentum_key(group));
-            let (a, b) = (ours.momentum(group), provided.momentum(group));
-            assert_eq!(a.is_ok(), b.is_ok(), "group {group}");
-            match (a, b) {
-                (Ok(a), Ok(b)) => assert!((a - b).abs() < 1e-15, "group {group}"),
-                (a, b) => assert_eq!(a, b, "group {group}"),
-            }
-            assert_eq!(
-                ours.set_momentum(group, 0.8),
-                provided.set_momentum(group, 0.8),
-                "group {group}"
-            );
-            assert_eq!(
-                ours.options.get(group),
-                provided.0.options.get(group),
-                "group {group}"
-            );
-        }
-        // Writing a key keeps its place; a new key is appended.
-        ours.set(0, "lr", Value::Float(0.5)).unwrap();
-        ours.set(0, "initial_lr", Value::Float(0.5)).unwrap();
-        let keys: Vec<_> = ours.options[0].keys().collect();
-        assert_eq!(keys, ["betas", "lr", "initial_lr"]);
+        Groups::build(build, &defaults).unwrap()
     }
 
     #[test]
-    fn number_accessors_match_the_provided_methods() {
-        use tempo_param_groups::OptimizerParamGroups;
-        let build = || {
-            let groups = vec![
-                ParamGroup::new(vec![t(1)])
-                    .with("lr", 0.1)
-                    .with("momentum", 0i64),
-                ParamGroup::new(vec![t(1)])
-                    .with("lr", Value::Str("fast".into()))
-                    .with("initial_lr", Value::None),
-                ParamGroup::new(vec![t(1)]).with("initial_lr", 0.5),
-            ];
-            Groups::build(groups, &Dict::new()).unwrap()
-        };
-        let mut ours = build();
-        let mut provided = Provided(build());
-        let keys = ["lr", "momentum", "initial_lr", "params", "missing"];
-        for group in 0..4 {
-            for key in keys {
-                assert_eq!(
-                    ours.get_f64(group, key),
-                    provided.get_f64(group, key),
-                    "group {group} key {key}"
-                );
-            }
-            assert_eq!(
-                ours.get_f64(group, "initial_lr").ok(),
-                provided.initial_lr(group),
-                "group {group}"
+    fn params_is_not_a_hyperparameter() {
+        let mut g = groups();
+        // `params` is neither read nor written, after the group's own check.
+        assert_eq!(
+            g.get_f64(0, "params"),
+            Err(ParamGroupError::MissingKey {
+                group: 0,
+                key: "params".into()
+            })
+        );
+        for write in [
+            g.set_f64(1, "params", 0.5),
+            g.set(0, "params", Value::List(vec![])),
+        ] {
+            assert!(
+                matches!(&write, Err(ParamGroupError::UnknownKey { key, .. }) if key == "params"),
+                "{write:?}"
             );
-            let (mut a, mut b) = (vec![9.0], vec![9.0]);
-            assert_eq!(ours.lrs_into(&mut a), provided.lrs_into(&mut b));
-            assert_eq!(a, b);
-            let lrs = [0.5, 0.25, 0.125, 1.0][..group].to_vec();
-            assert_eq!(ours.set_lrs(&lrs), provided.set_lrs(&lrs), "{lrs:?}");
-            assert_eq!(ours.options, provided.0.options, "{lrs:?}");
-            for (i, key) in keys.into_iter().enumerate() {
-                let v = 0.25 * i as f64;
-                assert_eq!(
-                    ours.set_f64(group, key, v),
-                    provided.set_f64(group, key, v),
-                    "group {group} key {key}"
-                );
-                assert_eq!(
-                    ours.options.get(group),
-                    provided.0.options.get(group),
-                    "group {group} key {key}"
-                );
-            }
         }
+        assert_eq!(
+            g.set_f64(2, "params", 0.5),
+            Err(ParamGroupError::NoSuchGroup {
+                group: 2,
+                groups: 2
+            })
+        );
+        assert_eq!(g.options[0].get("params"), None);
+        // The state dict's `params` are the ids.
+        let sd = g.state_dict_groups();
+        assert_eq!(sd[1].get("params"), Some(&Value::List(vec![Value::Int(1)])));
+    }
+
+    #[test]
+    fn scheduler_writes_land_in_the_group_dicts_in_place() {
+        let mut g = groups();
+        g.set_momentum(0, 0.8).unwrap();
+        g.set_momentum(1, 0.7).unwrap();
+        g.set_lrs(&[0.5, 0.25]).unwrap();
+        g.set_initial_lr(0, 0.5).unwrap();
+        assert_eq!(
+            g.options[0].get("betas"),
+            Some(&Value::Tuple(vec![0.8.into(), 0.999.into()]))
+        );
+        assert_eq!(g.options[1].get("momentum"), Some(&Value::Float(0.7)));
+        assert_eq!(g.options[1].get("lr"), Some(&Value::Float(0.25)));
+        // Writing a key keeps its place; a new key is appended.
+        let keys: Vec<_> = g.options[0].keys().collect();
+        assert_eq!(keys, ["betas", "lr", "initial_lr"]);
     }
 }

@@ -33,6 +33,7 @@ pub enum Value {
 
 impl Value {
     /// The value as an f64, if it is a number (a bool is not a number here).
+    #[inline]
     pub fn as_f64(&self) -> Option<f64> {
         match *self {
             Value::Float(v) => Some(v),
@@ -242,7 +243,9 @@ impl Dict {
     }
 
     /// The position of `key`. Keys are short: compared inline rather than through a
-    /// `memcmp` call per entry (a scheduler looks up `lr` every step).
+    /// `memcmp` call per entry (a scheduler looks up `lr` every step). Inlined, with
+    /// `get` and `get_mut`, into the optimizers that lend their dicts through the seam.
+    #[inline]
     fn position(&self, key: &str) -> Option<usize> {
         let key = key.as_bytes();
         self.entries.iter().position(|(k, _)| {
@@ -252,11 +255,13 @@ impl Dict {
     }
 
     /// The value under `key`.
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.position(key).map(|i| &self.entries[i].1)
     }
 
     /// A mutable reference to the value under `key`.
+    #[inline]
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
         self.position(key).map(|i| &mut self.entries[i].1)
     }

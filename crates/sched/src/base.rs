@@ -245,9 +245,8 @@ pub(crate) fn check_groups(
 /// as a tuple) or `momentum`, as CyclicLR/OneCycleLR do.
 ///
 /// For `betas`, a group whose [`OptimizerParamGroups::momentum_key`] is `Beta1` (it has
-/// `betas`) goes through [`OptimizerParamGroups::set_momentum`], which an optimizer can
-/// implement in place, without building a tuple: by the trait's contract it then writes
-/// `betas[0]` of a pair exactly as the general path below does, and fails (changing
+/// `betas`) goes through [`OptimizerParamGroups::set_momentum`], which writes `betas[0]`
+/// of a pair in place, exactly as the general path below does, and fails (changing
 /// nothing) on anything else (`betas` that is not a pair). Then, and for a group without
 /// `betas`, the general path decides, so the outcome is always that of reading, editing
 /// and writing `betas`.
@@ -266,7 +265,7 @@ pub(crate) fn write_momentum(
     {
         return Ok(());
     }
-    let betas = opt.get(group, "betas").unwrap_or_default();
+    let betas = opt.get(group, "betas").cloned().unwrap_or_default();
     let mut items = betas.as_slice().map(<[Value]>::to_vec).unwrap_or_default();
     if items.is_empty() {
         return Err(ParamGroupError::WrongType {

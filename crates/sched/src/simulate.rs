@@ -1,6 +1,6 @@
 //! Trajectories without an optimizer.
 
-use tempo_param_groups::{Dict, MomentumKey, OptimizerParamGroups, ParamGroupError, Value};
+use tempo_param_groups::{Dict, OptimizerParamGroups, ParamGroupError, Value};
 
 use crate::{build_scheduler, LrScheduler, SchedError, SchedulerSpec};
 
@@ -62,7 +62,7 @@ impl SimulatedGroups {
         let groups = (0..opt.num_groups())
             .map(|g| {
                 KEYS.iter()
-                    .filter_map(|&k| opt.get(g, k).map(|v| (k, v)))
+                    .filter_map(|&k| opt.get(g, k).map(|v| (k, v.clone())))
                     .collect()
             })
             .collect();
@@ -89,41 +89,26 @@ impl SimulatedGroups {
     }
 }
 
-/// Every method is the group dicts' own (`impl OptimizerParamGroups for [Dict]`): values
-/// read in place, existing keys written in place, so a step allocates nothing.
+/// Open dicts: every key is lent in place and any key can be added, so a step (which
+/// writes keys the groups already have) allocates nothing.
 impl OptimizerParamGroups for SimulatedGroups {
     fn num_groups(&self) -> usize {
         self.groups.len()
     }
-    fn get(&self, group: usize, key: &str) -> Option<Value> {
-        OptimizerParamGroups::get(self.groups.as_slice(), group, key)
+    fn get(&self, group: usize, key: &str) -> Option<&Value> {
+        self.groups.get(group)?.get(key)
     }
-    fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
-        self.groups.as_mut_slice().set(group, key, value)
+    fn get_mut(&mut self, group: usize, key: &str) -> Option<&mut Value> {
+        self.groups.get_mut(group)?.get_mut(key)
     }
-    fn get_f64(&self, group: usize, key: &str) -> Result<f64, ParamGroupError> {
-        self.groups.as_slice().get_f64(group, key)
-    }
-    fn set_f64(&mut self, group: usize, key: &str, value: f64) -> Result<(), ParamGroupError> {
-        self.groups.as_mut_slice().set_f64(group, key, value)
-    }
-    fn initial_lr(&self, group: usize) -> Option<f64> {
-        self.groups.as_slice().initial_lr(group)
-    }
-    fn lrs_into(&self, out: &mut Vec<f64>) -> Result<(), ParamGroupError> {
-        self.groups.as_slice().lrs_into(out)
-    }
-    fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), ParamGroupError> {
-        self.groups.as_mut_slice().set_lrs(lrs)
-    }
-    fn momentum_key(&self, group: usize) -> Result<MomentumKey, ParamGroupError> {
-        self.groups.as_slice().momentum_key(group)
-    }
-    fn momentum(&self, group: usize) -> Result<f64, ParamGroupError> {
-        self.groups.as_slice().momentum(group)
-    }
-    fn set_momentum(&mut self, group: usize, momentum: f64) -> Result<(), ParamGroupError> {
-        self.groups.as_mut_slice().set_momentum(group, momentum)
+    fn insert(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+        let groups = self.groups.len();
+        let dict = self
+            .groups
+            .get_mut(group)
+            .ok_or(ParamGroupError::NoSuchGroup { group, groups })?;
+        dict.insert(key, value);
+        Ok(())
     }
 }
 

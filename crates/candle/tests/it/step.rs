@@ -340,7 +340,7 @@ fn candle_nn_optimizer_api_and_a_scheduler_drive_it() {
     // candle-nn's own AdamW, scheduled by tempo.
     let v = Var::zeros(2, DType::F32, &Device::Cpu).unwrap();
     let adamw = candle_nn::AdamW::new(
-        vec![v],
+        vec![v.clone()],
         candle_nn::ParamsAdamW {
             lr: 0.1,
             ..Default::default()
@@ -352,7 +352,23 @@ fn candle_nn_optimizer_api_and_a_scheduler_drive_it() {
     for _ in 0..2 {
         sched.step(&mut nn).unwrap();
     }
+    // The scheduled lr reaches AdamW when it steps, and the step uses it: AdamW's first
+    // step moves each element by lr (the gradient is 1, the weights 0).
+    let loss = v.as_tensor().sum_all().unwrap();
+    nn.backward_step(&loss).unwrap();
     assert!((nn.inner().learning_rate() - 0.01).abs() < 1e-12);
+    for x in v.as_tensor().to_vec1::<f32>().unwrap() {
+        assert!((x + 0.01).abs() < 1e-6, "{x}");
+    }
     assert_eq!(nn.initial_lr(0), Some(0.1));
     assert!(nn.set_momentum(0, 0.9).is_err());
+    // An lr that is not a number is an `Err` of the next step, which changes nothing.
+    let before = v.as_tensor().to_vec1::<f32>().unwrap();
+    nn.set(0, "lr", tempo_param_groups::Value::Str("fast".into()))
+        .unwrap();
+    let e = nn.backward_step(&loss).expect_err("lr is a string");
+    assert!(e.to_string().contains("`lr` must be a number"), "{e}");
+    assert_eq!(v.as_tensor().to_vec1::<f32>().unwrap(), before);
+    assert!((nn.inner().learning_rate() - 0.01).abs() < 1e-12);
+    assert!(nn.inner_mut().is_err());
 }

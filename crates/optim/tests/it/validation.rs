@@ -140,7 +140,7 @@ fn unknown_names_are_errors() {
     );
     // foreach is accepted and stored.
     let opt = build("SGD", json!({"foreach": false})).expect("foreach is accepted");
-    assert_eq!(opt.get(0, "foreach"), Some(Value::Bool(false)));
+    assert_eq!(opt.get(0, "foreach"), Some(&Value::Bool(false)));
     let e = build("Adam", json!({"fused": true}))
         .err()
         .expect("fused is not implemented");
@@ -276,8 +276,8 @@ fn load_state_dict_checks_groups_and_shapes_before_changing_anything() {
     sd.param_groups[0].insert("lr", 0.5);
     sd.param_groups[0].insert("initial_lr", 0.25);
     opt.load_state_dict(&sd).expect("load");
-    assert_eq!(opt.get(0, "lr"), Some(Value::Float(0.5)));
-    assert_eq!(opt.get(0, "initial_lr"), Some(Value::Float(0.25)));
+    assert_eq!(opt.get(0, "lr"), Some(&Value::Float(0.5)));
+    assert_eq!(opt.get(0, "initial_lr"), Some(&Value::Float(0.25)));
 }
 
 #[test]
@@ -334,10 +334,39 @@ fn a_boxed_optimizer_is_a_param_groups_seam() {
     groups.set_lr(0, 0.05).expect("lr");
     assert_eq!(
         opt.get(1, "betas"),
-        Some(Value::Tuple(vec![Value::Float(0.8), Value::Float(0.999)]))
+        Some(&Value::Tuple(vec![Value::Float(0.8), Value::Float(0.999)]))
     );
-    assert_eq!(opt.get(0, "lr"), Some(Value::Float(0.05)));
+    assert_eq!(opt.get(0, "lr"), Some(&Value::Float(0.05)));
     assert_eq!(opt.name(), "Adam");
+}
+
+/// A scheduler writes a group's values in place, unchecked; the next step reads the group
+/// and refuses a value it cannot use, before changing anything.
+#[test]
+fn a_value_written_in_place_is_checked_at_the_next_step() {
+    for &name in tempo_optim::OPTIMIZER_NAMES {
+        let p = Tensor::parameter(ArrayD::from_elem(vec![3, 2], 1.0));
+        p.set_grad(Some(ArrayD::from_elem(vec![3, 2], 0.5)))
+            .expect("grad");
+        let spec: OptimizerSpec = serde_json::from_value(json!({"type": name})).expect("spec");
+        let mut opt = build_optimizer(&spec, std::slice::from_ref(&p)).expect(name);
+        let lr = opt.get_mut(0, "lr").expect("every group has an lr");
+        *lr = Value::Str("fast".into());
+        let before = opt.state_dict();
+        let e = if name == "LBFGS" {
+            opt.step_with_closure(&mut || Ok(1.0)).map(|_| true)
+        } else {
+            opt.step()
+        }
+        .expect_err(name);
+        assert!(
+            matches!(&e, OptimError::WrongHyperparameterType { group: 0, key, .. } if key == "lr"),
+            "{name}: {e}"
+        );
+        let data: Vec<f64> = p.data().iter().copied().collect();
+        assert_eq!(data, [1.0; 6], "{name}: the parameter is unchanged");
+        assert_eq!(opt.state_dict(), before, "{name}: the state is unchanged");
+    }
 }
 
 #[test]

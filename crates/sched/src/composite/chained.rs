@@ -133,7 +133,7 @@ impl ChainedScheduler {
             self.saved.reserve(n * keys.len());
             for g in 0..n {
                 for &k in keys {
-                    self.saved.push(opt.get(g, k));
+                    self.saved.push(opt.get(g, k).cloned());
                 }
             }
         }

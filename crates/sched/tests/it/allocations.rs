@@ -3,10 +3,9 @@
 //! counting global allocator.
 //!
 //! The one exception is a ChainedScheduler with a child that cycles `betas[0]`: to put
-//! the groups back if a later child fails, the chain keeps each group's `betas` from
-//! before the step, and [`OptimizerParamGroups::get`] can only hand it over as an owned
-//! tuple (one allocation per group per step). With SGD-like groups (`momentum`, a
-//! number) the same chain allocates nothing.
+//! the groups back if a later child fails, the chain keeps its own copy of each group's
+//! `betas` from before the step, a tuple (one allocation per group per step). With
+//! SGD-like groups (`momentum`, a number) the same chain allocates nothing.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -247,7 +246,7 @@ fn a_chain_keeps_betas_for_its_rollback_and_only_that_allocates() {
          ExponentialLR(gamma=0.95)])",
     );
     let lrs = [0.1, 0.01];
-    // One owned copy of `betas` per group per step, from `OptimizerParamGroups::get`.
+    // One copy of `betas` per group per step, kept by the chain.
     let adam = steady_state_allocations(
         "chain on Adam-like groups",
         &chain,

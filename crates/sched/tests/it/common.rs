@@ -14,10 +14,13 @@ impl OptimizerParamGroups for FakeOptimizer {
     fn num_groups(&self) -> usize {
         self.groups.len()
     }
-    fn get(&self, group: usize, key: &str) -> Option<Value> {
-        self.groups.get(group)?.get(key).cloned()
+    fn get(&self, group: usize, key: &str) -> Option<&Value> {
+        self.groups.get(group)?.get(key)
     }
-    fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+    fn get_mut(&mut self, group: usize, key: &str) -> Option<&mut Value> {
+        self.groups.get_mut(group)?.get_mut(key)
+    }
+    fn insert(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
         let groups = self.groups.len();
         let g = self
             .groups

@@ -297,7 +297,9 @@ fn a_composite_after_a_milestone_is_refused_there() {
     }
 }
 
-/// Groups that refuse one write of an lr (the `fail_at`-th, counting every lr write).
+/// Groups that refuse one write of an lr (the `fail_at`-th, counting every lr write):
+/// that write's `lr` is not lent, and inserting an `lr` (which every group has, so
+/// only a refused write gets there) is refused.
 struct Flaky {
     inner: FakeOptimizer,
     lr_writes: usize,
@@ -308,21 +310,27 @@ impl OptimizerParamGroups for Flaky {
     fn num_groups(&self) -> usize {
         self.inner.num_groups()
     }
-    fn get(&self, group: usize, key: &str) -> Option<Value> {
+    fn get(&self, group: usize, key: &str) -> Option<&Value> {
         self.inner.get(group, key)
     }
-    fn set(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+    fn get_mut(&mut self, group: usize, key: &str) -> Option<&mut Value> {
         if key == "lr" {
             let i = self.lr_writes;
             self.lr_writes += 1;
             if self.fail_at == Some(i) {
-                return Err(ParamGroupError::UnknownKey {
-                    group,
-                    key: key.into(),
-                });
+                return None;
             }
         }
-        self.inner.set(group, key, value)
+        self.inner.get_mut(group, key)
+    }
+    fn insert(&mut self, group: usize, key: &str, value: Value) -> Result<(), ParamGroupError> {
+        if key == "lr" {
+            return Err(ParamGroupError::UnknownKey {
+                group,
+                key: key.into(),
+            });
+        }
+        self.inner.insert(group, key, value)
     }
 }
 

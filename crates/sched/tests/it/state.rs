@@ -229,10 +229,10 @@ fn construction_writes_what_pytorch_writes() {
     let _c = build("CyclicLR(base_lr=0.01, max_lr=0.1)", &mut opt);
     assert_eq!(
         opt.get(0, "betas"),
-        Some(Value::Tuple(vec![0.9.into(), 0.999.into()]))
+        Some(&Value::Tuple(vec![0.9.into(), 0.999.into()]))
     );
-    assert_eq!(opt.get(0, "max_momentum"), Some(Value::Float(0.9)));
-    assert_eq!(opt.get(0, "base_momentum"), Some(Value::Float(0.8)));
+    assert_eq!(opt.get(0, "max_momentum"), Some(&Value::Float(0.9)));
+    assert_eq!(opt.get(0, "base_momentum"), Some(&Value::Float(0.8)));
     let mut opt = FakeOptimizer::sgd(&[0.1], 0.0);
     let _c = build("CyclicLR(base_lr=0.01, max_lr=0.1)", &mut opt);
     assert_eq!(opt.momenta(), [Some(0.9)]);
@@ -241,7 +241,7 @@ fn construction_writes_what_pytorch_writes() {
     opt.set_initial_lr(0, 7.0).expect("set");
     let _o = build("OneCycleLR(max_lr=0.1, total_steps=10)", &mut opt);
     assert_eq!(opt.initial_lr(0), Some(0.1 / 25.0));
-    assert_eq!(opt.get(0, "min_lr"), Some(Value::Float(0.1 / 25.0 / 1e4)));
+    assert_eq!(opt.get(0, "min_lr"), Some(&Value::Float(0.1 / 25.0 / 1e4)));
     // Step 0's lr is max + (initial - max), not exactly initial_lr.
     same_bits(opt.lrs()[0], 0.0040000000000000036, "OneCycleLR step 0");
 }
