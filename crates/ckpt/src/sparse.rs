@@ -215,7 +215,7 @@ impl SparseTensor {
         } else {
             (1, 1)
         };
-        if bh == 0 || bw == 0 || size[b] % bh != 0 || size[b + 1] % bw != 0 {
+        if bh == 0 || bw == 0 || !size[b].is_multiple_of(bh) || !size[b + 1].is_multiple_of(bw) {
             return Err(bad(format!(
                 "blocks of {bh}x{bw} do not tile the size {size:?}"
             )));

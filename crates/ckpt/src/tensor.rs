@@ -297,7 +297,7 @@ impl Elements {
     /// Elements from little-endian bytes (`bytes.len()` must be a multiple of the size).
     pub(crate) fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Result<Elements, CkptError> {
         let size = dtype.size();
-        if bytes.len() % size != 0 {
+        if !bytes.len().is_multiple_of(size) {
             return Err(CkptError::malformed(
                 "tensor bytes",
                 format!("a multiple of {size} bytes for {dtype}"),

@@ -364,7 +364,7 @@ mod mpi_run {
             run.progress.batches_done = 0;
             run.progress.rng = rng.state();
             let every = run.config.checkpoint.every as u64;
-            let saved = if epoch == epochs || (every > 0 && epoch % every == 0) {
+            let saved = if epoch == epochs || (every > 0 && epoch.is_multiple_of(every)) {
                 save_checkpoint(run, world)?;
                 "  [checkpoint]"
             } else {

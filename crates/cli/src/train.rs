@@ -740,7 +740,7 @@ fn train_loop(run: &mut Run, args: &TrainArgs, interrupted: &AtomicBool) -> Resu
         run.progress.batches_done = 0;
         run.progress.rng = rng.state();
         let every = run.config.checkpoint.every as u64;
-        let saved = if epoch == epochs || (every > 0 && epoch % every == 0) {
+        let saved = if epoch == epochs || (every > 0 && epoch.is_multiple_of(every)) {
             save_checkpoint(run)?;
             "  [checkpoint]"
         } else {

@@ -46,7 +46,8 @@ const MR: usize = 6;
 /// tiles measured no faster).
 const MR_AVX512: usize = 8;
 // The tile dispatch in `panel_generic` covers tiles of up to 12 rows.
-const _: () = assert!(MR <= 12 && MR_AVX512 <= 12 && MC % MR == 0 && MC % MR_AVX512 == 0);
+const _: () =
+    assert!(MR <= 12 && MR_AVX512 <= 12 && MC.is_multiple_of(MR) && MC.is_multiple_of(MR_AVX512));
 /// Depth of a block of the inner dimension (a strip block is `KC * NR` f32s: 16 KiB).
 const KC: usize = 256;
 /// Rows of a panel of `A` (the unit of work a thread takes).
@@ -280,7 +281,6 @@ unsafe fn panel_avx2(g: &Gemm<'_>, packed: &[f32], rows: &mut [f32], i0: usize, 
 /// The CPU must support `fma`, `avx2` and `avx512f`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma,avx2,avx512f")]
-#[allow(clippy::incompatible_msrv)] // the avx512f target feature: Rust 1.89
 unsafe fn panel_avx512(g: &Gemm<'_>, packed: &[f32], rows: &mut [f32], i0: usize, i1: usize) {
     panel_generic::<MR_AVX512>(g, packed, rows, i0, i1, Isa::Avx512);
 }
@@ -371,7 +371,6 @@ fn panel_generic<const TILE: usize>(
 /// `kc * R` values and `strip` at least `kc * NR`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma,avx2,avx512f")]
-#[allow(clippy::incompatible_msrv)] // AVX-512 intrinsics: Rust 1.89
 unsafe fn kernel_avx512<const R: usize>(
     acc: &mut [[f32; NR]; R],
     a: &[f32],

@@ -330,7 +330,7 @@ impl Generator {
             block(&mut data[i..i + 16]);
             i += 16;
         }
-        if size % 16 != 0 {
+        if !size.is_multiple_of(16) {
             let tail = &mut data[size - 16..];
             for v in tail.iter_mut() {
                 *v = uniform(self);
