@@ -159,12 +159,7 @@ impl LocalComm {
         let all = self.exchange(mine, during)?;
         for (rank, bytes) in all.iter().enumerate() {
             check_len(bytes.len(), N * recv.len())?;
-            for (slot, chunk) in recv.iter_mut().zip(bytes.chunks_exact(N)) {
-                let mut b = [0u8; N];
-                b.copy_from_slice(chunk);
-                let x = from_bytes(b);
-                *slot = if rank == 0 { x } else { add(*slot, x) };
-            }
+            accumulate(recv, rank, bytes, from_bytes, add);
         }
         Ok(())
     }
@@ -185,12 +180,7 @@ impl LocalComm {
         for (rank, bytes) in all.iter().enumerate() {
             check_len(bytes.len(), block * self.shared.size)?;
             let ours = &bytes[self.rank * block..(self.rank + 1) * block];
-            for (slot, chunk) in recv.iter_mut().zip(ours.chunks_exact(N)) {
-                let mut b = [0u8; N];
-                b.copy_from_slice(chunk);
-                let x = from_bytes(b);
-                *slot = if rank == 0 { x } else { add(*slot, x) };
-            }
+            accumulate(recv, rank, ours, from_bytes, add);
         }
         Ok(())
     }
@@ -251,6 +241,23 @@ impl LocalComm {
             });
         }
         Ok(())
+    }
+}
+
+/// Adds rank `rank`'s elements (`bytes`, `N` bytes each) into `recv`, in rank order: rank
+/// 0's are copied, every later rank's added.
+fn accumulate<const N: usize, X: Copy>(
+    recv: &mut [X],
+    rank: usize,
+    bytes: &[u8],
+    from_bytes: fn([u8; N]) -> X,
+    add: fn(X, X) -> X,
+) {
+    for (slot, chunk) in recv.iter_mut().zip(bytes.chunks_exact(N)) {
+        let mut b = [0u8; N];
+        b.copy_from_slice(chunk);
+        let x = from_bytes(b);
+        *slot = if rank == 0 { x } else { add(*slot, x) };
     }
 }
 
