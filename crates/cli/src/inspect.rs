@@ -67,31 +67,23 @@ pub(crate) fn inspect(path: &Path) -> Result<String> {
         Format::Safetensors => "safetensors file",
         _ => "checkpoint",
     };
+    // The first line: the file, its format and size.
+    let mut out = format!(
+        "{}: {format_name}, {}\n",
+        path.display(),
+        bytes(size as usize)
+    );
     let object = match read_any(path) {
         // A pickled class the safe loader refuses (HF's training_args.bin): described
         // from inert records, never loaded.
         Err(CkptError::ForbiddenGlobal { .. }) if format == Format::Torch => {
             let object = read_pt_inert(path)
                 .with_context(|| format!("cannot inspect {}", path.display()))?;
-            let mut out = String::new();
-            let _ = writeln!(
-                out,
-                "{}: {format_name}, {}",
-                path.display(),
-                bytes(size as usize)
-            );
             crate::inspect_hf::describe_args(&mut out, &object);
             return Ok(out);
         }
         other => other.with_context(|| format!("cannot inspect {}", path.display()))?,
     };
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{}: {format_name}, {}",
-        path.display(),
-        bytes(size as usize)
-    );
     if object.get("kind").and_then(Object::as_str) == Some(TRAINING_STATE_KIND) {
         let _ = writeln!(out, "kind: {TRAINING_STATE_KIND} (a training state)");
     }

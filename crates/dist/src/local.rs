@@ -145,6 +145,16 @@ impl LocalComm {
         }
     }
 
+    /// [`exchange`](Self::exchange) of `send`'s elements, `N` bytes each.
+    fn exchange_values<const N: usize, X: Copy>(
+        &self,
+        send: &[X],
+        to_bytes: fn(X) -> [u8; N],
+        during: &'static str,
+    ) -> Result<Arc<Vec<Vec<u8>>>, DistError> {
+        self.exchange(send.iter().flat_map(|&x| to_bytes(x)).collect(), during)
+    }
+
     fn reduce<const N: usize, X: Copy>(
         &self,
         send: &[X],
@@ -155,8 +165,7 @@ impl LocalComm {
         during: &'static str,
     ) -> Result<(), DistError> {
         check_len(send.len(), recv.len())?;
-        let mine = send.iter().flat_map(|&x| to_bytes(x)).collect();
-        let all = self.exchange(mine, during)?;
+        let all = self.exchange_values(send, to_bytes, during)?;
         for (rank, bytes) in all.iter().enumerate() {
             check_len(bytes.len(), N * recv.len())?;
             accumulate(recv, rank, bytes, from_bytes, add);
@@ -174,8 +183,7 @@ impl LocalComm {
         add: fn(X, X) -> X,
     ) -> Result<(), DistError> {
         check_len(send.len(), recv.len() * self.shared.size)?;
-        let mine = send.iter().flat_map(|&x| to_bytes(x)).collect();
-        let all = self.exchange(mine, "a reduce-scatter")?;
+        let all = self.exchange_values(send, to_bytes, "a reduce-scatter")?;
         let block = N * recv.len();
         for (rank, bytes) in all.iter().enumerate() {
             check_len(bytes.len(), block * self.shared.size)?;
@@ -194,8 +202,7 @@ impl LocalComm {
         from_bytes: fn([u8; N]) -> X,
     ) -> Result<(), DistError> {
         check_len(recv.len(), send.len() * self.shared.size)?;
-        let mine = send.iter().flat_map(|&x| to_bytes(x)).collect();
-        let all = self.exchange(mine, "an all-gather")?;
+        let all = self.exchange_values(send, to_bytes, "an all-gather")?;
         for (bytes, block) in all.iter().zip(recv.chunks_mut(send.len().max(1))) {
             check_len(bytes.len(), N * send.len())?;
             for (slot, chunk) in block.iter_mut().zip(bytes.chunks_exact(N)) {

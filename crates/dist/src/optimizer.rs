@@ -860,14 +860,7 @@ impl<T: DistFloat> DistributedOptimizer<T> {
             }
             return Err(e);
         }
-        self.order = match &ids {
-            Some(m) => state_dict
-                .state
-                .iter()
-                .filter_map(|(id, _)| flat_of(m, *id))
-                .collect(),
-            None => Vec::new(),
-        };
+        self.order = first_step_order(state_dict, ids.as_deref());
         Ok(())
     }
 }
@@ -928,14 +921,7 @@ impl<T: DistFloat> DistributedOptimizer<T> {
             }
             return Err(e);
         }
-        self.order = match &ids {
-            Some(m) => state_dict
-                .state
-                .iter()
-                .filter_map(|(id, _)| flat_of(m, *id))
-                .collect(),
-            None => Vec::new(),
-        };
+        self.order = first_step_order(state_dict, ids.as_deref());
         Ok(())
     }
 }
@@ -1039,6 +1025,19 @@ fn saved_ids(sd: &OptimizerStateDict) -> Option<Vec<(i64, usize)>> {
 
 fn flat_of(map: &[(i64, usize)], id: usize) -> Option<usize> {
     map.iter().find(|(i, _)| *i == id as i64).map(|&(_, f)| f)
+}
+
+/// The parameters (flat indices) in the order a loaded state lists them: the order in
+/// which they first got state; empty when the groups do not list ids.
+fn first_step_order(sd: &OptimizerStateDict, ids: Option<&[(i64, usize)]>) -> Vec<usize> {
+    match ids {
+        Some(m) => sd
+            .state
+            .iter()
+            .filter_map(|(id, _)| flat_of(m, *id))
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
 /// The wrapped optimizer's groups, lent in place (it reads them at its step).
