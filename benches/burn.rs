@@ -65,7 +65,7 @@ impl BurnWorkload {
                 .with_epsilon(1e-8)
                 .with_weight_decay(0.01)
                 .init(),
-            (BurnSide::Burn, OptKind::SgdMomentum) => {
+            (BurnSide::Burn, OptKind::SGDMomentum) => {
                 return Err("the burn workloads are Adam and AdamW".into())
             }
         };

@@ -55,7 +55,7 @@ impl CandleWorkload {
         let (lr, wd) = match kind {
             OptKind::Adam => (1e-3, 0.0),
             OptKind::AdamW => (1e-3, 0.01),
-            OptKind::SgdMomentum => return Err("candle-nn has no SGD with momentum".into()),
+            OptKind::SGDMomentum => return Err("candle-nn has no SGD with momentum".into()),
         };
         let mut stepper = match side {
             CandleSide::Tempo => Stepper::Tempo(CandleOptimizer::new(

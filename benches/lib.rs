@@ -26,7 +26,7 @@ use tempo::ckpt::TrainingState;
 use tempo::nn::{cross_entropy, Linear, Module, ReLU, Reduction, Sequential};
 use tempo::optim::{build_optimizer, Optimizer, OptimizerSpec};
 use tempo::param_groups::OptimizerParamGroups;
-use tempo::sched::{build_scheduler, LrScheduler, SchedulerSpec};
+use tempo::sched::{build_scheduler, LRScheduler, SchedulerSpec};
 use tempo::tensor::{Generator, Tensor, TensorData};
 
 /// The error type of workload setup (a bench binary reports it and stops).
@@ -108,7 +108,7 @@ pub fn model_mix_sizes() -> Vec<usize> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptKind {
     /// `SGD(lr=0.01, momentum=0.9)`.
-    SgdMomentum,
+    SGDMomentum,
     /// `Adam(lr=1e-3)`.
     Adam,
     /// `AdamW(lr=1e-3, weight_decay=0.01)`.
@@ -117,12 +117,12 @@ pub enum OptKind {
 
 impl OptKind {
     /// All of them, in report order.
-    pub const ALL: [OptKind; 3] = [OptKind::SgdMomentum, OptKind::Adam, OptKind::AdamW];
+    pub const ALL: [OptKind; 3] = [OptKind::SGDMomentum, OptKind::Adam, OptKind::AdamW];
 
     /// The benchmark id prefix (`adam_step`).
     pub fn bench_name(self) -> &'static str {
         match self {
-            OptKind::SgdMomentum => "sgd_momentum_step",
+            OptKind::SGDMomentum => "sgd_momentum_step",
             OptKind::Adam => "adam_step",
             OptKind::AdamW => "adamw_step",
         }
@@ -133,7 +133,7 @@ impl OptKind {
     /// writes p, m, v), all f32.
     pub fn bytes_per_param(self) -> usize {
         match self {
-            OptKind::SgdMomentum => 20,
+            OptKind::SGDMomentum => 20,
             OptKind::Adam | OptKind::AdamW => 28,
         }
     }
@@ -141,7 +141,7 @@ impl OptKind {
     /// The optimizer spec, by PyTorch's names.
     pub fn spec(self) -> &'static str {
         match self {
-            OptKind::SgdMomentum => r#"{"type": "SGD", "kwargs": {"lr": 0.01, "momentum": 0.9}}"#,
+            OptKind::SGDMomentum => r#"{"type": "SGD", "kwargs": {"lr": 0.01, "momentum": 0.9}}"#,
             OptKind::Adam => r#"{"type": "Adam", "kwargs": {"lr": 0.001}}"#,
             OptKind::AdamW => r#"{"type": "AdamW", "kwargs": {"lr": 0.001, "weight_decay": 0.01}}"#,
         }
@@ -266,7 +266,7 @@ pub struct SchedWorkload {
     /// The optimizer whose groups the scheduler writes.
     pub opt: Box<dyn Optimizer<f32>>,
     /// The scheduler.
-    pub sched: Box<dyn LrScheduler>,
+    pub sched: Box<dyn LRScheduler>,
     metric: bool,
 }
 
@@ -304,7 +304,7 @@ impl SchedWorkload {
 pub struct SeedLoop {
     model: Sequential<f32>,
     opt: Box<dyn Optimizer<f32>>,
-    sched: Box<dyn LrScheduler>,
+    sched: Box<dyn LRScheduler>,
     input: Tensor<f32>,
     targets: Vec<Tensor<f32>>,
     next: usize,
@@ -408,7 +408,7 @@ pub struct TrainEpoch {
     order: Vec<usize>,
     model: Sequential<f32>,
     opt: Box<dyn Optimizer<f32>>,
-    sched: Box<dyn LrScheduler>,
+    sched: Box<dyn LRScheduler>,
 }
 
 impl TrainEpoch {

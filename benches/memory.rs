@@ -82,7 +82,7 @@ impl Window {
 /// Bytes of optimizer state per f32 parameter.
 fn state_bytes(kind: OptKind) -> usize {
     match kind {
-        OptKind::SgdMomentum => 4,
+        OptKind::SGDMomentum => 4,
         OptKind::Adam | OptKind::AdamW => 8,
     }
 }

@@ -19,7 +19,7 @@ use burn_nn::loss::CrossEntropyLossConfig;
 use burn_nn::{Linear, LinearConfig, Relu};
 use burn_optim::lr_scheduler::LrScheduler;
 use burn_optim::GradientsParams;
-use tempo_burn::{TempoLrScheduler, TempoOptimizer};
+use tempo_burn::{TempoLRScheduler, TempoOptimizer};
 use tempo_optim::OptimizerSpec;
 
 /// scikit-learn's digits (UCI, CC BY 4.0), as the CLI embeds them: 1,797 rows of 64
@@ -105,7 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         EPOCHS * steps_per_epoch
     )
     .parse()?;
-    let mut scheduler = TempoLrScheduler::for_optimizer(&spec, &adamw)?;
+    let mut scheduler = TempoLRScheduler::for_optimizer(&spec, &adamw)?;
     let mut optimizer = adamw.init();
     let mut model = Mlp::new(&device);
     let loss_fn = CrossEntropyLossConfig::new().init(&device);

@@ -74,7 +74,7 @@ impl Hyper {
 /// LBFGS needs a closure, which burn's optimizers do not get, and is refused.
 ///
 /// A scheduler that cycles momentum reaches this optimizer through
-/// [`TempoLrScheduler::for_optimizer`](crate::TempoLrScheduler::for_optimizer).
+/// [`TempoLRScheduler::for_optimizer`](crate::TempoLRScheduler::for_optimizer).
 ///
 /// ```
 /// use tempo_burn::TempoOptimizer;

@@ -1,4 +1,4 @@
-//! [`TempoLrScheduler`]: any tempo scheduler as a burn [`LrScheduler`].
+//! [`TempoLRScheduler`]: any tempo scheduler as a burn [`LrScheduler`].
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -14,12 +14,12 @@ use crate::optimizer::Hyper;
 use crate::record::{decode, encode, len_key, read_tokens, token_key};
 use crate::{BurnError, TempoOptimizer};
 
-/// What a record of a [`TempoLrScheduler`] says it is.
+/// What a record of a [`TempoLRScheduler`] says it is.
 const FORMAT: &str = "tempo-burn.scheduler/1";
 /// The prefix of a scheduler's token stream in its record.
 const PREFIX: &str = "tempo";
 
-/// One param group of a [`TempoLrScheduler`]: what its learning rate drives.
+/// One param group of a [`TempoLRScheduler`]: what its learning rate drives.
 #[derive(Debug, Clone)]
 pub enum SchedGroup {
     /// A group stepped by one of burn's own optimizers, starting at this learning rate.
@@ -44,7 +44,7 @@ impl From<&TempoOptimizer> for SchedGroup {
 }
 
 /// A handle through which a training loop reports the validation metric to a
-/// [`TempoLrScheduler`] (ReduceLROnPlateau, and a composite holding one).
+/// [`TempoLRScheduler`] (ReduceLROnPlateau, and a composite holding one).
 ///
 /// burn's learner does not hand a metric to its schedulers, so the scheduler takes it
 /// from this handle: call [`MetricFeed::report`] once per validation (PyTorch's
@@ -79,7 +79,7 @@ impl MetricFeed {
 /// The scheduler keeps its own copy of each param group's values (`lr`, `initial_lr`,
 /// and, for a [`SchedGroup::Tempo`] group, the optimizer's momentum), which it writes as
 /// PyTorch's scheduler writes an optimizer's groups; the lr of the group it stands for
-/// (group 0 unless built by [`TempoLrScheduler::into_module_scheduler`]) is what
+/// (group 0 unless built by [`TempoLRScheduler::into_module_scheduler`]) is what
 /// `step()` returns, and a cycled momentum is written through to the tempo optimizer.
 ///
 /// # Records
@@ -87,21 +87,21 @@ impl MetricFeed {
 /// `to_record` writes the scheduler's whole state (PyTorch's `state_dict()`, the group
 /// values, whether it has started) as burn record scalars, so burn's checkpointing
 /// saves and restores it exactly. burn's `load_record` cannot fail: on a bad record it
-/// changes nothing and keeps the error for [`TempoLrScheduler::take_error`];
-/// [`TempoLrScheduler::try_load_record`] returns it.
+/// changes nothing and keeps the error for [`TempoLRScheduler::take_error`];
+/// [`TempoLRScheduler::try_load_record`] returns it.
 ///
 /// ```
 /// use burn_optim::lr_scheduler::LrScheduler;
-/// use tempo_burn::TempoLrScheduler;
+/// use tempo_burn::TempoLRScheduler;
 ///
 /// let spec = "MultiStepLR(milestones=[2, 3], gamma=0.5)".parse()?;
-/// let mut sched = TempoLrScheduler::new(&spec, 0.1)?;
+/// let mut sched = TempoLRScheduler::new(&spec, 0.1)?;
 /// let lrs: Vec<f64> = (0..5).map(|_| sched.step()).collect();
 /// assert_eq!(lrs, [0.1, 0.1, 0.05, 0.025, 0.025]);
 /// # Ok::<(), tempo_burn::BurnError>(())
 /// ```
-pub struct TempoLrScheduler {
-    inner: Mutex<Box<dyn tempo_sched::LrScheduler>>,
+pub struct TempoLRScheduler {
+    inner: Mutex<Box<dyn tempo_sched::LRScheduler>>,
     groups: SimulatedGroups,
     targets: Vec<Option<Hyper>>,
     group: usize,
@@ -111,9 +111,9 @@ pub struct TempoLrScheduler {
     error: Option<BurnError>,
 }
 
-impl std::fmt::Debug for TempoLrScheduler {
+impl std::fmt::Debug for TempoLRScheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TempoLrScheduler")
+        f.debug_struct("TempoLRScheduler")
             .field("scheduler", &self.lock().name())
             .field("groups", &self.groups.groups())
             .field("group", &self.group)
@@ -122,7 +122,7 @@ impl std::fmt::Debug for TempoLrScheduler {
     }
 }
 
-impl Clone for TempoLrScheduler {
+impl Clone for TempoLRScheduler {
     fn clone(&self) -> Self {
         Self {
             inner: Mutex::new(self.lock().clone_box()),
@@ -137,13 +137,13 @@ impl Clone for TempoLrScheduler {
     }
 }
 
-impl TempoLrScheduler {
+impl TempoLRScheduler {
     /// The scheduler `spec` describes (any name in [`tempo_sched::SCHEDULER_NAMES`]), on
     /// one group driven by one of burn's own optimizers, starting at `lr`.
     ///
     /// A scheduler that cycles momentum (OneCycleLR's and CyclicLR's default) is
     /// [`BurnError::MomentumNotReachable`] here: use
-    /// [`TempoLrScheduler::for_optimizer`] with a [`TempoOptimizer`], or
+    /// [`TempoLRScheduler::for_optimizer`] with a [`TempoOptimizer`], or
     /// `cycle_momentum=False`.
     pub fn new(spec: &SchedulerSpec, lr: f64) -> Result<Self, BurnError> {
         Self::from_spec(spec, vec![SchedGroup::Lr(lr)])
@@ -167,7 +167,7 @@ impl TempoLrScheduler {
         groups: Vec<SchedGroup>,
         make: impl FnOnce(
             &mut dyn OptimizerParamGroups,
-        ) -> Result<Box<dyn tempo_sched::LrScheduler>, SchedError>,
+        ) -> Result<Box<dyn tempo_sched::LRScheduler>, SchedError>,
     ) -> Result<Self, BurnError> {
         if groups.is_empty() {
             return Err(BurnError::CountMismatch {
@@ -332,7 +332,7 @@ impl TempoLrScheduler {
         record
     }
 
-    /// Restores a record written by [`TempoLrScheduler::record`] (or burn's
+    /// Restores a record written by [`TempoLRScheduler::record`] (or burn's
     /// `to_record`) for the same scheduler on as many groups; on error nothing changes.
     pub fn try_load_record(&mut self, record: &LrSchedulerRecord) -> Result<(), BurnError> {
         let bad = |reason: String| BurnError::BadRecord {
@@ -428,7 +428,7 @@ impl TempoLrScheduler {
         Ok(module)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Box<dyn tempo_sched::LrScheduler>> {
+    fn lock(&self) -> MutexGuard<'_, Box<dyn tempo_sched::LRScheduler>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -447,9 +447,9 @@ impl TempoLrScheduler {
     }
 }
 
-impl LrScheduler for TempoLrScheduler {
-    /// [`TempoLrScheduler::try_step`]; on error the lr stays and the error is kept
-    /// ([`TempoLrScheduler::take_error`]).
+impl LrScheduler for TempoLRScheduler {
+    /// [`TempoLRScheduler::try_step`]; on error the lr stays and the error is kept
+    /// ([`TempoLRScheduler::take_error`]).
     fn step(&mut self) -> LearningRate {
         match self.try_step() {
             Ok(lr) => lr,
@@ -464,8 +464,8 @@ impl LrScheduler for TempoLrScheduler {
         self.record()
     }
 
-    /// [`TempoLrScheduler::try_load_record`]; on error nothing changes and the error is
-    /// kept ([`TempoLrScheduler::take_error`]).
+    /// [`TempoLRScheduler::try_load_record`]; on error nothing changes and the error is
+    /// kept ([`TempoLRScheduler::take_error`]).
     fn load_record(&mut self, record: LrSchedulerRecord) {
         if let Err(e) = self.try_load_record(&record) {
             self.error = Some(e);

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{linear, Linear, Optimizer, VarBuilder, VarMap};
 use tempo_candle::{capture, load, restore, save, CandleOptimizer, GroupRule, NamedVars, PtKeys};
-use tempo_sched::{LrScheduler, OneCycleLR, OneCycleLRConfig};
+use tempo_sched::{LRScheduler, OneCycleLR, OneCycleLRConfig};
 
 static DIGITS_CSV_GZ: &[u8] = include_bytes!("../../cli/data/digits.csv.gz");
 

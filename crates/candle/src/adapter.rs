@@ -29,7 +29,7 @@ use crate::CandleError;
 /// use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 /// use tempo_candle::CandleNnGroups;
 /// use tempo_param_groups::OptimizerParamGroups;
-/// use tempo_sched::{LrScheduler, StepLR, StepLRConfig};
+/// use tempo_sched::{LRScheduler, StepLR, StepLRConfig};
 ///
 /// let w = Var::zeros(3, DType::F32, &Device::Cpu)?;
 /// let adamw = AdamW::new(vec![w.clone()], ParamsAdamW { lr: 0.1, ..Default::default() })?;

@@ -10,7 +10,7 @@ use tempo_ckpt::{
     detect_format, module_state_from_object, optimizer_state_from_object, read_pt,
     scheduler_state_from_object, write_pt, Format, Object, TrainingState,
 };
-use tempo_sched::LrScheduler;
+use tempo_sched::LRScheduler;
 use tempo_tensor::TensorData;
 
 use crate::param::CandleFloat;
@@ -67,7 +67,7 @@ fn tensor_data(name: &str, t: &Tensor) -> Result<TensorData, CandleError> {
 pub fn capture<T: CandleFloat>(
     vars: &NamedVars,
     optimizer: Option<&CandleOptimizer<T>>,
-    scheduler: Option<&dyn LrScheduler>,
+    scheduler: Option<&dyn LRScheduler>,
     epoch: i64,
     step: i64,
 ) -> Result<TrainingState, CandleError> {
@@ -80,7 +80,7 @@ pub fn capture<T: CandleFloat>(
         step,
         model,
         optimizer: optimizer.map(CandleOptimizer::state_dict),
-        scheduler: scheduler.map(LrScheduler::state_dict),
+        scheduler: scheduler.map(LRScheduler::state_dict),
         ..TrainingState::default()
     })
 }
@@ -152,7 +152,7 @@ pub fn restore<T: CandleFloat>(
     state: &TrainingState,
     vars: &NamedVars,
     optimizer: Option<&mut CandleOptimizer<T>>,
-    scheduler: Option<&mut dyn LrScheduler>,
+    scheduler: Option<&mut dyn LRScheduler>,
 ) -> Result<(), CandleError> {
     // The model: checked whole before anything changes.
     let mut values: Vec<Tensor> = Vec::with_capacity(vars.len());

@@ -28,7 +28,7 @@
 //! use candle_core::{DType, Device, Tensor};
 //! use candle_nn::{linear, Module, Optimizer, VarBuilder, VarMap};
 //! use tempo_candle::{CandleOptimizer, GroupRule, NamedVars};
-//! use tempo_sched::{LrScheduler, OneCycleLR, OneCycleLRConfig};
+//! use tempo_sched::{LRScheduler, OneCycleLR, OneCycleLRConfig};
 //!
 //! let varmap = VarMap::new();
 //! let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

@@ -88,7 +88,8 @@ pub use safetensors::{
 };
 pub use sparse::{SparseLayout, SparseTensor};
 pub use state::{ModuleStateDict, OptimizerStateDict, ParamState, StateValue};
-pub use tensor::{AnyTensor, DType, Elements};
+pub use tempo_tensor::DType;
+pub use tensor::{AnyTensor, DTypeFiles, Elements};
 pub use torch::{
     module_state_from_object, module_state_to_object, optimizer_state_from_object,
     optimizer_state_to_object, read_pt, read_pt_bytes, read_pt_from, read_pt_inert,

@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use crate::format::{decode, tensor_refs, CHECKSUM_KEY, FORMAT_VERSION, MAGIC, MAX_HEADER};
 use crate::io::Filled;
 use crate::tensor::{numel, Elements};
-use crate::{AnyTensor, CkptError, DType, Object};
+use crate::{AnyTensor, CkptError, DType, DTypeFiles, Object};
 
 /// Reads a tempo checkpoint.
 ///

@@ -2,7 +2,7 @@
 
 use tempo_nn::{Module, StateDict};
 use tempo_optim::Optimizer;
-use tempo_sched::LrScheduler;
+use tempo_sched::LRScheduler;
 use tempo_tensor::Float;
 
 use crate::{CkptError, TrainingState};
@@ -20,7 +20,7 @@ pub fn restore<T: Float>(
     state: &TrainingState,
     model: &dyn Module<T>,
     optimizer: Option<&mut dyn Optimizer<T>>,
-    scheduler: Option<&mut dyn LrScheduler>,
+    scheduler: Option<&mut dyn LRScheduler>,
 ) -> Result<(), CkptError> {
     let model_state = StateDict::<T>::from_tensor_data(state.model.clone())?;
     let optimizer_state = match (&optimizer, &state.optimizer) {

@@ -10,7 +10,7 @@ use serde_json::{Map, Value as Json};
 use crate::read::read_prefixed_header;
 use crate::tensor::{numel, Elements};
 use crate::write::write_atomic;
-use crate::{AnyTensor, CkptError, DType, Object};
+use crate::{AnyTensor, CkptError, DType, DTypeFiles, Object};
 
 fn bad(expected: impl Into<String>, found: impl Into<String>) -> CkptError {
     CkptError::malformed("safetensors header", expected, found)

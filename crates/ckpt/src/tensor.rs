@@ -1,67 +1,76 @@
 //! Tensors as files hold them: any of PyTorch's common dtypes, contiguous, row-major.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::mem::MaybeUninit;
 
 use ndarray::{ArrayD, IxDyn};
-use tempo_tensor::TensorData;
+use tempo_tensor::{DType, TensorData};
 
 use crate::io::Filled;
 use crate::CkptError;
 
-/// Declares the dtypes once: variant, element type in memory, bytes per element,
-/// bytes per scalar component (for byte order), PyTorch's name, the safetensors name,
-/// the legacy storage class `torch.save` writes (or `None`: PyTorch writes an
-/// `UntypedStorage` and the dtype, through `_rebuild_tensor_v3`), and the doc line.
-macro_rules! dtypes {
-    ($( $v:ident, $t:ty, $size:expr, $part:expr, $torch:expr, $st:expr, $storage:expr, $doc:expr; )*) => {
-        /// The element type of a stored tensor: every dtype `torch.save` writes that
-        /// has a fixed size per element.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum DType {
-            $( #[doc = $doc] $v, )*
-        }
-
-        /// Every dtype, for tests and tables.
-        pub(crate) const ALL_DTYPES: &[DType] = &[$(DType::$v),*];
-
-        impl DType {
-            /// Bytes per element.
-            pub fn size(self) -> usize {
-                match self { $(DType::$v => $size,)* }
-            }
-
-            /// Bytes per scalar component (a complex number has two): the unit whose
-            /// byte order a big-endian machine reverses.
-            fn part_size(self) -> usize {
-                match self { $(DType::$v => $part,)* }
-            }
-
-            /// PyTorch's name (`float32`, `bfloat16`, `float8_e4m3fn`, ...).
-            pub fn torch_name(self) -> &'static str {
-                match self { $(DType::$v => $torch,)* }
-            }
-
+/// Declares, for each of tempo-tensor's [`DType`]s, what files need of it: the element
+/// type in memory, bytes per scalar component (for byte order), the safetensors name,
+/// and the legacy storage class `torch.save` writes (or `None`: PyTorch writes an
+/// `UntypedStorage` and the dtype, through `_rebuild_tensor_v3`). The matches are
+/// exhaustive: a dtype tempo-tensor adds does not compile here until it is declared.
+macro_rules! dtype_files {
+    ($( $v:ident, $t:ty, $part:expr, $st:expr, $storage:expr; )*) => {
+        /// How checkpoint files name each [`DType`]. tempo-tensor declares the dtypes
+        /// and PyTorch's names for them; the file formats' names live here, with the
+        /// formats.
+        pub trait DTypeFiles: Sized {
             /// The safetensors name (`F32`, `BF16`, `F8_E4M3`, ...). The dtypes that
             /// safetensors does not name (float8 `fnuz` variants, complex) get names
             /// in its style (`F8_E4M3FNUZ`, `C64`).
-            pub fn safetensors_name(self) -> &'static str {
-                match self { $(DType::$v => $st,)* }
-            }
-
-            /// The pickle global of the dtype object: `torch\n<torch name>`.
-            pub(crate) fn torch_global(self) -> &'static str {
-                match self { $(DType::$v => concat!("torch\n", $torch),)* }
-            }
+            fn safetensors_name(self) -> &'static str;
 
             /// The legacy storage class `torch.save` names for this dtype
             /// (`FloatStorage`, ...), or `None` for the dtypes it writes as an
             /// `UntypedStorage` paired with the dtype.
-            pub fn torch_storage(self) -> Option<&'static str> {
+            fn torch_storage(self) -> Option<&'static str>;
+
+            /// The dtype of a safetensors name.
+            fn from_safetensors_name(name: &str) -> Result<Self, CkptError>;
+
+            /// The dtype of a storage class name (`FloatStorage` → `F32`).
+            fn from_torch_storage(name: &str) -> Result<Self, CkptError>;
+        }
+
+        impl DTypeFiles for DType {
+            fn safetensors_name(self) -> &'static str {
+                match self { $(DType::$v => $st,)* }
+            }
+
+            fn torch_storage(self) -> Option<&'static str> {
                 match self { $(DType::$v => $storage,)* }
             }
+
+            fn from_safetensors_name(name: &str) -> Result<DType, CkptError> {
+                DType::ALL
+                    .iter()
+                    .copied()
+                    .find(|d| d.safetensors_name() == name)
+                    .ok_or_else(|| CkptError::UnknownDType {
+                        found: name.to_string(),
+                    })
+            }
+
+            fn from_torch_storage(name: &str) -> Result<DType, CkptError> {
+                DType::ALL
+                    .iter()
+                    .copied()
+                    .find(|d| d.torch_storage() == Some(name))
+                    .ok_or_else(|| CkptError::UnknownDType {
+                        found: name.to_string(),
+                    })
+            }
+        }
+
+        /// Bytes per scalar component (a complex number has two): the unit whose byte
+        /// order a big-endian machine reverses.
+        fn part_size(dtype: DType) -> usize {
+            match dtype { $(DType::$v => $part,)* }
         }
 
         /// The elements of a tensor in row-major order, one vector type per dtype.
@@ -71,7 +80,7 @@ macro_rules! dtypes {
         #[derive(Debug, Clone, PartialEq)]
         #[non_exhaustive]
         pub enum Elements {
-            $( #[doc = $doc] $v(Vec<$t>), )*
+            $( #[doc = concat!("The elements of a [`DType::", stringify!($v), "`] tensor.")] $v(Vec<$t>), )*
         }
 
         macro_rules! each_elements {
@@ -102,83 +111,34 @@ macro_rules! dtypes {
     };
 }
 
-dtypes! {
-    Bool, bool, 1, 1, "bool", "BOOL", Some("BoolStorage"), "`torch.bool`: one byte, 0 or 1.";
-    U8, u8, 1, 1, "uint8", "U8", Some("ByteStorage"), "`torch.uint8`.";
-    I8, i8, 1, 1, "int8", "I8", Some("CharStorage"), "`torch.int8`.";
-    I16, i16, 2, 2, "int16", "I16", Some("ShortStorage"), "`torch.int16`.";
-    I32, i32, 4, 4, "int32", "I32", Some("IntStorage"), "`torch.int32`.";
-    I64, i64, 8, 8, "int64", "I64", Some("LongStorage"), "`torch.int64`.";
-    F16, u16, 2, 2, "float16", "F16", Some("HalfStorage"), "`torch.float16`, kept as its bits.";
-    BF16, u16, 2, 2, "bfloat16", "BF16", Some("BFloat16Storage"), "`torch.bfloat16`, kept as its bits.";
-    F32, f32, 4, 4, "float32", "F32", Some("FloatStorage"), "`torch.float32`.";
-    F64, f64, 8, 8, "float64", "F64", Some("DoubleStorage"), "`torch.float64`.";
-    U16, u16, 2, 2, "uint16", "U16", None, "`torch.uint16`.";
-    U32, u32, 4, 4, "uint32", "U32", None, "`torch.uint32`.";
-    U64, u64, 8, 8, "uint64", "U64", None, "`torch.uint64`.";
-    F8E4M3FN, u8, 1, 1, "float8_e4m3fn", "F8_E4M3", None, "`torch.float8_e4m3fn`, kept as its bits.";
-    F8E4M3FNUZ, u8, 1, 1, "float8_e4m3fnuz", "F8_E4M3FNUZ", None, "`torch.float8_e4m3fnuz`, kept as its bits.";
-    F8E5M2, u8, 1, 1, "float8_e5m2", "F8_E5M2", None, "`torch.float8_e5m2`, kept as its bits.";
-    F8E5M2FNUZ, u8, 1, 1, "float8_e5m2fnuz", "F8_E5M2FNUZ", None, "`torch.float8_e5m2fnuz`, kept as its bits.";
-    F8E8M0FNU, u8, 1, 1, "float8_e8m0fnu", "F8_E8M0", None, "`torch.float8_e8m0fnu` (a power of two), kept as its bits.";
-    C32, [u16; 2], 4, 2, "complex32", "C32", None, "`torch.complex32`: `[re, im]` float16 bits.";
-    C64, [f32; 2], 8, 4, "complex64", "C64", Some("ComplexFloatStorage"), "`torch.complex64`: `[re, im]`.";
-    C128, [f64; 2], 16, 8, "complex128", "C128", Some("ComplexDoubleStorage"), "`torch.complex128`: `[re, im]`.";
-}
-
-impl DType {
-    /// The dtype of a safetensors name.
-    pub fn from_safetensors_name(name: &str) -> Result<DType, CkptError> {
-        ALL_DTYPES
-            .iter()
-            .copied()
-            .find(|d| d.safetensors_name() == name)
-            .ok_or_else(|| CkptError::UnknownDType {
-                found: name.to_string(),
-            })
-    }
-
-    /// The dtype of a storage class name (`FloatStorage` → `F32`).
-    pub fn from_torch_storage(name: &str) -> Result<DType, CkptError> {
-        ALL_DTYPES
-            .iter()
-            .copied()
-            .find(|d| d.torch_storage() == Some(name))
-            .ok_or_else(|| CkptError::UnknownDType {
-                found: name.to_string(),
-            })
-    }
-
-    /// The dtype of a `torch.<name>` dtype object as a pickle names it (`float32`,
-    /// `float8_e4m3fn`, and the aliases `float`, `half`, `cfloat`, ...); `None` for a
-    /// name that is not a dtype tempo holds.
-    pub fn from_torch_name(name: &str) -> Option<DType> {
-        let name = match name {
-            "float" => "float32",
-            "double" => "float64",
-            "half" => "float16",
-            "long" => "int64",
-            "int" => "int32",
-            "short" => "int16",
-            "cfloat" => "complex64",
-            "cdouble" => "complex128",
-            "chalf" => "complex32",
-            other => other,
-        };
-        ALL_DTYPES.iter().copied().find(|d| d.torch_name() == name)
-    }
+dtype_files! {
+    Bool, bool, 1, "BOOL", Some("BoolStorage");
+    U8, u8, 1, "U8", Some("ByteStorage");
+    I8, i8, 1, "I8", Some("CharStorage");
+    I16, i16, 2, "I16", Some("ShortStorage");
+    I32, i32, 4, "I32", Some("IntStorage");
+    I64, i64, 8, "I64", Some("LongStorage");
+    F16, u16, 2, "F16", Some("HalfStorage");
+    BF16, u16, 2, "BF16", Some("BFloat16Storage");
+    F32, f32, 4, "F32", Some("FloatStorage");
+    F64, f64, 8, "F64", Some("DoubleStorage");
+    U16, u16, 2, "U16", None;
+    U32, u32, 4, "U32", None;
+    U64, u64, 8, "U64", None;
+    F8E4M3FN, u8, 1, "F8_E4M3", None;
+    F8E4M3FNUZ, u8, 1, "F8_E4M3FNUZ", None;
+    F8E5M2, u8, 1, "F8_E5M2", None;
+    F8E5M2FNUZ, u8, 1, "F8_E5M2FNUZ", None;
+    F8E8M0FNU, u8, 1, "F8_E8M0", None;
+    C32, [u16; 2], 2, "C32", None;
+    C64, [f32; 2], 4, "C64", Some("ComplexFloatStorage");
+    C128, [f64; 2], 8, "C128", Some("ComplexDoubleStorage");
 }
 
 /// The dtypes tempo holds, by PyTorch's names, for error messages.
 pub(crate) fn known_dtypes() -> String {
-    let names: Vec<&str> = ALL_DTYPES.iter().map(|d| d.torch_name()).collect();
+    let names: Vec<&str> = DType::ALL.iter().map(|d| d.torch_name()).collect();
     names.join(", ")
-}
-
-impl fmt::Display for DType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.torch_name())
-    }
 }
 
 /// Converts between little-endian file bytes and native elements in place.
@@ -237,7 +197,7 @@ impl Elements {
         };
         if cfg!(target_endian = "big") {
             let mut owned = bytes.to_vec();
-            fix_endianness(&mut owned, self.dtype().part_size());
+            fix_endianness(&mut owned, part_size(self.dtype()));
             Cow::Owned(owned)
         } else {
             Cow::Borrowed(bytes)
@@ -253,7 +213,7 @@ impl Elements {
         len: usize,
         fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<Filled, CkptError>,
     ) -> Result<Elements, CkptError> {
-        let part = dtype.part_size();
+        let part = part_size(dtype);
         Ok(match Elements::zeroed(dtype, 0) {
             Elements::Bool(_) => {
                 let raw: Vec<u8> = filled_vec(len, 1, fill)?;
@@ -579,7 +539,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_for_every_dtype() {
-        for &d in ALL_DTYPES {
+        for &d in DType::ALL {
             assert_eq!(
                 DType::from_safetensors_name(d.safetensors_name()).unwrap(),
                 d

@@ -9,7 +9,7 @@ use crate::format::{Encoder, CHECKSUM_KEY, FORMAT_VERSION, MAGIC, MAX_HEADER};
 use crate::io::write_hashed;
 use tempo_tensor::TensorData;
 
-use crate::{CkptError, Object};
+use crate::{CkptError, DTypeFiles, Object};
 
 /// Writes `object` as a tempo checkpoint at `path`, atomically (see [`write_atomic`]).
 pub fn save_object(path: impl AsRef<Path>, object: &Object) -> Result<(), CkptError> {

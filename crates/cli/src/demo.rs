@@ -18,7 +18,7 @@ use tempo::ckpt::{
 use tempo::nn::{Linear, Module, Sequential, StateDict};
 use tempo::optim::{build_optimizer, Optimizer, OptimizerSpec};
 use tempo::param_groups::{Dict, OptimizerParamGroups, Value};
-use tempo::sched::{build_scheduler, LrScheduler, SchedulerSpec};
+use tempo::sched::{build_scheduler, LRScheduler, SchedulerSpec};
 use tempo::tensor::{Generator, Tensor};
 
 use crate::Outcome;
@@ -75,7 +75,7 @@ struct StepLog {
 /// The optimizer and scheduler of the demo, built on a model's parameters.
 struct Training {
     optimizer: Box<dyn Optimizer<f32>>,
-    scheduler: Box<dyn LrScheduler>,
+    scheduler: Box<dyn LRScheduler>,
     /// The lr the optimizer was constructed with, before the scheduler wrote its own.
     lr_given: f64,
 }
@@ -183,7 +183,7 @@ fn save(
     epoch: usize,
     model: &Sequential<f32>,
     opt: &dyn Optimizer<f32>,
-    sched: &dyn LrScheduler,
+    sched: &dyn LRScheduler,
 ) -> Result<()> {
     let object = Object::Dict(vec![
         (Object::Str("epoch".into()), Object::Int(epoch as i64)),
@@ -206,7 +206,7 @@ fn save(
 type Reloaded = (
     Sequential<f32>,
     Box<dyn Optimizer<f32>>,
-    Box<dyn LrScheduler>,
+    Box<dyn LRScheduler>,
 );
 
 fn reload(path: &Path) -> Result<Reloaded> {

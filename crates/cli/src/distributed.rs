@@ -38,7 +38,7 @@ mod mpi_run {
     use ndarray::Axis;
     use tempo::nn::{cross_entropy, Module, Reduction, Sequential};
     use tempo::param_groups::OptimizerParamGroups;
-    use tempo::sched::LrScheduler;
+    use tempo::sched::LRScheduler;
     use tempo::tensor::{Generator, Tensor};
     use tempo_dist::{
         check_same, Communicator, DistConfig, DistributedOptimizer, GradReduction, MpiComm,
@@ -63,7 +63,7 @@ mod mpi_run {
         test: Dataset,
         model: Sequential<f32>,
         optimizer: DistributedOptimizer<f32>,
-        scheduler: Option<Box<dyn LrScheduler>>,
+        scheduler: Option<Box<dyn LRScheduler>>,
         step_every: StepEvery,
         progress: Progress,
     }

@@ -12,6 +12,7 @@ use tempo::ckpt::{
 };
 use tempo::optim::OPTIMIZERS;
 use tempo::param_groups::Value;
+use tempo::sched::{scheduler_group_keys, schedulers_with_state_keys};
 
 use crate::metrics::Metrics;
 use crate::Outcome;
@@ -348,17 +349,6 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// Keys that LR schedulers add to a param group (OneCycleLR's `max_lr`, ...): not the
-/// optimizer's own.
-const SCHEDULER_GROUP_KEYS: &[&str] = &[
-    "initial_lr",
-    "max_lr",
-    "min_lr",
-    "base_momentum",
-    "max_momentum",
-    "swa_lr",
-];
-
 /// An optimizer's name, sorted group keys and default `decoupled_weight_decay`.
 type KeySet = (&'static str, Vec<String>, Option<bool>);
 
@@ -392,7 +382,7 @@ pub(crate) fn infer_optimizer(group: &Object) -> Option<&'static str> {
         .entries()?
         .iter()
         .filter_map(|(k, _)| k.as_str())
-        .filter(|k| *k != "params" && !SCHEDULER_GROUP_KEYS.contains(k))
+        .filter(|k| *k != "params" && !scheduler_group_keys().iter().any(|g| g == k))
         .map(str::to_string)
         .collect();
     keys.sort_unstable();
@@ -507,46 +497,27 @@ fn describe_optimizer(out: &mut String, key: &str, v: &Object, level: usize) {
     }
 }
 
-/// PyTorch does not save the scheduler's class: tell it from the state's keys.
-pub(crate) fn infer_scheduler(has: impl Fn(&str) -> bool) -> &'static str {
-    if has("_schedule_phases") {
-        "OneCycleLR"
-    } else if has("max_lrs") && has("step_ratio") {
-        "CyclicLR"
-    } else if has("T_0") {
-        "CosineAnnealingWarmRestarts"
-    } else if has("T_max") {
-        "CosineAnnealingLR"
-    } else if has("_schedulers") && has("_milestones") {
-        "SequentialLR"
-    } else if has("_schedulers") {
-        "ChainedScheduler"
-    } else if has("patience") {
-        "ReduceLROnPlateau"
-    } else if has("_anneal_strategy") {
-        "SWALR"
-    } else if has("lr_lambdas") {
-        "LambdaLR or MultiplicativeLR"
-    } else if has("step_size") {
-        "StepLR"
-    } else if has("milestones") {
-        "MultiStepLR"
-    } else if has("start_factor") {
-        "LinearLR"
-    } else if has("factor") && has("total_iters") {
-        "ConstantLR"
-    } else if has("power") {
-        "PolynomialLR"
-    } else if has("gamma") {
-        "ExponentialLR"
+/// PyTorch does not save a scheduler's class: it is named from the state dict's keys,
+/// compared exactly with those of each of tempo's schedulers
+/// ([`schedulers_with_state_keys`]); an unknown one is reported with its keys.
+pub(crate) fn infer_scheduler(state: &Object) -> String {
+    let keys: Vec<&str> = state
+        .entries()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(k, _)| k.as_str())
+        .collect();
+    let names = schedulers_with_state_keys(keys.iter().copied());
+    if names.is_empty() {
+        format!("unknown (keys: {})", keys.join(", "))
     } else {
-        "unknown"
+        names.join(" or ")
     }
 }
 
 fn describe_scheduler(out: &mut String, key: &str, v: &Object, level: usize) {
     let pad = indent(level);
-    let kind = infer_scheduler(|k| v.get(k).is_some());
+    let kind = infer_scheduler(v);
     let _ = writeln!(
         out,
         "{pad}{key}: scheduler state dict, {kind} (inferred from its keys)"
@@ -715,14 +686,40 @@ mod tests {
 
     #[test]
     fn scheduler_types_from_state_keys() {
-        let of = |keys: &[&str]| infer_scheduler(|k| keys.contains(&k));
+        let of = |keys: &[&str]| {
+            let dict = Object::Dict(
+                keys.iter()
+                    .map(|k| (Object::Str(k.to_string()), Object::None))
+                    .collect(),
+            );
+            infer_scheduler(&dict)
+        };
+        let tail = ["base_lrs", "last_epoch", "_step_count", "_last_lr"];
+        let with_tail = |own: &[&'static str]| [own, &tail[..]].concat();
         assert_eq!(
-            of(&["max_lrs", "total_size", "step_ratio", "last_epoch"]),
+            of(&with_tail(&[
+                "max_lrs",
+                "total_size",
+                "step_ratio",
+                "mode",
+                "gamma",
+                "scale_mode",
+                "cycle_momentum",
+                "_scale_fn_custom"
+            ])),
             "CyclicLR"
         );
-        assert_eq!(of(&["total_steps", "_schedule_phases"]), "OneCycleLR");
-        assert_eq!(of(&["step_size", "gamma"]), "StepLR");
-        assert_eq!(of(&["gamma", "last_epoch"]), "ExponentialLR");
+        assert_eq!(of(&with_tail(&["step_size", "gamma"])), "StepLR");
+        assert_eq!(of(&with_tail(&["gamma"])), "ExponentialLR");
+        assert_eq!(
+            of(&with_tail(&["lr_lambdas"])),
+            "LambdaLR or MultiplicativeLR"
+        );
+        // A key more than StepLR's is no StepLR.
+        assert_eq!(
+            of(&["step_size", "gamma", "warmup", "last_epoch"]),
+            "unknown (keys: step_size, gamma, warmup, last_epoch)"
+        );
     }
 
     #[test]

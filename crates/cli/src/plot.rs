@@ -50,7 +50,7 @@ fn after_help() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum OptimizerKind {
     /// SGD-like groups: `momentum` (0.9).
-    Sgd,
+    SGD,
     /// Adam-like groups: `betas` = (0.9, 0.999).
     Adam,
 }
@@ -78,7 +78,7 @@ pub(crate) struct PlotArgs {
     )]
     pub(crate) lr: Vec<f64>,
     /// Whether momentum lives in `momentum` (sgd) or `betas[0]` (adam).
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Sgd)]
+    #[arg(long, value_enum, default_value_t = OptimizerKind::SGD)]
     pub(crate) optimizer: OptimizerKind,
     /// The picture to write: .svg or .png (PNG text uses tempo's embedded font).
     #[arg(long, short = 'o', value_name = "FILE")]
@@ -112,7 +112,7 @@ pub(crate) fn run(args: &PlotArgs) -> Result<Outcome> {
         check_picture_extension(out)?;
     }
     let groups = match args.optimizer {
-        OptimizerKind::Sgd => SimulatedGroups::sgd(&args.lr, 0.9),
+        OptimizerKind::SGD => SimulatedGroups::sgd(&args.lr, 0.9),
         OptimizerKind::Adam => SimulatedGroups::adam(&args.lr, (0.9, 0.999)),
     };
     let mut specs: Vec<(String, SchedulerSpec)> = Vec::new();

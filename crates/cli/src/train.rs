@@ -12,7 +12,7 @@ use ndarray::Axis;
 use tempo::nn::{cross_entropy, Linear, Module, ReLU, Reduction, Sequential, StateDict};
 use tempo::optim::{build_optimizer, Optimizer, OptimizerSpec};
 use tempo::param_groups::OptimizerParamGroups;
-use tempo::sched::{build_scheduler, LrScheduler, SchedulerSpec};
+use tempo::sched::{build_scheduler, LRScheduler, SchedulerSpec};
 use tempo::tensor::{no_grad, Generator, Tensor};
 
 use crate::checkpoint::{self, Progress};
@@ -129,7 +129,7 @@ struct Run {
     test: Dataset,
     model: Sequential<f32>,
     optimizer: Box<dyn Optimizer<f32>>,
-    scheduler: Option<Box<dyn LrScheduler>>,
+    scheduler: Option<Box<dyn LRScheduler>>,
     step_every: StepEvery,
     progress: Progress,
 }
@@ -373,7 +373,7 @@ fn continue_from(
         ),
         (Some(s), Some(state)) => {
             let want = run.config.scheduler_type().unwrap_or("?").to_string();
-            let kind = crate::inspect::infer_scheduler(|k| state.get(k).is_some());
+            let kind = crate::inspect::infer_scheduler(state);
             if !kind.split(" or ").any(|k| k == want) {
                 bail!(
                     "{}",
@@ -929,7 +929,7 @@ fn shell_quote(path: &Path) -> String {
 
 /// Steps the run's scheduler: ReduceLROnPlateau follows `metric`, the others ignore it.
 fn step_scheduler(
-    s: &mut dyn LrScheduler,
+    s: &mut dyn LRScheduler,
     groups: &mut dyn OptimizerParamGroups,
     metric: f64,
 ) -> Result<()> {

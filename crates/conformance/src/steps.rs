@@ -2,7 +2,7 @@
 
 use tempo::optim::{build_optimizer, Optimizer, OptimizerSpec};
 use tempo::param_groups::OptimizerParamGroups;
-use tempo::sched::{build_scheduler, LrScheduler, SchedulerSpec};
+use tempo::sched::{build_scheduler, LRScheduler, SchedulerSpec};
 use tempo::tensor::{Float, Tensor};
 use tempo_testkit::Case;
 
@@ -11,7 +11,7 @@ use crate::util::{array, compare, compare_final_state, flat, params};
 struct Run<T: Float> {
     params: Vec<Tensor<T>>,
     opt: Box<dyn Optimizer<T>>,
-    sched: Option<Box<dyn LrScheduler>>,
+    sched: Option<Box<dyn LRScheduler>>,
 }
 
 fn fresh<T: Float>(case: &Case) -> Result<Run<T>, String> {

@@ -5,7 +5,7 @@ use serde_json::Value as Json;
 use tempo::nn::{mse_loss, Linear, Module, ReLU, Reduction, Sequential, Tanh};
 use tempo::optim::{build_optimizer, Optimizer, OptimizerSpec};
 use tempo::param_groups::{OptimizerParamGroups, Value};
-use tempo::sched::{build_scheduler, LrScheduler, SchedulerSpec};
+use tempo::sched::{build_scheduler, LRScheduler, SchedulerSpec};
 use tempo::tensor::{Float, Tensor};
 use tempo_testkit::{close, Case, Tolerance};
 
@@ -86,7 +86,7 @@ pub(crate) fn optimizer_spec(case: &Case) -> Result<OptimizerSpec, String> {
 pub(crate) struct Run<T: Float> {
     pub(crate) model: Sequential<T>,
     pub(crate) opt: Box<dyn Optimizer<T>>,
-    pub(crate) sched: Option<Box<dyn LrScheduler>>,
+    pub(crate) sched: Option<Box<dyn LRScheduler>>,
 }
 
 pub(crate) fn fresh<T: Float>(case: &Case) -> Result<Run<T>, String> {

@@ -246,7 +246,7 @@ impl<T: DistFloat> DistributedOptimizer<T> {
     /// parameter shapes.
     fn describe(&self) -> Vec<String> {
         let mut lines = vec![
-            format!("element type {}", T::DTYPE.name()),
+            format!("element type {}", T::DTYPE.torch_name()),
             format!("optimizer {}", self.inner.name()),
             format!("sharding {:?}", self.config.sharding),
             format!("{} elements per bucket", self.config.bucket_elements),

@@ -53,7 +53,7 @@ mod state_dict;
 pub use activation::{ReLU, Sigmoid, Tanh, GELU};
 pub use error::NnError;
 pub use linear::{kaiming_uniform_bound, linear_bias_bound, Linear};
-pub use loss::{cross_entropy, l1_loss, mse_loss, CrossEntropyLoss, L1Loss, MseLoss, Reduction};
+pub use loss::{cross_entropy, l1_loss, mse_loss, CrossEntropyLoss, L1Loss, MSELoss, Reduction};
 pub use module::Module;
 pub use sequential::Sequential;
 pub use state_dict::StateDict;

@@ -82,12 +82,12 @@ pub fn cross_entropy<T: Float>(
 
 /// Mean-squared-error loss as an object (`nn.MSELoss`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MseLoss {
+pub struct MSELoss {
     /// The reduction.
     pub reduction: Reduction,
 }
 
-impl MseLoss {
+impl MSELoss {
     /// The loss of `prediction` against `target`.
     pub fn forward<T: Float>(
         &self,

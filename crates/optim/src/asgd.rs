@@ -9,7 +9,7 @@ use crate::validate::non_negative;
 
 hyperparameters! {
     /// ASGD's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-    pub struct AsgdConfig as "ASGD" {
+    pub struct ASGDConfig as "ASGD" {
         /// Learning rate (1e-2).
         lr: f64 = 1e-2,
         /// Decay term (1e-4).
@@ -36,13 +36,13 @@ elementwise_optimizer!(
     ///
     /// State: `step`, `eta` and `mu` (0-d tensors in the parameters' type, as in PyTorch),
     /// and the average `ax`.
-    Asgd,
-    AsgdConfig
+    ASGD,
+    ASGDConfig
 );
 
 optimizer_state! {
     /// ASGD's per-parameter state: `eta` and `mu` are 0-d tensors in the parameters' type.
-    AsgdState for AsgdConfig; |_config, h| {
+    ASGDState for ASGDConfig; |_config, h| {
         step: scalar(0.0),
         eta: scalar(h.lr),
         mu: scalar(1.0),
@@ -50,23 +50,23 @@ optimizer_state! {
     }
 }
 
-impl<T: Float> Algorithm<T> for AsgdConfig {
-    type State = AsgdState<T>;
-    type Kernel = AsgdKernel<T>;
+impl<T: Float> Algorithm<T> for ASGDConfig {
+    type State = ASGDState<T>;
+    type Kernel = ASGDKernel<T>;
 
     fn prepare<'a>(
         &self,
         h: &Self,
-        st: &'a mut AsgdState<T>,
+        st: &'a mut ASGDState<T>,
         p: &'a mut [T],
         g: &'a [T],
-    ) -> (AsgdKernel<T>, Lanes<'a, T>) {
+    ) -> (ASGDKernel<T>, Lanes<'a, T>) {
         st.step += T::one();
         let eta = wide(st.eta);
         // PyTorch's exact test `mu.item() != 1`: averaging starts once mu leaves 1.
         #[allow(clippy::float_cmp)]
         let averaging = wide(st.mu) != 1.0;
-        let k = AsgdKernel {
+        let k = ASGDKernel {
             prep: GradPrep::new(h.maximize, h.weight_decay),
             decay: f(1.0 - h.lambd * eta),
             neg_eta: f(-eta),
@@ -81,7 +81,7 @@ impl<T: Float> Algorithm<T> for AsgdConfig {
     }
 }
 
-pub(crate) struct AsgdKernel<T> {
+pub(crate) struct ASGDKernel<T> {
     prep: GradPrep<T>,
     decay: T,
     neg_eta: T,
@@ -89,7 +89,7 @@ pub(crate) struct AsgdKernel<T> {
     mu: Option<T>,
 }
 
-impl<T: Float> Kernel<T> for AsgdKernel<T> {
+impl<T: Float> Kernel<T> for ASGDKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
         let [ax, _, _] = l.s;

@@ -15,7 +15,7 @@ use crate::{OptimError, Optimizer, OptimizerStateDict, Param, ParamGroup};
 
 hyperparameters! {
     /// LBFGS's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-    pub struct LbfgsConfig as "LBFGS" {
+    pub struct LBFGSConfig as "LBFGS" {
         /// Step length (1).
         lr: f64 = 1,
         /// Iterations per `step` (20).
@@ -38,11 +38,11 @@ hyperparameters! {
 }
 
 /// PyTorch's constructor stores `max_eval` resolved (`max_iter * 5 // 4` for `None`).
-fn resolve_max_eval(c: &LbfgsConfig, d: &mut Dict) {
+fn resolve_max_eval(c: &LBFGSConfig, d: &mut Dict) {
     d.insert("max_eval", Value::Int(c.max_eval_or_default()));
 }
 
-impl LbfgsConfig {
+impl LBFGSConfig {
     /// `max_eval`, as PyTorch's constructor resolves its `None`.
     fn max_eval_or_default(&self) -> i64 {
         self.max_eval.unwrap_or(self.max_iter * 5 / 4)
@@ -64,11 +64,11 @@ const NAME: &str = "LBFGS";
 /// summed in two lanes, as PyTorch's BLAS sums them (inferred from its traces, which
 /// tempo's f64 runs then match to the last bits).
 #[derive(Debug)]
-pub struct Lbfgs<T: Float, P: Param<T> = Tensor<T>> {
-    config: LbfgsConfig,
+pub struct LBFGS<T: Float, P: Param<T> = Tensor<T>> {
+    config: LBFGSConfig,
     defaults: Dict,
     groups: Groups<T, P>,
-    state: Option<LbfgsState<T>>,
+    state: Option<LBFGSState<T>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,7 +79,7 @@ enum HDiag<T> {
 }
 
 #[derive(Debug, Clone, Default)]
-struct LbfgsState<T> {
+struct LBFGSState<T> {
     /// Keys in insertion order (PyTorch's dict order).
     keys: Vec<&'static str>,
     func_evals: i64,
@@ -95,7 +95,7 @@ struct LbfgsState<T> {
     prev_loss: Option<f64>,
 }
 
-impl<T> LbfgsState<T> {
+impl<T> LBFGSState<T> {
     fn touch(&mut self, key: &'static str) {
         if !self.keys.contains(&key) {
             self.keys.push(key);
@@ -251,23 +251,23 @@ fn axpy<T: Float>(x: &mut [T], alpha: f64, y: &[T]) {
     }
 }
 
-impl<T: Float, P: Param<T>> Lbfgs<T, P> {
+impl<T: Float, P: Param<T>> LBFGS<T, P> {
     /// One group holding `params`. Validates `config`.
-    pub fn new(params: Vec<P>, config: LbfgsConfig) -> Result<Self, OptimError> {
+    pub fn new(params: Vec<P>, config: LBFGSConfig) -> Result<Self, OptimError> {
         Self::with_groups(vec![ParamGroup::new(params)], config)
     }
 
     /// The groups (exactly one is allowed, as in PyTorch).
     pub fn with_groups(
         groups: Vec<ParamGroup<T, P>>,
-        config: LbfgsConfig,
+        config: LBFGSConfig,
     ) -> Result<Self, OptimError> {
         Self::build(groups, config, None)
     }
 
     pub(crate) fn from_spec(
         groups: Vec<ParamGroup<T, P>>,
-        config: LbfgsConfig,
+        config: LBFGSConfig,
         kwargs: &Dict,
     ) -> Result<Self, OptimError> {
         Self::build(groups, config, Some(kwargs))
@@ -275,7 +275,7 @@ impl<T: Float, P: Param<T>> Lbfgs<T, P> {
 
     fn build(
         groups: Vec<ParamGroup<T, P>>,
-        config: LbfgsConfig,
+        config: LBFGSConfig,
         overrides: Option<&Dict>,
     ) -> Result<Self, OptimError> {
         config.validate()?;
@@ -295,12 +295,12 @@ impl<T: Float, P: Param<T>> Lbfgs<T, P> {
     }
 
     /// The constructor's configuration.
-    pub fn config(&self) -> &LbfgsConfig {
+    pub fn config(&self) -> &LBFGSConfig {
         &self.config
     }
 
-    fn hyper(&self) -> Result<LbfgsConfig, OptimError> {
-        let h = LbfgsConfig::from_group(&GroupReader {
+    fn hyper(&self) -> Result<LBFGSConfig, OptimError> {
+        let h = LBFGSConfig::from_group(&GroupReader {
             dict: &self.groups.options[0],
             group: 0,
         })?;
@@ -395,9 +395,9 @@ impl<T: Float, P: Param<T>> Lbfgs<T, P> {
 
     fn run_with(
         &self,
-        h: &LbfgsConfig,
+        h: &LBFGSConfig,
         sign: f64,
-        st: &mut LbfgsState<T>,
+        st: &mut LBFGSState<T>,
         closure: &mut dyn FnMut() -> Result<f64, OptimError>,
     ) -> Result<f64, OptimError> {
         let orig_loss = closure()?;
@@ -767,7 +767,7 @@ fn strong_wolfe<T: Float>(
 }
 
 /// The group dict, lent in place: `run` reads it again at every step.
-impl<T: Float, P: Param<T>> OptimizerParamGroups for Lbfgs<T, P> {
+impl<T: Float, P: Param<T>> OptimizerParamGroups for LBFGS<T, P> {
     fn num_groups(&self) -> usize {
         self.groups.num_groups()
     }
@@ -786,7 +786,7 @@ fn tensor<T: Float>(v: &[T]) -> StateValue {
     StateValue::tensor(&[v.len()], v)
 }
 
-impl<T: Float, P: Param<T>> Optimizer<T, P> for Lbfgs<T, P> {
+impl<T: Float, P: Param<T>> Optimizer<T, P> for LBFGS<T, P> {
     fn name(&self) -> &'static str {
         NAME
     }
@@ -882,7 +882,7 @@ fn load_lbfgs_state<T: Float>(
     ps: &ParamState,
     param: usize,
     numel: usize,
-) -> Result<LbfgsState<T>, OptimError> {
+) -> Result<LBFGSState<T>, OptimError> {
     let wrong = |key: &str, expected: &'static str, v: &StateValue| OptimError::WrongStateType {
         param,
         key: key.into(),
@@ -912,7 +912,7 @@ fn load_lbfgs_state<T: Float>(
             _ => Err(wrong(key, "a list", v)),
         }
     };
-    let mut st = LbfgsState::<T>::default();
+    let mut st = LBFGSState::<T>::default();
     for (k, v) in &ps.entries {
         let key: &'static str = match k.as_str() {
             "func_evals" => {

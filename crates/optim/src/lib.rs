@@ -19,7 +19,7 @@
 //!
 //! | PyTorch class | tempo type | config |
 //! |---|---|---|
-//! | `SGD` | [`Sgd`] | [`SgdConfig`] |
+//! | `SGD` | [`SGD`] | [`SGDConfig`] |
 //! | `Adam` | [`Adam`] | [`AdamConfig`] |
 //! | `AdamW` | [`AdamW`] | [`AdamWConfig`] |
 //! | `Adagrad` | [`Adagrad`] | [`AdagradConfig`] |
@@ -27,10 +27,10 @@
 //! | `Adamax` | [`Adamax`] | [`AdamaxConfig`] |
 //! | `NAdam` | [`NAdam`] | [`NAdamConfig`] |
 //! | `RAdam` | [`RAdam`] | [`RAdamConfig`] |
-//! | `RMSprop` | [`Rmsprop`] | [`RmspropConfig`] |
+//! | `RMSprop` | [`RMSprop`] | [`RMSpropConfig`] |
 //! | `Rprop` | [`Rprop`] | [`RpropConfig`] |
-//! | `ASGD` | [`Asgd`] | [`AsgdConfig`] |
-//! | `LBFGS` | [`Lbfgs`] | [`LbfgsConfig`] |
+//! | `ASGD` | [`ASGD`] | [`ASGDConfig`] |
+//! | `LBFGS` | [`LBFGS`] | [`LBFGSConfig`] |
 //! | `Adafactor` | [`Adafactor`] | [`AdafactorConfig`] |
 //! | `Muon` | [`Muon`] | [`MuonConfig`] |
 //!
@@ -121,17 +121,17 @@ pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig};
 pub use adamax::{Adamax, AdamaxConfig};
 pub use adamw::{AdamW, AdamWConfig};
-pub use asgd::{Asgd, AsgdConfig};
+pub use asgd::{ASGDConfig, ASGD};
 pub use error::OptimError;
-pub use lbfgs::{Lbfgs, LbfgsConfig};
+pub use lbfgs::{LBFGSConfig, LBFGS};
 pub use muon::{Muon, MuonConfig, MUON_ADJUST_LR_FNS};
 pub use nadam::{NAdam, NAdamConfig};
 pub use optimizer::Optimizer;
 pub use param_group::ParamGroup;
 pub use radam::{RAdam, RAdamConfig};
-pub use rmsprop::{Rmsprop, RmspropConfig};
+pub use rmsprop::{RMSprop, RMSpropConfig};
 pub use rprop::{Rprop, RpropConfig};
-pub use sgd::{Sgd, SgdConfig};
+pub use sgd::{SGDConfig, SGD};
 pub use spec::{
     build_optimizer, GroupSpec, OptimizerInfo, OptimizerSpec, ParamSelection, OPTIMIZERS,
     OPTIMIZER_NAMES,

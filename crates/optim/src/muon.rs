@@ -66,9 +66,9 @@ whole_tensor_optimizer!(
 
 /// How a group scales its learning rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum AdjustLr {
+enum AdjustLR {
     Original,
-    MatchRmsAdamw,
+    MatchRMSAdamW,
     SpectralUnclamped,
     /// A name PyTorch does not know, set on a group: scale 1.
     Unit,
@@ -90,23 +90,23 @@ pub(crate) struct MuonScratch {
     packed: Vec<f32>,
 }
 
-impl AdjustLr {
+impl AdjustLR {
     /// A group's `adjust_lr_fn`.
     fn of(name: Option<&str>) -> Self {
         match name {
-            None | Some("original") => AdjustLr::Original,
-            Some("match_rms_adamw") => AdjustLr::MatchRmsAdamw,
-            Some("spectral_unclamped") => AdjustLr::SpectralUnclamped,
-            Some(_) => AdjustLr::Unit,
+            None | Some("original") => AdjustLR::Original,
+            Some("match_rms_adamw") => AdjustLR::MatchRMSAdamW,
+            Some("spectral_unclamped") => AdjustLR::SpectralUnclamped,
+            Some(_) => AdjustLR::Unit,
         }
     }
 }
 
 /// `lr` scaled for a matrix of `rows x cols`, as PyTorch's `_adjust_lr`.
-fn adjusted_lr(lr: f64, adjust: AdjustLr, rows: usize, cols: usize) -> f64 {
+fn adjusted_lr(lr: f64, adjust: AdjustLR, rows: usize, cols: usize) -> f64 {
     let (a, b) = (rows as f64, cols as f64);
     let ratio = match adjust {
-        AdjustLr::Original => {
+        AdjustLR::Original => {
             let r = a / b;
             if r > 1.0 {
                 r.sqrt()
@@ -114,9 +114,9 @@ fn adjusted_lr(lr: f64, adjust: AdjustLr, rows: usize, cols: usize) -> f64 {
                 1.0
             }
         }
-        AdjustLr::MatchRmsAdamw => 0.2 * a.max(b).sqrt(),
-        AdjustLr::SpectralUnclamped => (a / b).sqrt(),
-        AdjustLr::Unit => 1.0,
+        AdjustLR::MatchRMSAdamW => 0.2 * a.max(b).sqrt(),
+        AdjustLR::SpectralUnclamped => (a / b).sqrt(),
+        AdjustLR::Unit => 1.0,
     };
     lr * ratio
 }
@@ -286,7 +286,7 @@ impl<T: Float> WholeAlgorithm<T> for MuonConfig {
             sum_of_squares(ns.x.iter().copied())
         };
         ns.newton_schulz(m, n, sum_sq, h);
-        let lr = adjusted_lr(h.lr, AdjustLr::of(h.adjust_lr_fn.as_deref()), rows, cols);
+        let lr = adjusted_lr(h.lr, AdjustLR::of(h.adjust_lr_fn.as_deref()), rows, cols);
         let decay: T = f(1.0 - h.lr * h.weight_decay);
         let step: T = f(-lr);
         for i in 0..rows {
@@ -323,19 +323,19 @@ mod tests {
     fn learning_rate_adjustments_are_pytorchs() {
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-15 * b.abs();
         assert!(close(
-            adjusted_lr(0.02, AdjustLr::Original, 64, 32),
+            adjusted_lr(0.02, AdjustLR::Original, 64, 32),
             0.02 * 2f64.sqrt()
         ));
-        assert!(close(adjusted_lr(0.02, AdjustLr::Original, 32, 64), 0.02));
+        assert!(close(adjusted_lr(0.02, AdjustLR::Original, 32, 64), 0.02));
         assert!(close(
-            adjusted_lr(0.02, AdjustLr::MatchRmsAdamw, 64, 64),
+            adjusted_lr(0.02, AdjustLR::MatchRMSAdamW, 64, 64),
             0.02 * 0.2 * 8.0
         ));
         assert!(close(
-            adjusted_lr(0.02, AdjustLr::SpectralUnclamped, 32, 64),
+            adjusted_lr(0.02, AdjustLR::SpectralUnclamped, 32, 64),
             0.02 * 0.5f64.sqrt()
         ));
-        assert!(close(adjusted_lr(0.02, AdjustLr::Unit, 32, 64), 0.02));
+        assert!(close(adjusted_lr(0.02, AdjustLR::Unit, 32, 64), 0.02));
     }
 
     #[test]

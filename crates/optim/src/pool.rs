@@ -411,7 +411,7 @@ mod tests {
 
     #[test]
     fn workers_allocate_nothing_in_steady_state_steps() {
-        use crate::{Adam, AdamConfig, Optimizer, Rmsprop, RmspropConfig};
+        use crate::{Adam, AdamConfig, Optimizer, RMSprop, RMSpropConfig};
         use ndarray::ArrayD;
         use tempo_tensor::Tensor;
 
@@ -439,14 +439,14 @@ mod tests {
             amsgrad: true,
             ..Default::default()
         };
-        let rms = RmspropConfig {
+        let rms = RMSpropConfig {
             momentum: 0.9,
             centered: true,
             ..Default::default()
         };
         let mut opts: Vec<Box<dyn Optimizer<f32>>> = vec![
             Box::new(Adam::new(params.clone(), adam).unwrap()),
-            Box::new(Rmsprop::new(params.clone(), rms).unwrap()),
+            Box::new(RMSprop::new(params.clone(), rms).unwrap()),
         ];
         for opt in &mut opts {
             opt.step().unwrap();

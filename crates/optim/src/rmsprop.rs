@@ -9,7 +9,7 @@ use crate::validate::non_negative;
 
 hyperparameters! {
     /// RMSprop's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-    pub struct RmspropConfig as "RMSprop" {
+    pub struct RMSpropConfig as "RMSprop" {
         /// Learning rate (1e-2).
         lr: f64 = 1e-2,
         /// Momentum factor (0).
@@ -46,14 +46,14 @@ elementwise_optimizer!(
     /// State: `step`, `square_avg`, `momentum_buffer` (only if `momentum > 0` when the
     /// state is created) and `grad_avg` (only if `centered`). As in PyTorch, turning
     /// momentum or centering on after the first step is an error (missing state).
-    Rmsprop,
-    RmspropConfig
+    RMSprop,
+    RMSpropConfig
 );
 
 optimizer_state! {
     /// RMSprop's per-parameter state: `momentum_buffer` only if `momentum > 0` and
     /// `grad_avg` only if `centered` when the state is created.
-    RmspropState for RmspropConfig; |_config, h| {
+    RMSpropState for RMSpropConfig; |_config, h| {
         step: scalar(0.0),
         square_avg: tensor(0.0),
         momentum_buffer: tensor(0.0) if (h.momentum > 0.0),
@@ -61,19 +61,19 @@ optimizer_state! {
     }
 }
 
-impl<T: Float> Algorithm<T> for RmspropConfig {
-    type State = RmspropState<T>;
-    type Kernel = RmspropRun<T>;
+impl<T: Float> Algorithm<T> for RMSpropConfig {
+    type State = RMSpropState<T>;
+    type Kernel = RMSpropRun<T>;
 
     fn prepare<'a>(
         &self,
         h: &Self,
-        st: &'a mut RmspropState<T>,
+        st: &'a mut RMSpropState<T>,
         p: &'a mut [T],
         g: &'a [T],
-    ) -> (RmspropRun<T>, Lanes<'a, T>) {
+    ) -> (RMSpropRun<T>, Lanes<'a, T>) {
         st.step += T::one();
-        let k = RmspropKernel {
+        let k = RMSpropKernel {
             prep: GradPrep::new(h.maximize, h.weight_decay),
             alpha: f(h.alpha),
             one_minus_alpha: f(1.0 - h.alpha),
@@ -94,7 +94,7 @@ impl<T: Float> Algorithm<T> for RmspropConfig {
                 lanes = lanes.with(2, ga);
             }
         }
-        let run = RmspropRun {
+        let run = RMSpropRun {
             kernel: k,
             centered: h.centered,
             momentum: use_momentum,
@@ -104,13 +104,13 @@ impl<T: Float> Algorithm<T> for RmspropConfig {
 }
 
 /// RMSprop's kernel and the variant it runs as.
-pub(crate) struct RmspropRun<T> {
-    kernel: RmspropKernel<T>,
+pub(crate) struct RMSpropRun<T> {
+    kernel: RMSpropKernel<T>,
     centered: bool,
     momentum: bool,
 }
 
-impl<T: Float> Kernel<T> for RmspropRun<T> {
+impl<T: Float> Kernel<T> for RMSpropRun<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
         let k = self.kernel;
@@ -124,7 +124,7 @@ impl<T: Float> Kernel<T> for RmspropRun<T> {
 }
 
 #[derive(Clone, Copy)]
-struct RmspropKernel<T> {
+struct RMSpropKernel<T> {
     prep: GradPrep<T>,
     alpha: T,
     one_minus_alpha: T,
@@ -136,7 +136,7 @@ struct RmspropKernel<T> {
 
 /// The kernel specialised for `CENTERED` and `MOMENTUM` (both known at compile time, so
 /// the unused state slots are never touched).
-struct Variant<T, const CENTERED: bool, const MOMENTUM: bool>(RmspropKernel<T>);
+struct Variant<T, const CENTERED: bool, const MOMENTUM: bool>(RMSpropKernel<T>);
 
 impl<T: Float, const CENTERED: bool, const MOMENTUM: bool> Kernel<T>
     for Variant<T, CENTERED, MOMENTUM>

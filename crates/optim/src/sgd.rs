@@ -10,7 +10,7 @@ use crate::OptimError;
 
 hyperparameters! {
     /// SGD's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-    pub struct SgdConfig as "SGD" {
+    pub struct SGDConfig as "SGD" {
         /// Learning rate (1e-3).
         lr: f64 = 1e-3,
         /// Momentum factor (0).
@@ -37,7 +37,7 @@ hyperparameters! {
 }
 
 /// PyTorch's "Nesterov momentum requires a momentum and zero dampening".
-fn nesterov_needs_momentum(c: &SgdConfig) -> Result<(), OptimError> {
+fn nesterov_needs_momentum(c: &SGDConfig) -> Result<(), OptimError> {
     require(
         !(c.nesterov && (c.momentum <= 0.0 || c.dampening != 0.0)),
         "SGD",
@@ -58,20 +58,20 @@ elementwise_optimizer!(
     ///
     /// State: `momentum_buffer` when `momentum != 0`, a copy of the (decayed) gradient at
     /// the first step. SGD validates with `x < 0`, so a NaN `lr` is accepted, as in PyTorch.
-    Sgd,
-    SgdConfig
+    SGD,
+    SGDConfig
 );
 
 optimizer_state! {
     /// SGD's per-parameter state: the momentum buffer, created by the first step.
-    SgdState for SgdConfig; |_config, _h| {
+    SGDState for SGDConfig; |_config, _h| {
         momentum_buffer: lazy,
     }
 }
 
-impl<T: Float> Algorithm<T> for SgdConfig {
-    type State = SgdState<T>;
-    type Kernel = SgdKernel<T>;
+impl<T: Float> Algorithm<T> for SGDConfig {
+    type State = SGDState<T>;
+    type Kernel = SGDKernel<T>;
 
     fn has_state(&self, h: &Self) -> bool {
         h.momentum != 0.0
@@ -80,14 +80,14 @@ impl<T: Float> Algorithm<T> for SgdConfig {
     fn prepare<'a>(
         &self,
         h: &Self,
-        st: &'a mut SgdState<T>,
+        st: &'a mut SGDState<T>,
         p: &'a mut [T],
         g: &'a [T],
-    ) -> (SgdKernel<T>, Lanes<'a, T>) {
+    ) -> (SGDKernel<T>, Lanes<'a, T>) {
         let prep = GradPrep::new(h.maximize, h.weight_decay);
         let neg_lr = f(-h.lr);
         if h.momentum == 0.0 {
-            let k = SgdKernel {
+            let k = SGDKernel {
                 prep,
                 neg_lr,
                 momentum: None,
@@ -104,7 +104,7 @@ impl<T: Float> Algorithm<T> for SgdConfig {
             one_minus_dampening: f(1.0 - h.dampening),
             nesterov: h.nesterov,
         };
-        let k = SgdKernel {
+        let k = SGDKernel {
             prep,
             neg_lr,
             momentum: Some(m),
@@ -121,13 +121,13 @@ struct MomentumCoef<T> {
     nesterov: bool,
 }
 
-pub(crate) struct SgdKernel<T> {
+pub(crate) struct SGDKernel<T> {
     prep: GradPrep<T>,
     neg_lr: T,
     momentum: Option<MomentumCoef<T>>,
 }
 
-impl<T: Float> Kernel<T> for SgdKernel<T> {
+impl<T: Float> Kernel<T> for SGDKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
         let (prep, neg_lr) = (self.prep, self.neg_lr);
@@ -169,13 +169,13 @@ mod tests {
     #[test]
     fn momentum_buffer_starts_as_the_gradient() {
         let p = param(&[1.0f64, 2.0]);
-        let cfg = SgdConfig {
+        let cfg = SGDConfig {
             lr: 0.1,
             momentum: 0.9,
             dampening: 0.5,
             ..Default::default()
         };
-        let mut opt = Sgd::new(vec![p.clone()], cfg).unwrap();
+        let mut opt = SGD::new(vec![p.clone()], cfg).unwrap();
         p.set_grad(Some(
             ArrayD::from_shape_vec(vec![2], vec![1.0, -1.0]).unwrap(),
         ))
@@ -197,9 +197,9 @@ mod tests {
     #[test]
     fn no_grad_means_no_step_and_no_state() {
         let p = param(&[1.0f32]);
-        let mut opt = Sgd::new(
+        let mut opt = SGD::new(
             vec![p],
-            SgdConfig {
+            SGDConfig {
                 momentum: 0.5,
                 ..Default::default()
             },
@@ -211,9 +211,9 @@ mod tests {
 
     #[test]
     fn validation_names_the_value() {
-        let e = Sgd::new(
+        let e = SGD::new(
             vec![param(&[1.0f64])],
-            SgdConfig {
+            SGDConfig {
                 momentum: -0.5,
                 ..Default::default()
             },
@@ -223,20 +223,20 @@ mod tests {
             e.to_string().contains("momentum") && e.to_string().contains("-0.5"),
             "{e}"
         );
-        let nan = SgdConfig {
+        let nan = SGDConfig {
             lr: f64::NAN,
             ..Default::default()
         };
         assert!(
-            Sgd::new(vec![param(&[1.0f64])], nan).is_ok(),
+            SGD::new(vec![param(&[1.0f64])], nan).is_ok(),
             "SGD accepts a NaN lr, as PyTorch"
         );
-        let nest = SgdConfig {
+        let nest = SGDConfig {
             nesterov: true,
             ..Default::default()
         };
         assert!(matches!(
-            Sgd::new(vec![param(&[1.0f64])], nest),
+            SGD::new(vec![param(&[1.0f64])], nest),
             Err(OptimError::InvalidHyperparameter { ref name, .. }) if name == "nesterov"
         ));
     }

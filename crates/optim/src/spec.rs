@@ -10,10 +10,10 @@ use tempo_tensor::Tensor;
 use crate::hyper::Hyperparameters;
 use crate::kwargs::{json_to_value, Kwargs};
 use crate::{
-    Adadelta, AdadeltaConfig, Adafactor, AdafactorConfig, Adagrad, AdagradConfig, Adam, AdamConfig,
-    AdamW, AdamWConfig, Adamax, AdamaxConfig, Asgd, AsgdConfig, Lbfgs, LbfgsConfig, Muon,
-    MuonConfig, NAdam, NAdamConfig, OptimError, Optimizer, Param, ParamGroup, RAdam, RAdamConfig,
-    Rmsprop, RmspropConfig, Rprop, RpropConfig, Sgd, SgdConfig,
+    ASGDConfig, Adadelta, AdadeltaConfig, Adafactor, AdafactorConfig, Adagrad, AdagradConfig, Adam,
+    AdamConfig, AdamW, AdamWConfig, Adamax, AdamaxConfig, LBFGSConfig, Muon, MuonConfig, NAdam,
+    NAdamConfig, OptimError, Optimizer, Param, ParamGroup, RAdam, RAdamConfig, RMSprop,
+    RMSpropConfig, Rprop, RpropConfig, SGDConfig, ASGD, LBFGS, SGD,
 };
 
 /// An optimizer described by PyTorch's class and argument names: the `optimizer` field
@@ -147,7 +147,7 @@ macro_rules! registry {
 }
 
 registry! {
-    Sgd(SgdConfig),
+    SGD(SGDConfig),
     Adam(AdamConfig),
     AdamW(AdamWConfig),
     Adagrad(AdagradConfig),
@@ -155,10 +155,10 @@ registry! {
     Adamax(AdamaxConfig),
     NAdam(NAdamConfig),
     RAdam(RAdamConfig),
-    Rmsprop(RmspropConfig),
+    RMSprop(RMSpropConfig),
     Rprop(RpropConfig),
-    Asgd(AsgdConfig),
-    Lbfgs(LbfgsConfig),
+    ASGD(ASGDConfig),
+    LBFGS(LBFGSConfig),
     Adafactor(AdafactorConfig),
     Muon(MuonConfig),
 }

@@ -184,18 +184,16 @@ pub(crate) fn tensor_data<T: Float>(shape: &[usize], data: &[T]) -> TensorData {
     } else {
         (vec![0], 0)
     };
-    match T::DTYPE {
-        DType::F32 => {
-            let v: Vec<f32> = data[..n]
-                .iter()
-                .map(|x| <T as Float>::to_f64(*x) as f32)
-                .collect();
-            TensorData::F32(ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap_or_else(|_| empty()))
-        }
-        DType::F64 => {
-            let v: Vec<f64> = data[..n].iter().map(|x| <T as Float>::to_f64(*x)).collect();
-            TensorData::F64(ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap_or_else(|_| empty()))
-        }
+    // `T` is f32 or f64: the only [`Float`] types.
+    if T::DTYPE == DType::F32 {
+        let v: Vec<f32> = data[..n]
+            .iter()
+            .map(|x| <T as Float>::to_f64(*x) as f32)
+            .collect();
+        TensorData::F32(ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap_or_else(|_| empty()))
+    } else {
+        let v: Vec<f64> = data[..n].iter().map(|x| <T as Float>::to_f64(*x)).collect();
+        TensorData::F64(ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap_or_else(|_| empty()))
     }
 }
 

@@ -14,11 +14,11 @@
 //! use tempo_param_groups::{Dict, OptimizerParamGroups, ParamGroupError, Value};
 //!
 //! /// A foreign optimizer: plain SGD, its groups PyTorch-style dicts it reads at each step.
-//! struct MySgd {
+//! struct MySGD {
 //!     groups: Vec<Dict>,
 //! }
 //!
-//! impl OptimizerParamGroups for MySgd {
+//! impl OptimizerParamGroups for MySGD {
 //!     fn num_groups(&self) -> usize {
 //!         self.groups.len()
 //!     }
@@ -37,7 +37,7 @@
 //! }
 //!
 //! let group = |lr: f64| [("lr", Value::Float(lr))].into_iter().collect();
-//! let mut opt = MySgd { groups: vec![group(0.1), group(0.01)] };
+//! let mut opt = MySGD { groups: vec![group(0.1), group(0.01)] };
 //! // What a scheduler does at construction: remember the base lr, then write a new lr.
 //! for g in 0..opt.num_groups() {
 //!     if opt.initial_lr(g).is_none() {

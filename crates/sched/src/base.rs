@@ -470,10 +470,10 @@ pub(crate) fn load_state_dict<R: Rule>(s: &mut R, state: &Dict) -> Result<(), Sc
     Ok(())
 }
 
-/// Implements [`LrScheduler`](crate::LrScheduler) for a [`Rule`].
+/// Implements [`LRScheduler`](crate::LRScheduler) for a [`Rule`].
 macro_rules! leaf_scheduler {
     ($t:ty) => {
-        impl $crate::LrScheduler for $t {
+        impl $crate::LRScheduler for $t {
             fn step(
                 &mut self,
                 opt: &mut dyn tempo_param_groups::OptimizerParamGroups,
@@ -505,7 +505,7 @@ macro_rules! leaf_scheduler {
             fn lr_at(&self, step: u64) -> Option<Vec<f64>> {
                 $crate::base::Rule::lr_at(self, step)
             }
-            fn clone_box(&self) -> Box<dyn $crate::LrScheduler> {
+            fn clone_box(&self) -> Box<dyn $crate::LRScheduler> {
                 Box::new(self.clone())
             }
             fn undo_epoch(&mut self) {

@@ -43,7 +43,7 @@ impl CosineAnnealingLRConfig {
 ///
 /// Stepped, it follows PyTorch's recursive form, branch for branch, so its last bits
 /// match PyTorch's; past `T_max` it keeps oscillating with period `2 * T_max`, as
-/// PyTorch's does. [`lr_at`](crate::LrScheduler::lr_at) is the closed form
+/// PyTorch's does. [`lr_at`](crate::LRScheduler::lr_at) is the closed form
 /// `eta_min + (base - eta_min) * (1 + cos(pi * e / T_max)) / 2`.
 /// Unlike PyTorch (ZeroDivisionError), `T_max = 0` is refused.
 #[derive(Debug, Clone)]

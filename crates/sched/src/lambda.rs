@@ -16,7 +16,7 @@ use crate::{PerGroup, SchedError};
 /// Closures are not state: to restore a LambdaLR, construct it with the same functions,
 /// then load its state dict.
 #[derive(Clone)]
-pub struct LrLambda {
+pub struct LRLambda {
     f: Arc<dyn Fn(i64) -> f64 + Send + Sync>,
     /// Set when made from a [`NamedLambda`]: evaluated directly, and known to be pure.
     named: Option<NamedLambda>,
@@ -26,10 +26,10 @@ pub struct LrLambda {
     partial: bool,
 }
 
-impl LrLambda {
+impl LRLambda {
     /// Wraps a closure of the epoch (PyTorch passes `last_epoch`, an int).
     pub fn new(f: impl Fn(i64) -> f64 + Send + Sync + 'static) -> Self {
-        LrLambda {
+        LRLambda {
             f: Arc::new(f),
             named: None,
             partial: false,
@@ -39,7 +39,7 @@ impl LrLambda {
     /// A pure function of the epoch that PyTorch's state dict shows as `{}` (`partial`)
     /// or `None`.
     pub(crate) fn pure(f: impl Fn(i64) -> f64 + Send + Sync + 'static, partial: bool) -> Self {
-        LrLambda {
+        LRLambda {
             f: Arc::new(f),
             named: None,
             partial,
@@ -69,15 +69,15 @@ impl LrLambda {
     }
 }
 
-impl fmt::Debug for LrLambda {
+impl fmt::Debug for LRLambda {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("LrLambda(<closure>)")
+        f.write_str("LRLambda(<closure>)")
     }
 }
 
-impl From<NamedLambda> for LrLambda {
+impl From<NamedLambda> for LRLambda {
     fn from(named: NamedLambda) -> Self {
-        LrLambda {
+        LRLambda {
             f: Arc::new(move |e| named.eval(e)),
             named: Some(named),
             partial: false,
@@ -132,7 +132,7 @@ impl NamedLambda {
 #[derive(Debug, Clone)]
 pub struct LambdaLRConfig {
     /// One function for every group, or one per group.
-    pub lr_lambda: PerGroup<LrLambda>,
+    pub lr_lambda: PerGroup<LRLambda>,
     /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
     /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
     /// steps once, to epoch `k + 1`, as PyTorch's does).
@@ -147,7 +147,7 @@ pub struct LambdaLRConfig {
 #[derive(Debug, Clone)]
 pub struct LambdaLR {
     core: Core,
-    lambdas: Vec<LrLambda>,
+    lambdas: Vec<LRLambda>,
 }
 
 impl LambdaLR {
@@ -193,7 +193,7 @@ impl Rule for LambdaLR {
     fn write_trailing(&self, d: &mut Dict) {
         d.insert(
             "lr_lambdas",
-            Value::List(self.lambdas.iter().map(LrLambda::state).collect()),
+            Value::List(self.lambdas.iter().map(LRLambda::state).collect()),
         );
     }
     fn read_own(&mut self, r: &mut StateReader<'_>, groups: usize) -> Result<(), SchedError> {

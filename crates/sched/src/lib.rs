@@ -4,13 +4,13 @@
 //! A scheduler is built on an optimizer's param groups (anything implementing
 //! [`OptimizerParamGroups`](tempo_param_groups::OptimizerParamGroups)) and does to them
 //! what PyTorch's does at construction: record `initial_lr`, apply its first value. Each
-//! [`step`](LrScheduler::step) borrows the groups again and writes the next lr. It keeps
+//! [`step`](LRScheduler::step) borrows the groups again and writes the next lr. It keeps
 //! no reference in between, so this crate knows nothing about tensors or optimizers.
 //!
 //! # Example
 //!
 //! ```
-//! use tempo_sched::{build_scheduler, CyclicLR, CyclicLRConfig, CyclicMode, LrScheduler, SimulatedGroups};
+//! use tempo_sched::{build_scheduler, CyclicLR, CyclicLRConfig, CyclicMode, LRScheduler, SimulatedGroups};
 //!
 //! // Any OptimizerParamGroups works; SimulatedGroups is one with nothing behind it.
 //! let mut opt = SimulatedGroups::adam(&[0.1], (0.9, 0.999));
@@ -45,11 +45,11 @@
 //!
 //! * Validation: a bad argument is an [`SchedError`] naming it, at construction (where
 //!   PyTorch divides by zero steps later or overflows after 1000 cycles).
-//! * [`LrScheduler::load_state_dict`] checks the state is this scheduler's and changes
+//! * [`LRScheduler::load_state_dict`] checks the state is this scheduler's and changes
 //!   nothing on error; the state carries the base values, so groups need no
 //!   `initial_lr` to resume.
 //! * [`SequentialLR`] and [`ChainedScheduler`] accept [`ReduceLROnPlateau`] children.
-//! * [`LrScheduler::lr_at`] (closed forms) and [`simulate`] (trajectories without an
+//! * [`LRScheduler::lr_at`] (closed forms) and [`simulate`] (trajectories without an
 //!   optimizer); presets ([`WarmupCosineLR`], [`WarmupStableDecayLR`], [`InverseSqrtLR`]).
 //! * [`SchedulerSpec`] / [`build_scheduler`]: schedulers as data, and
 //!   [`parse_scheduler_call`] for `"StepLR(step_size=3)"`.
@@ -84,6 +84,7 @@ mod per_group;
 mod plateau;
 mod polynomial;
 mod presets;
+mod recognize;
 mod scheduler;
 mod simulate;
 mod spec;
@@ -100,7 +101,7 @@ pub use cosine::{CosineAnnealingLR, CosineAnnealingLRConfig};
 pub use cyclic::{CyclicLR, CyclicLRConfig, CyclicMode, ScaleFn, ScaleMode};
 pub use error::SchedError;
 pub use exponential::{ExponentialLR, ExponentialLRConfig};
-pub use lambda::{LambdaLR, LambdaLRConfig, LrLambda, NamedLambda};
+pub use lambda::{LRLambda, LambdaLR, LambdaLRConfig, NamedLambda};
 pub use linear::{LinearLR, LinearLRConfig};
 pub use multiplicative::{MultiplicativeLR, MultiplicativeLRConfig};
 pub use multistep::{MultiStepLR, MultiStepLRConfig};
@@ -112,7 +113,8 @@ pub use presets::{
     DecayShape, InverseSqrtLR, InverseSqrtLRConfig, WarmupCosineLR, WarmupCosineLRConfig,
     WarmupStableDecayLR, WarmupStableDecayLRConfig,
 };
-pub use scheduler::LrScheduler;
+pub use recognize::{scheduler_group_keys, schedulers_with_state_keys, BASE_STATE_KEYS};
+pub use scheduler::LRScheduler;
 pub use simulate::{
     simulate, simulate_scheduler, simulate_with_metrics, SimulatedGroups, Trajectory,
 };

@@ -7,13 +7,13 @@ use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 use crate::base::{self, leaf_scheduler, read_lrs, At, Core, Rule};
 use crate::lambda::read_lr_lambdas;
 use crate::state::StateReader;
-use crate::{LrLambda, PerGroup, SchedError};
+use crate::{LRLambda, PerGroup, SchedError};
 
 /// The arguments of [`MultiplicativeLR`].
 #[derive(Debug, Clone)]
 pub struct MultiplicativeLRConfig {
     /// One function for every group, or one per group.
-    pub lr_lambda: PerGroup<LrLambda>,
+    pub lr_lambda: PerGroup<LRLambda>,
     /// PyTorch's `last_epoch`: -1 (the default) for a fresh run; `k >= 0` to resume at
     /// epoch `k` (every group must then carry `initial_lr`, the base, and the constructor
     /// steps once, to epoch `k + 1`, as PyTorch's does).
@@ -23,7 +23,7 @@ pub struct MultiplicativeLRConfig {
 /// `lr *= lr_lambda(epoch)` at every step: PyTorch's
 /// `torch.optim.lr_scheduler.MultiplicativeLR`.
 ///
-/// The constructor leaves the lr unchanged. [`lr_at`](crate::LrScheduler::lr_at) is the
+/// The constructor leaves the lr unchanged. [`lr_at`](crate::LRScheduler::lr_at) is the
 /// product `base * f(1) * ... * f(step)`, in the order the steps multiply: what stepping
 /// gives, bit for bit. It has no shortcut (PyTorch's MultiplicativeLR has no closed
 /// form, and `base * factor.powf(step)` is not that product in floating point), so it
@@ -33,7 +33,7 @@ pub struct MultiplicativeLRConfig {
 #[derive(Debug)]
 pub struct MultiplicativeLR {
     core: Core,
-    lambdas: Vec<LrLambda>,
+    lambdas: Vec<LRLambda>,
     /// Not state: the last answer of `lr_at` with named functions.
     memo: Mutex<Option<Product>>,
 }
@@ -158,7 +158,7 @@ leaf_scheduler!(MultiplicativeLR);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LrScheduler, NamedLambda, SimulatedGroups};
+    use crate::{LRScheduler, NamedLambda, SimulatedGroups};
 
     /// Each group's lr after every step `0..=steps`, by stepping.
     fn stepped(config: &MultiplicativeLRConfig, steps: usize) -> Vec<Vec<u64>> {
@@ -182,7 +182,7 @@ mod tests {
             last_epoch: -1,
         };
         let closure = MultiplicativeLRConfig {
-            lr_lambda: PerGroup::All(LrLambda::new(|e| 1.0 - 0.01 * (e % 3) as f64)),
+            lr_lambda: PerGroup::All(LRLambda::new(|e| 1.0 - 0.01 * (e % 3) as f64)),
             last_epoch: -1,
         };
         for config in [named, closure] {
@@ -192,7 +192,7 @@ mod tests {
             let copy = s.clone();
             for step in [0u64, 5, 3, 17, 17, 18, 40, 2, 39, 0, 1] {
                 for sched in [&s, &copy] {
-                    let got: Vec<u64> = LrScheduler::lr_at(sched, step)
+                    let got: Vec<u64> = LRScheduler::lr_at(sched, step)
                         .expect("a product")
                         .iter()
                         .map(|x| x.to_bits())

@@ -5,7 +5,7 @@ use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
 use crate::base::{check_groups, current_lrs, invalid, read_lrs};
 use crate::state::{float_list, StateReader};
-use crate::{LrScheduler, PerGroup, SchedError};
+use crate::{LRScheduler, PerGroup, SchedError};
 
 /// Whether a lower or a higher metric is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -69,8 +69,8 @@ impl Default for ReduceLROnPlateauConfig {
 /// Reduces the lr when a metric stops improving: PyTorch's
 /// `torch.optim.lr_scheduler.ReduceLROnPlateau`.
 ///
-/// Driven by [`step_with_metric`](LrScheduler::step_with_metric); a plain
-/// [`step`](LrScheduler::step) is [`SchedError::MetricRequired`]. It writes no
+/// Driven by [`step_with_metric`](LRScheduler::step_with_metric); a plain
+/// [`step`](LRScheduler::step) is [`SchedError::MetricRequired`]. It writes no
 /// `initial_lr` and changes nothing at construction. Unlike PyTorch, it can be a child
 /// of [`SequentialLR`](crate::SequentialLR) and [`ChainedScheduler`](crate::ChainedScheduler)
 /// (warmup, then plateau): at its milestone it restarts from the base lr (the groups'
@@ -96,7 +96,7 @@ pub struct ReduceLROnPlateau {
     /// at construction. Not state: a rebuilt scheduler recomputes it.
     restart_lrs: Vec<f64>,
     /// Not state: the `last_lr` before the last successful step (kept for
-    /// [`undo_step`](LrScheduler::undo_step)), and the buffer the next one is read into.
+    /// [`undo_step`](LRScheduler::undo_step)), and the buffer the next one is read into.
     scratch: Vec<f64>,
     /// Not state: the lr reductions of a step, collected before any is written.
     writes: Vec<(usize, f64)>,
@@ -229,7 +229,7 @@ fn mode_worse(mode: PlateauMode) -> f64 {
     }
 }
 
-impl LrScheduler for ReduceLROnPlateau {
+impl LRScheduler for ReduceLROnPlateau {
     fn step(&mut self, _opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
         Err(SchedError::MetricRequired { scheduler: NAME })
     }
@@ -383,7 +383,7 @@ impl LrScheduler for ReduceLROnPlateau {
         None
     }
 
-    fn clone_box(&self) -> Box<dyn LrScheduler> {
+    fn clone_box(&self) -> Box<dyn LRScheduler> {
         Box::new(self.clone())
     }
 

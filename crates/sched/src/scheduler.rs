@@ -1,4 +1,4 @@
-//! The `LrScheduler` trait every scheduler, preset and composite implements.
+//! The `LRScheduler` trait every scheduler, preset and composite implements.
 
 use tempo_param_groups::{Dict, OptimizerParamGroups};
 
@@ -14,9 +14,9 @@ use crate::SchedError;
 /// optimizer.step(); scheduler.step(&mut optimizer)?;
 /// ```
 ///
-/// The trait is object-safe: composites hold `Box<dyn LrScheduler>` children and
+/// The trait is object-safe: composites hold `Box<dyn LRScheduler>` children and
 /// [`build_scheduler`](crate::build_scheduler) returns one.
-pub trait LrScheduler: Send {
+pub trait LRScheduler: Send {
     /// One scheduler step (PyTorch's `scheduler.step()`): advance the epoch and write each
     /// group's new `lr` (and momentum, for CyclicLR/OneCycleLR with `cycle_momentum`).
     ///
@@ -81,7 +81,7 @@ pub trait LrScheduler: Send {
     fn lr_at(&self, step: u64) -> Option<Vec<f64>>;
 
     /// A boxed copy of the scheduler in its current state (closures are shared).
-    fn clone_box(&self) -> Box<dyn LrScheduler>;
+    fn clone_box(&self) -> Box<dyn LRScheduler>;
 
     /// Composition: whether the next [`step`](Self::step) needs a metric.
     fn needs_metric(&self) -> bool {
@@ -120,7 +120,7 @@ pub trait LrScheduler: Send {
     ) -> Result<(), SchedError>;
 }
 
-impl Clone for Box<dyn LrScheduler> {
+impl Clone for Box<dyn LRScheduler> {
     fn clone(&self) -> Self {
         self.clone_box()
     }

@@ -2,7 +2,7 @@
 
 use tempo_param_groups::{Dict, OptimizerParamGroups, ParamGroupError, Value};
 
-use crate::{build_scheduler, LrScheduler, SchedError, SchedulerSpec};
+use crate::{build_scheduler, LRScheduler, SchedError, SchedulerSpec};
 
 /// Param groups with no optimizer behind them: open dicts of hyperparameters, as
 /// PyTorch's groups are. What [`simulate`] runs schedulers on; also a handy
@@ -129,7 +129,7 @@ impl Trajectory {
 }
 
 fn run(
-    scheduler: &mut dyn LrScheduler,
+    scheduler: &mut dyn LRScheduler,
     groups: &mut SimulatedGroups,
     steps: usize,
     metrics: Option<&[f64]>,
@@ -183,7 +183,7 @@ pub fn simulate_with_metrics(
 /// `groups` (e.g. [`SimulatedGroups::snapshot`] of the optimizer it drives); neither the
 /// scheduler nor any optimizer is touched. Row 0 is `groups` as given.
 pub fn simulate_scheduler(
-    scheduler: &dyn LrScheduler,
+    scheduler: &dyn LRScheduler,
     groups: &SimulatedGroups,
     steps: usize,
 ) -> Result<Trajectory, SchedError> {

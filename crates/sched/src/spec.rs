@@ -8,8 +8,8 @@ use tempo_param_groups::OptimizerParamGroups;
 use crate::transformers_scheduler;
 use crate::{
     ChainedScheduler, ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts, CyclicLR,
-    CyclicLRConfig, ExponentialLR, InverseSqrtLR, LambdaLR, LambdaLRConfig, LinearLR, LrLambda,
-    LrScheduler, MultiStepLR, MultiplicativeLR, MultiplicativeLRConfig, NamedLambda, OneCycleLR,
+    CyclicLRConfig, ExponentialLR, InverseSqrtLR, LRLambda, LRScheduler, LambdaLR, LambdaLRConfig,
+    LinearLR, MultiStepLR, MultiplicativeLR, MultiplicativeLRConfig, NamedLambda, OneCycleLR,
     PerGroup, PolynomialLR, ReduceLROnPlateau, ScaleFn, SchedError, SequentialLR, StepLR,
     TransformersConfig, TransformersSchedule, WarmupCosineLR, WarmupStableDecayLR, SWALR,
 };
@@ -73,7 +73,7 @@ impl std::str::FromStr for SchedulerSpec {
 
 /// Builds one registered scheduler from its spec.
 type Builder =
-    fn(&SchedulerSpec, &mut dyn OptimizerParamGroups) -> Result<Box<dyn LrScheduler>, SchedError>;
+    fn(&SchedulerSpec, &mut dyn OptimizerParamGroups) -> Result<Box<dyn LRScheduler>, SchedError>;
 
 /// One scheduler tempo has: an entry of [`SCHEDULERS`].
 #[derive(Debug, Clone, Copy)]
@@ -185,7 +185,7 @@ registry! {
 fn children(
     spec: &SchedulerSpec,
     opt: &mut dyn OptimizerParamGroups,
-) -> Result<Vec<Box<dyn LrScheduler>>, SchedError> {
+) -> Result<Vec<Box<dyn LRScheduler>>, SchedError> {
     let specs = spec
         .schedulers
         .as_deref()
@@ -197,7 +197,7 @@ fn children(
 fn cyclic(
     spec: &SchedulerSpec,
     opt: &mut dyn OptimizerParamGroups,
-) -> Result<Box<dyn LrScheduler>, SchedError> {
+) -> Result<Box<dyn LRScheduler>, SchedError> {
     let name = spec.r#type.as_str();
     let mut kw = spec.kwargs.clone();
     let scale_fn = match kw.remove("scale_fn") {
@@ -231,7 +231,7 @@ fn named(name: &str, arg: &str, v: &Json) -> Result<NamedLambda, SchedError> {
 fn lr_lambdas(
     name: &str,
     kwargs: &Map<String, Json>,
-) -> Result<(PerGroup<LrLambda>, i64), SchedError> {
+) -> Result<(PerGroup<LRLambda>, i64), SchedError> {
     if let Some(k) = kwargs
         .keys()
         .find(|k| !matches!(k.as_str(), "lr_lambda" | "last_epoch"))
@@ -252,7 +252,7 @@ fn lr_lambdas(
         Some(Json::Array(items)) => PerGroup::Each(
             items
                 .iter()
-                .map(|v| named(name, "lr_lambda", v).map(LrLambda::from))
+                .map(|v| named(name, "lr_lambda", v).map(LRLambda::from))
                 .collect::<Result<_, _>>()?,
         ),
         Some(v) => PerGroup::All(named(name, "lr_lambda", v)?.into()),
@@ -275,7 +275,7 @@ fn opt_int(name: &str, kw: &Map<String, Json>, arg: &str) -> Result<Option<i64>,
 fn transformers(
     spec: &SchedulerSpec,
     opt: &mut dyn OptimizerParamGroups,
-) -> Result<Box<dyn LrScheduler>, SchedError> {
+) -> Result<Box<dyn LRScheduler>, SchedError> {
     let (name, kw) = (spec.r#type.as_str(), &spec.kwargs);
     let schedule = name.strip_prefix("transformers:").unwrap_or(name);
     let mut specific = match kw.get("scheduler_specific_kwargs") {
@@ -354,7 +354,7 @@ fn transformers(
 pub fn build_scheduler(
     spec: &SchedulerSpec,
     opt: &mut dyn OptimizerParamGroups,
-) -> Result<Box<dyn LrScheduler>, SchedError> {
+) -> Result<Box<dyn LRScheduler>, SchedError> {
     let name = spec.r#type.as_str();
     let composite = matches!(name, "SequentialLR" | "ChainedScheduler");
     if spec.schedulers.is_some() && !composite {

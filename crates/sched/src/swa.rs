@@ -50,7 +50,7 @@ impl SWALRConfig {
 ///
 /// Driven by the step count; the anneal starts from the group's lr at construction. The
 /// constructor writes `swa_lr` into every group; tempo also keeps it, so resuming does
-/// not need it in the groups. No closed form ([`lr_at`](crate::LrScheduler::lr_at) is
+/// not need it in the groups. No closed form ([`lr_at`](crate::LRScheduler::lr_at) is
 /// `None`): it depends on the lr the groups had when SWALR was built.
 #[derive(Debug, Clone)]
 pub struct SWALR {

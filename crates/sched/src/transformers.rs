@@ -6,7 +6,7 @@
 //! builds exactly that, a [`LambdaLR`](crate::LambdaLR) with the schedule as its
 //! function, so the state dict is the one transformers writes (`lr_lambdas: [{}]` per
 //! group, `[None]` for `constant`), resume is exact, and
-//! [`lr_at`](crate::LrScheduler::lr_at) is the closed form.
+//! [`lr_at`](crate::LRScheduler::lr_at) is the closed form.
 //!
 //! tempo's own presets ([`WarmupCosineLR`](crate::WarmupCosineLR),
 //! [`WarmupStableDecayLR`](crate::WarmupStableDecayLR),
@@ -21,7 +21,7 @@ use serde_json::{Map, Value as Json};
 use tempo_param_groups::OptimizerParamGroups;
 
 use crate::base::invalid;
-use crate::{DecayShape, LambdaLR, LambdaLRConfig, LrLambda, PerGroup, SchedError};
+use crate::{DecayShape, LRLambda, LambdaLR, LambdaLRConfig, PerGroup, SchedError};
 
 fn half() -> f64 {
     0.5
@@ -675,19 +675,19 @@ impl TransformersSchedule {
 }
 
 /// The function of one of transformers' schedules as a LambdaLR's `lr_lambda`.
-fn lambda(schedule: &TransformersSchedule, optimizer_lr: f64) -> Result<LrLambda, SchedError> {
+fn lambda(schedule: &TransformersSchedule, optimizer_lr: f64) -> Result<LRLambda, SchedError> {
     let f = schedule.resolve(optimizer_lr)?;
     // `constant` is a plain function in transformers (its state entry is None); the
     // others are `functools.partial`s (an empty dict).
     let partial = !matches!(f, Lambda::Constant);
-    Ok(LrLambda::pure(move |s| f.eval(s), partial))
+    Ok(LRLambda::pure(move |s| f.eval(s), partial))
 }
 
 /// One of transformers' named schedules on `opt`, as transformers builds it: a
 /// [`LambdaLR`] whose function is the schedule (PyTorch's `lr = initial_lr * f(epoch)`).
 ///
 /// ```
-/// use tempo_sched::{transformers_scheduler, LrScheduler, SimulatedGroups, TransformersConfig,
+/// use tempo_sched::{transformers_scheduler, LRScheduler, SimulatedGroups, TransformersConfig,
 ///     TransformersSchedule};
 /// let mut opt = SimulatedGroups::adam(&[0.1], (0.9, 0.999));
 /// let schedule = TransformersSchedule::Linear { num_warmup_steps: 2, num_training_steps: 4 };

@@ -7,7 +7,7 @@ use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
 
 use crate::base::{check_groups, invalid, write_lrs, At, Core};
 use crate::state::StateReader;
-use crate::{LrScheduler, SchedError};
+use crate::{LRScheduler, SchedError};
 
 fn one() -> u64 {
     1
@@ -50,7 +50,7 @@ impl CosineAnnealingWarmRestartsConfig {
 /// <https://arxiv.org/abs/1608.03983>): PyTorch's
 /// `torch.optim.lr_scheduler.CosineAnnealingWarmRestarts`.
 ///
-/// [`step`](LrScheduler::step) advances one epoch; [`step_to_epoch`](LrScheduler::step_to_epoch)
+/// [`step`](LRScheduler::step) advances one epoch; [`step_to_epoch`](LRScheduler::step_to_epoch)
 /// takes fractional epochs (`step(epoch)` in PyTorch, e.g. `epoch + i / iters` inside an
 /// epoch), with PyTorch's `ln / ln` computation of the restart index. As in PyTorch,
 /// `_step_count` stays 0.
@@ -65,7 +65,7 @@ pub struct CosineAnnealingWarmRestarts {
     /// Whether PyTorch would hold `T_cur` as an int (integer steps only).
     t_cur_int: bool,
     /// Where it was before the last successful step, for
-    /// [`undo_step`](LrScheduler::undo_step) (the core keeps its own).
+    /// [`undo_step`](LRScheduler::undo_step) (the core keeps its own).
     prev: Pos,
 }
 
@@ -181,7 +181,7 @@ impl CosineAnnealingWarmRestarts {
     }
 }
 
-impl LrScheduler for CosineAnnealingWarmRestarts {
+impl LRScheduler for CosineAnnealingWarmRestarts {
     fn step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
         if self.core.last_epoch < 0 {
             let mut next = self.at_epoch(0.0)?;
@@ -284,7 +284,7 @@ impl LrScheduler for CosineAnnealingWarmRestarts {
         Some(out)
     }
 
-    fn clone_box(&self) -> Box<dyn LrScheduler> {
+    fn clone_box(&self) -> Box<dyn LRScheduler> {
         Box::new(self.clone())
     }
 

@@ -19,7 +19,7 @@
 //! use tempo::nn::{Linear, Module, Sequential};
 //! use tempo::optim::{Adam, AdamConfig, Optimizer};
 //! use tempo::param_groups::OptimizerParamGroups;
-//! use tempo::sched::{CyclicLR, CyclicLRConfig, CyclicMode, LrScheduler};
+//! use tempo::sched::{CyclicLR, CyclicLRConfig, CyclicMode, LRScheduler};
 //! use tempo::tensor::{Generator, Tensor};
 //!
 //! let mut rng = Generator::new(0); // torch.manual_seed(0)

@@ -6,30 +6,83 @@ use ndarray::ArrayD;
 
 use crate::{TensorData, TensorError};
 
-/// The element type of a tensor, as a runtime tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DType {
-    /// 32-bit float (PyTorch's `torch.float32`, its default).
-    F32,
-    /// 64-bit float (`torch.float64`).
-    F64,
+/// Declares the dtypes once: variant, bytes per element, PyTorch's name, doc line.
+macro_rules! dtypes {
+    ($( $v:ident, $size:expr, $torch:expr, $doc:expr; )*) => {
+        /// The element type of a tensor, as a run-time tag: every dtype `torch.save`
+        /// writes that has a fixed size per element, the one list of dtypes in tempo.
+        /// tempo computes in [`F32`](DType::F32) and [`F64`](DType::F64) (the [`Float`]
+        /// types); tempo-ckpt reads, keeps and writes every other one.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum DType {
+            $( #[doc = $doc] $v, )*
+        }
+
+        impl DType {
+            /// Every dtype, in the order above.
+            pub const ALL: &'static [DType] = &[$(DType::$v),*];
+
+            /// Bytes per element.
+            pub fn size(self) -> usize {
+                match self { $(DType::$v => $size,)* }
+            }
+
+            /// PyTorch's name (`float32`, `bfloat16`, `float8_e4m3fn`, ...).
+            pub fn torch_name(self) -> &'static str {
+                match self { $(DType::$v => $torch,)* }
+            }
+        }
+    };
+}
+
+dtypes! {
+    Bool, 1, "bool", "`torch.bool`: one byte, 0 or 1.";
+    U8, 1, "uint8", "`torch.uint8`.";
+    I8, 1, "int8", "`torch.int8`.";
+    I16, 2, "int16", "`torch.int16`.";
+    I32, 4, "int32", "`torch.int32`.";
+    I64, 8, "int64", "`torch.int64`.";
+    F16, 2, "float16", "`torch.float16`.";
+    BF16, 2, "bfloat16", "`torch.bfloat16`.";
+    F32, 4, "float32", "`torch.float32`, PyTorch's default.";
+    F64, 8, "float64", "`torch.float64`.";
+    U16, 2, "uint16", "`torch.uint16`.";
+    U32, 4, "uint32", "`torch.uint32`.";
+    U64, 8, "uint64", "`torch.uint64`.";
+    F8E4M3FN, 1, "float8_e4m3fn", "`torch.float8_e4m3fn`.";
+    F8E4M3FNUZ, 1, "float8_e4m3fnuz", "`torch.float8_e4m3fnuz`.";
+    F8E5M2, 1, "float8_e5m2", "`torch.float8_e5m2`.";
+    F8E5M2FNUZ, 1, "float8_e5m2fnuz", "`torch.float8_e5m2fnuz`.";
+    F8E8M0FNU, 1, "float8_e8m0fnu", "`torch.float8_e8m0fnu` (a power of two).";
+    C32, 4, "complex32", "`torch.complex32`: two float16s.";
+    C64, 8, "complex64", "`torch.complex64`: two float32s.";
+    C128, 16, "complex128", "`torch.complex128`: two float64s.";
 }
 
 impl DType {
-    /// PyTorch's name: `float32` or `float64`.
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "float32",
-            DType::F64 => "float64",
-        }
+    /// The dtype of a `torch.<name>` dtype's name (`float32`, `float8_e4m3fn`, and
+    /// the aliases `float`, `half`, `cfloat`, ...); `None` for a name that is not one
+    /// of [`DType::ALL`].
+    pub fn from_torch_name(name: &str) -> Option<DType> {
+        let name = match name {
+            "float" => "float32",
+            "double" => "float64",
+            "half" => "float16",
+            "long" => "int64",
+            "int" => "int32",
+            "short" => "int16",
+            "cfloat" => "complex64",
+            "cdouble" => "complex128",
+            "chalf" => "complex32",
+            other => other,
+        };
+        DType::ALL.iter().copied().find(|d| d.torch_name() == name)
     }
+}
 
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            DType::F32 => 4,
-            DType::F64 => 8,
-        }
+impl Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.torch_name())
     }
 }
 

@@ -70,7 +70,7 @@ pub enum TensorError {
         shape: Vec<usize>,
     },
     /// A value of the wrong element type.
-    #[error("expected dtype {expected:?}, found {found:?}")]
+    #[error("expected dtype {expected}, found {found}")]
     DType {
         /// The dtype needed.
         expected: DType,

@@ -213,17 +213,14 @@ impl Generator {
     /// Fills `a` in row-major order with uniform samples on `[low, high)`, like
     /// `tensor.uniform_(low, high)`. The bounds are rounded to `T` first.
     pub fn uniform_<T: Float>(&mut self, a: &mut ArrayD<T>, low: f64, high: f64) {
-        match T::DTYPE {
-            DType::F32 => {
-                let (lo, hi) = (low as f32, high as f32);
-                for v in a.iter_mut() {
-                    *v = <T as Float>::from_f64(self.uniform_f32(lo, hi) as f64);
-                }
+        if T::DTYPE == DType::F32 {
+            let (lo, hi) = (low as f32, high as f32);
+            for v in a.iter_mut() {
+                *v = <T as Float>::from_f64(self.uniform_f32(lo, hi) as f64);
             }
-            DType::F64 => {
-                for v in a.iter_mut() {
-                    *v = <T as Float>::from_f64(self.uniform_f64(low, high));
-                }
+        } else {
+            for v in a.iter_mut() {
+                *v = <T as Float>::from_f64(self.uniform_f64(low, high));
             }
         }
     }
@@ -262,17 +259,16 @@ impl Generator {
         let size = a.len();
         if size >= 16 {
             let mut buf = vec![0.0f64; size];
-            match T::DTYPE {
-                DType::F32 => self.normal_fill(
+            if T::DTYPE == DType::F32 {
+                self.normal_fill(
                     &mut buf,
                     mean,
                     std,
                     |g| g.uniform_f32(0.0, 1.0) as f64,
                     true,
-                ),
-                DType::F64 => {
-                    self.normal_fill(&mut buf, mean, std, |g| g.uniform_f64(0.0, 1.0), false)
-                }
+                );
+            } else {
+                self.normal_fill(&mut buf, mean, std, |g| g.uniform_f64(0.0, 1.0), false);
             }
             for (v, &b) in a.iter_mut().zip(&buf) {
                 *v = <T as Float>::from_f64(b);

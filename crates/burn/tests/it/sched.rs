@@ -2,7 +2,7 @@
 
 use burn_core::module::{ParamGroup, ParamId};
 use burn_optim::lr_scheduler::{LrScheduler, LrSchedulerRecord};
-use tempo_burn::{BurnError, SchedGroup, TempoLrScheduler, TempoOptimizer};
+use tempo_burn::{BurnError, SchedGroup, TempoLRScheduler, TempoOptimizer};
 use tempo_optim::OptimizerSpec;
 use tempo_sched::{
     simulate, simulate_with_metrics, OneCycleLR, OneCycleLRConfig, SchedulerSpec, SimulatedGroups,
@@ -79,15 +79,15 @@ fn adam() -> TempoOptimizer {
     .unwrap()
 }
 
-fn scheduler(spec: &SchedulerSpec, momentum: bool) -> (TempoLrScheduler, Option<TempoOptimizer>) {
+fn scheduler(spec: &SchedulerSpec, momentum: bool) -> (TempoLRScheduler, Option<TempoOptimizer>) {
     if momentum {
         let opt = adam();
         (
-            TempoLrScheduler::for_optimizer(spec, &opt).unwrap(),
+            TempoLRScheduler::for_optimizer(spec, &opt).unwrap(),
             Some(opt),
         )
     } else {
-        (TempoLrScheduler::new(spec, 0.1).unwrap(), None)
+        (TempoLRScheduler::new(spec, 0.1).unwrap(), None)
     }
 }
 
@@ -99,7 +99,7 @@ fn plateau(spec: &SchedulerSpec) -> bool {
 }
 
 /// burn's step `k` (the lr of optimizer step `k`), with the metric reported before it.
-fn burn_step(s: &mut TempoLrScheduler, k: usize, metric: bool) -> f64 {
+fn burn_step(s: &mut TempoLRScheduler, k: usize, metric: bool) -> f64 {
     if metric && k > 0 {
         s.metric_feed().report(METRICS[k - 1]);
     }
@@ -198,14 +198,14 @@ fn a_record_file_restores_the_scheduler() {
     let spec: SchedulerSpec = "CosineAnnealingWarmRestarts(T_0=2, T_mult=2)"
         .parse()
         .unwrap();
-    let mut s = TempoLrScheduler::new(&spec, 0.5).unwrap();
+    let mut s = TempoLRScheduler::new(&spec, 0.5).unwrap();
     for _ in 0..5 {
         s.step();
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sched.bpk");
     s.to_record().save(&path).unwrap();
-    let mut r = TempoLrScheduler::new(&spec, 0.5).unwrap();
+    let mut r = TempoLRScheduler::new(&spec, 0.5).unwrap();
     r.try_load_record(&LrSchedulerRecord::load(&path).unwrap())
         .unwrap();
     for _ in 0..6 {
@@ -220,14 +220,14 @@ fn momentum_cycling_on_burns_own_optimizers_is_refused() {
         "CyclicLR(base_lr=0.01, max_lr=0.1)",
     ] {
         let spec: SchedulerSpec = text.parse().unwrap();
-        let e = TempoLrScheduler::new(&spec, 0.1).unwrap_err();
+        let e = TempoLRScheduler::new(&spec, 0.1).unwrap_err();
         assert!(
             matches!(e, BurnError::MomentumNotReachable { group: 0, .. }),
             "{text}: {e:?}"
         );
         assert!(e.to_string().contains("cycle_momentum=False"), "{e}");
         // Mixed groups: the burn group is named.
-        let e = TempoLrScheduler::from_spec(
+        let e = TempoLRScheduler::from_spec(
             &spec,
             vec![SchedGroup::from(&adam()), SchedGroup::Lr(0.1)],
         )
@@ -243,16 +243,16 @@ fn momentum_cycling_on_burns_own_optimizers_is_refused() {
 fn bad_records_are_errors_that_change_nothing() {
     let step: SchedulerSpec = "StepLR(step_size=2)".parse().unwrap();
     let exp: SchedulerSpec = "ExponentialLR(gamma=0.5)".parse().unwrap();
-    let mut s = TempoLrScheduler::new(&step, 1.0).unwrap();
+    let mut s = TempoLRScheduler::new(&step, 1.0).unwrap();
     s.step();
     s.step();
     let before = s.record();
-    let other = TempoLrScheduler::new(&exp, 1.0).unwrap().record();
+    let other = TempoLRScheduler::new(&exp, 1.0).unwrap().record();
     let e = s.try_load_record(&other).unwrap_err();
     assert!(e.to_string().contains("ExponentialLR"), "{e}");
     let e = s.try_load_record(&LrSchedulerRecord::new()).unwrap_err();
     assert!(matches!(e, BurnError::BadRecord { .. }), "{e:?}");
-    let two = TempoLrScheduler::from_spec(&step, vec![SchedGroup::Lr(1.0), SchedGroup::Lr(2.0)])
+    let two = TempoLRScheduler::from_spec(&step, vec![SchedGroup::Lr(1.0), SchedGroup::Lr(2.0)])
         .unwrap()
         .record();
     let e = s.try_load_record(&two).unwrap_err();
@@ -276,17 +276,17 @@ fn bad_records_are_errors_that_change_nothing() {
 #[test]
 fn bad_arguments_are_errors_naming_them() {
     let spec: SchedulerSpec = "StepLR(step_size=0)".parse().unwrap();
-    let e = TempoLrScheduler::new(&spec, 0.1).unwrap_err();
+    let e = TempoLRScheduler::new(&spec, 0.1).unwrap_err();
     assert!(matches!(e, BurnError::Sched(_)), "{e:?}");
     assert!(e.to_string().contains("step_size"), "{e}");
-    let e = TempoLrScheduler::from_spec(&spec, vec![]).unwrap_err();
+    let e = TempoLRScheduler::from_spec(&spec, vec![]).unwrap_err();
     assert!(matches!(e, BurnError::CountMismatch { .. }), "{e:?}");
 }
 
 #[test]
 fn plateau_moves_once_per_reported_metric() {
     let spec: SchedulerSpec = "ReduceLROnPlateau(factor=0.5, patience=0)".parse().unwrap();
-    let mut s = TempoLrScheduler::new(&spec, 1.0).unwrap();
+    let mut s = TempoLRScheduler::new(&spec, 1.0).unwrap();
     let feed = s.metric_feed();
     assert_eq!(s.step().to_bits(), 1.0_f64.to_bits());
     for _ in 0..5 {
@@ -314,7 +314,7 @@ fn one_cycle_past_its_total_steps_keeps_the_error() {
     let spec: SchedulerSpec = "OneCycleLR(max_lr=0.1, total_steps=3, cycle_momentum=False)"
         .parse()
         .unwrap();
-    let mut s = TempoLrScheduler::new(&spec, 0.1).unwrap();
+    let mut s = TempoLRScheduler::new(&spec, 0.1).unwrap();
     // burn's first step is the construction lr, then PyTorch's steps 1 to 3; PyTorch
     // refuses a step past `total_steps`.
     for _ in 0..4 {
@@ -331,7 +331,7 @@ fn per_group_schedules_become_burns_module_scheduler() {
     let head = ParamId::new();
     let body = ParamId::new();
     let build = || {
-        TempoLrScheduler::build(vec![SchedGroup::Lr(0.1), SchedGroup::Lr(0.1)], |g| {
+        TempoLRScheduler::build(vec![SchedGroup::Lr(0.1), SchedGroup::Lr(0.1)], |g| {
             let mut c = OneCycleLRConfig::new(vec![0.1, 0.01], 10);
             c.cycle_momentum = false;
             Ok(Box::new(OneCycleLR::new(g, c)?))

@@ -1,7 +1,7 @@
 //! PyTorch's training conformance cases (an MLP, a loss, an optimizer, a scheduler,
 //! end to end) through burn: burn's autodiff on the ndarray backend computes the
 //! gradients, a `TempoOptimizer` inside burn's `ModuleOptimizer` steps, a
-//! `TempoLrScheduler` gives the lr, and the resume goes through burn's records.
+//! `TempoLRScheduler` gives the lr, and the resume goes through burn's records.
 //!
 //! Tolerance: the case's own (f64 `rtol 1e-9`, f32 `1e-5`). burn's forward and backward
 //! passes are not PyTorch's (its matmul and its mean sum in another order), so the
@@ -16,7 +16,7 @@ use burn_nn::Linear;
 use burn_optim::lr_scheduler::LrScheduler;
 use burn_optim::{GradientsParams, ModuleOptimizer};
 use serde_json::Value as Json;
-use tempo_burn::{TempoLrScheduler, TempoOptimizer};
+use tempo_burn::{TempoLRScheduler, TempoOptimizer};
 use tempo_optim::OptimizerSpec;
 use tempo_sched::SchedulerSpec;
 use tempo_testkit::{cases_dir, close, load_case, Case};
@@ -142,12 +142,12 @@ fn optimizer(case: &Case) -> TempoOptimizer {
     TempoOptimizer::new(&OptimizerSpec::from_json(&spec.to_string()).unwrap()).unwrap()
 }
 
-fn scheduler(case: &Case, opt: &TempoOptimizer) -> Option<TempoLrScheduler> {
+fn scheduler(case: &Case, opt: &TempoOptimizer) -> Option<TempoLRScheduler> {
     let raw = case.scheduler.as_ref().filter(|s| !s.is_null())?;
     let mut raw = raw.clone();
     raw.as_object_mut().unwrap().remove("step_every");
     let spec: SchedulerSpec = serde_json::from_value(raw).unwrap();
-    Some(TempoLrScheduler::for_optimizer(&spec, opt).unwrap())
+    Some(TempoLRScheduler::for_optimizer(&spec, opt).unwrap())
 }
 
 fn check(case: &Case, what: &str, got: &[f64], want: &[f64]) {

@@ -10,7 +10,7 @@ use tempo_candle::{
     capture, load, restore, save, CandleError, CandleOptimizer, GroupRule, NamedVars, PtKeys,
 };
 use tempo_optim::OptimizerSpec;
-use tempo_sched::{build_scheduler, LrScheduler, SchedulerSpec};
+use tempo_sched::{build_scheduler, LRScheduler, SchedulerSpec};
 
 use crate::training::sched_mut;
 
@@ -66,7 +66,7 @@ fn net(seed: u64) -> Net {
 struct Run {
     net: Net,
     opt: CandleOptimizer<f32>,
-    sched: Option<Box<dyn LrScheduler>>,
+    sched: Option<Box<dyn LRScheduler>>,
 }
 
 fn fresh(kind: usize, seed: u64) -> Run {

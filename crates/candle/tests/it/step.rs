@@ -312,7 +312,7 @@ fn a_gradient_sharing_memory_with_a_parameter_is_refused_and_changes_nothing() {
 #[test]
 fn candle_nn_optimizer_api_and_a_scheduler_drive_it() {
     use candle_nn::Optimizer as _;
-    use tempo_sched::{LrScheduler, StepLR, StepLRConfig};
+    use tempo_sched::{LRScheduler, StepLR, StepLRConfig};
     let w = Var::from_vec(vec![1f32, -2.0], 2, &Device::Cpu).unwrap();
     let spec = OptimizerSpec::from_json(r#"{"type": "SGD", "kwargs": {"lr": 0.5}}"#).unwrap();
     let mut opt =

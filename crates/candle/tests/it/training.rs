@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 use tempo_candle::{capture, load, restore, save, CandleFloat, CandleOptimizer, NamedVars, PtKeys};
 use tempo_optim::OptimizerSpec;
 use tempo_param_groups::{OptimizerParamGroups, Value};
-use tempo_sched::{build_scheduler, LrScheduler, SchedulerSpec};
+use tempo_sched::{build_scheduler, LRScheduler, SchedulerSpec};
 use tempo_testkit::{
     cases_dir, checkpoints_dir, close, first_mismatch, load_case, Case, Tolerance,
 };
@@ -107,7 +107,7 @@ pub(crate) fn optimizer_spec(case: &Case) -> OptimizerSpec {
 pub(crate) struct Run<T: CandleFloat> {
     pub(crate) net: Net,
     pub(crate) opt: CandleOptimizer<T>,
-    pub(crate) sched: Option<Box<dyn LrScheduler>>,
+    pub(crate) sched: Option<Box<dyn LRScheduler>>,
 }
 
 pub(crate) fn fresh<T: CandleFloat>(case: &Case) -> Run<T> {
@@ -123,7 +123,7 @@ pub(crate) fn fresh<T: CandleFloat>(case: &Case) -> Run<T> {
     Run { net, opt, sched }
 }
 
-pub(crate) fn sched_mut(s: &mut Option<Box<dyn LrScheduler>>) -> Option<&mut dyn LrScheduler> {
+pub(crate) fn sched_mut(s: &mut Option<Box<dyn LRScheduler>>) -> Option<&mut dyn LRScheduler> {
     match s {
         Some(b) => Some(&mut **b),
         None => None,

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 
 use crate::object::MAX_DEPTH;
 use crate::{AnyTensor, CkptError, Object};
-use crate::{DType, QScheme, QuantizedTensor, SparseLayout, SparseTensor};
+use crate::{DTypeFiles, QScheme, QuantizedTensor, SparseLayout, SparseTensor};
 
 /// Python batches APPENDS and SETITEMS by this many items.
 const BATCH: usize = 1000;
 
 struct Pickler<'a> {
     out: Vec<u8>,
-    memo: HashMap<&'static str, u32>,
+    memo: HashMap<(&'static str, &'static str), u32>,
     next_memo: u32,
     tensors: Vec<&'a AnyTensor>,
 }
@@ -31,10 +31,11 @@ pub(crate) fn pickle(object: &Object) -> Result<(Vec<u8>, Vec<&AnyTensor>), Ckpt
 }
 
 impl<'a> Pickler<'a> {
-    /// A memoized constant: a global (`module\nname`) or a string, written once and then
-    /// fetched from the memo, as Python's pickler does for repeated objects.
-    fn constant(&mut self, key: &'static str, write: impl FnOnce(&mut Self)) {
-        if let Some(&i) = self.memo.get(key) {
+    /// A memoized constant: a global (`(module, name)`) or a string (`("", text)`),
+    /// written once and then fetched from the memo, as Python's pickler does for
+    /// repeated objects.
+    fn constant(&mut self, key: (&'static str, &'static str), write: impl FnOnce(&mut Self)) {
+        if let Some(&i) = self.memo.get(&key) {
             self.get(i);
             return;
         }
@@ -59,10 +60,19 @@ impl<'a> Pickler<'a> {
         }
     }
 
-    fn global(&mut self, key: &'static str) {
-        self.constant(key, |p| {
+    /// A global by its pickle path, `module\nname`.
+    fn global(&mut self, path: &'static str) {
+        let (module, name) = path.split_once('\n').unwrap_or(("", path));
+        self.global_in(module, name);
+    }
+
+    /// A global: `name` in `module`.
+    fn global_in(&mut self, module: &'static str, name: &'static str) {
+        self.constant((module, name), |p| {
             p.out.push(b'c');
-            p.out.extend_from_slice(key.as_bytes());
+            p.out.extend_from_slice(module.as_bytes());
+            p.out.push(b'\n');
+            p.out.extend_from_slice(name.as_bytes());
             p.out.push(b'\n');
         });
     }
@@ -199,31 +209,12 @@ impl<'a> Pickler<'a> {
         self.out.push(b'(');
         // The persistent id: ('storage', torch.FloatStorage, '0', 'cpu', numel).
         self.out.push(b'(');
-        self.constant("'storage'", |p| {
+        self.constant(("", "'storage'"), |p| {
             p.out.extend_from_slice(b"X\x07\x00\x00\x00storage");
         });
-        let storage = match t.dtype() {
-            DType::Bool => "torch\nBoolStorage",
-            DType::U8 => "torch\nByteStorage",
-            DType::I8 => "torch\nCharStorage",
-            DType::I16 => "torch\nShortStorage",
-            DType::I32 => "torch\nIntStorage",
-            DType::I64 => "torch\nLongStorage",
-            DType::F16 => "torch\nHalfStorage",
-            DType::BF16 => "torch\nBFloat16Storage",
-            DType::F32 => "torch\nFloatStorage",
-            DType::F64 => "torch\nDoubleStorage",
-            DType::C64 => "torch\nComplexFloatStorage",
-            DType::C128 => "torch\nComplexDoubleStorage",
-            _ => "torch\nUntypedStorage",
-        };
-        debug_assert_eq!(
-            Some(storage.trim_start_matches("torch\n")),
-            legacy.or(Some("UntypedStorage"))
-        );
-        self.global(storage);
+        self.global_in("torch", legacy.unwrap_or("UntypedStorage"));
         self.str(&key.to_string())?;
-        self.constant("'cpu'", |p| {
+        self.constant(("", "'cpu'"), |p| {
             p.out.extend_from_slice(b"X\x03\x00\x00\x00cpu");
         });
         // A typed storage counts elements, an untyped one bytes.
@@ -247,7 +238,7 @@ impl<'a> Pickler<'a> {
         self.global("collections\nOrderedDict");
         self.out.extend_from_slice(b")R");
         if legacy.is_none() {
-            self.global(t.dtype().torch_global());
+            self.global_in("torch", t.dtype().torch_name());
         }
         self.out.extend_from_slice(b"tR");
         Ok(())
@@ -293,12 +284,12 @@ impl<'a> Pickler<'a> {
         let key = self.tensors.len();
         self.tensors.push(q.data());
         self.out.push(b'(');
-        self.constant("'storage'", |p| {
+        self.constant(("", "'storage'"), |p| {
             p.out.extend_from_slice(b"X\x07\x00\x00\x00storage");
         });
         self.global(q.dtype().storage_global());
         self.str(&key.to_string())?;
-        self.constant("'cpu'", |p| {
+        self.constant(("", "'cpu'"), |p| {
             p.out.extend_from_slice(b"X\x03\x00\x00\x00cpu");
         });
         // Elements of the quantized dtype; bytes for the packed ones.
@@ -368,7 +359,7 @@ impl<'a> Pickler<'a> {
                 self.global("_codecs\nencode");
                 let text: String = b.iter().map(|&c| char::from(c)).collect();
                 self.str(&text)?;
-                self.constant("'latin1'", |p| {
+                self.constant(("", "'latin1'"), |p| {
                     p.out.extend_from_slice(b"X\x06\x00\x00\x00latin1");
                 });
                 self.out.extend_from_slice(&[0x86, b'R']);
@@ -421,7 +412,7 @@ impl<'a> Pickler<'a> {
                 // _rebuild_meta_tensor_no_storage(dtype, size, stride, requires_grad)
                 self.global("torch._utils\n_rebuild_meta_tensor_no_storage");
                 self.out.push(b'(');
-                self.global(dtype.torch_global());
+                self.global_in("torch", dtype.torch_name());
                 let to_i64 = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
                 let size: Vec<i64> = shape.iter().map(|&d| to_i64(d)).collect();
                 let mut stride = vec![1i64; size.len()];

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use crate::object::MAX_DEPTH;
 use crate::{
-    AnyTensor, CkptError, DType, Elements, Object, QDType, QScheme, QuantizedTensor, SparseLayout,
-    SparseTensor,
+    AnyTensor, CkptError, DType, DTypeFiles, Elements, Object, QDType, QScheme, QuantizedTensor,
+    SparseLayout, SparseTensor,
 };
 
 /// What a `_rebuild_tensor_v2` call asks for: a view of a storage record.

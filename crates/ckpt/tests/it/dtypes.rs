@@ -3,7 +3,7 @@
 
 use tempo_ckpt::{
     convert, load_object, read_pt, read_pt_bytes, write_pt, write_pt_bytes, AnyTensor, CkptError,
-    DType, Object,
+    DType, DTypeFiles, Object,
 };
 
 /// One small tensor of every dtype tempo holds, with bytes that differ per element

@@ -7,7 +7,7 @@ use tempo_ckpt::{load, save, write_tempo_bytes, RngState, TrainingState};
 use tempo_nn::{mse_loss, Linear, Module, Reduction, Sequential, StateDict, Tanh};
 use tempo_optim::{build_optimizer, Optimizer, OptimizerSpec};
 use tempo_param_groups::{Dict, OptimizerParamGroups};
-use tempo_sched::{build_scheduler, LrScheduler, SchedulerSpec};
+use tempo_sched::{build_scheduler, LRScheduler, SchedulerSpec};
 use tempo_tensor::{Float, Generator, GeneratorState, Tensor};
 
 const OPTIMIZERS: &[&str] = &[
@@ -41,7 +41,7 @@ const SCHEDULERS: &[&str] = &[
 struct Run<T: Float> {
     model: Sequential<T>,
     opt: Box<dyn Optimizer<T>>,
-    sched: Box<dyn LrScheduler>,
+    sched: Box<dyn LRScheduler>,
     rng: Generator,
     sizes: Vec<usize>,
 }

@@ -90,7 +90,7 @@ fn check_seed_file(dtype: &str) {
         };
         assert_eq!(step.shape(), &[] as &[usize]);
         check_close(step.to_f64_vec()[0], 5.0, "step");
-        assert_eq!(step.dtype().name(), dtype);
+        assert_eq!(step.dtype().torch_name(), dtype);
         for (_, v) in &ps.entries[1..] {
             let StateValue::Tensor(t) = v else {
                 panic!("moment is not a tensor")

@@ -238,10 +238,16 @@ fn long_values_are_shown_whole_and_wrapped() {
             ])
         })
         .collect();
+    // OneCycleLR's keys, as PyTorch writes them without momentum cycling.
     let sched = Object::str_dict([
         ("total_steps", Object::Int(60)),
         ("_schedule_phases", Object::List(phases)),
+        ("_anneal_func_type", s("cos")),
+        ("cycle_momentum", Object::Bool(false)),
+        ("base_lrs", Object::List(vec![Object::Float(0.004)])),
         ("last_epoch", Object::Int(0)),
+        ("_step_count", Object::Int(1)),
+        ("_last_lr", Object::List(vec![Object::Float(0.004)])),
     ]);
     write_pt(dir.path().join("s.pt"), &sched).unwrap();
     let out = inspect(dir.path(), "s.pt");

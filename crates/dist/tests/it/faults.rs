@@ -1,7 +1,7 @@
 //! Disagreements and failures end the run on every rank with an error, never a hang.
 
 use tempo_dist::{DistConfig, DistError, DistributedOptimizer, LocalComm, Sharding};
-use tempo_optim::{Lbfgs, LbfgsConfig, StateValue};
+use tempo_optim::{LBFGSConfig, StateValue, LBFGS};
 use tempo_param_groups::{OptimizerParamGroups, Value};
 
 use crate::{
@@ -12,7 +12,7 @@ use crate::{
 fn lbfgs_is_refused_on_every_rank() {
     let out = LocalComm::run(2, |comm| {
         let ps = params(SHAPES);
-        let lbfgs = Lbfgs::new(ps, LbfgsConfig::default())?;
+        let lbfgs = LBFGS::new(ps, LBFGSConfig::default())?;
         DistributedOptimizer::new(Box::new(lbfgs), Box::new(comm), Default::default()).map(|_| ())
     });
     for o in out {

@@ -2,7 +2,7 @@
 
 use ndarray::{arr1, arr2};
 use tempo_nn::{
-    cross_entropy, l1_loss, mse_loss, CrossEntropyLoss, L1Loss, Module, MseLoss, NnError,
+    cross_entropy, l1_loss, mse_loss, CrossEntropyLoss, L1Loss, MSELoss, Module, NnError,
     Reduction, Sigmoid, Tanh, GELU,
 };
 use tempo_tensor::{Tensor, TensorError};
@@ -26,7 +26,7 @@ fn mse_and_l1_reductions() {
     let mse = mse_loss(&p, &t, Reduction::Mean).unwrap();
     close(mse.item().unwrap(), 5.0 / 3.0);
     close(
-        MseLoss {
+        MSELoss {
             reduction: Reduction::Sum,
         }
         .forward(&p, &t)

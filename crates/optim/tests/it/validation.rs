@@ -114,9 +114,9 @@ fn nan_is_rejected_except_by_sgd() {
         },
     );
     assert!(matches!(nan, Err(OptimError::InvalidHyperparameter { ref name, .. }) if name == "lr"));
-    let sgd = tempo_optim::Sgd::new(
+    let sgd = tempo_optim::SGD::new(
         params(1),
-        tempo_optim::SgdConfig {
+        tempo_optim::SGDConfig {
             lr: f64::NAN,
             ..Default::default()
         },

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::base::{check_groups, current_lrs, invalid, read_lrs};
 use crate::state::{float_list, StateReader};
-use crate::{LrScheduler, SchedError};
+use crate::{LRScheduler, SchedError};
 
 const NAME: &str = "ChainedScheduler";
 
@@ -15,14 +15,14 @@ const NAME: &str = "ChainedScheduler";
 /// compose: PyTorch's `torch.optim.lr_scheduler.ChainedScheduler`.
 ///
 /// Unlike PyTorch, a child may be a [`ReduceLROnPlateau`](crate::ReduceLROnPlateau): with
-/// [`step_with_metric`](LrScheduler::step_with_metric) it gets the metric, the other
+/// [`step_with_metric`](LRScheduler::step_with_metric) it gets the metric, the other
 /// children step. A failing child leaves every child and every group as they were: the
 /// children that had stepped take their step back
-/// ([`undo_step`](LrScheduler::undo_step)) and each group's `lr` (and, if a child cycles
+/// ([`undo_step`](LRScheduler::undo_step)) and each group's `lr` (and, if a child cycles
 /// momentum, `momentum` and `betas`) gets its value from before the step back (an lr is
 /// put back as a float: an int lr comes back as the equal float).
 pub struct ChainedScheduler {
-    children: Vec<Box<dyn LrScheduler>>,
+    children: Vec<Box<dyn LRScheduler>>,
     last_lr: Vec<f64>,
     /// Whether an outer SequentialLR gave this one its initial step (PyTorch's
     /// `_initial_step`), which adds `_step_count` (0) and `_is_initial` to its state.
@@ -44,7 +44,7 @@ pub struct ChainedScheduler {
 }
 
 /// Whether any child cycles momentum.
-fn any_writes_momentum(children: &[Box<dyn LrScheduler>]) -> bool {
+fn any_writes_momentum(children: &[Box<dyn LRScheduler>]) -> bool {
     children.iter().any(|c| c.writes_momentum())
 }
 
@@ -66,7 +66,7 @@ impl ChainedScheduler {
     /// Takes children already built on `opt` (their initial steps have composed).
     pub fn new(
         opt: &mut dyn OptimizerParamGroups,
-        schedulers: Vec<Box<dyn LrScheduler>>,
+        schedulers: Vec<Box<dyn LRScheduler>>,
     ) -> Result<Self, SchedError> {
         if schedulers.is_empty() {
             return Err(invalid(
@@ -101,7 +101,7 @@ impl ChainedScheduler {
     }
 
     /// The children, in order.
-    pub fn schedulers(&self) -> &[Box<dyn LrScheduler>] {
+    pub fn schedulers(&self) -> &[Box<dyn LRScheduler>] {
         &self.children
     }
 
@@ -114,7 +114,7 @@ impl ChainedScheduler {
     fn each(
         &mut self,
         opt: &mut dyn OptimizerParamGroups,
-        mut f: impl FnMut(&mut dyn LrScheduler, &mut dyn OptimizerParamGroups) -> Result<(), SchedError>,
+        mut f: impl FnMut(&mut dyn LRScheduler, &mut dyn OptimizerParamGroups) -> Result<(), SchedError>,
     ) -> Result<(), SchedError> {
         check_groups(self.last_lr.len(), opt)?;
         let n = opt.num_groups();
@@ -176,7 +176,7 @@ impl ChainedScheduler {
     }
 }
 
-impl LrScheduler for ChainedScheduler {
+impl LRScheduler for ChainedScheduler {
     fn step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
         if self.children.iter().any(|c| c.needs_metric()) {
             return Err(SchedError::MetricRequired { scheduler: NAME });
@@ -239,7 +239,7 @@ impl LrScheduler for ChainedScheduler {
         None
     }
 
-    fn clone_box(&self) -> Box<dyn LrScheduler> {
+    fn clone_box(&self) -> Box<dyn LRScheduler> {
         Box::new(ChainedScheduler {
             children: self.children.clone(),
             last_lr: self.last_lr.clone(),

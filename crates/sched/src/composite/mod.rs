@@ -9,14 +9,14 @@ pub use sequential::{SequentialLR, SequentialLRConfig};
 use tempo_param_groups::{Dict, Value};
 
 use crate::state::StateReader;
-use crate::{LrScheduler, SchedError};
+use crate::{LRScheduler, SchedError};
 
 /// Loads each child's dict of `_schedulers` into a copy of the children; all or nothing.
 pub(crate) fn load_children(
     r: &mut StateReader<'_>,
     scheduler: &'static str,
-    children: &[Box<dyn LrScheduler>],
-) -> Result<Vec<Box<dyn LrScheduler>>, SchedError> {
+    children: &[Box<dyn LRScheduler>],
+) -> Result<Vec<Box<dyn LRScheduler>>, SchedError> {
     let items = r.list("_schedulers")?;
     if items.len() != children.len() {
         return Err(SchedError::StateWrongType {
@@ -41,7 +41,7 @@ pub(crate) fn load_children(
     Ok(loaded)
 }
 
-pub(crate) fn children_state(children: &[Box<dyn LrScheduler>]) -> Value {
+pub(crate) fn children_state(children: &[Box<dyn LRScheduler>]) -> Value {
     Value::List(
         children
             .iter()

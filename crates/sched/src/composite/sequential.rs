@@ -8,7 +8,7 @@ use super::{
 };
 use crate::base::{check_groups, invalid};
 use crate::state::{float_list, StateReader};
-use crate::{LrScheduler, SchedError};
+use crate::{LRScheduler, SchedError};
 
 /// The arguments of [`SequentialLR`] besides its children.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,10 +50,10 @@ const NAME: &str = "SequentialLR";
 /// changes nothing.
 ///
 /// Unlike PyTorch, a child may be a [`ReduceLROnPlateau`](crate::ReduceLROnPlateau):
-/// [`step_with_metric`](LrScheduler::step_with_metric) passes the metric down (the
+/// [`step_with_metric`](LRScheduler::step_with_metric) passes the metric down (the
 /// metric of a milestone step is not used: the switch itself is that step).
 pub struct SequentialLR {
-    children: Vec<Box<dyn LrScheduler>>,
+    children: Vec<Box<dyn LRScheduler>>,
     milestones: Vec<i64>,
     last_epoch: i64,
     last_lr: Vec<f64>,
@@ -71,7 +71,7 @@ pub struct SequentialLR {
 }
 
 /// Whether a scheduler is a composite (PyTorch's `hasattr(s, "_schedulers")`).
-pub(crate) fn is_composite(s: &dyn LrScheduler) -> bool {
+pub(crate) fn is_composite(s: &dyn LRScheduler) -> bool {
     matches!(s.name(), NAME | "ChainedScheduler")
 }
 
@@ -105,7 +105,7 @@ impl SequentialLR {
     /// construction to them.
     pub fn new(
         opt: &mut dyn OptimizerParamGroups,
-        schedulers: Vec<Box<dyn LrScheduler>>,
+        schedulers: Vec<Box<dyn LRScheduler>>,
         config: SequentialLRConfig,
     ) -> Result<Self, SchedError> {
         if schedulers.is_empty() {
@@ -165,7 +165,7 @@ impl SequentialLR {
     }
 
     /// The children, in order.
-    pub fn schedulers(&self) -> &[Box<dyn LrScheduler>] {
+    pub fn schedulers(&self) -> &[Box<dyn LRScheduler>] {
         &self.children
     }
 
@@ -197,7 +197,7 @@ impl SequentialLR {
     }
 
     /// After child `idx` moved successfully: its lrs become `last_lr` and the epoch
-    /// `epoch` (the old ones are kept for [`undo_step`](LrScheduler::undo_step)).
+    /// `epoch` (the old ones are kept for [`undo_step`](LRScheduler::undo_step)).
     fn moved(&mut self, idx: usize, epoch: i64) {
         let mut lrs = std::mem::take(&mut self.scratch);
         lrs.clear();
@@ -211,7 +211,7 @@ impl SequentialLR {
     }
 }
 
-impl LrScheduler for SequentialLR {
+impl LRScheduler for SequentialLR {
     fn step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
         self.step_inner(opt, None)
     }
@@ -305,7 +305,7 @@ impl LrScheduler for SequentialLR {
         self.children[idx].lr_at(u64::try_from(local).ok()?)
     }
 
-    fn clone_box(&self) -> Box<dyn LrScheduler> {
+    fn clone_box(&self) -> Box<dyn LRScheduler> {
         Box::new(SequentialLR {
             children: self.children.clone(),
             milestones: self.milestones.clone(),
@@ -346,7 +346,7 @@ impl LrScheduler for SequentialLR {
     }
 
     /// PyTorch's `_initial_step` of a nested SequentialLR (the outer one's constructor
-    /// calls it): one ordinary [`step`](LrScheduler::step), with the keys it adds.
+    /// calls it): one ordinary [`step`](LRScheduler::step), with the keys it adds.
     fn initial_step(&mut self, opt: &mut dyn OptimizerParamGroups) -> Result<(), SchedError> {
         let before = self.initial_stepped;
         self.step_inner(opt, None)?;

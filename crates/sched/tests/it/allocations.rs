@@ -12,7 +12,7 @@ use std::cell::Cell;
 
 use serde_json::json;
 use tempo_param_groups::OptimizerParamGroups;
-use tempo_sched::{build_scheduler, LrScheduler, SchedulerSpec, SimulatedGroups};
+use tempo_sched::{build_scheduler, LRScheduler, SchedulerSpec, SimulatedGroups};
 
 /// The system allocator, counting the allocations (and reallocations) each thread makes
 /// while its counter is on, so tests running in parallel do not see each other's.
@@ -176,7 +176,7 @@ const WARMUP: usize = 3;
 const STEPS: usize = 40;
 
 /// One step, with a metric (a plateau, then improvements) when the scheduler needs one.
-fn step(s: &mut dyn LrScheduler, opt: &mut SimulatedGroups, t: usize) {
+fn step(s: &mut dyn LRScheduler, opt: &mut SimulatedGroups, t: usize) {
     let metric = if t % 10 < 6 { 1.0 } else { 1.0 / t as f64 };
     let r = if s.needs_metric() {
         s.step_with_metric(opt, metric)

@@ -2,7 +2,7 @@
 
 use serde_json::Value as Json;
 use tempo_param_groups::{Dict, OptimizerParamGroups, ParamGroupError, Value};
-use tempo_sched::{build_scheduler, LrScheduler, SchedError, SchedulerSpec};
+use tempo_sched::{build_scheduler, LRScheduler, SchedError, SchedulerSpec};
 
 /// The ten-line fake optimizer: its param groups, and nothing else.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -209,7 +209,7 @@ pub(crate) type Rows = (Vec<Vec<f64>>, Vec<Vec<Option<f64>>>);
 
 /// Builds a scheduler on fresh groups.
 pub(crate) type Build<'a> =
-    &'a dyn Fn(&mut FakeOptimizer) -> Result<Box<dyn LrScheduler>, SchedError>;
+    &'a dyn Fn(&mut FakeOptimizer) -> Result<Box<dyn LRScheduler>, SchedError>;
 
 /// How a scheduler is stepped in a run.
 #[derive(Debug, Clone)]
@@ -222,7 +222,7 @@ pub(crate) enum Drive {
 impl Drive {
     pub(crate) fn step(
         &self,
-        s: &mut dyn LrScheduler,
+        s: &mut dyn LRScheduler,
         opt: &mut FakeOptimizer,
         t: usize,
     ) -> Result<(), SchedError> {
@@ -286,7 +286,7 @@ pub(crate) fn run(
 
 pub(crate) fn build_spec(
     spec: &SchedulerSpec,
-) -> impl Fn(&mut FakeOptimizer) -> Result<Box<dyn LrScheduler>, SchedError> + '_ {
+) -> impl Fn(&mut FakeOptimizer) -> Result<Box<dyn LRScheduler>, SchedError> + '_ {
     move |opt: &mut FakeOptimizer| build_scheduler(spec, opt)
 }
 

@@ -3,13 +3,13 @@
 use tempo_param_groups::{Dict, ParamGroupError, Value};
 use tempo_sched::{
     build_scheduler, parse_scheduler_call, ConstantLR, ConstantLRConfig, CyclicLR, CyclicLRConfig,
-    ExponentialLR, ExponentialLRConfig, LrScheduler, OneCycleLR, OneCycleLRConfig, SchedError,
+    ExponentialLR, ExponentialLRConfig, LRScheduler, OneCycleLR, OneCycleLRConfig, SchedError,
     SchedulerSpec, StepLR, StepLRConfig,
 };
 
 use crate::common::FakeOptimizer;
 
-fn build(s: &str, opt: &mut FakeOptimizer) -> Result<Box<dyn LrScheduler>, SchedError> {
+fn build(s: &str, opt: &mut FakeOptimizer) -> Result<Box<dyn LRScheduler>, SchedError> {
     build_scheduler(&s.parse::<SchedulerSpec>()?, opt)
 }
 

@@ -5,7 +5,7 @@
 use tempo_sched::{build_scheduler, SchedulerSpec, SimulatedGroups, SCHEDULERS, SCHEDULER_NAMES};
 
 /// Ten steps (with a metric where the scheduler needs one), the lrs after each.
-fn steps(s: &mut dyn tempo_sched::LrScheduler, opt: &mut SimulatedGroups, n: usize) -> Vec<u64> {
+fn steps(s: &mut dyn tempo_sched::LRScheduler, opt: &mut SimulatedGroups, n: usize) -> Vec<u64> {
     let mut out = Vec::new();
     for t in 0..n {
         let r = if s.needs_metric() {

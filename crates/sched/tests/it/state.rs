@@ -1,7 +1,7 @@
 //! PyTorch's state dict shapes, and SEMANTICS' verified edge cases.
 
 use tempo_param_groups::{Dict, OptimizerParamGroups, Value};
-use tempo_sched::{build_scheduler, LrScheduler, SchedulerSpec};
+use tempo_sched::{build_scheduler, LRScheduler, SchedulerSpec};
 
 use crate::common::{check_lr_sequence, FakeOptimizer};
 
@@ -14,12 +14,12 @@ const TAIL: &[&str] = &[
     "_last_lr",
 ];
 
-fn build(s: &str, opt: &mut FakeOptimizer) -> Box<dyn LrScheduler> {
+fn build(s: &str, opt: &mut FakeOptimizer) -> Box<dyn LRScheduler> {
     let spec: SchedulerSpec = s.parse().unwrap_or_else(|e| panic!("{s}: {e}"));
     build_scheduler(&spec, opt).unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
-fn steps(s: &mut dyn LrScheduler, opt: &mut FakeOptimizer, n: usize) -> Vec<f64> {
+fn steps(s: &mut dyn LRScheduler, opt: &mut FakeOptimizer, n: usize) -> Vec<f64> {
     let mut out = vec![opt.lrs()[0]];
     for _ in 0..n {
         s.step(opt).expect("step");

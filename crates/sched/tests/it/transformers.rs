@@ -2,7 +2,7 @@
 //! state dict, and every argument it refuses.
 
 use tempo_param_groups::{Dict, Value};
-use tempo_sched::{build_scheduler, LrScheduler, SchedError, SchedulerSpec};
+use tempo_sched::{build_scheduler, LRScheduler, SchedError, SchedulerSpec};
 
 use crate::common::{build_spec, check_lr_sequence, check_resume, Drive, FakeOptimizer};
 
@@ -10,7 +10,7 @@ fn spec(s: &str) -> SchedulerSpec {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
-fn build(s: &str, opt: &mut FakeOptimizer) -> Result<Box<dyn LrScheduler>, SchedError> {
+fn build(s: &str, opt: &mut FakeOptimizer) -> Result<Box<dyn LRScheduler>, SchedError> {
     build_scheduler(&spec(s), opt)
 }
 
