@@ -153,18 +153,10 @@ pub(crate) fn misplaced(metadata: &serde_json::Value) -> anyhow::Result<Vec<Stri
             .as_str()
             .context("cargo metadata has no workspace root")?,
     );
-    let packages = metadata["packages"]
-        .as_array()
-        .context("cargo metadata has no packages")?;
     let mut out = Vec::new();
-    for pkg in packages {
-        let name = pkg["name"].as_str().context("package without a name")?;
-        let manifest = pkg["manifest_path"]
-            .as_str()
-            .with_context(|| format!("package `{name}` without a manifest path"))?;
-        let folder = Path::new(manifest)
-            .parent()
-            .and_then(|d| d.strip_prefix(root).ok())
+    for (name, folder) in package_folders(metadata)? {
+        let folder = folder
+            .strip_prefix(root)
             .with_context(|| format!("package `{name}` is outside the workspace root"))?;
         let (want, place) = if TOOLS.contains(&name) {
             ("", "a tool, in a folder of the workspace root")
@@ -221,19 +213,30 @@ pub(crate) fn metadata() -> anyhow::Result<serde_json::Value> {
 
 /// The folders of the workspace's packages.
 pub(crate) fn members(metadata: &serde_json::Value) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    Ok(package_folders(metadata)?
+        .into_iter()
+        .map(|(_, folder)| folder)
+        .collect())
+}
+
+/// Each package's name and folder.
+fn package_folders(
+    metadata: &serde_json::Value,
+) -> anyhow::Result<Vec<(&str, std::path::PathBuf)>> {
     let packages = metadata["packages"]
         .as_array()
         .context("cargo metadata has no packages")?;
     packages
         .iter()
         .map(|p| {
+            let name = p["name"].as_str().context("package without a name")?;
             let manifest = p["manifest_path"]
                 .as_str()
-                .context("package without a manifest path")?;
-            std::path::Path::new(manifest)
+                .with_context(|| format!("package `{name}` without a manifest path"))?;
+            let folder = Path::new(manifest)
                 .parent()
-                .map(std::path::Path::to_path_buf)
-                .context("manifest path without a folder")
+                .context("manifest path without a folder")?;
+            Ok((name, folder.to_path_buf()))
         })
         .collect()
 }
