@@ -1,4 +1,4 @@
-//! Test helpers for tempo, dev-only (the crates' tests, the benchmarks and the
+//! What tempo's tests share, dev-only (the crates' tests, the benchmarks and the
 //! conformance runner use it; no library does): float comparison with an explicit
 //! tolerance, the reader for PyTorch's reference traces ("conformance cases"), and a
 //! counting global allocator for the tests that prove a step allocates nothing.

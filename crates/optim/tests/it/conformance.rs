@@ -4,7 +4,6 @@
 use serde_json::Value as Json;
 use tempo_optim::{build_optimizer, Optimizer, StateValue};
 use tempo_tensor::{Float, Tensor};
-
 use tempo_testkit::Case;
 
 use crate::case::{array, check_close, flat, fresh_params, load_cases, optimizer_spec};
@@ -36,7 +35,12 @@ fn run<T: Float>(case: &Case) -> Result<(), String> {
                 tol,
             )?;
         }
-        if let Some(lrs) = case.expect.lr.get(t) {
+        if !case.expect.lr.is_empty() {
+            let lrs = case
+                .expect
+                .lr
+                .get(t)
+                .ok_or(format!("step {t}: no lr row"))?;
             for (gi, &want) in lrs.iter().enumerate() {
                 let got = opt.lr(gi).map_err(|e| e.to_string())?;
                 check_close(&format!("step {t}, lr of group {gi}"), &[got], &[want], tol)?;

@@ -4,7 +4,6 @@
 use serde_json::Value as Json;
 use tempo_optim::{build_optimizer, OptimError, StateValue};
 use tempo_tensor::{Float, Tensor};
-
 use tempo_testkit::{Case, Tolerance};
 
 use crate::case::{check_close, flat, fresh_params, load_cases, optimizer_spec};
