@@ -6,78 +6,14 @@
 //! `cargo xtask bench` runs it (`cargo run --release -p benches --bin bench-memory`) and
 //! puts its figures in the summary. `TEMPO_BENCH_QUICK=1` skips the mix.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-
 use benches::{OptKind, OptWorkload};
 use serde_json::{json, Value};
+use tempo_testkit::{live_bytes, CountingAllocator, Window};
 
-/// The system allocator, counting calls and live bytes, and keeping the peak.
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grow(bytes: usize) {
-    let now = LIVE.fetch_add(bytes, Relaxed) + bytes;
-    PEAK.fetch_max(now, Relaxed);
-}
-
-// SAFETY: every call forwards to `System` with the caller's layout and pointer; the
-// counters are plain atomics and never affect the memory returned.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Relaxed);
-        grow(layout.size());
-        // SAFETY: forwarded unchanged from our caller.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Relaxed);
-        grow(layout.size());
-        // SAFETY: forwarded unchanged from our caller.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Relaxed);
-        // SAFETY: forwarded unchanged from our caller.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Relaxed);
-        LIVE.fetch_sub(layout.size(), Relaxed);
-        grow(new_size);
-        // SAFETY: forwarded unchanged from our caller.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+/// The system allocator, counting allocations of every thread and keeping the peak of
+/// the live bytes.
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// A window of allocator activity.
-struct Window {
-    allocs: usize,
-    live: usize,
-}
-
-impl Window {
-    fn open() -> Self {
-        PEAK.store(LIVE.load(Relaxed), Relaxed);
-        Self {
-            allocs: ALLOCS.load(Relaxed),
-            live: LIVE.load(Relaxed),
-        }
-    }
-    /// (allocations, peak live bytes above the start) since `open`.
-    fn close(self) -> (usize, usize) {
-        (
-            ALLOCS.load(Relaxed) - self.allocs,
-            PEAK.load(Relaxed).saturating_sub(self.live),
-        )
-    }
-}
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// Bytes of optimizer state per f32 parameter.
 fn state_bytes(kind: OptKind) -> usize {
@@ -89,19 +25,20 @@ fn state_bytes(kind: OptKind) -> usize {
 
 fn probe(kind: OptKind, label: &str, sizes: &[usize]) -> benches::Result<Value> {
     let n: usize = sizes.iter().sum();
-    let base = LIVE.load(Relaxed);
+    let base = live_bytes();
     let first = Window::open();
     // Parameters and gradients, the optimizer, and its first step (which creates the state).
     let mut w = OptWorkload::new(kind, sizes, 1)?;
-    let (_, first_peak) = first.close();
-    let held = LIVE.load(Relaxed) - base;
+    let first_peak = first.close().peak_extra_bytes;
+    let held = live_bytes() - base;
     let required = n * (8 + state_bytes(kind));
     let steps = 5;
     let steady = Window::open();
     for _ in 0..steps {
         w.step()?;
     }
-    let (allocs, steady_peak) = steady.close();
+    let steady = steady.close();
+    let (allocs, steady_peak) = (steady.allocations, steady.peak_extra_bytes);
     Ok(json!({
         "optimizer": kind.bench_name(),
         "workload": label,
@@ -139,7 +76,7 @@ fn run() -> benches::Result<Value> {
     for _ in 0..iters {
         seed.iteration()?;
     }
-    let (seed_allocs, _) = win.close();
+    let seed_allocs = win.close().allocations;
     let mut sched = Vec::new();
     for (name, spec) in benches::scheduler_specs()? {
         let mut w = benches::SchedWorkload::new(&spec)?;
@@ -148,7 +85,7 @@ fn run() -> benches::Result<Value> {
         for _ in 0..100 {
             w.step()?;
         }
-        let (a, _) = win.close();
+        let a = win.close().allocations;
         sched.push(json!({"name": name, "allocs_per_step": a as f64 / 100.0}));
     }
     Ok(json!({

@@ -9,15 +9,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-/// The folders whose Rust files the rules cover.
-const SOURCE_DIRS: &[&str] = &["crates", "xtask", "benches"];
-
-/// Every broken rule under `root`, one line each (empty when the sources are tidy).
+/// Every broken rule under `root`, one line each (empty when the sources are tidy). The
+/// rules cover the folders of the workspace's `members`.
 pub(crate) fn check(root: &Path, members: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     let mut rust_files = Vec::new();
-    for dir in SOURCE_DIRS {
-        collect(&root.join(dir), "rs", &mut rust_files)?;
+    for dir in members {
+        collect(dir, "rs", &mut rust_files)?;
     }
     for file in &rust_files {
         let text = read(file)?;
@@ -40,7 +38,7 @@ pub(crate) fn check(root: &Path, members: &[PathBuf]) -> anyhow::Result<Vec<Stri
             ));
         }
     }
-    out.extend(check_cited_docs(root, &rust_files)?);
+    out.extend(check_cited_docs(root, members, &rust_files)?);
     Ok(out)
 }
 
@@ -84,9 +82,16 @@ fn check_forbid_unsafe(root: &Path, member: &Path) -> anyhow::Result<Vec<String>
 
 /// Every upper-case document a Rust file or a Markdown file of ours cites exists in the
 /// repository.
-fn check_cited_docs(root: &Path, rust_files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+fn check_cited_docs(
+    root: &Path,
+    members: &[PathBuf],
+    rust_files: &[PathBuf],
+) -> anyhow::Result<Vec<String>> {
     let mut markdown = Vec::new();
-    for dir in SOURCE_DIRS.iter().chain(&["docs", "testdata"]) {
+    for dir in members {
+        collect(dir, "md", &mut markdown)?;
+    }
+    for dir in ["docs", "testdata"] {
         collect(&root.join(dir), "md", &mut markdown)?;
     }
     for top in ["README.md", "ARCHITECTURE.md"] {

@@ -1,8 +1,10 @@
-//! `cargo xtask tidy`: the dependency rules of ARCHITECTURE.md, checked against
-//! `cargo metadata`. The same check runs as a unit test, so `cargo test --workspace`
+//! `cargo xtask tidy`: the dependency rules of ARCHITECTURE.md, and where each package
+//! lives (the product under `crates/`, the tooling at the root), checked against
+//! `cargo metadata`. The same checks run as unit tests, so `cargo test --workspace`
 //! fails when a boundary is crossed. The rules about the sources themselves are in
 //! `source_rules.rs`.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -62,9 +64,16 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
             "tempo-sched",
         ],
     ),
-    ("benches", &["tempo", "tempo-candle", "tempo-burn"]),
+    (
+        "benches",
+        &["tempo", "tempo-candle", "tempo-burn", "tempo-testkit"],
+    ),
     ("xtask", &[]),
 ];
+
+/// The tooling that builds, checks and measures tempo, each package in a folder of the
+/// workspace root. Every other package is the product, in a folder of `crates/`.
+pub(crate) const TOOLS: &[&str] = &["xtask", "benches", "tempo-testkit", "tempo-conformance"];
 
 /// Framework adapters at the edge: each foreign framework's crates, and the only
 /// packages that may depend on them (the core, the facade and the CLI never name one).
@@ -137,6 +146,33 @@ pub(crate) fn check(metadata: &serde_json::Value) -> anyhow::Result<Vec<Violatio
     Ok(out)
 }
 
+/// Every package of `cargo metadata` that is not where it belongs, one line each.
+pub(crate) fn misplaced(metadata: &serde_json::Value) -> anyhow::Result<Vec<String>> {
+    let root = Path::new(
+        metadata["workspace_root"]
+            .as_str()
+            .context("cargo metadata has no workspace root")?,
+    );
+    let mut out = Vec::new();
+    for (name, folder) in package_folders(metadata)? {
+        let folder = folder
+            .strip_prefix(root)
+            .with_context(|| format!("package `{name}` is outside the workspace root"))?;
+        let (want, place) = if TOOLS.contains(&name) {
+            ("", "a tool, in a folder of the workspace root")
+        } else {
+            ("crates", "part of the product, in a folder of `crates/`")
+        };
+        if folder.parent() != Some(Path::new(want)) {
+            out.push(format!(
+                "{name} is in `{}`, but it is {place} (tools: `TOOLS` in xtask/src/tidy.rs)",
+                folder.display()
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Dev-dependencies may use what a crate's allowed dependencies use, except that
 /// tempo-sched's tests must not see tensors or optimizers either.
 fn allowed_transitively(package: &str, dependency: &str) -> bool {
@@ -177,19 +213,30 @@ pub(crate) fn metadata() -> anyhow::Result<serde_json::Value> {
 
 /// The folders of the workspace's packages.
 pub(crate) fn members(metadata: &serde_json::Value) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    Ok(package_folders(metadata)?
+        .into_iter()
+        .map(|(_, folder)| folder)
+        .collect())
+}
+
+/// Each package's name and folder.
+fn package_folders(
+    metadata: &serde_json::Value,
+) -> anyhow::Result<Vec<(&str, std::path::PathBuf)>> {
     let packages = metadata["packages"]
         .as_array()
         .context("cargo metadata has no packages")?;
     packages
         .iter()
         .map(|p| {
+            let name = p["name"].as_str().context("package without a name")?;
             let manifest = p["manifest_path"]
                 .as_str()
-                .context("package without a manifest path")?;
-            std::path::Path::new(manifest)
+                .with_context(|| format!("package `{name}` without a manifest path"))?;
+            let folder = Path::new(manifest)
                 .parent()
-                .map(std::path::Path::to_path_buf)
-                .context("manifest path without a folder")
+                .context("manifest path without a folder")?;
+            Ok((name, folder.to_path_buf()))
         })
         .collect()
 }
@@ -200,12 +247,16 @@ pub(crate) fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
     for v in &violations {
         eprintln!("tidy: {v}");
     }
-    let broken = crate::source_rules::check(&crate::workspace_root(), &members(&metadata)?)?;
+    let mut broken = misplaced(&metadata)?;
+    broken.extend(crate::source_rules::check(
+        &crate::workspace_root(),
+        &members(&metadata)?,
+    )?);
     for b in &broken {
         eprintln!("tidy: {b}");
     }
     if violations.is_empty() && broken.is_empty() {
-        println!("tidy: dependency rules and source rules hold");
+        println!("tidy: dependency rules, package places and source rules hold");
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::FAILURE)
@@ -221,6 +272,33 @@ mod tests {
         let violations = check(&metadata().expect("cargo metadata")).expect("check");
         let text: Vec<String> = violations.iter().map(ToString::to_string).collect();
         assert!(violations.is_empty(), "{}", text.join("\n"));
+    }
+
+    #[test]
+    fn every_package_is_where_it_belongs() {
+        let found = misplaced(&metadata().expect("cargo metadata")).expect("check");
+        assert!(found.is_empty(), "{}", found.join("\n"));
+    }
+
+    #[test]
+    fn a_tool_among_the_product_and_the_product_at_the_root_are_caught() {
+        let fake = serde_json::json!({
+            "workspace_root": "/w",
+            "packages": [
+                {"name": "tempo-optim", "manifest_path": "/w/crates/optim/Cargo.toml"},
+                {"name": "tempo-testkit", "manifest_path": "/w/testkit/Cargo.toml"},
+                {"name": "tempo-conformance", "manifest_path": "/w/crates/conformance/Cargo.toml"},
+                {"name": "tempo-sched", "manifest_path": "/w/sched/Cargo.toml"},
+                {"name": "tempo-nn", "manifest_path": "/w/crates/nn/sub/Cargo.toml"}
+            ]
+        });
+        let found = misplaced(&fake).expect("check");
+        let names: Vec<&str> = found.iter().filter_map(|l| l.split(' ').next()).collect();
+        assert_eq!(
+            names,
+            ["tempo-conformance", "tempo-sched", "tempo-nn"],
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use burn_optim::{Optimizer, RecordState, StateSink, StateSource};
 use serde_json::{Map, Value as Json};
 use tempo_burn::{BurnError, TempoOptimizer, TempoState};
 use tempo_optim::OptimizerSpec;
-use tempo_testkit::{cases_dir, close, load_case, Case};
+use tempo_testkit::{close, load_cases, Case};
 
 /// One parameter of a case as burn sees it: a tensor of rank 1 to 4 and its state.
 enum Slot {
@@ -147,19 +147,7 @@ fn optimizers(case: &Case) -> (Vec<TempoOptimizer>, Vec<usize>) {
 #[test]
 fn every_optimizer_case_matches_pytorch_through_burn() {
     let mut ran = BTreeMap::<String, usize>::new();
-    let mut paths: Vec<_> = std::fs::read_dir(cases_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("optim__")
-        })
-        .collect();
-    paths.sort();
-    for path in paths {
-        let case = load_case(&path).unwrap();
+    for case in load_cases("optim__").unwrap() {
         let dtype = if case.dtype == "float32" {
             DType::F32
         } else {

@@ -19,7 +19,7 @@ use serde_json::Value as Json;
 use tempo_burn::{TempoLRScheduler, TempoOptimizer};
 use tempo_optim::OptimizerSpec;
 use tempo_sched::SchedulerSpec;
-use tempo_testkit::{cases_dir, close, load_case, Case};
+use tempo_testkit::{close, load_cases, Case};
 
 #[derive(Module, Debug)]
 struct Net {
@@ -281,18 +281,9 @@ fn run(case: &Case) {
 
 #[test]
 fn the_training_cases_match_pytorch_through_burn() {
-    let mut n = 0;
-    for entry in std::fs::read_dir(cases_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("training__")
-        {
-            run(&load_case(&path).unwrap());
-            n += 1;
-        }
+    let cases = load_cases("training__").unwrap();
+    for case in &cases {
+        run(case);
     }
-    assert!(n >= 4, "only {n} training cases");
+    assert!(cases.len() >= 4, "only {} training cases", cases.len());
 }

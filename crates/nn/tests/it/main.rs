@@ -7,29 +7,17 @@ mod loss;
 mod state_dict;
 mod training;
 
-use std::path::PathBuf;
-
 use ndarray::ArrayD;
 use serde_json::Value;
 use tempo_nn::StateDict;
 use tempo_tensor::Float;
+use tempo_testkit::{cases_dir, close, Tolerance};
 
-/// Loads a conformance case by file name.
+/// A conformance case by file name, as JSON (the model cases' fields are their own).
 pub(crate) fn load_case(file: &str) -> Value {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "..",
-        "testdata",
-        "conformance",
-        "cases",
-        file,
-    ]
-    .iter()
-    .collect();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON in {}: {e}", path.display()))
+    tempo_testkit::load_case(&cases_dir().join(file))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .raw
 }
 
 /// A JSON array of numbers as f64s.
@@ -73,7 +61,7 @@ pub(crate) fn init_state_dict<T: Float>(case: &Value) -> StateDict<T> {
 /// `|got - want| <= atol + rtol |want|`, the conformance tolerance.
 pub(crate) fn assert_close(what: &str, got: f64, want: f64, rtol: f64, atol: f64) {
     assert!(
-        (got - want).abs() <= atol + rtol * want.abs(),
+        close(got, want, Tolerance { rtol, atol }),
         "{what}: got {got:e}, want {want:e} (rtol {rtol:e}, atol {atol:e})"
     );
 }

@@ -4,8 +4,9 @@
 use serde_json::Value as Json;
 use tempo_optim::{build_optimizer, OptimError, StateValue};
 use tempo_tensor::{Float, Tensor};
+use tempo_testkit::{Case, Tolerance};
 
-use crate::case::{check_close, flat, fresh_params, load_cases, Case, Tolerance};
+use crate::case::{check_close, flat, fresh_params, load_cases, optimizer_spec};
 
 /// An objective, computed in `T` in the order PyTorch's forward and autograd use.
 enum Objective {
@@ -14,7 +15,7 @@ enum Objective {
 }
 
 fn objective(case: &Case) -> Result<Objective, String> {
-    let o = case.objective.as_ref().ok_or("no objective")?;
+    let o = case.raw.get("objective").ok_or("no objective")?;
     match o.get("type").and_then(Json::as_str) {
         Some("rosenbrock") => Ok(Objective::Rosenbrock),
         Some("quadratic") => {
@@ -112,20 +113,26 @@ fn closure_for<T: Float>(
 }
 
 fn run<T: Float>(case: &Case) -> Result<(), String> {
-    run_within::<T>(case, &case.tolerance)
+    run_within::<T>(case, case.tolerance)
 }
 
-fn run_within<T: Float>(case: &Case, tolerance: &Tolerance) -> Result<(), String> {
+fn run_within<T: Float>(case: &Case, tolerance: Tolerance) -> Result<(), String> {
     let obj = objective(case)?;
     let params: Vec<Tensor<T>> = fresh_params(case);
-    let mut opt = build_optimizer(&case.optimizer, &params).map_err(|e| format!("build: {e}"))?;
-    let want_loss = case
-        .expect
-        .returned_loss
-        .as_ref()
-        .ok_or("no returned_loss")?;
-    let want_params = case.expect.params.as_ref().ok_or("no params")?;
-    let want_evals = case.expect.func_evals.as_ref().ok_or("no func_evals")?;
+    let spec = optimizer_spec(case)?;
+    let mut opt = build_optimizer(&spec, &params).map_err(|e| format!("build: {e}"))?;
+    let want = &case.expect;
+    let (want_loss, want_params, want_evals) =
+        (&want.returned_loss, &want.params, &want.func_evals);
+    for (what, len) in [
+        ("returned_loss", want_loss.len()),
+        ("params", want_params.len()),
+        ("func_evals", want_evals.len()),
+    ] {
+        if len < case.steps {
+            return Err(format!("{len} expected {what} for {} calls", case.steps));
+        }
+    }
     let mut closure = closure_for(params[0].clone(), &obj);
     for t in 0..case.steps {
         let loss = opt
@@ -161,7 +168,7 @@ fn run_within<T: Float>(case: &Case, tolerance: &Tolerance) -> Result<(), String
 
 #[test]
 fn lbfgs_cases_match_pytorch() {
-    let cases = load_cases(&["lbfgs__"]);
+    let cases = load_cases("lbfgs__");
     assert_eq!(cases.len(), 4, "expected the 4 lbfgs__ cases");
     let failures: Vec<String> = cases
         .iter()
@@ -359,14 +366,14 @@ fn lbfgs_without_line_search_follows_pytorchs_order_on_a_diverging_run() {
 /// (dot products summed in index order miss by 5e-15 on the 4-element Rosenbrock run).
 #[test]
 fn lbfgs_f64_cases_match_pytorch_to_the_last_bits() {
-    let cases = load_cases(&["lbfgs__"]);
+    let cases = load_cases("lbfgs__");
     let mut ran = 0;
     for c in cases.iter().filter(|c| c.dtype == "float64") {
         let tight = Tolerance {
             rtol: 1e-15,
             atol: 0.0,
         };
-        run_within::<f64>(c, &tight).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        run_within::<f64>(c, tight).unwrap_or_else(|e| panic!("{}: {e}", c.name));
         ran += 1;
     }
     assert_eq!(ran, 3);

@@ -1,31 +1,12 @@
 //! The generator against values PyTorch recorded: `torch.randn` in the MLP case.
 
-use std::path::PathBuf;
-
-use serde_json::Value;
 use tempo_tensor::{Float, Generator};
-
-fn load_case(file: &str) -> Value {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "..",
-        "testdata",
-        "conformance",
-        "cases",
-        file,
-    ]
-    .iter()
-    .collect();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON in {}: {e}", path.display()))
-}
+use tempo_testkit::{cases_dir, load_case};
 
 /// The case's `x` was drawn by `torch.randn(32, 3, generator=torch.Generator().manual_seed(1))`.
 fn recorded_randn(file: &str) -> Vec<f64> {
-    let case = load_case(file);
-    case["x"]
+    let case = load_case(&cases_dir().join(file)).unwrap_or_else(|e| panic!("{e}"));
+    case.raw["x"]
         .as_array()
         .expect("x")
         .iter()

@@ -49,7 +49,7 @@ fn state_numbers(v: &StateValue) -> Option<Vec<f64>> {
 /// Compares an optimizer's state with `expect.final_state`.
 pub(crate) fn compare_final_state(
     sd: &OptimizerStateDict,
-    want: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, Json>>,
+    want: &serde_json::Map<String, Json>,
     tol: Tolerance,
 ) -> Result<(), String> {
     if sd.state.len() != want.len() {
@@ -65,6 +65,9 @@ pub(crate) fn compare_final_state(
             .iter()
             .find(|(i, _)| i.to_string() == *id)
             .ok_or_else(|| format!("final_state: no state for param {id}"))?;
+        let entries = entries
+            .as_object()
+            .ok_or_else(|| format!("final_state[{id}]: not an object"))?;
         for (name, value) in entries {
             let got_value = got
                 .1

@@ -10,12 +10,12 @@ use crate::Tolerance;
 
 /// The repository's copy of the PyTorch reference traces.
 pub fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/conformance/cases")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/conformance/cases")
 }
 
 /// The repository's copy of the `torch.save` checkpoints.
 pub fn checkpoints_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/conformance/torch-checkpoints")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/conformance/torch-checkpoints")
 }
 
 /// Why a case file could not be read.
@@ -61,9 +61,10 @@ pub struct Expect {
     /// Parameters after each step, one flattened array per param.
     #[serde(default)]
     pub params: Vec<Vec<Vec<f64>>>,
-    /// The optimizer's per-param state after the last step, keyed by state-dict id.
+    /// The optimizer's per-param state after the last step: an object per state-dict
+    /// id, each of the state's values by name, both in the file's (PyTorch's) order.
     #[serde(default)]
-    pub final_state: Option<BTreeMap<String, BTreeMap<String, Json>>>,
+    pub final_state: Option<serde_json::Map<String, Json>>,
     /// Training cases: the loss per epoch or mini-batch.
     #[serde(default)]
     pub loss: Vec<f64>,
@@ -157,6 +158,29 @@ pub fn load_case(path: &Path) -> Result<Case, CaseError> {
     Ok(case)
 }
 
+/// Reads every case of [`cases_dir`] whose file name starts with `prefix` (`optim__`,
+/// `sched__`, ...), in file name order.
+pub fn load_cases(prefix: &str) -> Result<Vec<Case>, CaseError> {
+    let dir = cases_dir();
+    let io = |source| CaseError::Io {
+        path: dir.clone(),
+        source,
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with(prefix) && name.ends_with(".json") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    paths.iter().map(|p| load_case(p)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +196,42 @@ mod tests {
             n += 1;
         }
         assert!(n >= 80, "found {n} cases");
+    }
+
+    #[test]
+    fn cases_are_chosen_by_prefix_in_name_order() {
+        let cases = load_cases("lbfgs__").expect("cases");
+        let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert!(names.iter().all(|n| n.starts_with("lbfgs/")), "{names:?}");
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+        assert!(load_cases("no such prefix").expect("cases").is_empty());
+    }
+
+    #[test]
+    fn a_missing_or_malformed_case_is_an_error() {
+        let missing = cases_dir().join("no-such-case.json");
+        assert!(matches!(load_case(&missing), Err(CaseError::Io { .. })));
+        let dir = std::env::temp_dir().join(format!("tempo-testkit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, r#"{"format": 1, "name": "x"}"#).expect("write");
+        let err = load_case(&bad).map(|c| c.name);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        assert!(matches!(err, Err(CaseError::Parse { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn final_state_keeps_pytorchs_order() {
+        let case = load_case(&cases_dir().join("optim__adam_amsgrad_weight_decay_float64.json"))
+            .expect("case");
+        let state = case.expect.final_state.expect("a final state");
+        let keys: Vec<&str> = state["0"]
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"]);
     }
 }
