@@ -128,6 +128,7 @@ pub use muon::{Muon, MuonConfig, MUON_ADJUST_LR_FNS};
 pub use nadam::{NAdam, NAdamConfig};
 pub use optimizer::Optimizer;
 pub use param_group::ParamGroup;
+pub use pool::join;
 pub use radam::{RAdam, RAdamConfig};
 pub use rmsprop::{Rmsprop, RmspropConfig};
 pub use rprop::{Rprop, RpropConfig};
