@@ -162,13 +162,18 @@ pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
 /// assert_eq!((left, right), (vec![2.0; 4], vec![4.0; 4]));
 /// ```
 pub fn join<A: FnOnce() + Send, B: FnOnce() + Send>(a: A, b: B) {
+    join_on(pool().map(|(pool, _)| pool), a, b);
+}
+
+/// [`join`] on `pool`, or on the calling thread alone.
+fn join_on<A: FnOnce() + Send, B: FnOnce() + Send>(pool: Option<&Pool>, a: A, b: B) {
     let job = Join {
         a: Mutex::new(Some(a)),
         b: Mutex::new(Some(b)),
         stopped: AtomicBool::new(false),
     };
-    match pool() {
-        Some((pool, _)) => pool.run(&job),
+    match pool {
+        Some(pool) => pool.run(&job),
         None => job.work(0),
     }
 }
@@ -530,43 +535,57 @@ pub(crate) mod tests {
     #[test]
     fn pool_join_runs_both_closures_once() {
         let _serial = lock(&WORKER_ALLOCATION_TESTS);
-        let (mut left, mut right) = (vec![0u32; 5], vec![0u32; 7]);
-        for round in 1..=3u32 {
-            join(
-                || right.iter_mut().for_each(|x| *x += round),
-                || left.iter_mut().for_each(|x| *x += 10 * round),
+        with_pool(1, |pool| {
+            let (mut left, mut right) = (vec![0u32; 5], vec![0u32; 7]);
+            for round in 1..=3u32 {
+                join_on(
+                    Some(pool),
+                    || right.iter_mut().for_each(|x| *x += round),
+                    || left.iter_mut().for_each(|x| *x += 10 * round),
+                );
+            }
+            assert_eq!((left, right), (vec![60; 5], vec![6; 7]));
+            // Nested: the inner join runs on the thread of the outer closure.
+            let (mut a, mut b, mut c) = (0, 0, 0);
+            join_on(
+                Some(pool),
+                || join_on(Some(pool), || a += 1, || b += 2),
+                || c += 3,
             );
-        }
-        assert_eq!((left, right), (vec![60; 5], vec![6; 7]));
-        // Nested: the inner join runs on the thread of the outer closure.
-        let (mut a, mut b, mut c) = (0, 0, 0);
-        join(|| join(|| a += 1, || b += 2), || c += 3);
-        assert_eq!((a, b, c), (1, 2, 3));
+            assert_eq!((a, b, c), (1, 2, 3));
+        });
+        // Without workers (one core).
+        let (mut a, mut b) = (0, 0);
+        join_on(None, || a += 1, || b += 2);
+        assert_eq!((a, b), (1, 2));
     }
 
     #[test]
     fn pool_join_raises_a_panic_of_either_closure() {
         let _serial = lock(&WORKER_ALLOCATION_TESTS);
-        for a_panics in [false, true] {
-            let ran = AtomicUsize::new(0);
-            let r = panic::catch_unwind(AssertUnwindSafe(|| {
-                join(
-                    || {
-                        ran.fetch_add(1, SeqCst);
-                        assert!(!a_panics, "a failed");
-                    },
-                    || {
-                        ran.fetch_add(1, SeqCst);
-                        assert!(a_panics, "b failed");
-                    },
-                );
-            }));
-            let payload = r.expect_err("the panic reaches the caller");
-            let want = if a_panics { "a failed" } else { "b failed" };
-            assert_eq!(payload.downcast_ref::<&str>(), Some(&want));
-            // `a` is not started after `b` panicked, unless a worker had taken it.
-            assert!(ran.load(SeqCst) >= 1);
-        }
+        with_pool(1, |pool| {
+            for a_panics in [false, true] {
+                let ran = AtomicUsize::new(0);
+                let r = panic::catch_unwind(AssertUnwindSafe(|| {
+                    join_on(
+                        Some(pool),
+                        || {
+                            ran.fetch_add(1, SeqCst);
+                            assert!(!a_panics, "a failed");
+                        },
+                        || {
+                            ran.fetch_add(1, SeqCst);
+                            assert!(a_panics, "b failed");
+                        },
+                    );
+                }));
+                let payload = r.expect_err("the panic reaches the caller");
+                let want = if a_panics { "a failed" } else { "b failed" };
+                assert_eq!(payload.downcast_ref::<&str>(), Some(&want));
+                // `a` is not started after `b` panicked, unless a worker had taken it.
+                assert!(ran.load(SeqCst) >= 1);
+            }
+        });
     }
 
     /// A job that runs `on_worker` on the worker threads and, on the caller, waits for
