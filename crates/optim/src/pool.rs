@@ -1,7 +1,9 @@
 //! The persistent worker threads that share a step's elementwise work with the caller.
 //!
 //! One pool per process, started at the first step that has enough work to split:
-//! `available_parallelism - 1` workers. A dispatch posts a type-erased reference to a
+//! `available_parallelism - 1` workers, which live for the process (the crate
+//! documentation says when they start and how they wait). The tests make pools of their
+//! own, small enough for Miri, whose workers they stop and join. A dispatch posts a type-erased reference to a
 //! job on the caller's stack, the caller works on it too, and the dispatch returns only
 //! when no worker is inside the job any more. Posting, waking and joining allocate
 //! nothing (a mutex, two condition variables and a few counters), so a steady-state step
