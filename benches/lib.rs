@@ -18,13 +18,11 @@ pub mod candle;
 use std::error::Error;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Mutex, OnceLock};
 
 use ndarray::{Array2, ArrayD, Axis};
 use tempo::ckpt::TrainingState;
 use tempo::nn::{cross_entropy, Linear, Module, ReLU, Reduction, Sequential};
-use tempo::optim::{build_optimizer, Optimizer, OptimizerSpec};
+use tempo::optim::{build_optimizer, join, Optimizer, OptimizerSpec};
 use tempo::param_groups::OptimizerParamGroups;
 use tempo::sched::{build_scheduler, LRScheduler, SchedulerSpec};
 use tempo::tensor::{Generator, Tensor, TensorData};
@@ -538,6 +536,10 @@ pub fn tensor_bytes(state: &TrainingState) -> usize {
 }
 
 /// Cores the updates may use: `available_parallelism`, at most 2 (what tempo-optim uses).
+///
+/// The bandwidth references below run on two cores through [`join`]: on the calling
+/// thread and one of tempo-optim's worker threads, the threads an optimizer step runs
+/// on, with the same dispatch.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
 }
@@ -550,95 +552,13 @@ pub fn triad(a: &mut [f32], b: &[f32], c: &[f32], s: f32) {
     let mid = (n / 2) & !63;
     if cores() > 1 && n >= 1 << 16 {
         let (a0, a1) = a.split_at_mut(mid);
-        on_two_threads(
+        join(
             || triad_one(a1, &b[mid..], &c[mid..], s),
             || triad_one(a0, &b[..mid], &c[..mid], s),
         );
     } else {
         triad_one(a, b, c, s);
     }
-}
-
-/// A job for the helper thread: a pointer to an `Option<F>` and the function that takes
-/// and calls it.
-type HelperJob = (usize, unsafe fn(usize));
-
-/// The helper thread of [`on_two_threads`]: its job queue and its "done" signal.
-struct Helper {
-    jobs: Sender<HelperJob>,
-    done: Receiver<()>,
-}
-
-/// Runs `second` on a long-lived helper thread while this thread runs `first`, and
-/// returns when both are done: the fork-join of the references without a thread spawn
-/// per call (a spawn costs 0.15-0.2 ms on this machine, 5% of a reference pass), as
-/// tempo-optim's persistent workers avoid one per step.
-pub fn on_two_threads<A: FnOnce() + Send, B: FnOnce()>(second: A, first: B) {
-    static HELPER: OnceLock<Mutex<Option<Helper>>> = OnceLock::new();
-    let helper = HELPER.get_or_init(|| {
-        let (jobs, queue) = channel::<HelperJob>();
-        let (signal, done) = channel();
-        let spawned = std::thread::Builder::new()
-            .name("bench-helper".into())
-            .spawn(move || {
-                for (data, call) in queue {
-                    // SAFETY: `on_two_threads` sent a pointer to its live `Option<A>`
-                    // with `call::<A>`, and waits for our signal before that option
-                    // goes out of scope.
-                    unsafe { call(data) };
-                    if signal.send(()).is_err() {
-                        break;
-                    }
-                }
-            });
-        Mutex::new(spawned.ok().map(|_| Helper { jobs, done }))
-    });
-    let guard = helper
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(h) = guard.as_ref() else {
-        // No helper thread: both halves here.
-        second();
-        first();
-        return;
-    };
-
-    /// Takes the job out of its slot and runs it.
-    ///
-    /// # Safety
-    /// `data` must point to a live `Option<A>` that nothing else touches meanwhile.
-    unsafe fn call<A: FnOnce()>(data: usize) {
-        // SAFETY: guaranteed by the caller.
-        let slot = unsafe { &mut *(data as *mut Option<A>) };
-        if let Some(job) = slot.take() {
-            job();
-        }
-    }
-
-    /// Waits for the helper to finish the job, also when `first` panics, so that the
-    /// job's borrows outlive its run.
-    struct Wait<'a>(&'a Receiver<()>);
-    impl Drop for Wait<'_> {
-        fn drop(&mut self) {
-            // An error means the helper thread is gone (it panicked in the job): it no
-            // longer touches the job either way.
-            let _ = self.0.recv();
-        }
-    }
-
-    let mut slot = Some(second);
-    let data = std::ptr::from_mut(&mut slot) as usize;
-    if h.jobs.send((data, call::<A>)).is_err() {
-        // The helper thread is gone: run the job here.
-        if let Some(job) = slot.take() {
-            job();
-        }
-        first();
-        return;
-    }
-    let wait = Wait(&h.done);
-    first();
-    drop(wait);
 }
 
 /// Whether the CPU has AVX2 (the reference loops are compiled for it then, as
@@ -689,7 +609,7 @@ pub fn adam_traffic(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
         let (p0, p1) = p[..n].split_at_mut(mid);
         let (m0, m1) = m[..n].split_at_mut(mid);
         let (v0, v1) = v[..n].split_at_mut(mid);
-        on_two_threads(
+        join(
             || traffic_one(p1, &g[mid..n], m1, v1),
             || traffic_one(p0, &g[..mid], m0, v0),
         );
@@ -780,7 +700,7 @@ impl MixTraffic {
             }
             seen += n;
         }
-        on_two_threads(
+        join(
             move || {
                 for (p, g, m, v) in second {
                     traffic_one(p, g, m, v);

@@ -593,6 +593,45 @@ mod tests {
     }
 
     #[test]
+    fn split_on_a_pool_runs_every_element_once() {
+        // Small enough for Miri: the split's lanes, shared by real threads.
+        let sizes = [5000, 1, 3000, 0, 77];
+        let total: usize = sizes.iter().sum();
+        let mut bufs: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = sizes
+            .iter()
+            .map(|&n| {
+                let p = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+                let g = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+                (p, g, vec![0.0; n])
+            })
+            .collect();
+        // (Compared with copies: under Miri, `cos` and `sin` need not repeat a result.)
+        let orig: Vec<Vec<f32>> = bufs.iter().map(|(p, _, _)| p.clone()).collect();
+        let mut batch = Batch::new(Vec::new());
+        for (i, (p, g, s)) in bufs.iter_mut().enumerate() {
+            batch.push(Axpy(0.1 * (i + 1) as f32), Lanes::new(p, g).with(0, s));
+        }
+        crate::pool::tests::with_pool(2, |pool| {
+            pool.run(&Split::new(&batch.tasks, total, 3, false));
+        });
+        drop(batch);
+        for (i, ((p, g, s), p0)) in bufs.iter().zip(&orig).enumerate() {
+            let c = 0.1 * (i + 1) as f32;
+            for (j, ((&p, &g), &p0)) in p.iter().zip(g).zip(p0).enumerate() {
+                assert_eq!(
+                    p.to_bits(),
+                    c.mul_add(g, p0).to_bits(),
+                    "tensor {i}, element {j}"
+                );
+            }
+            assert!(
+                s.iter().all(|&v| v.to_bits() == 1.0f32.to_bits()),
+                "tensor {i}"
+            );
+        }
+    }
+
+    #[test]
     fn lerp_uses_pytorchs_two_branches() {
         let lo = Lerp::<f32>::new(0.1);
         assert_eq!(

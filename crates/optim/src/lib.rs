@@ -13,9 +13,33 @@
 //! the one-ulp differences of PyTorch's MKL square root. Each update is one fused pass
 //! over a parameter's elements, compiled with FMA/AVX2 when the CPU has them (detected
 //! at run time). A step of 2^16 elements or more in all is shared, as one batch over all
-//! its parameters, between the calling thread and `available_parallelism - 1` worker
-//! threads that tempo starts once and keeps; neither changes a number. Steady-state
-//! steps allocate nothing, and neither do a scheduler's writes to the groups.
+//! its parameters, between the calling thread and tempo-optim's worker threads (see
+//! [Threads](#threads)); neither changes a number. Steady-state steps allocate nothing,
+//! and neither do a scheduler's writes to the groups.
+//!
+//! ## Threads
+//!
+//! tempo-optim starts `std::thread::available_parallelism() - 1` worker threads (none on
+//! one core), named `tempo-optim-0`, `tempo-optim-1`, ..., once per process: at the first
+//! step with 2^16 elements or more in all, the first bfloat16 product of Muon's
+//! Newton-Schulz iteration with 2^21 multiply-adds or more, or the first call of [`join`].
+//! They live until the process ends. Smaller steps run on the calling thread alone and
+//! never start or wake them.
+//!
+//! A shared step runs on the calling thread and on every worker, and returns when none
+//! of them is inside it any more; a panic in it, on any of them, is raised again on the
+//! calling thread then. One step is shared at a time: a step on another thread waits for
+//! its turn, and a step started from within a shared step (on any thread) runs on that
+//! thread alone.
+//!
+//! Between steps a worker spins for about 100 µs (steps often come back to back, and
+//! waking a sleeping thread can cost more than its share of a step), then sleeps on a
+//! condition variable until the next shared step; so an idle process's workers sleep. The
+//! calling thread spins for up to 50 µs for the workers to finish, then sleeps likewise.
+//!
+//! tempo-optim has no setting of its own for the number of workers: it is read once from
+//! `available_parallelism`, which on Linux follows the process's CPU affinity mask
+//! (`taskset`) and cgroup CPU quota, so running under `taskset -c 0` starts none.
 //!
 //! | PyTorch class | tempo type | config |
 //! |---|---|---|
@@ -128,6 +152,7 @@ pub use muon::{Muon, MuonConfig, MUON_ADJUST_LR_FNS};
 pub use nadam::{NAdam, NAdamConfig};
 pub use optimizer::Optimizer;
 pub use param_group::ParamGroup;
+pub use pool::join;
 pub use radam::{RAdam, RAdamConfig};
 pub use rmsprop::{RMSprop, RMSpropConfig};
 pub use rprop::{Rprop, RpropConfig};

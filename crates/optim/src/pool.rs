@@ -1,7 +1,9 @@
 //! The persistent worker threads that share a step's elementwise work with the caller.
 //!
 //! One pool per process, started at the first step that has enough work to split:
-//! `available_parallelism - 1` workers. A dispatch posts a type-erased reference to a
+//! `available_parallelism - 1` workers, which live for the process (the crate
+//! documentation says when they start and how they wait). The tests make pools of their
+//! own, small enough for Miri, whose workers they stop and join. A dispatch posts a type-erased reference to a
 //! job on the caller's stack, the caller works on it too, and the dispatch returns only
 //! when no worker is inside the job any more. Posting, waking and joining allocate
 //! nothing (a mutex, two condition variables and a few counters), so a steady-state step
@@ -17,8 +19,9 @@
 //! ever holds a borrow the caller has given up.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -76,6 +79,9 @@ struct State {
     sleeping: usize,
     /// The first panic a worker caught in the current job.
     panic: Option<Payload>,
+    /// Set to make the workers return (the process's pool never sets it; the tests'
+    /// pools do, to join their workers).
+    exit: bool,
 }
 
 /// The worker threads and their rendezvous.
@@ -121,42 +127,145 @@ fn spin_until(limit: Duration, done: impl Fn() -> bool) -> bool {
 /// caller), started on first use; `None` on one core or when no worker thread could be
 /// started.
 pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
-    static POOL: OnceLock<Pool> = OnceLock::new();
+    static POOL: Pool = Pool::new();
     static WORKERS: OnceLock<usize> = OnceLock::new();
-    let pool = POOL.get_or_init(|| Pool {
-        turn: Mutex::new(()),
-        state: Mutex::new(State {
-            job: None,
-            sleeping: 0,
-            panic: None,
-        }),
-        epoch: AtomicU64::new(0),
-        running: AtomicUsize::new(0),
-        posted: Condvar::new(),
-        left: Condvar::new(),
-    });
     let workers = *WORKERS.get_or_init(|| {
         let wanted = std::thread::available_parallelism().map_or(1, usize::from) - 1;
         (0..wanted)
             .take_while(|&i| {
                 std::thread::Builder::new()
                     .name(format!("tempo-optim-{i}"))
-                    .spawn(move || pool.serve(i + 1))
+                    .spawn(move || POOL.serve(i + 1))
                     .is_ok()
             })
             .count()
     });
-    (workers > 0).then_some((pool, workers + 1))
+    (workers > 0).then_some((&POOL, workers + 1))
+}
+
+/// Runs `b` on the calling thread and `a` on one of tempo-optim's worker threads (the
+/// ones that share its steps: see the crate documentation), and returns when both have
+/// run. If no worker takes `a` by the time `b` is done (or there is none: one core), `a`
+/// runs on the calling thread after `b`. Allocates nothing once the workers are started.
+///
+/// A panic in either is raised again on the calling thread once neither runs any more
+/// (`a` is then not started if it was not yet). Called from within `a` or `b`, it runs
+/// both on the thread it was called on.
+///
+/// tempo's benchmarks run their memory-bandwidth references with it, on the same
+/// threads and with the same dispatch as an optimizer step.
+///
+/// ```
+/// let (mut left, mut right) = (vec![1.0f32; 4], vec![2.0f32; 4]);
+/// tempo_optim::join(
+///     || right.iter_mut().for_each(|x| *x *= 2.0),
+///     || left.iter_mut().for_each(|x| *x += 1.0),
+/// );
+/// assert_eq!((left, right), (vec![2.0; 4], vec![4.0; 4]));
+/// ```
+pub fn join<A: FnOnce() + Send, B: FnOnce() + Send>(a: A, b: B) {
+    join_on(pool().map(|(pool, _)| pool), a, b);
+}
+
+/// [`join`] on `pool`, or on the calling thread alone.
+fn join_on<A: FnOnce() + Send, B: FnOnce() + Send>(pool: Option<&Pool>, a: A, b: B) {
+    let job = Join {
+        a: Mutex::new(Some(a)),
+        b: Mutex::new(Some(b)),
+        stopped: AtomicBool::new(false),
+    };
+    match pool {
+        Some(pool) => pool.run(&job),
+        None => job.work(0),
+    }
+}
+
+/// The job of [`join`]: `b` for the caller, `a` for whichever thread takes it first.
+struct Join<A, B> {
+    a: Mutex<Option<A>>,
+    b: Mutex<Option<B>>,
+    stopped: AtomicBool,
+}
+
+impl<A: FnOnce() + Send, B: FnOnce() + Send> Share for Join<A, B> {
+    fn work(&self, thread: usize) {
+        if thread == 0 {
+            let b = lock(&self.b).take();
+            if let Some(b) = b {
+                b();
+            }
+        }
+        if !self.stopped.load(Ordering::SeqCst) {
+            let a = lock(&self.a).take();
+            if let Some(a) = a {
+                a();
+            }
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+}
+
+thread_local! {
+    /// Whether this thread is inside a job: a worker (always), or a caller in
+    /// [`Pool::run`]. A job that dispatches another runs it on its own thread.
+    static IN_JOB: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sets [`IN_JOB`] for the caller of [`Pool::run`], and clears it when the run ends,
+/// also by unwinding.
+struct InJob;
+
+impl InJob {
+    fn enter() -> Self {
+        IN_JOB.with(|j| j.set(true));
+        InJob
+    }
+}
+
+impl Drop for InJob {
+    fn drop(&mut self) {
+        IN_JOB.with(|j| j.set(false));
+    }
 }
 
 impl Pool {
+    /// A pool without workers: threads become its workers by calling [`Pool::serve`].
+    const fn new() -> Self {
+        Pool {
+            turn: Mutex::new(()),
+            state: Mutex::new(State {
+                job: None,
+                sleeping: 0,
+                panic: None,
+                exit: false,
+            }),
+            epoch: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
+            posted: Condvar::new(),
+            left: Condvar::new(),
+        }
+    }
+
     /// Runs `job` on the caller's thread and on every worker that comes in time, and
     /// returns when the job is done and no worker is inside it. A panic in the job, on
     /// any thread, is raised again here once no worker is inside it.
     ///
-    /// Must not be called from within a job (it would wait for itself).
+    /// Called from within a job (on a worker, or by a job's caller), it runs `job` on
+    /// the calling thread alone: waiting for the other threads could wait for itself.
     pub(crate) fn run<S: Share>(&self, job: &S) {
+        if IN_JOB.with(Cell::get) {
+            let r = panic::catch_unwind(AssertUnwindSafe(|| job.work(0)));
+            if let Err(payload) = r {
+                job.stop();
+                panic::resume_unwind(payload);
+            }
+            return;
+        }
         let _turn = lock(&self.turn);
+        let _in_job = InJob::enter();
         let posted = JobRef {
             data: std::ptr::from_ref(job).cast(),
             work: work_erased::<S>,
@@ -200,6 +309,7 @@ impl Pool {
     fn serve(&self, thread: usize) {
         #[cfg(test)]
         tests::IN_WORKER.with(|w| w.set(true));
+        IN_JOB.with(|j| j.set(true));
         let mut seen = 0u64;
         loop {
             spin_until(WORKER_SPIN, || self.epoch.load(Ordering::SeqCst) != seen);
@@ -213,6 +323,7 @@ impl Pool {
                             self.running.fetch_add(1, Ordering::SeqCst);
                             break job;
                         }
+                        _ if st.exit => return,
                         _ => {
                             // A job posted and retracted while we spun is not ours.
                             seen = epoch;
@@ -239,7 +350,7 @@ impl Pool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::cell::Cell;
@@ -306,6 +417,179 @@ mod tests {
         true
     }
 
+    /// Stops the workers of a test pool when dropped (also when the test panics), so
+    /// that the scope holding them can join them.
+    struct ShutDown<'a>(&'a Pool);
+
+    impl Drop for ShutDown<'_> {
+        fn drop(&mut self) {
+            lock(&self.0.state).exit = true;
+            self.0.posted.notify_all();
+        }
+    }
+
+    /// Runs `f` with a pool of its own, of `workers` worker threads, which are joined
+    /// before it returns (small enough for Miri, unlike the process's pool, whose workers
+    /// live for the process).
+    pub(crate) fn with_pool<R>(workers: usize, f: impl FnOnce(&Pool) -> R) -> R {
+        let pool = Pool::new();
+        std::thread::scope(|s| {
+            for i in 0..workers {
+                let pool = &pool;
+                s.spawn(move || pool.serve(i + 1));
+            }
+            let _shut_down = ShutDown(&pool);
+            f(&pool)
+        })
+    }
+
+    /// Parts handed out by a counter, each recording the thread that ran it.
+    /// With `await_worker`, the caller takes no part before a worker has entered.
+    struct Parts {
+        next: AtomicUsize,
+        ran_on: Vec<AtomicUsize>,
+        stopped: AtomicBool,
+        await_worker: bool,
+        entered: AtomicUsize,
+    }
+
+    impl Parts {
+        fn new(n: usize, await_worker: bool) -> Self {
+            Parts {
+                next: AtomicUsize::new(0),
+                ran_on: (0..n).map(|_| AtomicUsize::new(usize::MAX)).collect(),
+                stopped: AtomicBool::new(false),
+                await_worker,
+                entered: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl Share for Parts {
+        fn work(&self, thread: usize) {
+            if thread != 0 {
+                self.entered.fetch_add(1, SeqCst);
+            } else if self.await_worker {
+                assert!(wait_for(|| self.entered.load(SeqCst) > 0), "no worker came");
+            }
+            while !self.stopped.load(SeqCst) {
+                let i = self.next.fetch_add(1, SeqCst);
+                let Some(slot) = self.ran_on.get(i) else {
+                    return;
+                };
+                let before = slot.swap(thread, SeqCst);
+                assert_eq!(before, usize::MAX, "part {i} ran twice");
+                std::thread::yield_now();
+            }
+        }
+        fn stop(&self) {
+            self.stopped.store(true, SeqCst);
+        }
+    }
+
+    #[test]
+    fn pool_runs_every_part_of_every_job_once() {
+        let _serial = lock(&WORKER_ALLOCATION_TESTS);
+        with_pool(2, |pool| {
+            // Jobs back to back (workers spinning) and after a pause (workers asleep);
+            // in every other one the caller waits for a worker to come.
+            for k in 0..6 {
+                if k == 3 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let job = Parts::new(12, k % 2 == 0);
+                pool.run(&job);
+                let threads: Vec<usize> = job.ran_on.iter().map(|t| t.load(SeqCst)).collect();
+                assert!(threads.iter().all(|&t| t <= 2), "job {k}: {threads:?}");
+                if k % 2 == 0 {
+                    assert!(threads.iter().any(|&t| t != 0), "job {k}: {threads:?}");
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn pool_run_from_within_a_job_runs_it_on_that_thread() {
+        let _serial = lock(&WORKER_ALLOCATION_TESTS);
+        with_pool(1, |pool| {
+            let inner_threads = Mutex::new(Vec::new());
+            let job = probe(
+                |entered| {
+                    assert!(wait_for(|| entered.load(SeqCst) > 0));
+                    let inner = Parts::new(3, false);
+                    pool.run(&inner);
+                    lock(&inner_threads).extend(inner.ran_on.iter().map(|t| t.load(SeqCst)));
+                },
+                || {
+                    let inner = Parts::new(3, false);
+                    pool.run(&inner);
+                    lock(&inner_threads).extend(inner.ran_on.iter().map(|t| t.load(SeqCst)));
+                },
+            );
+            pool.run(&job);
+            let mut threads = std::mem::take(&mut *lock(&inner_threads));
+            threads.sort_unstable();
+            // Each nested job ran whole on the thread that posted it, as thread 0.
+            assert_eq!(threads, [0; 6]);
+        });
+    }
+
+    #[test]
+    fn pool_join_runs_both_closures_once() {
+        let _serial = lock(&WORKER_ALLOCATION_TESTS);
+        with_pool(1, |pool| {
+            let (mut left, mut right) = (vec![0u32; 5], vec![0u32; 7]);
+            for round in 1..=3u32 {
+                join_on(
+                    Some(pool),
+                    || right.iter_mut().for_each(|x| *x += round),
+                    || left.iter_mut().for_each(|x| *x += 10 * round),
+                );
+            }
+            assert_eq!((left, right), (vec![60; 5], vec![6; 7]));
+            // Nested: the inner join runs on the thread of the outer closure.
+            let (mut a, mut b, mut c) = (0, 0, 0);
+            join_on(
+                Some(pool),
+                || join_on(Some(pool), || a += 1, || b += 2),
+                || c += 3,
+            );
+            assert_eq!((a, b, c), (1, 2, 3));
+        });
+        // Without workers (one core).
+        let (mut a, mut b) = (0, 0);
+        join_on(None, || a += 1, || b += 2);
+        assert_eq!((a, b), (1, 2));
+    }
+
+    #[test]
+    fn pool_join_raises_a_panic_of_either_closure() {
+        let _serial = lock(&WORKER_ALLOCATION_TESTS);
+        with_pool(1, |pool| {
+            for a_panics in [false, true] {
+                let ran = AtomicUsize::new(0);
+                let r = panic::catch_unwind(AssertUnwindSafe(|| {
+                    join_on(
+                        Some(pool),
+                        || {
+                            ran.fetch_add(1, SeqCst);
+                            assert!(!a_panics, "a failed");
+                        },
+                        || {
+                            ran.fetch_add(1, SeqCst);
+                            assert!(a_panics, "b failed");
+                        },
+                    );
+                }));
+                let payload = r.expect_err("the panic reaches the caller");
+                let want = if a_panics { "a failed" } else { "b failed" };
+                assert_eq!(payload.downcast_ref::<&str>(), Some(&want));
+                // `a` is not started after `b` panicked, unless a worker had taken it.
+                assert!(ran.load(SeqCst) >= 1);
+            }
+        });
+    }
+
     /// A job that runs `on_worker` on the worker threads and, on the caller, waits for
     /// a worker to have entered before running `on_caller`.
     struct Probe<C, W> {
@@ -341,8 +625,11 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_panic_is_raised_on_the_caller_after_the_job() {
-        let Some((pool, _)) = pool() else { return };
+    fn pool_raises_a_worker_panic_on_the_caller_after_the_job() {
+        with_pool(1, a_worker_panic_is_raised_on_the_caller_after_the_job);
+    }
+
+    fn a_worker_panic_is_raised_on_the_caller_after_the_job(pool: &Pool) {
         let _serial = lock(&WORKER_ALLOCATION_TESTS);
         let caller_done = AtomicBool::new(false);
         let job = probe(
@@ -380,8 +667,11 @@ mod tests {
     }
 
     #[test]
-    fn a_caller_panic_waits_for_the_workers_inside_the_job() {
-        let Some((pool, _)) = pool() else { return };
+    fn pool_waits_for_the_workers_inside_the_job_after_a_caller_panic() {
+        with_pool(2, a_caller_panic_waits_for_the_workers_inside_the_job);
+    }
+
+    fn a_caller_panic_waits_for_the_workers_inside_the_job(pool: &Pool) {
         let _serial = lock(&WORKER_ALLOCATION_TESTS);
         let worker_left = AtomicBool::new(false);
         let job = probe(
@@ -409,7 +699,9 @@ mod tests {
         );
     }
 
+    // Steps of 2^16 elements and more: far too slow under Miri.
     #[test]
+    #[cfg_attr(miri, ignore)]
     fn workers_allocate_nothing_in_steady_state_steps() {
         use crate::{Adam, AdamConfig, Optimizer, RMSprop, RMSpropConfig};
         use ndarray::ArrayD;
