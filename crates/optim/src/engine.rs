@@ -17,7 +17,7 @@ use crate::{OptimError, OptimizerStateDict, Param, ParamGroup};
 /// the state and what comes of them are declared in `crate::hyper`'s tables).
 pub(crate) trait Algorithm<T: Float>: Hyperparameters {
     /// One parameter's state.
-    type State: Default + Send + Sync + std::fmt::Debug + Buffers<Self>;
+    type State: Default + Send + Sync + std::fmt::Debug + Buffers<Self, T>;
     /// The per-element update, with one parameter's coefficients.
     type Kernel: Kernel<T>;
 
@@ -49,16 +49,11 @@ pub(crate) trait Algorithm<T: Float>: Hyperparameters {
         state.check(hyper, param)
     }
     /// Starts the update of one parameter: advances its scalar state (the step counter)
-    /// and returns the kernel with this parameter's coefficients and the lanes it runs
-    /// over (`p`, `g` and the state buffers). The engine runs the kernels of all the
-    /// step's parameters together, after every parameter's `prepare`.
-    fn prepare<'a>(
-        &self,
-        hyper: &Self::Hyper,
-        state: &'a mut Self::State,
-        p: &'a mut [T],
-        g: &'a [T],
-    ) -> (Self::Kernel, Lanes<'a, T>);
+    /// and returns the kernel with this parameter's coefficients. The kernel runs over
+    /// the parameter, its gradient and the state's buffers ([`Buffers::lanes`]); the
+    /// engine runs the kernels of all the step's parameters together, after every
+    /// parameter's `prepare`.
+    fn prepare(hyper: &Self::Hyper, state: &mut Self::State) -> Self::Kernel;
     /// The state in PyTorch's names and order.
     fn save_state(&self, state: &Self::State, shape: &[usize]) -> ParamState {
         state.save(shape)
@@ -210,8 +205,8 @@ impl<T: Float, A: Algorithm<T>, P: Param<T>> Engine<T, A, P> {
                 } else {
                     spare
                 };
-                let (kernel, lanes) = config.prepare(h, st, data, g);
-                batch.push(kernel, lanes);
+                let kernel = A::prepare(h, st);
+                batch.push(kernel, st.lanes(h, Lanes::new(data, g)));
             }
             batch.run();
             spare_tasks.restore(batch.into_tasks());
@@ -274,9 +269,30 @@ pub(crate) fn param<T: Float>(data: &[T]) -> Tensor<T> {
 }
 
 /// Declares the public optimizer type `$name` over `Engine<T, $config>`, with its
-/// constructors and the trait impls forwarding to the engine.
+/// constructors and the trait impls forwarding to the engine, and `$config`'s
+/// [`Algorithm`]: its state is `$state<T>` (declared by `optimizer_state!`), its kernel
+/// `$kernel<T>`, whose `$kernel::new(hyper, state)` is `prepare`. The optional
+/// `impl { ... }` adds to the `Algorithm` impl (its provided methods' overrides).
 macro_rules! elementwise_optimizer {
-    ($(#[$doc:meta])* $name:ident, $config:ty) => {
+    (
+        $(#[$doc:meta])*
+        pub struct $name:ident($config:ty) with $state:ident, $kernel:ident;
+        $(impl { $($extra:tt)* })?
+    ) => {
+        impl<T: tempo_tensor::Float> crate::engine::Algorithm<T> for $config {
+            type State = $state<T>;
+            type Kernel = $kernel<T>;
+
+            fn prepare(
+                hyper: &<Self as crate::hyper::Hyperparameters>::Hyper,
+                state: &mut $state<T>,
+            ) -> $kernel<T> {
+                $kernel::new(hyper, state)
+            }
+
+            $($($extra)*)?
+        }
+
         $(#[$doc])*
         ///
         /// `P` is the parameters' storage: tempo's `Tensor<T>` by default, or any

@@ -60,6 +60,84 @@ impl<'a, T> Lanes<'a, T> {
     }
 }
 
+/// The loops of the kernels: `f` runs on each element of the parameter (`&mut`), its
+/// gradient and the first `N` state slots (`eachN`), in order. Marked `#[inline(always)]`,
+/// so a kernel's loop is compiled, and vectorized, where its `run` is.
+impl<T: Copy> Lanes<'_, T> {
+    #[inline(always)]
+    pub(crate) fn each0(self, mut f: impl FnMut(&mut T, T)) {
+        for (p, &g) in self.p.iter_mut().zip(self.g) {
+            f(p, g);
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn each1(self, mut f: impl FnMut(&mut T, T, &mut T)) {
+        let [a, _, _] = self.s;
+        for ((p, &g), a) in self.p.iter_mut().zip(self.g).zip(a.iter_mut()) {
+            f(p, g, a);
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn each2(self, mut f: impl FnMut(&mut T, T, &mut T, &mut T)) {
+        let [a, b, _] = self.s;
+        for ((p, &g), (a, b)) in self
+            .p
+            .iter_mut()
+            .zip(self.g)
+            .zip(a.iter_mut().zip(b.iter_mut()))
+        {
+            f(p, g, a, b);
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn each3(self, mut f: impl FnMut(&mut T, T, &mut T, &mut T, &mut T)) {
+        let [a, b, c] = self.s;
+        for (((p, &g), (a, b)), c) in self
+            .p
+            .iter_mut()
+            .zip(self.g)
+            .zip(a.iter_mut().zip(b.iter_mut()))
+            .zip(c.iter_mut())
+        {
+            f(p, g, a, b, c);
+        }
+    }
+}
+
+/// [`Lanes`] filled slot by slot, in order: how `optimizer_state!` lends a state's
+/// buffers to its kernel (an absent buffer leaves its slot empty).
+pub(crate) struct Slots<'a, T> {
+    lanes: Lanes<'a, T>,
+    next: usize,
+}
+
+impl<'a, T> Slots<'a, T> {
+    pub(crate) fn new(lanes: Lanes<'a, T>) -> Self {
+        Self { lanes, next: 0 }
+    }
+
+    /// The parameter's number of elements.
+    pub(crate) fn len(&self) -> usize {
+        self.lanes.p.len()
+    }
+
+    /// Puts `buf`, if any, in the next slot.
+    pub(crate) fn bind(mut self, buf: Option<&'a mut [T]>) -> Self {
+        if let Some(buf) = buf {
+            self.lanes = self.lanes.with(self.next, buf);
+        }
+        self.next += 1;
+        self
+    }
+
+    pub(crate) fn finish(self) -> Lanes<'a, T> {
+        self.lanes
+    }
+}
+
 /// One optimizer's per-element update, with its coefficients already computed.
 ///
 /// Implementations mark `run` `#[inline(always)]`, so that it is compiled inside the
@@ -412,6 +490,14 @@ impl<T: Float> Lerp<T> {
 #[inline(always)]
 pub(crate) fn f<T: Float>(x: f64) -> T {
     <T as Float>::from_f64(x)
+}
+
+/// Advances a step counter (a 0-d tensor of the parameters' type) and returns its new
+/// value, widened: PyTorch's `state_step += 1` and `_get_value(state_step)`.
+#[inline]
+pub(crate) fn advance<T: Float>(step: &mut T) -> f64 {
+    *step += T::one();
+    wide(*step)
 }
 
 /// A tensor element widened to f64 (exact): PyTorch's `.item()`.

@@ -2,7 +2,7 @@
 
 use tempo_tensor::Float;
 
-use crate::engine::{elementwise_optimizer, Algorithm};
+use crate::engine::elementwise_optimizer;
 use crate::hyper::{hyperparameters, optimizer_state};
 use crate::kernels::{f, fma, GradPrep, Kernel, Lanes};
 use crate::validate::{at_least_zero_or_nan, repr, require};
@@ -11,22 +11,11 @@ use crate::OptimError;
 hyperparameters! {
     /// SGD's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct SgdConfig as "SGD" {
-        /// Learning rate (1e-3).
-        lr: f64 = 1e-3,
-        /// Momentum factor (0).
-        momentum: f64 = 0,
+        lr = 1e-3, momentum = 0,
         /// Dampening of the momentum (0).
         dampening: f64 = 0,
-        /// L2 penalty (0).
-        weight_decay: f64 = 0,
-        /// Nesterov momentum (false).
-        nesterov: bool = false,
-        /// Maximize the objective instead of minimizing (false).
-        maximize: bool = false,
-        /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
-        foreach: Option<bool> = None,
-        differentiable: flag false,
-        fused: flag None,
+        weight_decay = 0, nesterov = false, maximize = false, foreach = None,
+        differentiable: flag false, fused: flag None,
     }
     check {
         lr: at_least_zero_or_nan,
@@ -51,65 +40,26 @@ fn nesterov_needs_momentum(c: &SgdConfig) -> Result<(), OptimError> {
     )
 }
 
-elementwise_optimizer!(
+elementwise_optimizer! {
     /// Stochastic gradient descent (optionally with momentum), PyTorch's
     /// `torch.optim.SGD`; Nesterov momentum after Sutskever et al., "On the importance of
     /// initialization and momentum in deep learning" (ICML 2013).
     ///
     /// State: `momentum_buffer` when `momentum != 0`, a copy of the (decayed) gradient at
     /// the first step. SGD validates with `x < 0`, so a NaN `lr` is accepted, as in PyTorch.
-    Sgd,
-    SgdConfig
-);
-
-optimizer_state! {
-    /// SGD's per-parameter state: the momentum buffer, created by the first step.
-    SgdState for SgdConfig; |_config, _h| {
-        momentum_buffer: lazy,
+    pub struct Sgd(SgdConfig) with SgdState, SgdKernel;
+    impl {
+        fn has_state(&self, h: &SgdConfig) -> bool {
+            h.momentum != 0.0
+        }
     }
 }
 
-impl<T: Float> Algorithm<T> for SgdConfig {
-    type State = SgdState<T>;
-    type Kernel = SgdKernel<T>;
-
-    fn has_state(&self, h: &Self) -> bool {
-        h.momentum != 0.0
-    }
-
-    fn prepare<'a>(
-        &self,
-        h: &Self,
-        st: &'a mut SgdState<T>,
-        p: &'a mut [T],
-        g: &'a [T],
-    ) -> (SgdKernel<T>, Lanes<'a, T>) {
-        let prep = GradPrep::new(h.maximize, h.weight_decay);
-        let neg_lr = f(-h.lr);
-        if h.momentum == 0.0 {
-            let k = SgdKernel {
-                prep,
-                neg_lr,
-                momentum: None,
-            };
-            return (k, Lanes::new(p, g));
-        }
-        let first = st.momentum_buffer.is_none();
-        let buf = st
-            .momentum_buffer
-            .get_or_insert_with(|| vec![T::zero(); p.len()]);
-        let m = MomentumCoef {
-            first,
-            momentum: f(h.momentum),
-            one_minus_dampening: f(1.0 - h.dampening),
-            nesterov: h.nesterov,
-        };
-        let k = SgdKernel {
-            prep,
-            neg_lr,
-            momentum: Some(m),
-        };
-        (k, Lanes::new(p, g).with(0, buf))
+optimizer_state! {
+    /// SGD's per-parameter state: the momentum buffer, created by the first step with
+    /// momentum.
+    SgdState for SgdConfig; |_config, h| {
+        momentum_buffer: lazy if (h.momentum != 0.0),
     }
 }
 
@@ -127,34 +77,45 @@ pub(crate) struct SgdKernel<T> {
     momentum: Option<MomentumCoef<T>>,
 }
 
+impl<T: Float> SgdKernel<T> {
+    fn new(h: &SgdConfig, st: &mut SgdState<T>) -> Self {
+        let momentum = (h.momentum != 0.0).then(|| MomentumCoef {
+            first: st.momentum_buffer.is_none(),
+            momentum: f(h.momentum),
+            one_minus_dampening: f(1.0 - h.dampening),
+            nesterov: h.nesterov,
+        });
+        Self {
+            prep: GradPrep::new(h.maximize, h.weight_decay),
+            neg_lr: f(-h.lr),
+            momentum,
+        }
+    }
+}
+
 impl<T: Float> Kernel<T> for SgdKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
         let (prep, neg_lr) = (self.prep, self.neg_lr);
         match self.momentum {
-            None => {
-                for (p, &g) in l.p.iter_mut().zip(l.g) {
-                    let g = prep.apply(g, *p);
-                    *p = fma(neg_lr, g, *p);
-                }
-            }
-            Some(m) => {
-                let [buf, _, _] = l.s;
-                for ((p, &g), b) in l.p.iter_mut().zip(l.g).zip(buf.iter_mut()) {
-                    let g = prep.apply(g, *p);
-                    *b = if m.first {
-                        g
-                    } else {
-                        fma(m.one_minus_dampening, g, *b * m.momentum)
-                    };
-                    let d = if m.nesterov {
-                        fma(m.momentum, *b, g)
-                    } else {
-                        *b
-                    };
-                    *p = fma(neg_lr, d, *p);
-                }
-            }
+            None => l.each0(|p, g| {
+                let g = prep.apply(g, *p);
+                *p = fma(neg_lr, g, *p);
+            }),
+            Some(m) => l.each1(|p, g, b| {
+                let g = prep.apply(g, *p);
+                *b = if m.first {
+                    g
+                } else {
+                    fma(m.one_minus_dampening, g, *b * m.momentum)
+                };
+                let d = if m.nesterov {
+                    fma(m.momentum, *b, g)
+                } else {
+                    *b
+                };
+                *p = fma(neg_lr, d, *p);
+            }),
         }
     }
 }
