@@ -3,11 +3,16 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::hyper::{hyperparameters, optimizer_state};
-use crate::kernels::{advance, f, fma, GradPrep, Kernel, Lanes};
+use crate::kernels::{f, fma, GradPrep, Kernel, Lanes};
 use crate::validate::{non_negative, rho_range};
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// Adadelta (Zeiler, "ADADELTA: An Adaptive Learning Rate Method", 2012): PyTorch's
+    /// `torch.optim.Adadelta`.
+    ///
+    /// State: `step`, `square_avg`, `acc_delta`.
+    pub struct Adadelta with AdadeltaKernel;
+
     /// Adadelta's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct AdadeltaConfig as "Adadelta" {
         /// Scale of the update (1.0).
@@ -16,24 +21,14 @@ hyperparameters! {
         rho: f64 = 0.9,
         /// Added inside the square roots (1e-6).
         eps = 1e-6,
-        weight_decay = 0, maximize = false, capturable: flag false, foreach = None,
-        differentiable: flag false,
+        weight_decay = 0, maximize = false,
+        capturable: flag false, foreach = None, differentiable: flag false,
     }
     check { lr: non_negative, rho: rho_range, eps: non_negative, weight_decay: non_negative }
-}
 
-elementwise_optimizer! {
-    /// Adadelta (Zeiler, "ADADELTA: An Adaptive Learning Rate Method", 2012): PyTorch's
-    /// `torch.optim.Adadelta`.
-    ///
-    /// State: `step`, `square_avg`, `acc_delta`.
-    pub struct Adadelta(AdadeltaConfig) with AdadeltaState, AdadeltaKernel;
-}
-
-optimizer_state! {
     /// Adadelta's per-parameter state.
-    AdadeltaState for AdadeltaConfig; |_config, _h| {
-        step: scalar(0.0), square_avg: tensor(0.0), acc_delta: tensor(0.0),
+    state AdadeltaState for AdadeltaConfig; |_config, _h| {
+        step: counter, square_avg: tensor(0.0), acc_delta: tensor(0.0),
     }
 }
 
@@ -46,8 +41,7 @@ pub(crate) struct AdadeltaKernel<T> {
 }
 
 impl<T: Float> AdadeltaKernel<T> {
-    fn new(h: &AdadeltaConfig, st: &mut AdadeltaState<T>) -> Self {
-        advance(&mut st.step);
+    fn new(h: &AdadeltaConfig, _: &mut AdadeltaState<T>) -> Self {
         Self {
             prep: GradPrep::new(h.maximize, h.weight_decay),
             rho: f(h.rho),

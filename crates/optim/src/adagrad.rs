@@ -3,11 +3,19 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::hyper::{hyperparameters, optimizer_state};
-use crate::kernels::{advance, f, fma, GradPrep, Kernel, Lanes};
+use crate::kernels::{f, fma, wide, GradPrep, Kernel, Lanes};
 use crate::validate::non_negative;
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// Adagrad (Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning
+    /// and Stochastic Optimization", JMLR 2011): PyTorch's `torch.optim.Adagrad`.
+    ///
+    /// State (`step`, `sum`) is created in the constructor for every parameter, as in
+    /// PyTorch, so a state dict taken before any step already has it; `sum` starts at the
+    /// constructor's `initial_accumulator_value` (a per-group value is ignored, as in
+    /// PyTorch). Parameters added later start from the same constructor value.
+    pub struct Adagrad with AdagradKernel;
+
     /// Adagrad's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct AdagradConfig as "Adagrad" {
         lr = 1e-2,
@@ -27,29 +35,17 @@ hyperparameters! {
         initial_accumulator_value: non_negative,
         eps: non_negative,
     }
-}
 
-elementwise_optimizer! {
-    /// Adagrad (Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning
-    /// and Stochastic Optimization", JMLR 2011): PyTorch's `torch.optim.Adagrad`.
-    ///
-    /// State (`step`, `sum`) is created in the constructor for every parameter, as in
-    /// PyTorch, so a state dict taken before any step already has it; `sum` starts at the
-    /// constructor's `initial_accumulator_value` (a per-group value is ignored, as in
-    /// PyTorch). Parameters added later start from the same constructor value.
-    pub struct Adagrad(AdagradConfig) with AdagradState, AdagradKernel;
+    /// Adagrad's per-parameter state; `sum` starts at the constructor's
+    /// `initial_accumulator_value` (a group's is ignored, as in PyTorch).
+    state AdagradState for AdagradConfig; |config, _h| {
+        step: counter, sum: tensor(config.initial_accumulator_value),
+    }
+
     impl {
         fn eager_init(&self) -> bool {
             true
         }
-    }
-}
-
-optimizer_state! {
-    /// Adagrad's per-parameter state; `sum` starts at the constructor's
-    /// `initial_accumulator_value` (a group's is ignored, as in PyTorch).
-    AdagradState for AdagradConfig; |config, _h| {
-        step: scalar(0.0), sum: tensor(config.initial_accumulator_value),
     }
 }
 
@@ -61,7 +57,7 @@ pub(crate) struct AdagradKernel<T> {
 
 impl<T: Float> AdagradKernel<T> {
     fn new(h: &AdagradConfig, st: &mut AdagradState<T>) -> Self {
-        let t = advance(&mut st.step);
+        let t = wide(st.step);
         let clr = h.lr / (1.0 + (t - 1.0) * h.lr_decay);
         Self {
             prep: GradPrep::new(h.maximize, h.weight_decay),

@@ -3,13 +3,20 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::hyper::{hyperparameters, optimizer_state};
-use crate::kernels::{advance, f, fma, maximum, GradPrep, Kernel, Lanes, Lerp};
+use crate::kernels::{f, fma, maximum, wide, GradPrep, Kernel, Lanes, Lerp};
 use crate::kwargs::float_betas;
 use crate::validate::{betas, non_negative};
 use crate::AdamWConfig;
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// Adam (Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015), with
+    /// AMSGrad (Reddi et al., "On the Convergence of Adam and Beyond", ICLR 2018) and
+    /// decoupled weight decay (Loshchilov & Hutter, "Decoupled Weight Decay
+    /// Regularization", ICLR 2019): PyTorch's `torch.optim.Adam`.
+    ///
+    /// State: `step`, `exp_avg`, `exp_avg_sq`, and `max_exp_avg_sq` with AMSGrad.
+    pub struct Adam with AdamRun;
+
     /// Adam's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct AdamConfig as "Adam" {
         lr = 1e-3, betas = (0.9, 0.999), eps = 1e-8,
@@ -20,22 +27,10 @@ hyperparameters! {
     }
     check { lr: non_negative, eps: non_negative, betas: betas, weight_decay: non_negative }
     kwargs float_betas;
-}
 
-elementwise_optimizer! {
-    /// Adam (Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015), with
-    /// AMSGrad (Reddi et al., "On the Convergence of Adam and Beyond", ICLR 2018) and
-    /// decoupled weight decay (Loshchilov & Hutter, "Decoupled Weight Decay
-    /// Regularization", ICLR 2019): PyTorch's `torch.optim.Adam`.
-    ///
-    /// State: `step`, `exp_avg`, `exp_avg_sq`, and `max_exp_avg_sq` with AMSGrad.
-    pub struct Adam(AdamConfig) with AdamState, AdamRun;
-}
-
-optimizer_state! {
     /// Adam's (and AdamW's) per-parameter state.
-    AdamState for AdamConfig, AdamWConfig; |_config, h| {
-        step: scalar(0.0), exp_avg: tensor(0.0), exp_avg_sq: tensor(0.0),
+    state AdamState for AdamConfig, AdamWConfig; |_config, h| {
+        step: counter, exp_avg: tensor(0.0), exp_avg_sq: tensor(0.0),
         max_exp_avg_sq: tensor(0.0) if (h.amsgrad),
     }
 }
@@ -111,7 +106,7 @@ impl<T: Float> AdamRun<T> {
     /// (`torch.optim.adam._single_tensor_adam`): advances the step count and returns the
     /// kernel with this parameter's bias corrections.
     pub(crate) fn new(h: &AdamConfig, st: &mut AdamState<T>) -> Self {
-        let t = advance(&mut st.step);
+        let t = wide(st.step);
         let (b1, b2) = h.betas;
         let bc2 = 1.0 - b2.powf(t);
         let k = AdamKernel {
@@ -245,9 +240,10 @@ mod tests {
             lr: f64::NAN,
             ..Default::default()
         };
+        let e = Adam::new(vec![param(&[1.0f32])], nan).unwrap_err();
         assert!(
-            Adam::new(vec![param(&[1.0f32])], nan).is_err(),
-            "Adam rejects a NaN lr"
+            matches!(e, OptimError::InvalidHyperparameter { ref name, .. } if name == "lr"),
+            "Adam rejects a NaN lr: {e}"
         );
     }
 }

@@ -3,11 +3,16 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::hyper::{hyperparameters, optimizer_state};
-use crate::kernels::{advance, f, maximum, GradPrep, Kernel, Lanes, Lerp};
+use crate::kernels::{f, maximum, wide, GradPrep, Kernel, Lanes, Lerp};
 use crate::validate::{betas, non_negative};
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// Adamax, the infinity-norm variant of Adam (Kingma & Ba, "Adam: A Method for
+    /// Stochastic Optimization", ICLR 2015, §7.1): PyTorch's `torch.optim.Adamax`.
+    ///
+    /// State: `step`, `exp_avg`, `exp_inf`.
+    pub struct Adamax with AdamaxKernel;
+
     /// Adamax's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct AdamaxConfig as "Adamax" {
         lr = 2e-3,
@@ -19,20 +24,10 @@ hyperparameters! {
         differentiable: flag false, capturable: flag false,
     }
     check { lr: non_negative, eps: non_negative, betas: betas, weight_decay: non_negative }
-}
 
-elementwise_optimizer! {
-    /// Adamax, the infinity-norm variant of Adam (Kingma & Ba, "Adam: A Method for
-    /// Stochastic Optimization", ICLR 2015, §7.1): PyTorch's `torch.optim.Adamax`.
-    ///
-    /// State: `step`, `exp_avg`, `exp_inf`.
-    pub struct Adamax(AdamaxConfig) with AdamaxState, AdamaxKernel;
-}
-
-optimizer_state! {
     /// Adamax's per-parameter state.
-    AdamaxState for AdamaxConfig; |_config, _h| {
-        step: scalar(0.0), exp_avg: tensor(0.0), exp_inf: tensor(0.0),
+    state AdamaxState for AdamaxConfig; |_config, _h| {
+        step: counter, exp_avg: tensor(0.0), exp_inf: tensor(0.0),
     }
 }
 
@@ -47,7 +42,7 @@ pub(crate) struct AdamaxKernel<T> {
 impl<T: Float> AdamaxKernel<T> {
     fn new(h: &AdamaxConfig, st: &mut AdamaxState<T>) -> Self {
         let (b1, b2) = h.betas;
-        let clr = h.lr / (1.0 - b1.powf(advance(&mut st.step)));
+        let clr = h.lr / (1.0 - b1.powf(wide(st.step)));
         Self {
             prep: GradPrep::new(h.maximize, h.weight_decay),
             lerp: Lerp::new(1.0 - b1),

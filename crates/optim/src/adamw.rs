@@ -2,12 +2,18 @@
 
 use crate::adam::{AdamRun, AdamState};
 use crate::engine::elementwise_optimizer;
-use crate::hyper::hyperparameters;
 use crate::kwargs::float_betas;
 use crate::validate::{betas, non_negative};
 use crate::AdamConfig;
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// AdamW (Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019):
+    /// PyTorch's `torch.optim.AdamW`, i.e. Adam with `decoupled_weight_decay=True`
+    /// (`p *= 1 - lr*weight_decay` before the moment updates).
+    ///
+    /// As in PyTorch, loading any state dict sets `decoupled_weight_decay=True` on every group.
+    pub struct AdamW with AdamRun;
+
     /// AdamW's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     /// There is no `decoupled_weight_decay`: it is always on.
     pub struct AdamWConfig as "AdamW" {
@@ -22,15 +28,9 @@ hyperparameters! {
     check { lr: non_negative, eps: non_negative, betas: betas, weight_decay: non_negative }
     kwargs float_betas;
     steps as AdamConfig;
-}
 
-elementwise_optimizer! {
-    /// AdamW (Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019):
-    /// PyTorch's `torch.optim.AdamW`, i.e. Adam with `decoupled_weight_decay=True`
-    /// (`p *= 1 - lr*weight_decay` before the moment updates).
-    ///
-    /// As in PyTorch, loading any state dict sets `decoupled_weight_decay=True` on every group.
-    pub struct AdamW(AdamWConfig) with AdamState, AdamRun;
+    state AdamState;
+
     impl {
         fn fix_loaded_group(&self, group: &mut tempo_param_groups::Dict) {
             group.insert("decoupled_weight_decay", true);

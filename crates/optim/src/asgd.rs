@@ -3,11 +3,17 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::hyper::{hyperparameters, optimizer_state};
-use crate::kernels::{advance, f, fma, wide, GradPrep, Kernel, Lanes};
+use crate::kernels::{f, fma, wide, GradPrep, Kernel, Lanes};
 use crate::validate::non_negative;
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// Averaged SGD (Polyak & Juditsky, "Acceleration of Stochastic Approximation by
+    /// Averaging", SIAM J. Control Optim. 1992): PyTorch's `torch.optim.ASGD`.
+    ///
+    /// State: `step`, `eta` and `mu` (0-d tensors in the parameters' type, as in PyTorch),
+    /// and the average `ax`.
+    pub struct Asgd with AsgdKernel;
+
     /// ASGD's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct AsgdConfig as "ASGD" {
         lr = 1e-2,
@@ -21,21 +27,10 @@ hyperparameters! {
         capturable: flag false,
     }
     check { lr: non_negative, lambd: non_negative, alpha: non_negative, weight_decay: non_negative }
-}
 
-elementwise_optimizer! {
-    /// Averaged SGD (Polyak & Juditsky, "Acceleration of Stochastic Approximation by
-    /// Averaging", SIAM J. Control Optim. 1992): PyTorch's `torch.optim.ASGD`.
-    ///
-    /// State: `step`, `eta` and `mu` (0-d tensors in the parameters' type, as in PyTorch),
-    /// and the average `ax`.
-    pub struct Asgd(AsgdConfig) with AsgdState, AsgdKernel;
-}
-
-optimizer_state! {
     /// ASGD's per-parameter state: `eta` and `mu` are 0-d tensors in the parameters' type.
-    AsgdState for AsgdConfig; |_config, h| {
-        step: scalar(0.0), eta: scalar(h.lr), mu: scalar(1.0), ax: tensor(0.0),
+    state AsgdState for AsgdConfig; |_config, h| {
+        step: counter, eta: scalar(h.lr), mu: scalar(1.0), ax: tensor(0.0),
     }
 }
 
@@ -49,7 +44,7 @@ pub(crate) struct AsgdKernel<T> {
 
 impl<T: Float> AsgdKernel<T> {
     fn new(h: &AsgdConfig, st: &mut AsgdState<T>) -> Self {
-        let t = advance(&mut st.step);
+        let t = wide(st.step);
         let eta = wide(st.eta);
         // PyTorch's exact test `mu.item() != 1`: averaging starts once mu leaves 1.
         #[allow(clippy::float_cmp)]

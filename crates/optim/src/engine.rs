@@ -48,8 +48,9 @@ pub(crate) trait Algorithm<T: Float>: Hyperparameters {
     ) -> Result<(), OptimError> {
         state.check(hyper, param)
     }
-    /// Starts the update of one parameter: advances its scalar state (the step counter)
-    /// and returns the kernel with this parameter's coefficients. The kernel runs over
+    /// Starts the update of one parameter, whose step counters the engine has just
+    /// advanced ([`Buffers::advance`]): updates its other scalar state and returns the
+    /// kernel with this parameter's coefficients. The kernel runs over
     /// the parameter, its gradient and the state's buffers ([`Buffers::lanes`]); the
     /// engine runs the kernels of all the step's parameters together, after every
     /// parameter's `prepare`.
@@ -205,6 +206,7 @@ impl<T: Float, A: Algorithm<T>, P: Param<T>> Engine<T, A, P> {
                 } else {
                     spare
                 };
+                st.advance();
                 let kernel = A::prepare(h, st);
                 batch.push(kernel, st.lanes(h, Lanes::new(data, g)));
             }
@@ -268,17 +270,42 @@ pub(crate) fn param<T: Float>(data: &[T]) -> Tensor<T> {
     )
 }
 
-/// Declares the public optimizer type `$name` over `Engine<T, $config>`, with its
-/// constructors and the trait impls forwarding to the engine, and `$config`'s
-/// [`Algorithm`]: its state is `$state<T>` (declared by `optimizer_state!`), its kernel
-/// `$kernel<T>`, whose `$kernel::new(hyper, state)` is `prepare`. The optional
-/// `impl { ... }` adds to the `Algorithm` impl (its provided methods' overrides).
+/// Declares an elementwise optimizer in one place: the public type `$name` over
+/// `Engine<T, $config>`, with its constructors and the trait impls forwarding to the
+/// engine; its config `$config` (the table and checks of
+/// [`hyperparameters!`](crate::hyper::hyperparameters)); its per-parameter state
+/// `$state` (the table of [`optimizer_state!`](crate::hyper::optimizer_state), or only
+/// its name where another optimizer's declaration serves this config too); and
+/// `$config`'s [`Algorithm`], whose kernel is `$kernel<T>` and whose `prepare` is
+/// `$kernel::new(hyper, state)`. The optional `impl { ... }` adds to the `Algorithm`
+/// impl (its provided methods' overrides).
 macro_rules! elementwise_optimizer {
     (
         $(#[$doc:meta])*
-        pub struct $name:ident($config:ty) with $state:ident, $kernel:ident;
+        pub struct $name:ident with $kernel:ident;
+        $(#[$config_meta:meta])*
+        pub struct $config:ident as $config_name:literal $table:tt
+        check $checks:tt
+        $(also $also:path;)?
+        $(kwargs $kwcheck:path;)?
+        $(steps as $hyper:ty;)?
+        $(#[$state_meta:meta])*
+        state $state:ident $(for $($for:ty),+ ; |$c:ident, $h:ident| $entries:tt)? $(;)?
         $(impl { $($extra:tt)* })?
     ) => {
+        crate::hyper::hyperparameters! {
+            $(#[$config_meta])*
+            pub struct $config as $config_name $table
+            check $checks
+            $(also $also;)?
+            $(kwargs $kwcheck;)?
+            $(steps as $hyper;)?
+        }
+
+        crate::engine::elementwise_optimizer!(
+            @state [$(#[$state_meta])*] $state $([$($for),+] [$c $h] $entries)?
+        );
+
         impl<T: tempo_tensor::Float> crate::engine::Algorithm<T> for $config {
             type State = $state<T>;
             type Kernel = $kernel<T>;
@@ -341,6 +368,11 @@ macro_rules! elementwise_optimizer {
 
         crate::engine::forward_to_engine!($name, <$config as crate::hyper::Hyperparameters>::NAME);
     };
+    // The state's table, or nothing where another optimizer declares the state.
+    (@state [$($meta:tt)*] $state:ident [$($for:ty),+] [$c:ident $h:ident] $entries:tt) => {
+        crate::hyper::optimizer_state! { $($meta)* $state for $($for),+ ; |$c, $h| $entries }
+    };
+    (@state [$($meta:tt)*] $state:ident) => {};
 }
 
 pub(crate) use elementwise_optimizer;

@@ -78,46 +78,49 @@ impl HyperValue for bool {
     }
 }
 
-impl HyperValue for Option<bool> {
+impl HyperValue for String {
     type Kind = ();
-    const EXPECTED: &'static str = "a bool or None";
+    const EXPECTED: &'static str = "a string";
     fn read(v: &Value) -> Option<Self> {
         match v {
-            Value::None => Some(None),
-            v => bool::read(v).map(Some),
-        }
-    }
-    fn write(&self, (): ()) -> Value {
-        self.map_or(Value::None, Value::Bool)
-    }
-}
-
-impl HyperValue for Option<i64> {
-    type Kind = ();
-    const EXPECTED: &'static str = "an integer or None";
-    fn read(v: &Value) -> Option<Self> {
-        match v {
-            Value::None => Some(None),
-            v => v.as_i64().map(Some),
-        }
-    }
-    fn write(&self, (): ()) -> Value {
-        self.map_or(Value::None, Value::Int)
-    }
-}
-
-impl HyperValue for Option<String> {
-    type Kind = ();
-    const EXPECTED: &'static str = "a string or None";
-    fn read(v: &Value) -> Option<Self> {
-        match v {
-            Value::None => Some(None),
-            Value::Str(s) => Some(Some(s.clone())),
+            Value::Str(s) => Some(s.clone()),
             _ => None,
         }
     }
     fn write(&self, (): ()) -> Value {
-        self.clone().map_or(Value::None, Value::Str)
+        Value::Str(self.clone())
+    }
+}
+
+/// A hyperparameter type that may also be `None` (`Option<Self>`).
+pub(crate) trait Nullable: HyperValue<Kind = ()> {
+    /// [`HyperValue::EXPECTED`], or None.
+    const EXPECTED_OR_NONE: &'static str;
+}
+
+impl Nullable for bool {
+    const EXPECTED_OR_NONE: &'static str = "a bool or None";
+}
+
+impl Nullable for i64 {
+    const EXPECTED_OR_NONE: &'static str = "an integer or None";
+}
+
+impl Nullable for String {
+    const EXPECTED_OR_NONE: &'static str = "a string or None";
+}
+
+impl<H: Nullable> HyperValue for Option<H> {
+    type Kind = ();
+    const EXPECTED: &'static str = H::EXPECTED_OR_NONE;
+    fn read(v: &Value) -> Option<Self> {
+        match v {
+            Value::None => Some(None),
+            v => H::read(v).map(Some),
+        }
+    }
+    fn write(&self, (): ()) -> Value {
+        self.as_ref().map_or(Value::None, |h| h.write(()))
     }
 }
 
@@ -517,6 +520,8 @@ pub(crate) trait Buffers<A: Hyperparameters, T>: Sized {
     /// Checks, before a step changes anything, that the state can be stepped under
     /// `hyper` (a buffer the hyperparameters need is there).
     fn check(&self, hyper: &A::Hyper, param: usize) -> Result<(), OptimError>;
+    /// Advances the step counters (`counter` entries), as a step does first.
+    fn advance(&mut self);
     /// The lanes a step under `hyper` runs over: `lanes` (the parameter and its
     /// gradient) with the state's buffers in its slots, in their declared order; a
     /// buffer `hyper` does not need leaves its slot empty, and a `lazy` one it needs is
@@ -530,6 +535,8 @@ pub(crate) trait Buffers<A: Hyperparameters, T>: Sized {
 
 /// Declares one parameter's state, entries in PyTorch's names and order:
 ///
+/// - `name: counter`: a step count, a 0-d tensor of the parameters' type starting at 0,
+///   advanced by every step before the kernel is made (PyTorch's `state_step += 1`);
 /// - `name: scalar(init)`: a 0-d tensor of the parameters' type, starting at `init`;
 /// - `name: tensor(init)`: a buffer of the parameter's shape filled with `init`;
 /// - `name: tensor(init) if (cond)`: created only if `cond` holds when the state is
@@ -600,6 +607,10 @@ macro_rules! optimizer_state {
                 Ok(())
             }
 
+            fn advance(&mut self) {
+                $(crate::hyper::optimizer_state!(@advance self $key $kind);)*
+            }
+
             #[allow(unused_variables)]
             fn lanes<'a>(
                 &'a mut self,
@@ -632,9 +643,11 @@ macro_rules! optimizer_state {
             }
         }
     };
+    (@ty counter) => { T };
     (@ty scalar) => { T };
     (@ty tensor) => { Vec<T> };
     (@ty $($optional:tt)+) => { Option<Vec<T>> };
+    (@init $n:ident counter) => { T::zero() };
     (@init $n:ident scalar ($($init:tt)*)) => { crate::kernels::f($($init)*) };
     (@init $n:ident tensor ($($init:tt)*)) => { vec![crate::kernels::f($($init)*); $n] };
     (@init $n:ident tensor ($($init:tt)*) if ($($cond:tt)*)) => {
@@ -650,6 +663,9 @@ macro_rules! optimizer_state {
         }
     };
     (@check $s:ident $param:ident $key:ident $($other:tt)*) => { () };
+    (@advance $s:ident $key:ident counter) => { crate::kernels::advance(&mut $s.$key) };
+    (@advance $s:ident $key:ident $($other:tt)*) => { () };
+    (@lane $l:ident $s:ident $key:ident counter) => { $l };
     (@lane $l:ident $s:ident $key:ident scalar) => { $l };
     (@lane $l:ident $s:ident $key:ident tensor) => { $l.bind(Some(&mut $s.$key[..])) };
     (@lane $l:ident $s:ident $key:ident tensor if ($($cond:tt)*)) => {
@@ -666,11 +682,13 @@ macro_rules! optimizer_state {
             None
         })
     }};
+    (@save $w:ident $s:ident $key:ident counter) => { $w.scalar(stringify!($key), $s.$key) };
     (@save $w:ident $s:ident $key:ident scalar) => { $w.scalar(stringify!($key), $s.$key) };
     (@save $w:ident $s:ident $key:ident tensor) => { $w.tensor(stringify!($key), &$s.$key) };
     (@save $w:ident $s:ident $key:ident $($optional:tt)+) => {
         $w.opt_tensor(stringify!($key), $s.$key.as_ref())
     };
+    (@load $r:ident $key:ident counter) => { $r.scalar(stringify!($key))? };
     (@load $r:ident $key:ident scalar) => { $r.scalar(stringify!($key))? };
     (@load $r:ident $key:ident tensor) => { $r.tensor(stringify!($key))? };
     (@load $r:ident $key:ident $($optional:tt)+) => { $r.opt_tensor(stringify!($key))? };

@@ -4,11 +4,17 @@ use tempo_tensor::Float;
 
 use crate::adam::Moments;
 use crate::engine::elementwise_optimizer;
-use crate::hyper::{hyperparameters, optimizer_state};
-use crate::kernels::{advance, f, wide, Kernel, Lanes};
+use crate::kernels::{f, wide, Kernel, Lanes};
 use crate::validate::{betas, non_negative};
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// NAdam (Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop),
+    /// with optional decoupled weight decay: PyTorch's `torch.optim.NAdam`.
+    ///
+    /// State: `step`, `mu_product` (a 0-d tensor accumulated in the parameters' type, as
+    /// in PyTorch), `exp_avg`, `exp_avg_sq`.
+    pub struct NAdam with NAdamKernel;
+
     /// NAdam's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct NAdamConfig as "NAdam" {
         lr = 2e-3, betas = (0.9, 0.999), eps = 1e-8,
@@ -26,22 +32,11 @@ hyperparameters! {
         weight_decay: non_negative,
         momentum_decay: non_negative,
     }
-}
 
-elementwise_optimizer! {
-    /// NAdam (Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop),
-    /// with optional decoupled weight decay: PyTorch's `torch.optim.NAdam`.
-    ///
-    /// State: `step`, `mu_product` (a 0-d tensor accumulated in the parameters' type, as
-    /// in PyTorch), `exp_avg`, `exp_avg_sq`.
-    pub struct NAdam(NAdamConfig) with NAdamState, NAdamKernel;
-}
-
-optimizer_state! {
     /// NAdam's per-parameter state: `mu_product` is a 0-d tensor accumulated in the
     /// parameters' type.
-    NAdamState for NAdamConfig; |_config, _h| {
-        step: scalar(0.0), mu_product: scalar(1.0), exp_avg: tensor(0.0),
+    state NAdamState for NAdamConfig; |_config, _h| {
+        step: counter, mu_product: scalar(1.0), exp_avg: tensor(0.0),
         exp_avg_sq: tensor(0.0),
     }
 }
@@ -56,7 +51,7 @@ pub(crate) struct NAdamKernel<T> {
 
 impl<T: Float> NAdamKernel<T> {
     fn new(h: &NAdamConfig, st: &mut NAdamState<T>) -> Self {
-        let t = advance(&mut st.step);
+        let t = wide(st.step);
         let (b1, b2) = h.betas;
         let mu = b1 * (1.0 - 0.5 * 0.96f64.powf(t * h.momentum_decay));
         let mu_next = b1 * (1.0 - 0.5 * 0.96f64.powf((t + 1.0) * h.momentum_decay));

@@ -4,11 +4,18 @@ use tempo_tensor::Float;
 
 use crate::adam::Moments;
 use crate::engine::elementwise_optimizer;
-use crate::hyper::{hyperparameters, optimizer_state};
-use crate::kernels::{advance, f, Kernel, Lanes};
+use crate::kernels::{f, wide, Kernel, Lanes};
 use crate::validate::{betas, non_negative};
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// RAdam (Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond",
+    /// ICLR 2020), with optional decoupled weight decay: PyTorch's `torch.optim.RAdam`.
+    ///
+    /// While the variance is intractable (ρ_t ≤ 5: the first five steps with the default
+    /// betas) the update is bias-corrected momentum SGD. State: `step`, `exp_avg`,
+    /// `exp_avg_sq`.
+    pub struct RAdam with RAdamKernel;
+
     /// RAdam's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct RAdamConfig as "RAdam" {
         lr = 1e-3, betas = (0.9, 0.999), eps = 1e-8,
@@ -18,22 +25,10 @@ hyperparameters! {
         differentiable: flag false,
     }
     check { lr: non_negative, eps: non_negative, betas: betas, weight_decay: non_negative }
-}
 
-elementwise_optimizer! {
-    /// RAdam (Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond",
-    /// ICLR 2020), with optional decoupled weight decay: PyTorch's `torch.optim.RAdam`.
-    ///
-    /// While the variance is intractable (ρ_t ≤ 5: the first five steps with the default
-    /// betas) the update is bias-corrected momentum SGD. State: `step`, `exp_avg`,
-    /// `exp_avg_sq`.
-    pub struct RAdam(RAdamConfig) with RAdamState, RAdamKernel;
-}
-
-optimizer_state! {
     /// RAdam's per-parameter state.
-    RAdamState for RAdamConfig; |_config, _h| {
-        step: scalar(0.0), exp_avg: tensor(0.0), exp_avg_sq: tensor(0.0),
+    state RAdamState for RAdamConfig; |_config, _h| {
+        step: counter, exp_avg: tensor(0.0), exp_avg_sq: tensor(0.0),
     }
 }
 
@@ -48,7 +43,7 @@ pub(crate) struct RAdamKernel<T> {
 
 impl<T: Float> RAdamKernel<T> {
     fn new(h: &RAdamConfig, st: &mut RAdamState<T>) -> Self {
-        let t = advance(&mut st.step);
+        let t = wide(st.step);
         let (b1, b2) = h.betas;
         let bc2 = 1.0 - b2.powf(t);
         let rho_inf = 2.0 / (1.0 - b2) - 1.0;

@@ -3,11 +3,19 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::hyper::{hyperparameters, optimizer_state};
-use crate::kernels::{advance, f, fma, GradPrep, Kernel, Lanes, Lerp};
+use crate::kernels::{f, fma, GradPrep, Kernel, Lanes, Lerp};
 use crate::validate::non_negative;
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// RMSprop (Hinton, "Neural Networks for Machine Learning", lecture 6e, 2012; centered
+    /// version after Graves, "Generating Sequences With Recurrent Neural Networks", 2013):
+    /// PyTorch's `torch.optim.RMSprop`.
+    ///
+    /// State: `step`, `square_avg`, `momentum_buffer` (only if `momentum > 0` when the
+    /// state is created) and `grad_avg` (only if `centered`). As in PyTorch, turning
+    /// momentum or centering on after the first step is an error (missing state).
+    pub struct Rmsprop with RmspropRun;
+
     /// RMSprop's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct RmspropConfig as "RMSprop" {
         lr = 1e-2, momentum = 0,
@@ -26,24 +34,11 @@ hyperparameters! {
         weight_decay: non_negative,
         alpha: non_negative,
     }
-}
 
-elementwise_optimizer! {
-    /// RMSprop (Hinton, "Neural Networks for Machine Learning", lecture 6e, 2012; centered
-    /// version after Graves, "Generating Sequences With Recurrent Neural Networks", 2013):
-    /// PyTorch's `torch.optim.RMSprop`.
-    ///
-    /// State: `step`, `square_avg`, `momentum_buffer` (only if `momentum > 0` when the
-    /// state is created) and `grad_avg` (only if `centered`). As in PyTorch, turning
-    /// momentum or centering on after the first step is an error (missing state).
-    pub struct Rmsprop(RmspropConfig) with RmspropState, RmspropRun;
-}
-
-optimizer_state! {
     /// RMSprop's per-parameter state: `momentum_buffer` only if `momentum > 0` and
     /// `grad_avg` only if `centered` when the state is created.
-    RmspropState for RmspropConfig; |_config, h| {
-        step: scalar(0.0), square_avg: tensor(0.0),
+    state RmspropState for RmspropConfig; |_config, h| {
+        step: counter, square_avg: tensor(0.0),
         momentum_buffer: tensor(0.0) if (h.momentum > 0.0),
         grad_avg: tensor(0.0) if (h.centered),
     }
@@ -57,8 +52,7 @@ pub(crate) struct RmspropRun<T> {
 }
 
 impl<T: Float> RmspropRun<T> {
-    fn new(h: &RmspropConfig, st: &mut RmspropState<T>) -> Self {
-        advance(&mut st.step);
+    fn new(h: &RmspropConfig, _: &mut RmspropState<T>) -> Self {
         let kernel = RmspropKernel {
             prep: GradPrep::new(h.maximize, h.weight_decay),
             alpha: f(h.alpha),

@@ -3,11 +3,18 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::hyper::{hyperparameters, optimizer_state};
-use crate::kernels::{advance, f, fma, sign, Kernel, Lanes};
+use crate::kernels::{f, fma, sign, Kernel, Lanes};
 use crate::validate::{etas, non_negative};
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// Rprop (Riedmiller & Braun, "A Direct Adaptive Method for Faster Backpropagation
+    /// Learning: The RPROP Algorithm", ICNN 1993): PyTorch's `torch.optim.Rprop`.
+    ///
+    /// State: `step`, `prev`, `step_size`. As in PyTorch, `lr` only seeds `step_size`
+    /// when the state is created: later changes to a group's `lr` (by a scheduler) have
+    /// no effect.
+    pub struct Rprop with RpropKernel;
+
     /// Rprop's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct RpropConfig as "Rprop" {
         /// Initial step size (1e-2). Read once, when a parameter's state is created.
@@ -19,22 +26,10 @@ hyperparameters! {
         foreach = None, maximize = false, differentiable: flag false, capturable: flag false,
     }
     check { lr: non_negative, etas: etas }
-}
 
-elementwise_optimizer! {
-    /// Rprop (Riedmiller & Braun, "A Direct Adaptive Method for Faster Backpropagation
-    /// Learning: The RPROP Algorithm", ICNN 1993): PyTorch's `torch.optim.Rprop`.
-    ///
-    /// State: `step`, `prev`, `step_size`. As in PyTorch, `lr` only seeds `step_size`
-    /// when the state is created: later changes to a group's `lr` (by a scheduler) have
-    /// no effect.
-    pub struct Rprop(RpropConfig) with RpropState, RpropKernel;
-}
-
-optimizer_state! {
     /// Rprop's per-parameter state: `step_size` starts at the group's `lr`.
-    RpropState for RpropConfig; |_config, h| {
-        step: scalar(0.0), prev: tensor(0.0), step_size: tensor(h.lr),
+    state RpropState for RpropConfig; |_config, h| {
+        step: counter, prev: tensor(0.0), step_size: tensor(h.lr),
     }
 }
 
@@ -47,8 +42,7 @@ pub(crate) struct RpropKernel<T> {
 }
 
 impl<T: Float> RpropKernel<T> {
-    fn new(h: &RpropConfig, st: &mut RpropState<T>) -> Self {
-        advance(&mut st.step);
+    fn new(h: &RpropConfig, _: &mut RpropState<T>) -> Self {
         Self {
             maximize: h.maximize,
             eta_minus: f(h.etas.0),

@@ -3,12 +3,19 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::hyper::{hyperparameters, optimizer_state};
 use crate::kernels::{f, fma, GradPrep, Kernel, Lanes};
 use crate::validate::{at_least_zero_or_nan, repr, require};
 use crate::OptimError;
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// Stochastic gradient descent (optionally with momentum), PyTorch's
+    /// `torch.optim.SGD`; Nesterov momentum after Sutskever et al., "On the importance of
+    /// initialization and momentum in deep learning" (ICML 2013).
+    ///
+    /// State: `momentum_buffer` when `momentum != 0`, a copy of the (decayed) gradient at
+    /// the first step. SGD validates with `x < 0`, so a NaN `lr` is accepted, as in PyTorch.
+    pub struct Sgd with SgdKernel;
+
     /// SGD's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct SgdConfig as "SGD" {
         lr = 1e-3, momentum = 0,
@@ -23,6 +30,18 @@ hyperparameters! {
         weight_decay: at_least_zero_or_nan,
     }
     also nesterov_needs_momentum;
+
+    /// SGD's per-parameter state: the momentum buffer, created by the first step with
+    /// momentum.
+    state SgdState for SgdConfig; |_config, h| {
+        momentum_buffer: lazy if (h.momentum != 0.0),
+    }
+
+    impl {
+        fn has_state(&self, h: &SgdConfig) -> bool {
+            h.momentum != 0.0
+        }
+    }
 }
 
 /// PyTorch's "Nesterov momentum requires a momentum and zero dampening".
@@ -38,29 +57,6 @@ fn nesterov_needs_momentum(c: &SgdConfig) -> Result<(), OptimError> {
         ),
         "Nesterov momentum requires a momentum > 0 and zero dampening",
     )
-}
-
-elementwise_optimizer! {
-    /// Stochastic gradient descent (optionally with momentum), PyTorch's
-    /// `torch.optim.SGD`; Nesterov momentum after Sutskever et al., "On the importance of
-    /// initialization and momentum in deep learning" (ICML 2013).
-    ///
-    /// State: `momentum_buffer` when `momentum != 0`, a copy of the (decayed) gradient at
-    /// the first step. SGD validates with `x < 0`, so a NaN `lr` is accepted, as in PyTorch.
-    pub struct Sgd(SgdConfig) with SgdState, SgdKernel;
-    impl {
-        fn has_state(&self, h: &SgdConfig) -> bool {
-            h.momentum != 0.0
-        }
-    }
-}
-
-optimizer_state! {
-    /// SGD's per-parameter state: the momentum buffer, created by the first step with
-    /// momentum.
-    SgdState for SgdConfig; |_config, h| {
-        momentum_buffer: lazy if (h.momentum != 0.0),
-    }
 }
 
 #[derive(Clone, Copy)]
