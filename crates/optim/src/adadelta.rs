@@ -3,7 +3,7 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::kernels::{f, fma, GradPrep, Kernel, Lanes};
+use crate::kernels::{each, f, fma, GradPrep, Kernel, Lanes};
 use crate::validate::{non_negative, rho_range};
 
 elementwise_optimizer! {
@@ -55,7 +55,7 @@ impl<T: Float> AdadeltaKernel<T> {
 impl<T: Float> Kernel<T> for AdadeltaKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
-        l.each2(|p, g, sq, acc| {
+        each!(l, |p, g, sq, acc| {
             let g = self.prep.apply(g, *p);
             *sq = fma(self.one_minus_rho * g, g, *sq * self.rho);
             let std = (*sq + self.eps).sqrt();

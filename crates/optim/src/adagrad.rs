@@ -3,7 +3,7 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::kernels::{f, fma, wide, GradPrep, Kernel, Lanes};
+use crate::kernels::{each, f, fma, wide, GradPrep, Kernel, Lanes};
 use crate::validate::non_negative;
 
 elementwise_optimizer! {
@@ -70,7 +70,7 @@ impl<T: Float> AdagradKernel<T> {
 impl<T: Float> Kernel<T> for AdagradKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
-        l.each1(|p, g, s| {
+        each!(l, |p, g, s| {
             let g = self.prep.apply(g, *p);
             *s = fma(g, g, *s);
             let std = s.sqrt() + self.eps;

@@ -3,7 +3,7 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::kernels::{f, fma, maximum, wide, GradPrep, Kernel, Lanes, Lerp};
+use crate::kernels::{each, f, fma, maximum, wide, GradPrep, Kernel, Lanes, Lerp};
 use crate::kwargs::float_betas;
 use crate::validate::{betas, non_negative};
 use crate::AdamWConfig;
@@ -153,7 +153,7 @@ impl<T: Float> AdamKernel<T> {
 impl<T: Float> Kernel<T> for AdamKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
-        l.each2(|p, g, m, v| {
+        each!(l, |p, g, m, v| {
             let (q, _) = self.moments.update(*p, g, m, v);
             *p = self.apply(q, *m, *v);
         });
@@ -165,7 +165,7 @@ struct AmsKernel<T>(AdamKernel<T>);
 impl<T: Float> Kernel<T> for AmsKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
-        l.each3(|p, g, m, v, vmax| {
+        each!(l, |p, g, m, v, vmax| {
             let (q, _) = self.0.moments.update(*p, g, m, v);
             *vmax = maximum(*vmax, *v);
             *p = self.0.apply(q, *m, *vmax);

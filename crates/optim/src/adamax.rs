@@ -3,7 +3,7 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::kernels::{f, maximum, wide, GradPrep, Kernel, Lanes, Lerp};
+use crate::kernels::{each, f, maximum, wide, GradPrep, Kernel, Lanes, Lerp};
 use crate::validate::{betas, non_negative};
 
 elementwise_optimizer! {
@@ -56,7 +56,7 @@ impl<T: Float> AdamaxKernel<T> {
 impl<T: Float> Kernel<T> for AdamaxKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
-        l.each2(|p, g, m, u| {
+        each!(l, |p, g, m, u| {
             let g = self.prep.apply(g, *p);
             *m = self.lerp.apply(*m, g);
             *u = maximum(*u * self.beta2, g.abs() + self.eps);

@@ -3,7 +3,7 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::kernels::{f, fma, wide, GradPrep, Kernel, Lanes};
+use crate::kernels::{each, f, fma, wide, GradPrep, Kernel, Lanes};
 use crate::validate::non_negative;
 
 elementwise_optimizer! {
@@ -66,7 +66,7 @@ impl<T: Float> AsgdKernel<T> {
 impl<T: Float> Kernel<T> for AsgdKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
-        l.each1(|p, g, ax| {
+        each!(l, |p, g, ax| {
             let g = self.prep.apply(g, *p);
             *p *= self.decay;
             *p = fma(self.neg_eta, g, *p);

@@ -60,52 +60,37 @@ impl<'a, T> Lanes<'a, T> {
     }
 }
 
-/// The loops of the kernels: `f` runs on each element of the parameter (`&mut`), its
-/// gradient and the first `N` state slots (`eachN`), in order. Marked `#[inline(always)]`,
-/// so a kernel's loop is compiled, and vectorized, where its `run` is.
-impl<T: Copy> Lanes<'_, T> {
-    #[inline(always)]
-    pub(crate) fn each0(self, mut f: impl FnMut(&mut T, T)) {
-        for (p, &g) in self.p.iter_mut().zip(self.g) {
-            f(p, g);
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn each1(self, mut f: impl FnMut(&mut T, T, &mut T)) {
-        let [a, _, _] = self.s;
-        for ((p, &g), a) in self.p.iter_mut().zip(self.g).zip(a.iter_mut()) {
-            f(p, g, a);
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn each2(self, mut f: impl FnMut(&mut T, T, &mut T, &mut T)) {
-        let [a, b, _] = self.s;
-        for ((p, &g), (a, b)) in self
+/// The loop of a kernel: `each!(lanes, |p, g, a, b| body)` runs `body` on each element,
+/// with `p` the parameter's (`&mut`), `g` the gradient's and `a`, `b`, ... those of the
+/// first state slots (`&mut`), in order. A macro rather than a function taking a
+/// closure: the loop is written out where it is used, as the kernel would write it, so
+/// its code (and vectorization) is exactly that of a hand-written loop.
+macro_rules! each {
+    ($l:ident, |$p:ident, $g:ident| $body:block) => {
+        for ($p, &$g) in $l.p.iter_mut().zip($l.g) $body
+    };
+    ($l:ident, |$p:ident, $g:ident, $a:ident| $body:block) => {{
+        let [$a, _, _] = $l.s;
+        for (($p, &$g), $a) in $l.p.iter_mut().zip($l.g).zip($a.iter_mut()) $body
+    }};
+    ($l:ident, |$p:ident, $g:ident, $a:ident, $b:ident| $body:block) => {{
+        let [$a, $b, _] = $l.s;
+        for (($p, &$g), ($a, $b)) in $l.p.iter_mut().zip($l.g).zip($a.iter_mut().zip($b.iter_mut()))
+            $body
+    }};
+    ($l:ident, |$p:ident, $g:ident, $a:ident, $b:ident, $c:ident| $body:block) => {{
+        let [$a, $b, $c] = $l.s;
+        for ((($p, &$g), ($a, $b)), $c) in $l
             .p
             .iter_mut()
-            .zip(self.g)
-            .zip(a.iter_mut().zip(b.iter_mut()))
-        {
-            f(p, g, a, b);
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn each3(self, mut f: impl FnMut(&mut T, T, &mut T, &mut T, &mut T)) {
-        let [a, b, c] = self.s;
-        for (((p, &g), (a, b)), c) in self
-            .p
-            .iter_mut()
-            .zip(self.g)
-            .zip(a.iter_mut().zip(b.iter_mut()))
-            .zip(c.iter_mut())
-        {
-            f(p, g, a, b, c);
-        }
-    }
+            .zip($l.g)
+            .zip($a.iter_mut().zip($b.iter_mut()))
+            .zip($c.iter_mut())
+            $body
+    }};
 }
+
+pub(crate) use each;
 
 /// [`Lanes`] filled slot by slot, in order: how `optimizer_state!` lends a state's
 /// buffers to its kernel (an absent buffer leaves its slot empty).

@@ -4,7 +4,7 @@ use tempo_tensor::Float;
 
 use crate::adam::Moments;
 use crate::engine::elementwise_optimizer;
-use crate::kernels::{f, wide, Kernel, Lanes};
+use crate::kernels::{each, f, wide, Kernel, Lanes};
 use crate::validate::{betas, non_negative};
 
 elementwise_optimizer! {
@@ -71,7 +71,7 @@ impl<T: Float> NAdamKernel<T> {
 impl<T: Float> Kernel<T> for NAdamKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
-        l.each2(|p, g, m, v| {
+        each!(l, |p, g, m, v| {
             let (q, g) = self.moments.update(*p, g, m, v);
             let denom = (*v / self.bc2).sqrt() + self.eps;
             let q = q + (self.c_grad * g) / denom;

@@ -4,7 +4,7 @@ use tempo_tensor::Float;
 
 use crate::adam::Moments;
 use crate::engine::elementwise_optimizer;
-use crate::kernels::{f, wide, Kernel, Lanes};
+use crate::kernels::{each, f, wide, Kernel, Lanes};
 use crate::validate::{betas, non_negative};
 
 elementwise_optimizer! {
@@ -66,7 +66,7 @@ impl<T: Float> RAdamKernel<T> {
 impl<T: Float> Kernel<T> for RAdamKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
-        l.each2(|p, g, m, v| {
+        each!(l, |p, g, m, v| {
             let (q, _) = self.moments.update(*p, g, m, v);
             let mhat = *m / self.bc1;
             let upd = match self.rect {

@@ -3,7 +3,7 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::kernels::{f, fma, sign, Kernel, Lanes};
+use crate::kernels::{each, f, fma, sign, Kernel, Lanes};
 use crate::validate::{etas, non_negative};
 
 elementwise_optimizer! {
@@ -56,7 +56,7 @@ impl<T: Float> RpropKernel<T> {
 impl<T: Float> Kernel<T> for RpropKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
-        l.each2(|p, g, prev, ss| {
+        each!(l, |p, g, prev, ss| {
             let g = if self.maximize { -g } else { g };
             let prod = g * *prev;
             // sign -> {eta_plus, eta_minus, 1}; NaN stays NaN.

@@ -3,7 +3,7 @@
 use tempo_tensor::Float;
 
 use crate::engine::elementwise_optimizer;
-use crate::kernels::{f, fma, GradPrep, Kernel, Lanes};
+use crate::kernels::{each, f, fma, GradPrep, Kernel, Lanes};
 use crate::validate::{at_least_zero_or_nan, repr, require};
 use crate::OptimError;
 
@@ -94,11 +94,11 @@ impl<T: Float> Kernel<T> for SgdKernel<T> {
     fn run(&self, l: Lanes<'_, T>) {
         let (prep, neg_lr) = (self.prep, self.neg_lr);
         match self.momentum {
-            None => l.each0(|p, g| {
+            None => each!(l, |p, g| {
                 let g = prep.apply(g, *p);
                 *p = fma(neg_lr, g, *p);
             }),
-            Some(m) => l.each1(|p, g, b| {
+            Some(m) => each!(l, |p, g, b| {
                 let g = prep.apply(g, *p);
                 *b = if m.first {
                     g
