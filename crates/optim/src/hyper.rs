@@ -306,26 +306,33 @@ pub(crate) trait Hyperparameters:
 }
 
 /// The hyperparameters that recur across optimizers, declared once: a name, its Rust
-/// type and its doc. A [`hyperparameters!`] table lists them as `name = default`.
+/// type and its doc (to which a table adds the default, in parentheses). A
+/// [`hyperparameters!`] table lists them as `name = default`.
 macro_rules! well_known {
-    ($what:ident lr) => { crate::hyper::well_known!(@$what f64, "Learning rate.") };
+    ($what:ident lr) => { crate::hyper::well_known!(@$what f64, "Learning rate") };
     ($what:ident betas) => {
-        crate::hyper::well_known!(@$what (f64, f64), "Decay rates of the first and second moments.")
+        crate::hyper::well_known!(@$what (f64, f64), "Decay rates of the first and second moments")
     };
-    ($what:ident eps) => { crate::hyper::well_known!(@$what f64, "Added to the denominator.") };
-    ($what:ident weight_decay) => { crate::hyper::well_known!(@$what f64, "L2 penalty.") };
-    ($what:ident momentum) => { crate::hyper::well_known!(@$what f64, "Momentum factor.") };
+    ($what:ident eps) => { crate::hyper::well_known!(@$what f64, "Added to the denominator") };
+    ($what:ident weight_decay) => { crate::hyper::well_known!(@$what f64, "L2 penalty") };
+    ($what:ident momentum) => { crate::hyper::well_known!(@$what f64, "Momentum factor") };
     ($what:ident amsgrad) => {
-        crate::hyper::well_known!(@$what bool, "AMSGrad: divide by the running maximum of the second moment.")
+        crate::hyper::well_known!(
+            @$what bool, "AMSGrad: divide by the running maximum of the second moment"
+        )
     };
-    ($what:ident nesterov) => { crate::hyper::well_known!(@$what bool, "Nesterov momentum.") };
-    ($what:ident maximize) => { crate::hyper::well_known!(@$what bool, "Maximize the objective.") };
+    ($what:ident nesterov) => { crate::hyper::well_known!(@$what bool, "Nesterov momentum") };
+    ($what:ident maximize) => {
+        crate::hyper::well_known!(@$what bool, "Maximize the objective")
+    };
     ($what:ident decoupled_weight_decay) => {
-        crate::hyper::well_known!(@$what bool, "Decoupled weight decay, as AdamW.")
+        crate::hyper::well_known!(@$what bool, "Decoupled weight decay, as AdamW")
     };
     ($what:ident foreach) => {
-        crate::hyper::well_known!(@$what Option<bool>, "PyTorch's `foreach` flag, stored in the groups; \
-            it does not change tempo's numbers.")
+        crate::hyper::well_known!(
+            @$what Option<bool>,
+            "PyTorch's `foreach` flag, stored in the groups without changing tempo's numbers"
+        )
     };
     ($what:ident $other:ident) => {
         compile_error!(concat!(
@@ -411,8 +418,7 @@ macro_rules! hyperparameters {
         crate::hyper::hyperparameters!(@munch $head $checks $also $kwcheck
             fields [$($fields)*
                 #[doc = concat!(
-                    crate::hyper::well_known!(doc $key),
-                    " Default: `", stringify!($default), "`."
+                    crate::hyper::well_known!(doc $key), " (", stringify!($default), ")."
                 )]
                 $key: crate::hyper::well_known!(ty $key) = $default,]
             dict [$($dict)* (stringify!($key), field $key $default)]
