@@ -50,10 +50,10 @@ pub(crate) trait Algorithm<T: Float>: Hyperparameters {
     }
     /// Starts the update of one parameter, whose step counters the engine has just
     /// advanced ([`Buffers::advance`]): updates its other scalar state and returns the
-    /// kernel with this parameter's coefficients. The kernel runs over
-    /// the parameter, its gradient and the state's buffers ([`Buffers::lanes`]); the
-    /// engine runs the kernels of all the step's parameters together, after every
-    /// parameter's `prepare`.
+    /// kernel with this parameter's coefficients. The kernel runs over the parameter,
+    /// its gradient and the state's buffers ([`Buffers::lanes`]); the engine runs the
+    /// kernels of all the step's parameters together, after every parameter's
+    /// `prepare`.
     fn prepare(hyper: &Self::Hyper, state: &mut Self::State) -> Self::Kernel;
     /// The state in PyTorch's names and order.
     fn save_state(&self, state: &Self::State, shape: &[usize]) -> ParamState {
