@@ -14,7 +14,7 @@ hyperparameters! {
     pub struct AdafactorConfig as "Adafactor" {
         /// Learning rate (1e-2): the largest relative step size, and the weight decay's
         /// coefficient.
-        lr: f64 = 1e-2,
+        lr = 1e-2,
         /// The decay rate of beta2: `1 - beta2_t = t^beta2_decay` (-0.8).
         beta2_decay: f64 = -0.8,
         /// `(eps1, eps2)` ((None, 1e-3)): `eps1` bounds the variance estimate from below
@@ -23,12 +23,11 @@ hyperparameters! {
         /// The update clipping threshold (1.0).
         d: f64 = 1.0,
         /// Decoupled weight decay (0.0).
-        weight_decay: f64 = 0.0,
+        weight_decay = 0.0,
         /// PyTorch's `foreach` flag, stored in the groups; tempo always computes
         /// `foreach=False`'s numbers.
-        foreach: Option<bool> = None,
-        /// Maximize the objective (false).
-        maximize: bool = false,
+        foreach = None,
+        maximize = false,
     }
     check {
         lr: non_negative,

@@ -2,30 +2,31 @@
 
 use tempo_tensor::Float;
 
-use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::hyper::{hyperparameters, optimizer_state};
-use crate::kernels::{f, fma, wide, GradPrep, Kernel, Lanes};
+use crate::engine::elementwise_optimizer;
+use crate::kernels::{each, f, fma, wide, GradPrep, Kernel, Lanes};
 use crate::validate::non_negative;
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// Adagrad (Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning
+    /// and Stochastic Optimization", JMLR 2011): PyTorch's `torch.optim.Adagrad`.
+    ///
+    /// State (`step`, `sum`) is created in the constructor for every parameter, as in
+    /// PyTorch, so a state dict taken before any step already has it; `sum` starts at the
+    /// constructor's `initial_accumulator_value` (a per-group value is ignored, as in
+    /// PyTorch). Parameters added later start from the same constructor value.
+    pub struct Adagrad with AdagradKernel;
+
     /// Adagrad's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct AdagradConfig as "Adagrad" {
-        /// Learning rate (1e-2).
-        lr: f64 = 1e-2,
+        lr = 1e-2,
         /// Learning-rate decay per step (0).
         lr_decay: f64 = 0,
         /// Added to the denominator (1e-10).
-        eps: f64 = 1e-10,
-        /// L2 penalty (0).
-        weight_decay: f64 = 0,
+        eps = 1e-10,
+        weight_decay = 0,
         /// Initial value of the sum of squared gradients (0).
         initial_accumulator_value: f64 = 0,
-        /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
-        foreach: Option<bool> = None,
-        /// Maximize the objective (false).
-        maximize: bool = false,
-        differentiable: flag false,
-        fused: flag None,
+        foreach = None, maximize = false, differentiable: flag false, fused: flag None,
     }
     check {
         lr: non_negative,
@@ -34,53 +35,17 @@ hyperparameters! {
         initial_accumulator_value: non_negative,
         eps: non_negative,
     }
-}
 
-elementwise_optimizer!(
-    /// Adagrad (Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning
-    /// and Stochastic Optimization", JMLR 2011): PyTorch's `torch.optim.Adagrad`.
-    ///
-    /// State (`step`, `sum`) is created in the constructor for every parameter, as in
-    /// PyTorch, so a state dict taken before any step already has it; `sum` starts at the
-    /// constructor's `initial_accumulator_value` (a per-group value is ignored, as in
-    /// PyTorch). Parameters added later start from the same constructor value.
-    Adagrad,
-    AdagradConfig
-);
-
-optimizer_state! {
     /// Adagrad's per-parameter state; `sum` starts at the constructor's
     /// `initial_accumulator_value` (a group's is ignored, as in PyTorch).
-    AdagradState for AdagradConfig; |config, _h| {
-        step: scalar(0.0),
-        sum: tensor(config.initial_accumulator_value),
-    }
-}
-
-impl<T: Float> Algorithm<T> for AdagradConfig {
-    type State = AdagradState<T>;
-    type Kernel = AdagradKernel<T>;
-
-    fn eager_init(&self) -> bool {
-        true
+    state AdagradState for AdagradConfig; |config, _h| {
+        step: counter, sum: tensor(config.initial_accumulator_value),
     }
 
-    fn prepare<'a>(
-        &self,
-        h: &Self,
-        st: &'a mut AdagradState<T>,
-        p: &'a mut [T],
-        g: &'a [T],
-    ) -> (AdagradKernel<T>, Lanes<'a, T>) {
-        st.step += T::one();
-        let t = wide(st.step);
-        let clr = h.lr / (1.0 + (t - 1.0) * h.lr_decay);
-        let k = AdagradKernel {
-            prep: GradPrep::new(h.maximize, h.weight_decay),
-            eps: f(h.eps),
-            neg_clr: f(-clr),
-        };
-        (k, Lanes::new(p, g).with(0, &mut st.sum))
+    impl {
+        fn eager_init(&self) -> bool {
+            true
+        }
     }
 }
 
@@ -90,16 +55,27 @@ pub(crate) struct AdagradKernel<T> {
     neg_clr: T,
 }
 
+impl<T: Float> AdagradKernel<T> {
+    fn new(h: &AdagradConfig, st: &mut AdagradState<T>) -> Self {
+        let t = wide(st.step);
+        let clr = h.lr / (1.0 + (t - 1.0) * h.lr_decay);
+        Self {
+            prep: GradPrep::new(h.maximize, h.weight_decay),
+            eps: f(h.eps),
+            neg_clr: f(-clr),
+        }
+    }
+}
+
 impl<T: Float> Kernel<T> for AdagradKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
-        let [sum, _, _] = l.s;
-        for ((p, &g), s) in l.p.iter_mut().zip(l.g).zip(sum.iter_mut()) {
+        each!(l, |p, g, s| {
             let g = self.prep.apply(g, *p);
             *s = fma(g, g, *s);
             let std = s.sqrt() + self.eps;
             *p += (self.neg_clr * g) / std;
-        }
+        });
     }
 }
 

@@ -2,115 +2,96 @@
 
 use tempo_tensor::Float;
 
-use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::hyper::{hyperparameters, optimizer_state};
-use crate::kernels::{f, maximum, GradPrep, Kernel, Lanes, Lerp};
+use crate::engine::elementwise_optimizer;
+use crate::kernels::{each, f, fma, maximum, wide, GradPrep, Kernel, Lanes, Lerp};
 use crate::kwargs::float_betas;
 use crate::validate::{betas, non_negative};
 use crate::AdamWConfig;
 
-hyperparameters! {
-    /// Adam's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-    pub struct AdamConfig as "Adam" {
-        /// Learning rate (1e-3).
-        lr: f64 = 1e-3,
-        /// Decay rates of the first and second moments ((0.9, 0.999)).
-        betas: (f64, f64) = (0.9, 0.999),
-        /// Added to the denominator (1e-8).
-        eps: f64 = 1e-8,
-        /// Weight decay (0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
-        weight_decay: f64 = 0,
-        /// AMSGrad: divide by the running maximum of the second moment (false).
-        amsgrad: bool = false,
-        /// Maximize the objective (false).
-        maximize: bool = false,
-        /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
-        foreach: Option<bool> = None,
-        capturable: flag false,
-        differentiable: flag false,
-        fused: flag None,
-        /// Decoupled weight decay, as AdamW (false).
-        decoupled_weight_decay: bool = false,
-    }
-    check { lr: non_negative, eps: non_negative, betas: betas, weight_decay: non_negative }
-    kwargs float_betas;
-}
-
-elementwise_optimizer!(
+elementwise_optimizer! {
     /// Adam (Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015), with
     /// AMSGrad (Reddi et al., "On the Convergence of Adam and Beyond", ICLR 2018) and
     /// decoupled weight decay (Loshchilov & Hutter, "Decoupled Weight Decay
     /// Regularization", ICLR 2019): PyTorch's `torch.optim.Adam`.
     ///
     /// State: `step`, `exp_avg`, `exp_avg_sq`, and `max_exp_avg_sq` with AMSGrad.
-    Adam,
-    AdamConfig
-);
+    pub struct Adam with AdamRun;
 
-optimizer_state! {
+    /// Adam's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
+    pub struct AdamConfig as "Adam" {
+        lr = 1e-3, betas = (0.9, 0.999), eps = 1e-8,
+        /// Weight decay (0): an L2 penalty, or decoupled when `decoupled_weight_decay`.
+        weight_decay = 0,
+        amsgrad = false, maximize = false, foreach = None, capturable: flag false,
+        differentiable: flag false, fused: flag None, decoupled_weight_decay = false,
+    }
+    check { lr: non_negative, eps: non_negative, betas: betas, weight_decay: non_negative }
+    kwargs float_betas;
+
     /// Adam's (and AdamW's) per-parameter state.
-    AdamState for AdamConfig, AdamWConfig; |_config, h| {
-        step: scalar(0.0),
-        exp_avg: tensor(0.0),
-        exp_avg_sq: tensor(0.0),
+    state AdamState for AdamConfig, AdamWConfig; |_config, h| {
+        step: counter, exp_avg: tensor(0.0), exp_avg_sq: tensor(0.0),
         max_exp_avg_sq: tensor(0.0) if (h.amsgrad),
     }
 }
 
-impl<T: Float> Algorithm<T> for AdamConfig {
-    type State = AdamState<T>;
-    type Kernel = AdamRun<T>;
-
-    fn prepare<'a>(
-        &self,
-        h: &Self,
-        st: &'a mut AdamState<T>,
-        p: &'a mut [T],
-        g: &'a [T],
-    ) -> (AdamRun<T>, Lanes<'a, T>) {
-        adam_prepare(h, st, p, g)
-    }
+/// The moment updates of Adam, RAdam and NAdam: the gradient as the update sees it,
+/// weight decay (an L2 penalty, or decoupled: `p * (1 - lr*weight_decay)`), and the
+/// first and second moments' updates, in PyTorch's order.
+#[derive(Clone, Copy)]
+pub(crate) struct Moments<T> {
+    prep: GradPrep<T>,
+    decay: Option<T>,
+    lerp: Lerp<T>,
+    beta2: T,
+    one_minus_beta2: T,
 }
 
-/// PyTorch's single-tensor Adam, fused into one pass (`torch.optim.adam._single_tensor_adam`): advances the
-/// step count and returns the kernel with this parameter's bias corrections.
-pub(crate) fn adam_prepare<'a, T: Float>(
-    h: &AdamConfig,
-    st: &'a mut AdamState<T>,
-    p: &'a mut [T],
-    g: &'a [T],
-) -> (AdamRun<T>, Lanes<'a, T>) {
-    st.step += T::one();
-    let t = crate::kernels::wide(st.step);
-    let (b1, b2) = h.betas;
-    let bc1 = 1.0 - b1.powf(t);
-    let bc2 = 1.0 - b2.powf(t);
-    let step_size = h.lr / bc1;
-    let bc2_sqrt = bc2.powf(0.5);
-    let (prep, decay) = if h.weight_decay != 0.0 && h.decoupled_weight_decay {
-        (
-            GradPrep::new(h.maximize, 0.0),
-            Some(f(1.0 - h.lr * h.weight_decay)),
-        )
-    } else {
-        (GradPrep::new(h.maximize, h.weight_decay), None)
-    };
-    let k = AdamKernel {
-        prep,
-        decay,
-        lerp: Lerp::new(1.0 - b1),
-        beta2: f(b2),
-        one_minus_beta2: f(1.0 - b2),
-        bc2_sqrt: f(bc2_sqrt),
-        eps: f(h.eps),
-        neg_step_size: f(-step_size),
-    };
-    let lanes = Lanes::new(p, g)
-        .with(0, &mut st.exp_avg)
-        .with(1, &mut st.exp_avg_sq);
-    match (&mut st.max_exp_avg_sq, h.amsgrad) {
-        (Some(vmax), true) => (AdamRun::Ams(k), lanes.with(2, vmax)),
-        _ => (AdamRun::Plain(k), lanes),
+/// Adam's, RAdam's and NAdam's configs name the hyperparameters of [`Moments`] alike.
+macro_rules! moments_from {
+    ($($config:ty),*) => {$(
+        impl<T: Float> From<&$config> for Moments<T> {
+            fn from(h: &$config) -> Self {
+                let (b1, b2) = h.betas;
+                let (prep, decay) = if h.weight_decay != 0.0 && h.decoupled_weight_decay {
+                    (
+                        GradPrep::new(h.maximize, 0.0),
+                        Some(f(1.0 - h.lr * h.weight_decay)),
+                    )
+                } else {
+                    (GradPrep::new(h.maximize, h.weight_decay), None)
+                };
+                Self {
+                    prep,
+                    decay,
+                    lerp: Lerp::new(1.0 - b1),
+                    beta2: f(b2),
+                    one_minus_beta2: f(1.0 - b2),
+                }
+            }
+        }
+    )*};
+}
+
+moments_from!(AdamConfig, crate::RAdamConfig, crate::NAdamConfig);
+
+impl<T: Float> Moments<T> {
+    /// Updates the moments `m` and `v` from the gradient `g` of the parameter `p`;
+    /// returns the decayed parameter and the gradient as the update saw it.
+    ///
+    /// The decay is a value, never a conditional store to the parameter: a store under
+    /// a loop-invariant condition may be vectorized as a masked store (`vmaskmovps`),
+    /// which some CPUs (AMD Zen) run several times slower than the whole update.
+    #[inline(always)]
+    pub(crate) fn update(&self, p: T, g: T, m: &mut T, v: &mut T) -> (T, T) {
+        let g = self.prep.apply(g, p);
+        let p = match self.decay {
+            Some(d) => p * d,
+            None => p,
+        };
+        *m = self.lerp.apply(*m, g);
+        *v = fma(self.one_minus_beta2 * g, g, *v * self.beta2);
+        (p, g)
     }
 }
 
@@ -118,6 +99,28 @@ pub(crate) fn adam_prepare<'a, T: Float>(
 pub(crate) enum AdamRun<T> {
     Plain(AdamKernel<T>),
     Ams(AdamKernel<T>),
+}
+
+impl<T: Float> AdamRun<T> {
+    /// PyTorch's single-tensor Adam, fused into one pass
+    /// (`torch.optim.adam._single_tensor_adam`): advances the step count and returns the
+    /// kernel with this parameter's bias corrections.
+    pub(crate) fn new(h: &AdamConfig, st: &mut AdamState<T>) -> Self {
+        let t = wide(st.step);
+        let (b1, b2) = h.betas;
+        let bc2 = 1.0 - b2.powf(t);
+        let k = AdamKernel {
+            moments: Moments::from(h),
+            bc2_sqrt: f(bc2.powf(0.5)),
+            eps: f(h.eps),
+            neg_step_size: f(-(h.lr / (1.0 - b1.powf(t)))),
+        };
+        if h.amsgrad {
+            AdamRun::Ams(k)
+        } else {
+            AdamRun::Plain(k)
+        }
+    }
 }
 
 impl<T: Float> Kernel<T> for AdamRun<T> {
@@ -132,35 +135,13 @@ impl<T: Float> Kernel<T> for AdamRun<T> {
 
 #[derive(Clone, Copy)]
 pub(crate) struct AdamKernel<T> {
-    prep: GradPrep<T>,
-    decay: Option<T>,
-    lerp: Lerp<T>,
-    beta2: T,
-    one_minus_beta2: T,
+    moments: Moments<T>,
     bc2_sqrt: T,
     eps: T,
     neg_step_size: T,
 }
 
 impl<T: Float> AdamKernel<T> {
-    /// Weight decay and the moment updates; returns the decayed parameter and the new
-    /// `exp_avg_sq`.
-    ///
-    /// The decay is a value, never a conditional store to the parameter: a store under
-    /// a loop-invariant condition may be vectorized as a masked store (`vmaskmovps`),
-    /// which some CPUs (AMD Zen) run several times slower than the whole update.
-    #[inline(always)]
-    fn moments(&self, p: T, g: T, m: &mut T, v: &mut T) -> (T, T) {
-        let g = self.prep.apply(g, p);
-        let p = match self.decay {
-            Some(d) => p * d,
-            None => p,
-        };
-        *m = self.lerp.apply(*m, g);
-        *v = crate::kernels::fma(self.one_minus_beta2 * g, g, *v * self.beta2);
-        (p, *v)
-    }
-
     /// The parameter after the update, from the decayed parameter `p`.
     #[inline(always)]
     fn apply(&self, p: T, m: T, s: T) -> T {
@@ -172,11 +153,10 @@ impl<T: Float> AdamKernel<T> {
 impl<T: Float> Kernel<T> for AdamKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
-        let [m, v, _] = l.s;
-        for ((p, &g), (m, v)) in l.p.iter_mut().zip(l.g).zip(m.iter_mut().zip(v.iter_mut())) {
-            let (q, v) = self.moments(*p, g, m, v);
-            *p = self.apply(q, *m, v);
-        }
+        each!(l, |p, g, m, v| {
+            let (q, _) = self.moments.update(*p, g, m, v);
+            *p = self.apply(q, *m, *v);
+        });
     }
 }
 
@@ -185,17 +165,11 @@ struct AmsKernel<T>(AdamKernel<T>);
 impl<T: Float> Kernel<T> for AmsKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
-        let [m, v, vmax] = l.s;
-        for (((p, &g), (m, v)), vmax) in
-            l.p.iter_mut()
-                .zip(l.g)
-                .zip(m.iter_mut().zip(v.iter_mut()))
-                .zip(vmax.iter_mut())
-        {
-            let (q, v) = self.0.moments(*p, g, m, v);
-            *vmax = maximum(*vmax, v);
+        each!(l, |p, g, m, v, vmax| {
+            let (q, _) = self.0.moments.update(*p, g, m, v);
+            *vmax = maximum(*vmax, *v);
             *p = self.0.apply(q, *m, *vmax);
-        }
+        });
     }
 }
 
@@ -266,9 +240,10 @@ mod tests {
             lr: f64::NAN,
             ..Default::default()
         };
+        let e = Adam::new(vec![param(&[1.0f32])], nan).unwrap_err();
         assert!(
-            Adam::new(vec![param(&[1.0f32])], nan).is_err(),
-            "Adam rejects a NaN lr"
+            matches!(e, OptimError::InvalidHyperparameter { ref name, .. } if name == "lr"),
+            "Adam rejects a NaN lr: {e}"
         );
     }
 }

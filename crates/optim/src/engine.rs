@@ -17,7 +17,7 @@ use crate::{OptimError, OptimizerStateDict, Param, ParamGroup};
 /// the state and what comes of them are declared in `crate::hyper`'s tables).
 pub(crate) trait Algorithm<T: Float>: Hyperparameters {
     /// One parameter's state.
-    type State: Default + Send + Sync + std::fmt::Debug + Buffers<Self>;
+    type State: Default + Send + Sync + std::fmt::Debug + Buffers<Self, T>;
     /// The per-element update, with one parameter's coefficients.
     type Kernel: Kernel<T>;
 
@@ -48,17 +48,13 @@ pub(crate) trait Algorithm<T: Float>: Hyperparameters {
     ) -> Result<(), OptimError> {
         state.check(hyper, param)
     }
-    /// Starts the update of one parameter: advances its scalar state (the step counter)
-    /// and returns the kernel with this parameter's coefficients and the lanes it runs
-    /// over (`p`, `g` and the state buffers). The engine runs the kernels of all the
-    /// step's parameters together, after every parameter's `prepare`.
-    fn prepare<'a>(
-        &self,
-        hyper: &Self::Hyper,
-        state: &'a mut Self::State,
-        p: &'a mut [T],
-        g: &'a [T],
-    ) -> (Self::Kernel, Lanes<'a, T>);
+    /// Starts the update of one parameter, whose step counters the engine has just
+    /// advanced ([`Buffers::advance`]): updates its other scalar state and returns the
+    /// kernel with this parameter's coefficients. The kernel runs over the parameter,
+    /// its gradient and the state's buffers ([`Buffers::lanes`]); the engine runs the
+    /// kernels of all the step's parameters together, after every parameter's
+    /// `prepare`.
+    fn prepare(hyper: &Self::Hyper, state: &mut Self::State) -> Self::Kernel;
     /// The state in PyTorch's names and order.
     fn save_state(&self, state: &Self::State, shape: &[usize]) -> ParamState {
         state.save(shape)
@@ -210,8 +206,9 @@ impl<T: Float, A: Algorithm<T>, P: Param<T>> Engine<T, A, P> {
                 } else {
                     spare
                 };
-                let (kernel, lanes) = config.prepare(h, st, data, g);
-                batch.push(kernel, lanes);
+                st.advance();
+                let kernel = A::prepare(h, st);
+                batch.push(kernel, st.lanes(h, Lanes::new(data, g)));
             }
             batch.run();
             spare_tasks.restore(batch.into_tasks());
@@ -273,10 +270,56 @@ pub(crate) fn param<T: Float>(data: &[T]) -> Tensor<T> {
     )
 }
 
-/// Declares the public optimizer type `$name` over `Engine<T, $config>`, with its
-/// constructors and the trait impls forwarding to the engine.
+/// Declares an elementwise optimizer in one place: the public type `$name` over
+/// `Engine<T, $config>`, with its constructors and the trait impls forwarding to the
+/// engine; its config `$config` (the table and checks of
+/// [`hyperparameters!`](crate::hyper::hyperparameters)); its per-parameter state
+/// `$state` (the table of [`optimizer_state!`](crate::hyper::optimizer_state), or only
+/// its name where another optimizer's declaration serves this config too); and
+/// `$config`'s [`Algorithm`], whose kernel is `$kernel<T>` and whose `prepare` is
+/// `$kernel::new(hyper, state)`. The optional `impl { ... }` adds to the `Algorithm`
+/// impl (its provided methods' overrides).
 macro_rules! elementwise_optimizer {
-    ($(#[$doc:meta])* $name:ident, $config:ty) => {
+    (
+        $(#[$doc:meta])*
+        pub struct $name:ident with $kernel:ident;
+        $(#[$config_meta:meta])*
+        pub struct $config:ident as $config_name:literal $table:tt
+        check $checks:tt
+        $(also $also:path;)?
+        $(kwargs $kwcheck:path;)?
+        $(steps as $hyper:ty;)?
+        $(#[$state_meta:meta])*
+        state $state:ident $(for $($for:ty),+ ; |$c:ident, $h:ident| $entries:tt)? $(;)?
+        $(impl { $($extra:tt)* })?
+    ) => {
+        crate::hyper::hyperparameters! {
+            $(#[$config_meta])*
+            pub struct $config as $config_name $table
+            check $checks
+            $(also $also;)?
+            $(kwargs $kwcheck;)?
+            $(steps as $hyper;)?
+        }
+
+        crate::engine::elementwise_optimizer!(
+            @state [$(#[$state_meta])*] $state $([$($for),+] [$c $h] $entries)?
+        );
+
+        impl<T: tempo_tensor::Float> crate::engine::Algorithm<T> for $config {
+            type State = $state<T>;
+            type Kernel = $kernel<T>;
+
+            fn prepare(
+                hyper: &<Self as crate::hyper::Hyperparameters>::Hyper,
+                state: &mut $state<T>,
+            ) -> $kernel<T> {
+                $kernel::new(hyper, state)
+            }
+
+            $($($extra)*)?
+        }
+
         $(#[$doc])*
         ///
         /// `P` is the parameters' storage: tempo's `Tensor<T>` by default, or any
@@ -325,6 +368,11 @@ macro_rules! elementwise_optimizer {
 
         crate::engine::forward_to_engine!($name, <$config as crate::hyper::Hyperparameters>::NAME);
     };
+    // The state's table, or nothing where another optimizer declares the state.
+    (@state [$($meta:tt)*] $state:ident [$($for:ty),+] [$c:ident $h:ident] $entries:tt) => {
+        crate::hyper::optimizer_state! { $($meta)* $state for $($for),+ ; |$c, $h| $entries }
+    };
+    (@state [$($meta:tt)*] $state:ident) => {};
 }
 
 pub(crate) use elementwise_optimizer;

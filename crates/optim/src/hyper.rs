@@ -10,6 +10,7 @@
 
 use tempo_param_groups::{Dict, Value};
 
+use crate::kernels::Lanes;
 use crate::kwargs::Kwargs;
 use crate::param_group::GroupReader;
 use crate::state::{ParamState, StateReader};
@@ -77,46 +78,49 @@ impl HyperValue for bool {
     }
 }
 
-impl HyperValue for Option<bool> {
+impl HyperValue for String {
     type Kind = ();
-    const EXPECTED: &'static str = "a bool or None";
+    const EXPECTED: &'static str = "a string";
     fn read(v: &Value) -> Option<Self> {
         match v {
-            Value::None => Some(None),
-            v => bool::read(v).map(Some),
-        }
-    }
-    fn write(&self, (): ()) -> Value {
-        self.map_or(Value::None, Value::Bool)
-    }
-}
-
-impl HyperValue for Option<i64> {
-    type Kind = ();
-    const EXPECTED: &'static str = "an integer or None";
-    fn read(v: &Value) -> Option<Self> {
-        match v {
-            Value::None => Some(None),
-            v => v.as_i64().map(Some),
-        }
-    }
-    fn write(&self, (): ()) -> Value {
-        self.map_or(Value::None, Value::Int)
-    }
-}
-
-impl HyperValue for Option<String> {
-    type Kind = ();
-    const EXPECTED: &'static str = "a string or None";
-    fn read(v: &Value) -> Option<Self> {
-        match v {
-            Value::None => Some(None),
-            Value::Str(s) => Some(Some(s.clone())),
+            Value::Str(s) => Some(s.clone()),
             _ => None,
         }
     }
     fn write(&self, (): ()) -> Value {
-        self.clone().map_or(Value::None, Value::Str)
+        Value::Str(self.clone())
+    }
+}
+
+/// A hyperparameter type that may also be `None` (`Option<Self>`).
+pub(crate) trait Nullable: HyperValue<Kind = ()> {
+    /// [`HyperValue::EXPECTED`], or None.
+    const EXPECTED_OR_NONE: &'static str;
+}
+
+impl Nullable for bool {
+    const EXPECTED_OR_NONE: &'static str = "a bool or None";
+}
+
+impl Nullable for i64 {
+    const EXPECTED_OR_NONE: &'static str = "an integer or None";
+}
+
+impl Nullable for String {
+    const EXPECTED_OR_NONE: &'static str = "a string or None";
+}
+
+impl<H: Nullable> HyperValue for Option<H> {
+    type Kind = ();
+    const EXPECTED: &'static str = H::EXPECTED_OR_NONE;
+    fn read(v: &Value) -> Option<Self> {
+        match v {
+            Value::None => Some(None),
+            v => H::read(v).map(Some),
+        }
+    }
+    fn write(&self, (): ()) -> Value {
+        self.as_ref().map_or(Value::None, |h| h.write(()))
     }
 }
 
@@ -301,11 +305,54 @@ pub(crate) trait Hyperparameters:
     }
 }
 
-/// Declares an optimizer's config: one line a key of PyTorch's defaults dict, in
-/// PyTorch's order.
+/// The hyperparameters that recur across optimizers, declared once: a name, its Rust
+/// type and its doc (to which a table adds the default, in parentheses). A
+/// [`hyperparameters!`] table lists them as `name = default`.
+macro_rules! well_known {
+    ($what:ident lr) => { crate::hyper::well_known!(@$what f64, "Learning rate") };
+    ($what:ident betas) => {
+        crate::hyper::well_known!(@$what (f64, f64), "Decay rates of the first and second moments")
+    };
+    ($what:ident eps) => { crate::hyper::well_known!(@$what f64, "Added to the denominator") };
+    ($what:ident weight_decay) => { crate::hyper::well_known!(@$what f64, "L2 penalty") };
+    ($what:ident momentum) => { crate::hyper::well_known!(@$what f64, "Momentum factor") };
+    ($what:ident amsgrad) => {
+        crate::hyper::well_known!(
+            @$what bool, "AMSGrad: divide by the running maximum of the second moment"
+        )
+    };
+    ($what:ident nesterov) => { crate::hyper::well_known!(@$what bool, "Nesterov momentum") };
+    ($what:ident maximize) => {
+        crate::hyper::well_known!(@$what bool, "Maximize the objective")
+    };
+    ($what:ident decoupled_weight_decay) => {
+        crate::hyper::well_known!(@$what bool, "Decoupled weight decay, as AdamW")
+    };
+    ($what:ident foreach) => {
+        crate::hyper::well_known!(
+            @$what Option<bool>,
+            "PyTorch's `foreach` flag, stored in the groups without changing tempo's numbers"
+        )
+    };
+    ($what:ident $other:ident) => {
+        compile_error!(concat!(
+            "`", stringify!($other), "` is no well-known hyperparameter: write `",
+            stringify!($other), ": type = default` with a doc"
+        ))
+    };
+    (@ty $ty:ty, $doc:literal) => { $ty };
+    (@doc $ty:ty, $doc:literal) => { $doc };
+}
+
+pub(crate) use well_known;
+
+/// Declares an optimizer's config: the keys of PyTorch's defaults dict, in PyTorch's
+/// order, several to a line.
 ///
-/// - `name: type = default` is a public field; `default` is written as in PyTorch, so
-///   its kind is Python's (`0` is an int, `0.0` a float: see [`PyDefault`]).
+/// - `name = default` is a public field of a [`well_known!`] name, which gives its type
+///   and doc (a `///` doc before it replaces the latter); `default` is written as in
+///   PyTorch, so its kind is Python's (`0` is an int, `0.0` a float: see [`PyDefault`]).
+/// - `name: type = default`, with a doc, is a public field of any other name.
 /// - `name: flag value` is a code-path flag (`capturable`, `differentiable`, `fused`):
 ///   in the dict at `value`, accepted as a kwarg only at its default.
 /// - `name: fixed value` is in the dict at `value` and is no argument (AdamW's
@@ -343,6 +390,37 @@ macro_rules! hyperparameters {
     ) => {
         crate::hyper::hyperparameters!(@munch $head $checks $also $kwcheck
             fields [$($fields)* $(#[$doc])* $key: $ty = $default,]
+            dict [$($dict)* (stringify!($key), field $key $default)]
+            flags [$($flags)*]
+            keys [$($keys)* field $key,]
+            $($rest)*
+        );
+    };
+    // A well-known field with its own doc.
+    (@munch $head:tt $checks:tt $also:tt $kwcheck:tt
+        fields [$($fields:tt)*] dict [$($dict:tt)*] flags [$($flags:tt)*] keys [$($keys:tt)*]
+        $(#[$doc:meta])+ $key:ident = $default:expr , $($rest:tt)*
+    ) => {
+        crate::hyper::hyperparameters!(@munch $head $checks $also $kwcheck
+            fields [$($fields)* $(#[$doc])+
+                $key: crate::hyper::well_known!(ty $key) = $default,]
+            dict [$($dict)* (stringify!($key), field $key $default)]
+            flags [$($flags)*]
+            keys [$($keys)* field $key,]
+            $($rest)*
+        );
+    };
+    // A well-known field.
+    (@munch $head:tt $checks:tt $also:tt $kwcheck:tt
+        fields [$($fields:tt)*] dict [$($dict:tt)*] flags [$($flags:tt)*] keys [$($keys:tt)*]
+        $key:ident = $default:expr , $($rest:tt)*
+    ) => {
+        crate::hyper::hyperparameters!(@munch $head $checks $also $kwcheck
+            fields [$($fields)*
+                #[doc = concat!(
+                    crate::hyper::well_known!(doc $key), " (", stringify!($default), ")."
+                )]
+                $key: crate::hyper::well_known!(ty $key) = $default,]
             dict [$($dict)* (stringify!($key), field $key $default)]
             flags [$($flags)*]
             keys [$($keys)* field $key,]
@@ -440,13 +518,21 @@ macro_rules! hyperparameters {
 
 pub(crate) use hyperparameters;
 
-/// What [`optimizer_state!`] derives for one parameter's state under the algorithm `A`.
-pub(crate) trait Buffers<A: Hyperparameters>: Sized {
+/// What [`optimizer_state!`] derives for one parameter's state under the algorithm `A`,
+/// over elements of type `T`.
+pub(crate) trait Buffers<A: Hyperparameters, T>: Sized {
     /// Fresh state for a parameter of `numel` elements.
     fn init(config: &A, hyper: &A::Hyper, numel: usize) -> Self;
     /// Checks, before a step changes anything, that the state can be stepped under
     /// `hyper` (a buffer the hyperparameters need is there).
     fn check(&self, hyper: &A::Hyper, param: usize) -> Result<(), OptimError>;
+    /// Advances the step counters (`counter` entries), as a step does first.
+    fn advance(&mut self);
+    /// The lanes a step under `hyper` runs over: `lanes` (the parameter and its
+    /// gradient) with the state's buffers in its slots, in their declared order; a
+    /// buffer `hyper` does not need leaves its slot empty, and a `lazy` one it needs is
+    /// created (zeros) here.
+    fn lanes<'a>(&'a mut self, hyper: &A::Hyper, lanes: Lanes<'a, T>) -> Lanes<'a, T>;
     /// The state in PyTorch's names and order.
     fn save(&self, shape: &[usize]) -> ParamState;
     /// Reads state saved by `save` (or by PyTorch).
@@ -455,15 +541,19 @@ pub(crate) trait Buffers<A: Hyperparameters>: Sized {
 
 /// Declares one parameter's state, entries in PyTorch's names and order:
 ///
+/// - `name: counter`: a step count, a 0-d tensor of the parameters' type starting at 0,
+///   advanced by every step before the kernel is made (PyTorch's `state_step += 1`);
 /// - `name: scalar(init)`: a 0-d tensor of the parameters' type, starting at `init`;
 /// - `name: tensor(init)`: a buffer of the parameter's shape filled with `init`;
 /// - `name: tensor(init) if (cond)`: created only if `cond` holds when the state is
 ///   created; a step that needs it (`cond`) and finds none is an error;
-/// - `name: lazy`: created by the step itself, saved once it exists.
+/// - `name: lazy if (cond)`: created (zeros) by the first step that needs it (`cond`),
+///   saved once it exists.
 ///
 /// `init` and `cond` are `f64` and `bool` expressions of the constructor's config and
 /// a group's hyperparameters, named by the closure-like head `|config, hyper|`; the
-/// state serves the configs listed after `for`.
+/// state serves the configs listed after `for`. The buffers (every entry but the
+/// scalars) are the kernel's state lanes, in this order (see [`Buffers::lanes`]).
 macro_rules! optimizer_state {
     (
         $(#[$meta:meta])*
@@ -473,7 +563,7 @@ macro_rules! optimizer_state {
         $(crate::hyper::optimizer_state!(@impl $state $config, $c, $h, $entries);)+
     };
     (@struct [$(#[$meta:meta])*] $state:ident {
-        $($key:ident: $kind:ident $(($($init:tt)*))? $(if ($($cond:tt)*))?,)*
+        $($key:ident: $kind:ident $(($($init:tt)*))? $(if ($($cond:tt)*))?),* $(,)?
     }) => {
         $(#[$meta])*
         pub(crate) struct $state<T> {
@@ -495,9 +585,9 @@ macro_rules! optimizer_state {
         }
     };
     (@impl $state:ident $config:ty, $c:ident, $h:ident, {
-        $($key:ident: $kind:ident $(($($init:tt)*))? $(if ($($cond:tt)*))?,)*
+        $($key:ident: $kind:ident $(($($init:tt)*))? $(if ($($cond:tt)*))?),* $(,)?
     }) => {
-        impl<T: tempo_tensor::Float> crate::hyper::Buffers<$config> for $state<T> {
+        impl<T: tempo_tensor::Float> crate::hyper::Buffers<$config, T> for $state<T> {
             #[allow(unused_variables)]
             fn init(
                 $c: &$config,
@@ -517,15 +607,27 @@ macro_rules! optimizer_state {
                 $h: &<$config as crate::hyper::Hyperparameters>::Hyper,
                 param: usize,
             ) -> Result<(), crate::OptimError> {
-                $($(
-                    if ($($cond)*) && self.$key.is_none() {
-                        return Err(crate::OptimError::MissingState {
-                            param,
-                            key: stringify!($key).into(),
-                        });
-                    }
-                )?)*
+                $(crate::hyper::optimizer_state!(
+                    @check self param $key $kind $(if ($($cond)*))?
+                );)*
                 Ok(())
+            }
+
+            fn advance(&mut self) {
+                $(crate::hyper::optimizer_state!(@advance self $key $kind);)*
+            }
+
+            #[allow(unused_variables)]
+            fn lanes<'a>(
+                &'a mut self,
+                $h: &<$config as crate::hyper::Hyperparameters>::Hyper,
+                lanes: crate::kernels::Lanes<'a, T>,
+            ) -> crate::kernels::Lanes<'a, T> {
+                let lanes = crate::kernels::Slots::new(lanes);
+                $(let lanes = crate::hyper::optimizer_state!(
+                    @lane lanes self $key $kind $(if ($($cond)*))?
+                );)*
+                lanes.finish()
             }
 
             fn save(&self, shape: &[usize]) -> crate::state::ParamState {
@@ -540,33 +642,62 @@ macro_rules! optimizer_state {
                 r: &crate::state::StateReader<'_>,
             ) -> Result<Self, crate::OptimError> {
                 Ok(Self {
-                    $($key: crate::hyper::optimizer_state!(@load r $key $kind $(if ($($cond)*))?),)*
+                    $($key: crate::hyper::optimizer_state!(
+                        @load r $key $kind $(if ($($cond)*))?
+                    ),)*
                 })
             }
         }
     };
+    (@ty counter) => { T };
     (@ty scalar) => { T };
     (@ty tensor) => { Vec<T> };
-    (@ty tensor if ($($cond:tt)*)) => { Option<Vec<T>> };
-    (@ty lazy) => { Option<Vec<T>> };
+    (@ty $($optional:tt)+) => { Option<Vec<T>> };
+    (@init $n:ident counter) => { T::zero() };
     (@init $n:ident scalar ($($init:tt)*)) => { crate::kernels::f($($init)*) };
     (@init $n:ident tensor ($($init:tt)*)) => { vec![crate::kernels::f($($init)*); $n] };
     (@init $n:ident tensor ($($init:tt)*) if ($($cond:tt)*)) => {
         ($($cond)*).then(|| vec![crate::kernels::f($($init)*); $n])
     };
-    (@init $n:ident lazy) => { None };
+    (@init $n:ident lazy if ($($cond:tt)*)) => { None };
+    (@check $s:ident $param:ident $key:ident tensor if ($($cond:tt)*)) => {
+        if ($($cond)*) && $s.$key.is_none() {
+            return Err(crate::OptimError::MissingState {
+                param: $param,
+                key: stringify!($key).into(),
+            });
+        }
+    };
+    (@check $s:ident $param:ident $key:ident $($other:tt)*) => { () };
+    (@advance $s:ident $key:ident counter) => { crate::kernels::advance(&mut $s.$key) };
+    (@advance $s:ident $key:ident $($other:tt)*) => { () };
+    (@lane $l:ident $s:ident $key:ident counter) => { $l };
+    (@lane $l:ident $s:ident $key:ident scalar) => { $l };
+    (@lane $l:ident $s:ident $key:ident tensor) => { $l.bind(Some(&mut $s.$key[..])) };
+    (@lane $l:ident $s:ident $key:ident tensor if ($($cond:tt)*)) => {
+        {
+            let needed: bool = $($cond)*;
+            $l.bind(if needed { $s.$key.as_deref_mut() } else { None })
+        }
+    };
+    (@lane $l:ident $s:ident $key:ident lazy if ($($cond:tt)*)) => {{
+        let (n, needed): (usize, bool) = ($l.len(), $($cond)*);
+        $l.bind(if needed {
+            Some(&mut $s.$key.get_or_insert_with(|| vec![T::zero(); n])[..])
+        } else {
+            None
+        })
+    }};
+    (@save $w:ident $s:ident $key:ident counter) => { $w.scalar(stringify!($key), $s.$key) };
     (@save $w:ident $s:ident $key:ident scalar) => { $w.scalar(stringify!($key), $s.$key) };
     (@save $w:ident $s:ident $key:ident tensor) => { $w.tensor(stringify!($key), &$s.$key) };
-    (@save $w:ident $s:ident $key:ident tensor if ($($cond:tt)*)) => {
+    (@save $w:ident $s:ident $key:ident $($optional:tt)+) => {
         $w.opt_tensor(stringify!($key), $s.$key.as_ref())
     };
-    (@save $w:ident $s:ident $key:ident lazy) => {
-        $w.opt_tensor(stringify!($key), $s.$key.as_ref())
-    };
+    (@load $r:ident $key:ident counter) => { $r.scalar(stringify!($key))? };
     (@load $r:ident $key:ident scalar) => { $r.scalar(stringify!($key))? };
     (@load $r:ident $key:ident tensor) => { $r.tensor(stringify!($key))? };
-    (@load $r:ident $key:ident tensor if ($($cond:tt)*)) => { $r.opt_tensor(stringify!($key))? };
-    (@load $r:ident $key:ident lazy) => { $r.opt_tensor(stringify!($key))? };
+    (@load $r:ident $key:ident $($optional:tt)+) => { $r.opt_tensor(stringify!($key))? };
 }
 
 pub(crate) use optimizer_state;

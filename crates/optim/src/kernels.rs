@@ -60,6 +60,69 @@ impl<'a, T> Lanes<'a, T> {
     }
 }
 
+/// The loop of a kernel: `each!(lanes, |p, g, a, b| body)` runs `body` on each element,
+/// with `p` the parameter's (`&mut`), `g` the gradient's and `a`, `b`, ... those of the
+/// first state slots (`&mut`), in order. A macro rather than a function taking a
+/// closure: the loop is written out where it is used, as the kernel would write it, so
+/// its code (and vectorization) is exactly that of a hand-written loop.
+macro_rules! each {
+    ($l:ident, |$p:ident, $g:ident| $body:block) => {
+        for ($p, &$g) in $l.p.iter_mut().zip($l.g) $body
+    };
+    ($l:ident, |$p:ident, $g:ident, $a:ident| $body:block) => {{
+        let [$a, _, _] = $l.s;
+        for (($p, &$g), $a) in $l.p.iter_mut().zip($l.g).zip($a.iter_mut()) $body
+    }};
+    ($l:ident, |$p:ident, $g:ident, $a:ident, $b:ident| $body:block) => {{
+        let [$a, $b, _] = $l.s;
+        for (($p, &$g), ($a, $b)) in $l.p.iter_mut().zip($l.g).zip($a.iter_mut().zip($b.iter_mut()))
+            $body
+    }};
+    ($l:ident, |$p:ident, $g:ident, $a:ident, $b:ident, $c:ident| $body:block) => {{
+        let [$a, $b, $c] = $l.s;
+        for ((($p, &$g), ($a, $b)), $c) in $l
+            .p
+            .iter_mut()
+            .zip($l.g)
+            .zip($a.iter_mut().zip($b.iter_mut()))
+            .zip($c.iter_mut())
+            $body
+    }};
+}
+
+pub(crate) use each;
+
+/// [`Lanes`] filled slot by slot, in order: how `optimizer_state!` lends a state's
+/// buffers to its kernel (an absent buffer leaves its slot empty).
+pub(crate) struct Slots<'a, T> {
+    lanes: Lanes<'a, T>,
+    next: usize,
+}
+
+impl<'a, T> Slots<'a, T> {
+    pub(crate) fn new(lanes: Lanes<'a, T>) -> Self {
+        Self { lanes, next: 0 }
+    }
+
+    /// The parameter's number of elements.
+    pub(crate) fn len(&self) -> usize {
+        self.lanes.p.len()
+    }
+
+    /// Puts `buf`, if any, in the next slot.
+    pub(crate) fn bind(mut self, buf: Option<&'a mut [T]>) -> Self {
+        if let Some(buf) = buf {
+            self.lanes = self.lanes.with(self.next, buf);
+        }
+        self.next += 1;
+        self
+    }
+
+    pub(crate) fn finish(self) -> Lanes<'a, T> {
+        self.lanes
+    }
+}
+
 /// One optimizer's per-element update, with its coefficients already computed.
 ///
 /// Implementations mark `run` `#[inline(always)]`, so that it is compiled inside the
@@ -412,6 +475,14 @@ impl<T: Float> Lerp<T> {
 #[inline(always)]
 pub(crate) fn f<T: Float>(x: f64) -> T {
     <T as Float>::from_f64(x)
+}
+
+/// Advances a step counter (a 0-d tensor of the parameters' type) and returns its new
+/// value, widened: PyTorch's `state_step += 1` and `_get_value(state_step)`.
+#[inline]
+pub(crate) fn advance<T: Float>(step: &mut T) -> f64 {
+    *step += T::one();
+    wide(*step)
 }
 
 /// A tensor element widened to f64 (exact): PyTorch's `.item()`.

@@ -17,7 +17,7 @@ hyperparameters! {
     /// LBFGS's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct LBFGSConfig as "LBFGS" {
         /// Step length (1).
-        lr: f64 = 1,
+        lr = 1,
         /// Iterations per `step` (20).
         max_iter: i64 = 20,
         /// Closure evaluations per `step` (`None`: `max_iter * 5 / 4`).
@@ -30,8 +30,7 @@ hyperparameters! {
         history_size: i64 = 100,
         /// `None` (fixed step `lr`) or `"strong_wolfe"`.
         line_search_fn: Option<String> = None,
-        /// Maximize the objective (false).
-        maximize: bool = false,
+        maximize = false,
     }
     check { lr: non_negative, line_search_fn: line_search_fn }
     defaults resolve_max_eval;

@@ -17,18 +17,15 @@ pub const MUON_ADJUST_LR_FNS: &[&str] = &["original", "match_rms_adamw", "spectr
 hyperparameters! {
     /// Muon's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct MuonConfig as "Muon" {
-        /// Learning rate (1e-3).
-        lr: f64 = 1e-3,
+        lr = 1e-3,
         /// Decoupled weight decay (0.1).
-        weight_decay: f64 = 0.1,
-        /// Momentum factor (0.95).
-        momentum: f64 = 0.95,
-        /// Nesterov momentum (true).
-        nesterov: bool = true,
+        weight_decay = 0.1,
+        momentum = 0.95,
+        nesterov = true,
         /// The Newton-Schulz polynomial's coefficients `(a, b, c)` ((3.4445, -4.775, 2.0315)).
         ns_coefficients: (f64, f64, f64) = (3.4445, -4.7750, 2.0315),
         /// The smallest norm the iteration divides by (1e-7).
-        eps: f64 = 1e-7,
+        eps = 1e-7,
         /// Newton-Schulz iterations (5; fewer than 100).
         ns_steps: i64 = 5,
         /// How the learning rate is scaled by the matrix's shape `A x B`: `None` or

@@ -2,31 +2,29 @@
 
 use tempo_tensor::Float;
 
-use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::hyper::{hyperparameters, optimizer_state};
+use crate::engine::elementwise_optimizer;
 use crate::kernels::{f, fma, GradPrep, Kernel, Lanes, Lerp};
 use crate::validate::non_negative;
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// RMSprop (Hinton, "Neural Networks for Machine Learning", lecture 6e, 2012; centered
+    /// version after Graves, "Generating Sequences With Recurrent Neural Networks", 2013):
+    /// PyTorch's `torch.optim.RMSprop`.
+    ///
+    /// State: `step`, `square_avg`, `momentum_buffer` (only if `momentum > 0` when the
+    /// state is created) and `grad_avg` (only if `centered`). As in PyTorch, turning
+    /// momentum or centering on after the first step is an error (missing state).
+    pub struct RMSprop with RMSpropRun;
+
     /// RMSprop's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct RMSpropConfig as "RMSprop" {
-        /// Learning rate (1e-2).
-        lr: f64 = 1e-2,
-        /// Momentum factor (0).
-        momentum: f64 = 0,
+        lr = 1e-2, momentum = 0,
         /// Smoothing constant of the squared-gradient average (0.99).
         alpha: f64 = 0.99,
-        /// Added to the denominator (1e-8).
-        eps: f64 = 1e-8,
+        eps = 1e-8,
         /// Centered RMSprop: normalize by an estimate of the gradient's variance (false).
         centered: bool = false,
-        /// L2 penalty (0).
-        weight_decay: f64 = 0,
-        capturable: flag false,
-        /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
-        foreach: Option<bool> = None,
-        /// Maximize the objective (false).
-        maximize: bool = false,
+        weight_decay = 0, capturable: flag false, foreach = None, maximize = false,
         differentiable: flag false,
     }
     check {
@@ -36,70 +34,13 @@ hyperparameters! {
         weight_decay: non_negative,
         alpha: non_negative,
     }
-}
 
-elementwise_optimizer!(
-    /// RMSprop (Hinton, "Neural Networks for Machine Learning", lecture 6e, 2012; centered
-    /// version after Graves, "Generating Sequences With Recurrent Neural Networks", 2013):
-    /// PyTorch's `torch.optim.RMSprop`.
-    ///
-    /// State: `step`, `square_avg`, `momentum_buffer` (only if `momentum > 0` when the
-    /// state is created) and `grad_avg` (only if `centered`). As in PyTorch, turning
-    /// momentum or centering on after the first step is an error (missing state).
-    RMSprop,
-    RMSpropConfig
-);
-
-optimizer_state! {
     /// RMSprop's per-parameter state: `momentum_buffer` only if `momentum > 0` and
     /// `grad_avg` only if `centered` when the state is created.
-    RMSpropState for RMSpropConfig; |_config, h| {
-        step: scalar(0.0),
-        square_avg: tensor(0.0),
+    state RMSpropState for RMSpropConfig; |_config, h| {
+        step: counter, square_avg: tensor(0.0),
         momentum_buffer: tensor(0.0) if (h.momentum > 0.0),
         grad_avg: tensor(0.0) if (h.centered),
-    }
-}
-
-impl<T: Float> Algorithm<T> for RMSpropConfig {
-    type State = RMSpropState<T>;
-    type Kernel = RMSpropRun<T>;
-
-    fn prepare<'a>(
-        &self,
-        h: &Self,
-        st: &'a mut RMSpropState<T>,
-        p: &'a mut [T],
-        g: &'a [T],
-    ) -> (RMSpropRun<T>, Lanes<'a, T>) {
-        st.step += T::one();
-        let k = RMSpropKernel {
-            prep: GradPrep::new(h.maximize, h.weight_decay),
-            alpha: f(h.alpha),
-            one_minus_alpha: f(1.0 - h.alpha),
-            lerp: Lerp::new(1.0 - h.alpha),
-            eps: f(h.eps),
-            momentum: f(h.momentum),
-            neg_lr: f(-h.lr),
-        };
-        let mut lanes = Lanes::new(p, g).with(0, &mut st.square_avg);
-        let use_momentum = h.momentum > 0.0;
-        if use_momentum {
-            if let Some(b) = st.momentum_buffer.as_mut() {
-                lanes = lanes.with(1, b);
-            }
-        }
-        if h.centered {
-            if let Some(ga) = st.grad_avg.as_mut() {
-                lanes = lanes.with(2, ga);
-            }
-        }
-        let run = RMSpropRun {
-            kernel: k,
-            centered: h.centered,
-            momentum: use_momentum,
-        };
-        (run, lanes)
     }
 }
 
@@ -108,6 +49,25 @@ pub(crate) struct RMSpropRun<T> {
     kernel: RMSpropKernel<T>,
     centered: bool,
     momentum: bool,
+}
+
+impl<T: Float> RMSpropRun<T> {
+    fn new(h: &RMSpropConfig, _: &mut RMSpropState<T>) -> Self {
+        let kernel = RMSpropKernel {
+            prep: GradPrep::new(h.maximize, h.weight_decay),
+            alpha: f(h.alpha),
+            one_minus_alpha: f(1.0 - h.alpha),
+            lerp: Lerp::new(1.0 - h.alpha),
+            eps: f(h.eps),
+            momentum: f(h.momentum),
+            neg_lr: f(-h.lr),
+        };
+        Self {
+            kernel,
+            centered: h.centered,
+            momentum: h.momentum > 0.0,
+        }
+    }
 }
 
 impl<T: Float> Kernel<T> for RMSpropRun<T> {

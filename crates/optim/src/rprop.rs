@@ -2,75 +2,34 @@
 
 use tempo_tensor::Float;
 
-use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::hyper::{hyperparameters, optimizer_state};
-use crate::kernels::{f, fma, sign, Kernel, Lanes};
+use crate::engine::elementwise_optimizer;
+use crate::kernels::{each, f, fma, sign, Kernel, Lanes};
 use crate::validate::{etas, non_negative};
 
-hyperparameters! {
-    /// Rprop's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
-    pub struct RpropConfig as "Rprop" {
-        /// Initial step size (1e-2). Read once, when a parameter's state is created.
-        lr: f64 = 1e-2,
-        /// Multiplicative decrease and increase factors (η-, η+) ((0.5, 1.2)).
-        etas: (f64, f64) = (0.5, 1.2),
-        /// Minimal and maximal step sizes ((1e-6, 50)).
-        step_sizes: (f64, f64) = (1e-6, 50),
-        /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
-        foreach: Option<bool> = None,
-        /// Maximize the objective (false).
-        maximize: bool = false,
-        differentiable: flag false,
-        capturable: flag false,
-    }
-    check { lr: non_negative, etas: etas }
-}
-
-elementwise_optimizer!(
+elementwise_optimizer! {
     /// Rprop (Riedmiller & Braun, "A Direct Adaptive Method for Faster Backpropagation
     /// Learning: The RPROP Algorithm", ICNN 1993): PyTorch's `torch.optim.Rprop`.
     ///
     /// State: `step`, `prev`, `step_size`. As in PyTorch, `lr` only seeds `step_size`
     /// when the state is created: later changes to a group's `lr` (by a scheduler) have
     /// no effect.
-    Rprop,
-    RpropConfig
-);
+    pub struct Rprop with RpropKernel;
 
-optimizer_state! {
-    /// Rprop's per-parameter state: `step_size` starts at the group's `lr`.
-    RpropState for RpropConfig; |_config, h| {
-        step: scalar(0.0),
-        prev: tensor(0.0),
-        step_size: tensor(h.lr),
+    /// Rprop's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
+    pub struct RpropConfig as "Rprop" {
+        /// Initial step size (1e-2). Read once, when a parameter's state is created.
+        lr = 1e-2,
+        /// Multiplicative decrease and increase factors (η-, η+) ((0.5, 1.2)).
+        etas: (f64, f64) = (0.5, 1.2),
+        /// Minimal and maximal step sizes ((1e-6, 50)).
+        step_sizes: (f64, f64) = (1e-6, 50),
+        foreach = None, maximize = false, differentiable: flag false, capturable: flag false,
     }
-}
+    check { lr: non_negative, etas: etas }
 
-impl<T: Float> Algorithm<T> for RpropConfig {
-    type State = RpropState<T>;
-    type Kernel = RpropKernel<T>;
-
-    fn prepare<'a>(
-        &self,
-        h: &Self,
-        st: &'a mut RpropState<T>,
-        p: &'a mut [T],
-        g: &'a [T],
-    ) -> (RpropKernel<T>, Lanes<'a, T>) {
-        st.step += T::one();
-        let k = RpropKernel {
-            maximize: h.maximize,
-            eta_minus: f(h.etas.0),
-            eta_plus: f(h.etas.1),
-            min: f(h.step_sizes.0),
-            max: f(h.step_sizes.1),
-        };
-        (
-            k,
-            Lanes::new(p, g)
-                .with(0, &mut st.prev)
-                .with(1, &mut st.step_size),
-        )
+    /// Rprop's per-parameter state: `step_size` starts at the group's `lr`.
+    state RpropState for RpropConfig; |_config, h| {
+        step: counter, prev: tensor(0.0), step_size: tensor(h.lr),
     }
 }
 
@@ -82,15 +41,22 @@ pub(crate) struct RpropKernel<T> {
     max: T,
 }
 
+impl<T: Float> RpropKernel<T> {
+    fn new(h: &RpropConfig, _: &mut RpropState<T>) -> Self {
+        Self {
+            maximize: h.maximize,
+            eta_minus: f(h.etas.0),
+            eta_plus: f(h.etas.1),
+            min: f(h.step_sizes.0),
+            max: f(h.step_sizes.1),
+        }
+    }
+}
+
 impl<T: Float> Kernel<T> for RpropKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
-        let [prev, step_size, _] = l.s;
-        for ((p, &g), (prev, ss)) in
-            l.p.iter_mut()
-                .zip(l.g)
-                .zip(prev.iter_mut().zip(step_size.iter_mut()))
-        {
+        each!(l, |p, g, prev, ss| {
             let g = if self.maximize { -g } else { g };
             let prod = g * *prev;
             // sign -> {eta_plus, eta_minus, 1}; NaN stays NaN.
@@ -118,6 +84,6 @@ impl<T: Float> Kernel<T> for RpropKernel<T> {
             let g = if s == self.eta_minus { T::zero() } else { g };
             *p = fma(-sign(g), *ss, *p);
             *prev = g;
-        }
+        });
     }
 }

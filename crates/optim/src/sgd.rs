@@ -2,31 +2,27 @@
 
 use tempo_tensor::Float;
 
-use crate::engine::{elementwise_optimizer, Algorithm};
-use crate::hyper::{hyperparameters, optimizer_state};
-use crate::kernels::{f, fma, GradPrep, Kernel, Lanes};
+use crate::engine::elementwise_optimizer;
+use crate::kernels::{each, f, fma, GradPrep, Kernel, Lanes};
 use crate::validate::{at_least_zero_or_nan, repr, require};
 use crate::OptimError;
 
-hyperparameters! {
+elementwise_optimizer! {
+    /// Stochastic gradient descent (optionally with momentum), PyTorch's
+    /// `torch.optim.SGD`; Nesterov momentum after Sutskever et al., "On the importance of
+    /// initialization and momentum in deep learning" (ICML 2013).
+    ///
+    /// State: `momentum_buffer` when `momentum != 0`, a copy of the (decayed) gradient at
+    /// the first step. SGD validates with `x < 0`, so a NaN `lr` is accepted, as in PyTorch.
+    pub struct SGD with SGDKernel;
+
     /// SGD's hyperparameters, by PyTorch's names; `Default` is PyTorch's defaults.
     pub struct SGDConfig as "SGD" {
-        /// Learning rate (1e-3).
-        lr: f64 = 1e-3,
-        /// Momentum factor (0).
-        momentum: f64 = 0,
+        lr = 1e-3, momentum = 0,
         /// Dampening of the momentum (0).
         dampening: f64 = 0,
-        /// L2 penalty (0).
-        weight_decay: f64 = 0,
-        /// Nesterov momentum (false).
-        nesterov: bool = false,
-        /// Maximize the objective instead of minimizing (false).
-        maximize: bool = false,
-        /// PyTorch's `foreach` flag, stored in the groups; it does not change tempo's numbers.
-        foreach: Option<bool> = None,
-        differentiable: flag false,
-        fused: flag None,
+        weight_decay = 0, nesterov = false, maximize = false, foreach = None,
+        differentiable: flag false, fused: flag None,
     }
     check {
         lr: at_least_zero_or_nan,
@@ -34,6 +30,18 @@ hyperparameters! {
         weight_decay: at_least_zero_or_nan,
     }
     also nesterov_needs_momentum;
+
+    /// SGD's per-parameter state: the momentum buffer, created by the first step with
+    /// momentum.
+    state SGDState for SGDConfig; |_config, h| {
+        momentum_buffer: lazy if (h.momentum != 0.0),
+    }
+
+    impl {
+        fn has_state(&self, h: &SGDConfig) -> bool {
+            h.momentum != 0.0
+        }
+    }
 }
 
 /// PyTorch's "Nesterov momentum requires a momentum and zero dampening".
@@ -51,68 +59,6 @@ fn nesterov_needs_momentum(c: &SGDConfig) -> Result<(), OptimError> {
     )
 }
 
-elementwise_optimizer!(
-    /// Stochastic gradient descent (optionally with momentum), PyTorch's
-    /// `torch.optim.SGD`; Nesterov momentum after Sutskever et al., "On the importance of
-    /// initialization and momentum in deep learning" (ICML 2013).
-    ///
-    /// State: `momentum_buffer` when `momentum != 0`, a copy of the (decayed) gradient at
-    /// the first step. SGD validates with `x < 0`, so a NaN `lr` is accepted, as in PyTorch.
-    SGD,
-    SGDConfig
-);
-
-optimizer_state! {
-    /// SGD's per-parameter state: the momentum buffer, created by the first step.
-    SGDState for SGDConfig; |_config, _h| {
-        momentum_buffer: lazy,
-    }
-}
-
-impl<T: Float> Algorithm<T> for SGDConfig {
-    type State = SGDState<T>;
-    type Kernel = SGDKernel<T>;
-
-    fn has_state(&self, h: &Self) -> bool {
-        h.momentum != 0.0
-    }
-
-    fn prepare<'a>(
-        &self,
-        h: &Self,
-        st: &'a mut SGDState<T>,
-        p: &'a mut [T],
-        g: &'a [T],
-    ) -> (SGDKernel<T>, Lanes<'a, T>) {
-        let prep = GradPrep::new(h.maximize, h.weight_decay);
-        let neg_lr = f(-h.lr);
-        if h.momentum == 0.0 {
-            let k = SGDKernel {
-                prep,
-                neg_lr,
-                momentum: None,
-            };
-            return (k, Lanes::new(p, g));
-        }
-        let first = st.momentum_buffer.is_none();
-        let buf = st
-            .momentum_buffer
-            .get_or_insert_with(|| vec![T::zero(); p.len()]);
-        let m = MomentumCoef {
-            first,
-            momentum: f(h.momentum),
-            one_minus_dampening: f(1.0 - h.dampening),
-            nesterov: h.nesterov,
-        };
-        let k = SGDKernel {
-            prep,
-            neg_lr,
-            momentum: Some(m),
-        };
-        (k, Lanes::new(p, g).with(0, buf))
-    }
-}
-
 #[derive(Clone, Copy)]
 struct MomentumCoef<T> {
     first: bool,
@@ -127,34 +73,45 @@ pub(crate) struct SGDKernel<T> {
     momentum: Option<MomentumCoef<T>>,
 }
 
+impl<T: Float> SGDKernel<T> {
+    fn new(h: &SGDConfig, st: &mut SGDState<T>) -> Self {
+        let momentum = (h.momentum != 0.0).then(|| MomentumCoef {
+            first: st.momentum_buffer.is_none(),
+            momentum: f(h.momentum),
+            one_minus_dampening: f(1.0 - h.dampening),
+            nesterov: h.nesterov,
+        });
+        Self {
+            prep: GradPrep::new(h.maximize, h.weight_decay),
+            neg_lr: f(-h.lr),
+            momentum,
+        }
+    }
+}
+
 impl<T: Float> Kernel<T> for SGDKernel<T> {
     #[inline(always)]
     fn run(&self, l: Lanes<'_, T>) {
         let (prep, neg_lr) = (self.prep, self.neg_lr);
         match self.momentum {
-            None => {
-                for (p, &g) in l.p.iter_mut().zip(l.g) {
-                    let g = prep.apply(g, *p);
-                    *p = fma(neg_lr, g, *p);
-                }
-            }
-            Some(m) => {
-                let [buf, _, _] = l.s;
-                for ((p, &g), b) in l.p.iter_mut().zip(l.g).zip(buf.iter_mut()) {
-                    let g = prep.apply(g, *p);
-                    *b = if m.first {
-                        g
-                    } else {
-                        fma(m.one_minus_dampening, g, *b * m.momentum)
-                    };
-                    let d = if m.nesterov {
-                        fma(m.momentum, *b, g)
-                    } else {
-                        *b
-                    };
-                    *p = fma(neg_lr, d, *p);
-                }
-            }
+            None => each!(l, |p, g| {
+                let g = prep.apply(g, *p);
+                *p = fma(neg_lr, g, *p);
+            }),
+            Some(m) => each!(l, |p, g, b| {
+                let g = prep.apply(g, *p);
+                *b = if m.first {
+                    g
+                } else {
+                    fma(m.one_minus_dampening, g, *b * m.momentum)
+                };
+                let d = if m.nesterov {
+                    fma(m.momentum, *b, g)
+                } else {
+                    *b
+                };
+                *p = fma(neg_lr, d, *p);
+            }),
         }
     }
 }
