@@ -9,7 +9,7 @@
 
 use serde_json::json;
 use tempo_param_groups::OptimizerParamGroups;
-use tempo_sched::{build_scheduler, LRScheduler, SchedulerSpec, SimulatedGroups};
+use tempo_sched::{build_scheduler, LRScheduler, SchedulerSpec, SimulatedGroups, SCHEDULERS};
 use tempo_testkit::CountingAllocator;
 
 /// Counts the allocations (and reallocations) each thread makes, so tests running in
@@ -143,8 +143,25 @@ fn step(s: &mut dyn LRScheduler, opt: &mut SimulatedGroups, t: usize) {
     }
 }
 
-/// The allocations of `STEPS` steps after `WARMUP` ones, on fresh `groups`.
+/// The allocations of `STEPS` steps after `WARMUP` ones, on fresh `groups`; the steps
+/// must move the lr.
 fn steady_state_allocations(name: &str, spec: &SchedulerSpec, groups: &SimulatedGroups) -> u64 {
+    let (n, lrs) = allocations_and_lrs(name, spec, groups);
+    // The steps did move the lr (so the measured steps were real ones).
+    assert!(
+        lrs.windows(2).any(|w| (w[0] - w[1]).abs() > 1e-12),
+        "{name}: the lr never changed: {lrs:?}"
+    );
+    n
+}
+
+/// The allocations of `STEPS` steps after `WARMUP` ones, on fresh `groups`, and the lrs
+/// of group 0 after each counted step.
+fn allocations_and_lrs(
+    name: &str,
+    spec: &SchedulerSpec,
+    groups: &SimulatedGroups,
+) -> (u64, Vec<f64>) {
     let mut opt = groups.clone();
     let mut s = build_scheduler(spec, &mut opt).unwrap_or_else(|e| panic!("{name}: {e}"));
     for t in 1..=WARMUP {
@@ -157,12 +174,7 @@ fn steady_state_allocations(name: &str, spec: &SchedulerSpec, groups: &Simulated
             lrs.push(opt.lr(0).unwrap_or(f64::NAN));
         }
     });
-    // The steps did move the lr (so the measured steps were real ones).
-    assert!(
-        lrs.windows(2).any(|w| (w[0] - w[1]).abs() > 1e-12),
-        "{name}: the lr never changed: {lrs:?}"
-    );
-    n
+    (n, lrs)
 }
 
 #[test]
@@ -189,6 +201,23 @@ fn steady_state_steps_allocate_nothing() {
                     "{name} on {kind} groups: {n} allocations in {STEPS} steps"
                 ));
             }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The list above is tuned to cross each scheduler's interesting points; every entry of
+/// the registry is also stepped at its example's arguments, so a new scheduler is
+/// covered without editing a list here.
+#[test]
+fn every_registered_scheduler_steps_without_allocating() {
+    let mut failures = Vec::new();
+    for info in SCHEDULERS {
+        let spec = spec(info.example);
+        let groups = SimulatedGroups::sgd(&[0.1, 0.01], 0.9);
+        let (n, _) = allocations_and_lrs(info.name, &spec, &groups);
+        if n != 0 {
+            failures.push(format!("{}: {n} allocations in {STEPS} steps", info.name));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
