@@ -45,23 +45,18 @@ impl SimulatedGroups {
         s
     }
 
-    /// A copy of the keys schedulers use (`lr`, `initial_lr`, `momentum`, `betas`,
-    /// `swa_lr`, `max_lr`, `min_lr`, `max_momentum`, `base_momentum`) of `opt`'s groups.
+    /// A copy of the keys schedulers read and write in `opt`'s groups: `lr`,
+    /// `momentum` and `betas`, and those they add ([`scheduler_group_keys`]:
+    /// `initial_lr`, `max_lr`, `swa_lr`, ...).
+    ///
+    /// [`scheduler_group_keys`]: crate::scheduler_group_keys
     pub fn snapshot(opt: &dyn OptimizerParamGroups) -> Self {
-        const KEYS: &[&str] = &[
-            "lr",
-            "initial_lr",
-            "momentum",
-            "betas",
-            "swa_lr",
-            "max_lr",
-            "min_lr",
-            "max_momentum",
-            "base_momentum",
-        ];
+        let read = ["lr", "momentum", "betas"].into_iter();
+        let added = crate::scheduler_group_keys().iter().map(String::as_str);
+        let keys: Vec<&str> = read.chain(added).collect();
         let groups = (0..opt.num_groups())
             .map(|g| {
-                KEYS.iter()
+                keys.iter()
                     .filter_map(|&k| opt.get(g, k).map(|v| (k, v.clone())))
                     .collect()
             })
@@ -190,4 +185,34 @@ pub fn simulate_scheduler(
     let mut groups = groups.clone();
     let mut s = scheduler.clone_box();
     run(s.as_mut(), &mut groups, steps, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_keeps_what_schedulers_use_and_nothing_else() {
+        let mut group: Dict = [("lr", Value::Float(0.1)), ("momentum", Value::Float(0.9))]
+            .into_iter()
+            .collect();
+        group.insert("weight_decay", 0.01);
+        let mut opt = SimulatedGroups::new(vec![group]);
+        let spec: SchedulerSpec = "OneCycleLR(max_lr=0.5, total_steps=10)".parse().unwrap();
+        build_scheduler(&spec, &mut opt).unwrap();
+        let snap = SimulatedGroups::snapshot(&opt);
+        let keys: Vec<&str> = snap.groups()[0].keys().collect();
+        for k in [
+            "lr",
+            "momentum",
+            "initial_lr",
+            "max_lr",
+            "min_lr",
+            "max_momentum",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+        assert!(!keys.contains(&"weight_decay"), "{keys:?}");
+        assert_eq!(snap.lrs(), opt.lrs());
+    }
 }
