@@ -167,16 +167,17 @@ pub trait OptimizerParamGroups {
     /// a list becomes a tuple, as PyTorch's schedulers write it), or `momentum`.
     /// `WrongType` (and `betas` unchanged) if `betas` is not a pair.
     fn set_momentum(&mut self, group: usize, momentum: f64) -> Result<(), ParamGroupError> {
+        // `betas` first, found with one lookup (a cycling scheduler writes it every step).
+        if let Some(betas) = self.get_mut(group, "betas") {
+            return set_beta1(betas, momentum);
+        }
         match self.momentum_key(group)? {
             MomentumKey::Momentum => self.set_f64(group, "momentum", momentum),
-            MomentumKey::Beta1 => match self.get_mut(group, "betas") {
-                Some(betas) => set_beta1(betas, momentum),
-                // `get` sees `betas` but `get_mut` does not lend it: it is not writable.
-                None => Err(ParamGroupError::UnknownKey {
-                    group,
-                    key: "betas".into(),
-                }),
-            },
+            // `get` sees `betas` but `get_mut` does not lend it: it is not writable.
+            MomentumKey::Beta1 => Err(ParamGroupError::UnknownKey {
+                group,
+                key: "betas".into(),
+            }),
         }
     }
 }

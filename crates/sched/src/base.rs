@@ -1,7 +1,7 @@
 //! PyTorch's `LRScheduler` base class: the state every epoch-driven scheduler shares, and
 //! the step protocol (`_initial_step`, `step`, `step(epoch)`, `_update_lr`) written once.
 
-use tempo_param_groups::{Dict, MomentumKey, OptimizerParamGroups, ParamGroupError, Value};
+use tempo_param_groups::{Dict, OptimizerParamGroups, ParamGroupError, Value};
 
 use crate::state::{float_list, StateReader};
 use crate::SchedError;
@@ -260,9 +260,9 @@ pub(crate) fn write_momentum(
         opt.set_f64(group, "momentum", momentum)?;
         return Ok(());
     }
-    if opt.momentum_key(group) == Ok(MomentumKey::Beta1)
-        && opt.set_momentum(group, momentum).is_ok()
-    {
+    // `set_momentum` writes `betas[0]` of a pair when the group has `betas` (and
+    // `momentum` when it has only that, which is not what `use_beta1` asks).
+    if opt.get(group, "betas").is_some() && opt.set_momentum(group, momentum).is_ok() {
         return Ok(());
     }
     let betas = opt.get(group, "betas").cloned().unwrap_or_default();

@@ -90,9 +90,13 @@ impl OptimizerParamGroups for SimulatedGroups {
     fn num_groups(&self) -> usize {
         self.groups.len()
     }
+    // Inlined into the seam's provided methods (`set_lrs`, `set_momentum`, ...), as the
+    // optimizers' are: a scheduler step looks up `lr` (and `betas`) every time.
+    #[inline(always)]
     fn get(&self, group: usize, key: &str) -> Option<&Value> {
         self.groups.get(group)?.get(key)
     }
+    #[inline(always)]
     fn get_mut(&mut self, group: usize, key: &str) -> Option<&mut Value> {
         self.groups.get_mut(group)?.get_mut(key)
     }
