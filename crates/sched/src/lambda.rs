@@ -56,6 +56,7 @@ impl LRLambda {
     }
 
     /// The function's value at `epoch`.
+    #[inline]
     pub fn call(&self, epoch: i64) -> f64 {
         match self.named {
             Some(named) => named.eval(epoch),
