@@ -698,16 +698,12 @@ mod tests {
         let with_tail = |own: &[&'static str]| [own, &tail[..]].concat();
         assert_eq!(
             of(&with_tail(&[
-                "max_lrs",
-                "total_size",
-                "step_ratio",
-                "mode",
-                "gamma",
-                "scale_mode",
-                "cycle_momentum",
-                "_scale_fn_custom"
+                "total_steps",
+                "_schedule_phases",
+                "_anneal_func_type",
+                "cycle_momentum"
             ])),
-            "CyclicLR"
+            "OneCycleLR"
         );
         assert_eq!(of(&with_tail(&["step_size", "gamma"])), "StepLR");
         assert_eq!(of(&with_tail(&["gamma"])), "ExponentialLR");
