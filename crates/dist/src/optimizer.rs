@@ -527,12 +527,7 @@ impl<T: DistFloat> DistributedOptimizer<T> {
         // 3. Every updated parameter from its owner.
         let plan = self.plan.clone();
         self.broadcast_params(present.iter().copied(), |i| plan.owner(i).unwrap_or(0))?;
-        self.note_first_steps(&present);
-        self.timings = StepTimings {
-            all_reduce: reduced_at - started,
-            local_step: stepped_at - reduced_at,
-            broadcast: stepped_at.elapsed(),
-        };
+        self.finish_step(&present, started, reduced_at, stepped_at);
         Ok(true)
     }
 
@@ -631,17 +626,35 @@ impl<T: DistFloat> DistributedOptimizer<T> {
                 }
             }
         }
-        self.note_first_steps(&present);
+        self.finish_step(&present, started, reduced_at, stepped_at);
+        Ok(true)
+    }
+
+    /// Ends a distributed step of either sharding: notes the parameters stepped for the
+    /// first time and the phases' timings (started, gradients reduced, local step done;
+    /// the broadcast ran until now).
+    fn finish_step(
+        &mut self,
+        present: &[usize],
+        started: Instant,
+        reduced_at: Instant,
+        stepped_at: Instant,
+    ) {
+        self.note_first_steps(present);
         self.timings = StepTimings {
             all_reduce: reduced_at - started,
             local_step: stepped_at - reduced_at,
             broadcast: stepped_at.elapsed(),
         };
-        Ok(true)
     }
 
     /// Records parameters stepped for the first time, in id order (PyTorch's state order).
     fn note_first_steps(&mut self, present: &[usize]) {
+        // Once every parameter has been stepped there is nothing to note (the common
+        // case, which would otherwise search `order` for each parameter at every step).
+        if self.order.len() >= self.params.len() {
+            return;
+        }
         for &i in present {
             if !self.order.contains(&i) {
                 self.order.push(i);
