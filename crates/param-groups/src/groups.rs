@@ -91,13 +91,13 @@ pub trait OptimizerParamGroups {
 
     /// Writes a number-valued hyperparameter (as a float), in place if the group has it.
     fn set_f64(&mut self, group: usize, key: &str, value: f64) -> Result<(), ParamGroupError> {
+        // The common write, a float in place, holds `value` in a register: the other
+        // cases are calls that take it, out of line, so it is not saved across them
+        // (which made every lr write wait on a store and a load through the stack).
         match self.get_mut(group, key) {
             Some(Value::Float(slot)) => *slot = value,
-            Some(slot) => *slot = Value::Float(value),
-            None => {
-                self.check_group(group)?;
-                return self.insert(group, key, Value::Float(value));
-            }
+            Some(slot) => replace_with_float(slot, value),
+            None => return insert_float(self, group, key, value),
         }
         Ok(())
     }
@@ -180,6 +180,26 @@ pub trait OptimizerParamGroups {
             }),
         }
     }
+}
+
+/// [`OptimizerParamGroups::set_f64`] over a value that is not a float.
+#[cold]
+#[inline(never)]
+fn replace_with_float(slot: &mut Value, value: f64) {
+    *slot = Value::Float(value);
+}
+
+/// [`OptimizerParamGroups::set_f64`] of a key the group does not lend.
+#[cold]
+#[inline(never)]
+fn insert_float<G: OptimizerParamGroups + ?Sized>(
+    groups: &mut G,
+    group: usize,
+    key: &str,
+    value: f64,
+) -> Result<(), ParamGroupError> {
+    groups.check_group(group)?;
+    groups.insert(group, key, Value::Float(value))
 }
 
 /// `betas[0]` as a number.
