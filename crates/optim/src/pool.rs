@@ -21,9 +21,27 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::PoisonError;
+use std::time::Duration;
+
+use sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
+
+/// The synchronisation the pool is built on: the standard library's, or loom's mock of
+/// it when the pool's rendezvous is model-checked (`--cfg loom`: every interleaving of
+/// a small pool's threads, in `loom_tests` below). The rest of the file is written once
+/// against these names.
+mod sync {
+    #[cfg(loom)]
+    pub(super) use loom::{
+        sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        sync::{Condvar, Mutex, MutexGuard},
+    };
+    #[cfg(not(loom))]
+    pub(super) use std::{
+        sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        sync::{Condvar, Mutex, MutexGuard},
+    };
+}
 
 /// How long an idle worker spins for the next job before it sleeps.
 const WORKER_SPIN: Duration = Duration::from_micros(100);
@@ -108,8 +126,9 @@ fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
 }
 
 /// Spins until `done` holds or `limit` has passed; returns whether `done` holds.
+#[cfg(not(loom))]
 fn spin_until(limit: Duration, done: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
+    let start = std::time::Instant::now();
     loop {
         for _ in 0..64 {
             if done() {
@@ -123,10 +142,26 @@ fn spin_until(limit: Duration, done: impl Fn() -> bool) -> bool {
     }
 }
 
+/// [`spin_until`] under loom, which has no clock: a few looks at `done`, yielding in
+/// between, then the last one. A model thus takes both ways out of a spin, the job found
+/// spinning and the sleep on the condition variable.
+#[cfg(loom)]
+fn spin_until(_limit: Duration, done: impl Fn() -> bool) -> bool {
+    for _ in 0..2 {
+        if done() {
+            return true;
+        }
+        loom::hint::spin_loop();
+    }
+    done()
+}
+
 /// The process's pool and the number of threads a job runs on (the workers and the
 /// caller), started on first use; `None` on one core or when no worker thread could be
 /// started.
+#[cfg(not(loom))]
 pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
+    use std::sync::OnceLock;
     static POOL: Pool = Pool::new();
     static WORKERS: OnceLock<usize> = OnceLock::new();
     let workers = *WORKERS.get_or_init(|| {
@@ -141,6 +176,13 @@ pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
             .count()
     });
     (workers > 0).then_some((&POOL, workers + 1))
+}
+
+/// Under loom the process has no pool (loom's primitives live only inside a model, and
+/// the models make pools of their own): every step runs on the calling thread.
+#[cfg(loom)]
+pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
+    None
 }
 
 /// Runs `b` on the calling thread and `a` on one of tempo-optim's worker threads (the
@@ -208,10 +250,18 @@ impl<A: FnOnce() + Send, B: FnOnce() + Send> Share for Join<A, B> {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     /// Whether this thread is inside a job: a worker (always), or a caller in
     /// [`Pool::run`]. A job that dispatches another runs it on its own thread.
     static IN_JOB: Cell<bool> = const { Cell::new(false) };
+}
+
+// Under loom, one per model thread (loom's threads share one thread of the process, and
+// so would share a `std` thread-local); loom's macro takes no `const` initialiser.
+#[cfg(loom)]
+loom::thread_local! {
+    static IN_JOB: Cell<bool> = Cell::new(false);
 }
 
 /// Sets [`IN_JOB`] for the caller of [`Pool::run`], and clears it when the run ends,
@@ -231,9 +281,10 @@ impl Drop for InJob {
     }
 }
 
-impl Pool {
-    /// A pool without workers: threads become its workers by calling [`Pool::serve`].
-    const fn new() -> Self {
+/// An empty [`Pool`]: the body of `Pool::new`, a `const fn` for the process's static
+/// pool, and an ordinary one under loom, whose primitives have no `const` constructors.
+macro_rules! empty_pool {
+    () => {
         Pool {
             turn: Mutex::new(()),
             state: Mutex::new(State {
@@ -247,6 +298,20 @@ impl Pool {
             posted: Condvar::new(),
             left: Condvar::new(),
         }
+    };
+}
+
+impl Pool {
+    /// A pool without workers: threads become its workers by calling [`Pool::serve`].
+    #[cfg(not(loom))]
+    const fn new() -> Self {
+        empty_pool!()
+    }
+
+    /// A pool without workers: threads become its workers by calling [`Pool::serve`].
+    #[cfg(loom)]
+    fn new() -> Self {
+        empty_pool!()
     }
 
     /// Runs `job` on the caller's thread and on every worker that comes in time, and
@@ -307,7 +372,7 @@ impl Pool {
     /// The loop of the worker that works as `thread`: waits for a job it has not taken
     /// yet, works on it, reports.
     fn serve(&self, thread: usize) {
-        #[cfg(test)]
+        #[cfg(all(test, not(loom)))]
         tests::IN_WORKER.with(|w| w.set(true));
         IN_JOB.with(|j| j.set(true));
         let mut seen = 0u64;
@@ -349,7 +414,7 @@ impl Pool {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) mod tests {
     use super::*;
     use std::alloc::{GlobalAlloc, Layout, System};
@@ -753,5 +818,277 @@ pub(crate) mod tests {
                 "a worker allocated"
             );
         }
+    }
+}
+
+/// The pool's rendezvous model-checked with loom: each model runs a small pool on loom's
+/// primitives, and loom runs it under every interleaving of its threads (for the larger
+/// models, those with at most a few preemptions), failing on a deadlock, a lost wakeup (a thread left asleep for ever), an
+/// assertion, or an access to a job's memory that is not ordered before `Pool::run`
+/// returns. Run with
+/// `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p tempo-optim --lib --release pool::loom_tests`.
+///
+/// Not modelled, and left to the Miri tests in `tests` (which run the same code on real
+/// threads): a panic in a job (its `catch_unwind` and `resume_unwind`; a model that
+/// panics on purpose would print every one of its thousands of executions' panics,
+/// and loom's own failures are panics that the pool would catch and carry to the
+/// caller), and the process's pool, whose workers never exit.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::thread::JoinHandle;
+    use Ordering::SeqCst;
+
+    /// Runs `model` under every interleaving loom explores with at most `preemptions`
+    /// preemptions each (`None`: any number), unless `LOOM_MAX_PREEMPTIONS` gives another
+    /// bound, and checks that it explored more than one (the count is printed:
+    /// `--nocapture` shows it). The bounds below keep the whole suite within a minute on
+    /// two cores; one more preemption costs each of the larger models five to ten times
+    /// as long.
+    fn check(name: &str, preemptions: Option<usize>, model: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = preemptions;
+        }
+        let bound = builder.preemption_bound;
+        // A counter of the process, outside the model: loom does not see it.
+        let executions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&executions);
+        builder.check(move || {
+            counter.fetch_add(1, SeqCst);
+            model();
+        });
+        let executions = executions.load(SeqCst);
+        println!("{name}: {executions} executions, preemption bound {bound:?}");
+        assert!(executions > 1, "{name}: one interleaving only");
+    }
+
+    /// A pool of `workers` worker threads, running.
+    fn start(workers: usize) -> (Arc<Pool>, Vec<JoinHandle<()>>) {
+        let pool = Arc::new(Pool::new());
+        let handles = (0..workers)
+            .map(|i| {
+                let pool = Arc::clone(&pool);
+                loom::thread::spawn(move || pool.serve(i + 1))
+            })
+            .collect();
+        (pool, handles)
+    }
+
+    /// Makes the workers return (what the tests' `ShutDown` does) and joins them: loom
+    /// fails the model if one of them never does.
+    fn shut_down(pool: &Pool, workers: Vec<JoinHandle<()>>) {
+        lock(&pool.state).exit = true;
+        pool.posted.notify_all();
+        for worker in workers {
+            assert!(worker.join().is_ok(), "a worker panicked");
+        }
+        assert_eq!(pool.running.load(SeqCst), 0);
+    }
+
+    /// A cell that one thread writes and another reads without synchronisation of its
+    /// own: loom fails the model unless the write happens before the read, or the other
+    /// way round.
+    struct Slot(UnsafeCell<usize>);
+
+    // SAFETY: in these models a `Slot` is written only by the one thread that a job
+    // hands it to (the thread that drew its index from `Parts::next`, or the one that
+    // runs a `join` closure), and read by the caller after `Pool::run` has returned;
+    // that every write happens before that read is what loom checks, in every
+    // execution.
+    unsafe impl Sync for Slot {}
+
+    impl Slot {
+        fn new() -> Self {
+            Slot(UnsafeCell::new(0))
+        }
+
+        fn bump(&self) {
+            // SAFETY: see `impl Sync for Slot` (loom checks the claim).
+            self.0.with_mut(|v| unsafe { *v += 1 });
+        }
+
+        fn get(&self) -> usize {
+            // SAFETY: see `impl Sync for Slot` (loom checks the claim).
+            self.0.with(|v| unsafe { *v })
+        }
+    }
+
+    /// A job of parts handed out by a counter, each a [`Slot`] bumped by the thread that
+    /// drew it; it counts the calls of `work` on each thread and the threads inside it.
+    struct Parts {
+        next: AtomicUsize,
+        parts: Vec<Slot>,
+        calls: Vec<AtomicUsize>,
+        inside: AtomicUsize,
+    }
+
+    impl Parts {
+        /// `n` parts, for a pool of `threads` threads (the workers and the caller).
+        fn new(n: usize, threads: usize) -> Self {
+            Parts {
+                next: AtomicUsize::new(0),
+                parts: (0..n).map(|_| Slot::new()).collect(),
+                calls: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
+                inside: AtomicUsize::new(0),
+            }
+        }
+
+        /// What must hold once `Pool::run` has returned: no thread inside the job, the
+        /// caller's call made, no worker's made twice, every part run exactly once (and
+        /// written before now: loom checks that at each `get`).
+        fn check_done(&self) {
+            assert_eq!(self.inside.load(SeqCst), 0, "a thread is inside the job");
+            assert_eq!(self.calls[0].load(SeqCst), 1, "the caller's call");
+            for (t, calls) in self.calls.iter().enumerate().skip(1) {
+                assert!(calls.load(SeqCst) <= 1, "worker {t} took the job twice");
+            }
+            for (i, part) in self.parts.iter().enumerate() {
+                assert_eq!(part.get(), 1, "part {i}");
+            }
+        }
+    }
+
+    /// Runs `job` on `pool`, whose only caller this thread is, and checks it done, with
+    /// no worker left running.
+    fn run_alone(pool: &Pool, job: &Parts) {
+        pool.run(job);
+        job.check_done();
+        assert_eq!(pool.running.load(SeqCst), 0, "a worker is running");
+    }
+
+    impl Share for Parts {
+        fn work(&self, thread: usize) {
+            self.calls[thread].fetch_add(1, SeqCst);
+            self.inside.fetch_add(1, SeqCst);
+            while let Some(part) = self.parts.get(self.next.fetch_add(1, SeqCst)) {
+                part.bump();
+            }
+            self.inside.fetch_sub(1, SeqCst);
+        }
+
+        fn stop(&self) {}
+    }
+
+    #[test]
+    fn one_worker_runs_one_job_and_exits() {
+        check("one_worker_runs_one_job_and_exits", None, || {
+            let (pool, workers) = start(1);
+            let job = Parts::new(2, 2);
+            run_alone(&pool, &job);
+            shut_down(&pool, workers);
+        });
+    }
+
+    /// The worker must take each job at most once, and must not miss the second one by
+    /// taking the first one's epoch for it (or sleep through it).
+    #[test]
+    fn one_worker_runs_two_jobs_back_to_back() {
+        check("one_worker_runs_two_jobs_back_to_back", Some(5), || {
+            let (pool, workers) = start(1);
+            let first = Parts::new(1, 2);
+            run_alone(&pool, &first);
+            let second = Parts::new(1, 2);
+            run_alone(&pool, &second);
+            // Still: the worker did not come back to the first job.
+            first.check_done();
+            shut_down(&pool, workers);
+        });
+    }
+
+    #[test]
+    fn two_workers_run_one_job_and_exit() {
+        check("two_workers_run_one_job_and_exit", Some(3), || {
+            let (pool, workers) = start(2);
+            let job = Parts::new(2, 3);
+            run_alone(&pool, &job);
+            shut_down(&pool, workers);
+        });
+    }
+
+    /// Exit while the worker has not started yet, spins, or sleeps.
+    #[test]
+    fn an_idle_worker_exits() {
+        check("an_idle_worker_exits", None, || {
+            let (pool, workers) = start(1);
+            shut_down(&pool, workers);
+        });
+    }
+
+    #[test]
+    fn join_runs_each_closure_once() {
+        check("join_runs_each_closure_once", None, || {
+            let (pool, workers) = start(1);
+            let (a, b) = (Slot::new(), Slot::new());
+            join_on(Some(&pool), || a.bump(), || b.bump());
+            assert_eq!((a.get(), b.get()), (1, 1));
+            shut_down(&pool, workers);
+        });
+    }
+
+    /// A job that runs a job of its own on every thread that enters it.
+    struct Nested<'a> {
+        pool: &'a Pool,
+        threads: usize,
+        inner_done: AtomicUsize,
+    }
+
+    impl Share for Nested<'_> {
+        fn work(&self, _thread: usize) {
+            let inner = Parts::new(1, self.threads);
+            self.pool.run(&inner);
+            // It ran whole on this thread, as the caller's part.
+            inner.check_done();
+            assert!(inner.calls[1..].iter().all(|c| c.load(SeqCst) == 0));
+            self.inner_done.fetch_add(1, SeqCst);
+        }
+
+        fn stop(&self) {}
+    }
+
+    /// A job posted from within a job (on the worker or on the caller) runs on the
+    /// thread that posted it: waiting for the others would wait for itself. This needs
+    /// `IN_JOB` to be per thread (loom's `thread_local!`).
+    #[test]
+    fn a_job_run_from_within_a_job_stays_on_its_thread() {
+        check(
+            "a_job_run_from_within_a_job_stays_on_its_thread",
+            None,
+            || {
+                let (pool, workers) = start(1);
+                let job = Nested {
+                    pool: &pool,
+                    threads: 2,
+                    inner_done: AtomicUsize::new(0),
+                };
+                pool.run(&job);
+                assert!((1..=2).contains(&job.inner_done.load(SeqCst)));
+                shut_down(&pool, workers);
+            },
+        );
+    }
+
+    /// Two callers on two threads: one job at a time (`Pool::turn`), each done when its
+    /// `run` returns.
+    #[test]
+    fn two_callers_take_turns() {
+        check("two_callers_take_turns", Some(4), || {
+            let (pool, workers) = start(1);
+            let other = {
+                let pool = Arc::clone(&pool);
+                loom::thread::spawn(move || {
+                    let job = Parts::new(1, 2);
+                    pool.run(&job);
+                    job.check_done();
+                })
+            };
+            let job = Parts::new(1, 2);
+            pool.run(&job);
+            job.check_done();
+            assert!(other.join().is_ok(), "the other caller failed");
+            shut_down(&pool, workers);
+        });
     }
 }
