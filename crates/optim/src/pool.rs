@@ -3,8 +3,10 @@
 //! One pool per process, started at the first step that has enough work to split:
 //! `available_parallelism - 1` workers, which live for the process (the crate
 //! documentation says when they start and how they wait). The tests make pools of their
-//! own, small enough for Miri, whose workers they stop and join. A dispatch posts a type-erased reference to a
-//! job on the caller's stack, the caller works on it too, and the dispatch returns only
+//! own, small enough for Miri, whose workers they stop and join: the pool's tests run
+//! under Miri, and its rendezvous under loom, which checks every interleaving of a small
+//! pool's threads (`--cfg loom`: `loom_tests` at the bottom of this file). A dispatch
+//! posts a type-erased reference to a job on the caller's stack, the caller works on it too, and the dispatch returns only
 //! when no worker is inside the job any more. Posting, waking and joining allocate
 //! nothing (a mutex, two condition variables and a few counters), so a steady-state step
 //! allocates nothing either.
@@ -27,16 +29,18 @@ use std::time::Duration;
 use sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
 
 /// The synchronisation the pool is built on: the standard library's, or loom's mock of
-/// it when the pool's rendezvous is model-checked (`--cfg loom`: every interleaving of
-/// a small pool's threads, in `loom_tests` below). The rest of the file is written once
-/// against these names.
+/// it when the pool's rendezvous is model-checked (tempo-optim's own tests built with
+/// `--cfg loom`: every interleaving of a small pool's threads, in `loom_tests` below).
+/// The rest of the file is written once against these names. Only the tests switch:
+/// tempo-optim built as a dependency keeps the standard library's under `--cfg loom`
+/// too, so a crate that model-checks its own code with loom can still depend on it.
 mod sync {
-    #[cfg(loom)]
+    #[cfg(all(test, loom))]
     pub(super) use loom::{
         sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         sync::{Condvar, Mutex, MutexGuard},
     };
-    #[cfg(not(loom))]
+    #[cfg(not(all(test, loom)))]
     pub(super) use std::{
         sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         sync::{Condvar, Mutex, MutexGuard},
@@ -126,7 +130,7 @@ fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
 }
 
 /// Spins until `done` holds or `limit` has passed; returns whether `done` holds.
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 fn spin_until(limit: Duration, done: impl Fn() -> bool) -> bool {
     let start = std::time::Instant::now();
     loop {
@@ -148,7 +152,7 @@ fn spin_until(limit: Duration, done: impl Fn() -> bool) -> bool {
 /// variable while the other thread is anywhere in between. Without
 /// `loom::hint::spin_loop`: loom runs a thread that yields only when no other can run,
 /// so a yielding spin would always outlast the threads it waits for.
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 fn spin_until(_limit: Duration, done: impl Fn() -> bool) -> bool {
     done() || done()
 }
@@ -156,7 +160,7 @@ fn spin_until(_limit: Duration, done: impl Fn() -> bool) -> bool {
 /// The process's pool and the number of threads a job runs on (the workers and the
 /// caller), started on first use; `None` on one core or when no worker thread could be
 /// started.
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
     use std::sync::OnceLock;
     static POOL: Pool = Pool::new();
@@ -177,7 +181,7 @@ pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
 
 /// Under loom the process has no pool (loom's primitives live only inside a model, and
 /// the models make pools of their own): every step runs on the calling thread.
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
     None
 }
@@ -247,7 +251,7 @@ impl<A: FnOnce() + Send, B: FnOnce() + Send> Share for Join<A, B> {
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 thread_local! {
     /// Whether this thread is inside a job: a worker (always), or a caller in
     /// [`Pool::run`]. A job that dispatches another runs it on its own thread.
@@ -256,7 +260,7 @@ thread_local! {
 
 // Under loom, one per model thread (loom's threads share one thread of the process, and
 // so would share a `std` thread-local); loom's macro takes no `const` initialiser.
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 loom::thread_local! {
     static IN_JOB: Cell<bool> = Cell::new(false);
 }
@@ -300,13 +304,13 @@ macro_rules! empty_pool {
 
 impl Pool {
     /// A pool without workers: threads become its workers by calling [`Pool::serve`].
-    #[cfg(not(loom))]
+    #[cfg(not(all(test, loom)))]
     const fn new() -> Self {
         empty_pool!()
     }
 
     /// A pool without workers: threads become its workers by calling [`Pool::serve`].
-    #[cfg(loom)]
+    #[cfg(all(test, loom))]
     fn new() -> Self {
         empty_pool!()
     }
