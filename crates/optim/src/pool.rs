@@ -827,7 +827,9 @@ pub(crate) mod tests {
 /// models, those with at most a few preemptions), failing on a deadlock, a lost wakeup (a thread left asleep for ever), an
 /// assertion, or an access to a job's memory that is not ordered before `Pool::run`
 /// returns. Run with
-/// `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p tempo-optim --lib --release pool::loom_tests`.
+/// `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p tempo-optim --lib
+/// --release pool::loom_tests -- --test-threads=1` (one model at a time is the faster on
+/// two cores).
 ///
 /// Not modelled, and left to the Miri tests in `tests` (which run the same code on real
 /// threads): a panic in a job (its `catch_unwind` and `resume_unwind`; a model that
