@@ -330,8 +330,8 @@ impl Pool {
             }
             return;
         }
-        let _turn = lock(&self.turn);
-        let _in_job = InJob::enter();
+        let turn = lock(&self.turn);
+        let in_job = InJob::enter();
         let posted = JobRef {
             data: std::ptr::from_ref(job).cast(),
             work: work_erased::<S>,
@@ -362,6 +362,11 @@ impl Pool {
             }
             st.panic.take()
         };
+        // The job is over: the turn passes on before a panic is raised again, so that
+        // no lock is released by unwinding (nor poisoned; under loom, whose mutexes
+        // cannot be locked again once poisoned, that lets the models raise panics).
+        drop(in_job);
+        drop(turn);
         if let Err(payload) = mine {
             panic::resume_unwind(payload);
         }
@@ -831,11 +836,8 @@ pub(crate) mod tests {
 /// --release pool::loom_tests -- --test-threads=1` (one model at a time is the faster on
 /// two cores).
 ///
-/// Not modelled, and left to the Miri tests in `tests` (which run the same code on real
-/// threads): a panic in a job (its `catch_unwind` and `resume_unwind`; a model that
-/// panics on purpose would print every one of its thousands of executions' panics,
-/// and loom's own failures are panics that the pool would catch and carry to the
-/// caller), and the process's pool, whose workers never exit.
+/// Not modelled: the process's pool, whose workers never exit (the models build pools
+/// like the Miri tests' `with_pool`).
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
@@ -1093,5 +1095,94 @@ mod loom_tests {
             assert!(other.join().is_ok(), "the other caller failed");
             shut_down(&pool, workers);
         });
+    }
+
+    /// The message of the panics the models below raise on purpose.
+    const PLANNED: &str = "a planned panic of a loom model";
+
+    /// Keeps the default panic hook quiet about [`PLANNED`] panics (a model raises one
+    /// in each of its thousands of executions); every other panic is reported as usual.
+    fn quiet_planned_panics() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let report = panic::take_hook();
+            panic::set_hook(Box::new(move |info| {
+                if info.payload().downcast_ref::<&str>() != Some(&PLANNED) {
+                    report(info);
+                }
+            }));
+        });
+    }
+
+    /// A job in which the caller (`on_caller`) or the workers panic: the others write
+    /// a [`Slot`] each, so that loom checks their writes against the caller's reads.
+    struct Panics {
+        on_caller: bool,
+        wrote: Vec<Slot>,
+        calls: Vec<AtomicUsize>,
+    }
+
+    impl Share for Panics {
+        fn work(&self, thread: usize) {
+            self.calls[thread].fetch_add(1, SeqCst);
+            self.wrote[thread].bump();
+            if (thread == 0) == self.on_caller {
+                panic::panic_any(PLANNED);
+            }
+        }
+
+        fn stop(&self) {}
+    }
+
+    /// Runs a [`Panics`] job on a pool of one worker, checks what `run` raised and that
+    /// nothing of the job ran after it, then that the pool still runs a job.
+    fn check_panic(on_caller: bool) {
+        quiet_planned_panics();
+        let (pool, workers) = start(1);
+        let job = Panics {
+            on_caller,
+            wrote: vec![Slot::new(), Slot::new()],
+            calls: vec![AtomicUsize::new(0), AtomicUsize::new(0)],
+        };
+        let raised = panic::catch_unwind(AssertUnwindSafe(|| pool.run(&job)));
+        let worker_came = job.calls[1].load(SeqCst);
+        assert!(worker_came <= 1, "the worker took the job twice");
+        // The caller's panic always comes back, a worker's when it took the job.
+        match raised {
+            Ok(()) => assert!(!on_caller && worker_came == 0, "a panic was lost"),
+            Err(payload) => {
+                assert_eq!(payload.downcast_ref::<&str>(), Some(&PLANNED));
+                assert!(on_caller || worker_came == 1);
+            }
+        }
+        // Every write of the job happened before `run` returned (or unwound).
+        assert_eq!(job.wrote[0].get(), 1);
+        assert_eq!(job.wrote[1].get(), worker_came);
+        assert_eq!(pool.running.load(SeqCst), 0, "a worker is running");
+        let next = Parts::new(1, 2);
+        run_alone(&pool, &next);
+        shut_down(&pool, workers);
+    }
+
+    /// A worker's panic is raised on the caller once the job is done, and the pool goes
+    /// on working.
+    #[test]
+    fn a_worker_panic_reaches_the_caller_after_the_job() {
+        check(
+            "a_worker_panic_reaches_the_caller_after_the_job",
+            Some(5),
+            || check_panic(false),
+        );
+    }
+
+    /// A panic of the caller's part is raised again only once no worker is inside the
+    /// job (whose memory goes away with the unwinding).
+    #[test]
+    fn a_caller_panic_waits_for_the_workers_inside_the_job() {
+        check(
+            "a_caller_panic_waits_for_the_workers_inside_the_job",
+            Some(5),
+            || check_panic(true),
+        );
     }
 }
