@@ -829,15 +829,17 @@ pub(crate) mod tests {
 
 /// The pool's rendezvous model-checked with loom: each model runs a small pool on loom's
 /// primitives, and loom runs it under every interleaving of its threads (for the larger
-/// models, those with at most a few preemptions), failing on a deadlock, a lost wakeup (a thread left asleep for ever), an
-/// assertion, or an access to a job's memory that is not ordered before `Pool::run`
-/// returns. Run with
+/// models, every one with at most a few preemptions), failing on a deadlock, a lost
+/// wakeup (a thread left asleep for ever), an assertion, or an access to a job's memory
+/// that is not ordered before `Pool::run` returns. Run with
 /// `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p tempo-optim --lib
 /// --release pool::loom_tests -- --test-threads=1` (one model at a time is the faster on
-/// two cores).
+/// two cores; `LOOM_MAX_PREEMPTIONS` sets another bound for every model).
 ///
 /// Not modelled: the process's pool, whose workers never exit (the models build pools
-/// like the Miri tests' `with_pool`).
+/// of their own, like the Miri tests' `with_pool`); the spins' real durations (two looks
+/// here, which is enough to take both ways out of a spin); pools and jobs larger than
+/// these, and the larger models' interleavings beyond their preemption bound.
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
