@@ -6,10 +6,10 @@
 //! own, small enough for Miri, whose workers they stop and join: the pool's tests run
 //! under Miri, and its rendezvous under loom, which checks every interleaving of a small
 //! pool's threads (`--cfg loom`: `loom_tests` at the bottom of this file). A dispatch
-//! posts a type-erased reference to a job on the caller's stack, the caller works on it too, and the dispatch returns only
-//! when no worker is inside the job any more. Posting, waking and joining allocate
-//! nothing (a mutex, two condition variables and a few counters), so a steady-state step
-//! allocates nothing either.
+//! posts a type-erased reference to a job on the caller's stack, the caller works on it
+//! too, and the dispatch returns only when no worker is inside the job any more. Posting,
+//! waking and joining allocate nothing (a mutex, two condition variables and a few
+//! counters), so a steady-state step allocates nothing either.
 //!
 //! Between jobs a worker first spins for [`WORKER_SPIN`] (steps often come back to back,
 //! and waking a sleeping thread, on a virtual machine above all, can cost more than a
@@ -901,10 +901,10 @@ mod loom_tests {
     struct Slot(UnsafeCell<usize>);
 
     // SAFETY: in these models a `Slot` is written only by the one thread that a job
-    // hands it to (the thread that drew its index from `Parts::next`, or the one that
-    // runs a `join` closure), and read by the caller after `Pool::run` has returned;
-    // that every write happens before that read is what loom checks, in every
-    // execution.
+    // hands it to (the thread that drew its index from `Parts::next`, the one that runs
+    // a `join` closure, or the thread of its number in `Panics`), and read by the
+    // thread that ran the job, after `Pool::run` has returned or unwound; that every
+    // write happens before that read is what loom checks, in every execution.
     unsafe impl Sync for Slot {}
 
     impl Slot {
