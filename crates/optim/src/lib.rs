@@ -30,7 +30,9 @@
 //! of them is inside it any more; a panic in it, on any of them, is raised again on the
 //! calling thread then. One step is shared at a time: a step on another thread waits for
 //! its turn, and a step started from within a shared step (on any thread) runs on that
-//! thread alone.
+//! thread alone. The worker pool's tests run under Miri, and its rendezvous (posting a
+//! step, waking and waiting for the workers, their exit) is model-checked with loom in
+//! every interleaving of a small pool's threads.
 //!
 //! Between steps a worker spins for about 100 µs (steps often come back to back, and
 //! waking a sleeping thread can cost more than its share of a step), then sleeps on a

@@ -3,11 +3,13 @@
 //! One pool per process, started at the first step that has enough work to split:
 //! `available_parallelism - 1` workers, which live for the process (the crate
 //! documentation says when they start and how they wait). The tests make pools of their
-//! own, small enough for Miri, whose workers they stop and join. A dispatch posts a type-erased reference to a
-//! job on the caller's stack, the caller works on it too, and the dispatch returns only
-//! when no worker is inside the job any more. Posting, waking and joining allocate
-//! nothing (a mutex, two condition variables and a few counters), so a steady-state step
-//! allocates nothing either.
+//! own, small enough for Miri, whose workers they stop and join: the pool's tests run
+//! under Miri, and its rendezvous under loom, which checks every interleaving of a small
+//! pool's threads (`--cfg loom`: `loom_tests` at the bottom of this file). A dispatch
+//! posts a type-erased reference to a job on the caller's stack, the caller works on it
+//! too, and the dispatch returns only when no worker is inside the job any more. Posting,
+//! waking and joining allocate nothing (a mutex, two condition variables and a few
+//! counters), so a steady-state step allocates nothing either.
 //!
 //! Between jobs a worker first spins for [`WORKER_SPIN`] (steps often come back to back,
 //! and waking a sleeping thread, on a virtual machine above all, can cost more than a
@@ -21,9 +23,29 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::PoisonError;
+use std::time::Duration;
+
+use sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
+
+/// The synchronisation the pool is built on: the standard library's, or loom's mock of
+/// it when the pool's rendezvous is model-checked (tempo-optim's own tests built with
+/// `--cfg loom`: every interleaving of a small pool's threads, in `loom_tests` below).
+/// The rest of the file is written once against these names. Only the tests switch:
+/// tempo-optim built as a dependency keeps the standard library's under `--cfg loom`
+/// too, so a crate that model-checks its own code with loom can still depend on it.
+mod sync {
+    #[cfg(all(test, loom))]
+    pub(super) use loom::{
+        sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        sync::{Condvar, Mutex, MutexGuard},
+    };
+    #[cfg(not(all(test, loom)))]
+    pub(super) use std::{
+        sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        sync::{Condvar, Mutex, MutexGuard},
+    };
+}
 
 /// How long an idle worker spins for the next job before it sleeps.
 const WORKER_SPIN: Duration = Duration::from_micros(100);
@@ -108,8 +130,9 @@ fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
 }
 
 /// Spins until `done` holds or `limit` has passed; returns whether `done` holds.
+#[cfg(not(all(test, loom)))]
 fn spin_until(limit: Duration, done: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
+    let start = std::time::Instant::now();
     loop {
         for _ in 0..64 {
             if done() {
@@ -123,10 +146,23 @@ fn spin_until(limit: Duration, done: impl Fn() -> bool) -> bool {
     }
 }
 
+/// [`spin_until`] under loom, which has no clock: two looks at `done`. Each look is a
+/// point where loom may run another thread or not, so a model takes both ways out of a
+/// spin: the job (or the workers' leaving) found spinning, and the sleep on the condition
+/// variable while the other thread is anywhere in between. Without
+/// `loom::hint::spin_loop`: loom runs a thread that yields only when no other can run,
+/// so a yielding spin would always outlast the threads it waits for.
+#[cfg(all(test, loom))]
+fn spin_until(_limit: Duration, done: impl Fn() -> bool) -> bool {
+    done() || done()
+}
+
 /// The process's pool and the number of threads a job runs on (the workers and the
 /// caller), started on first use; `None` on one core or when no worker thread could be
 /// started.
+#[cfg(not(all(test, loom)))]
 pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
+    use std::sync::OnceLock;
     static POOL: Pool = Pool::new();
     static WORKERS: OnceLock<usize> = OnceLock::new();
     let workers = *WORKERS.get_or_init(|| {
@@ -141,6 +177,13 @@ pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
             .count()
     });
     (workers > 0).then_some((&POOL, workers + 1))
+}
+
+/// Under loom the process has no pool (loom's primitives live only inside a model, and
+/// the models make pools of their own): every step runs on the calling thread.
+#[cfg(all(test, loom))]
+pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
+    None
 }
 
 /// Runs `b` on the calling thread and `a` on one of tempo-optim's worker threads (the
@@ -208,10 +251,18 @@ impl<A: FnOnce() + Send, B: FnOnce() + Send> Share for Join<A, B> {
     }
 }
 
+#[cfg(not(all(test, loom)))]
 thread_local! {
     /// Whether this thread is inside a job: a worker (always), or a caller in
     /// [`Pool::run`]. A job that dispatches another runs it on its own thread.
     static IN_JOB: Cell<bool> = const { Cell::new(false) };
+}
+
+// Under loom, one per model thread (loom's threads share one thread of the process, and
+// so would share a `std` thread-local); loom's macro takes no `const` initialiser.
+#[cfg(all(test, loom))]
+loom::thread_local! {
+    static IN_JOB: Cell<bool> = Cell::new(false);
 }
 
 /// Sets [`IN_JOB`] for the caller of [`Pool::run`], and clears it when the run ends,
@@ -231,9 +282,10 @@ impl Drop for InJob {
     }
 }
 
-impl Pool {
-    /// A pool without workers: threads become its workers by calling [`Pool::serve`].
-    const fn new() -> Self {
+/// An empty [`Pool`]: the body of `Pool::new`, a `const fn` for the process's static
+/// pool, and an ordinary one under loom, whose primitives have no `const` constructors.
+macro_rules! empty_pool {
+    () => {
         Pool {
             turn: Mutex::new(()),
             state: Mutex::new(State {
@@ -247,6 +299,20 @@ impl Pool {
             posted: Condvar::new(),
             left: Condvar::new(),
         }
+    };
+}
+
+impl Pool {
+    /// A pool without workers: threads become its workers by calling [`Pool::serve`].
+    #[cfg(not(all(test, loom)))]
+    const fn new() -> Self {
+        empty_pool!()
+    }
+
+    /// A pool without workers: threads become its workers by calling [`Pool::serve`].
+    #[cfg(all(test, loom))]
+    fn new() -> Self {
+        empty_pool!()
     }
 
     /// Runs `job` on the caller's thread and on every worker that comes in time, and
@@ -264,8 +330,8 @@ impl Pool {
             }
             return;
         }
-        let _turn = lock(&self.turn);
-        let _in_job = InJob::enter();
+        let turn = lock(&self.turn);
+        let in_job = InJob::enter();
         let posted = JobRef {
             data: std::ptr::from_ref(job).cast(),
             work: work_erased::<S>,
@@ -296,6 +362,11 @@ impl Pool {
             }
             st.panic.take()
         };
+        // The job is over: the turn passes on before a panic is raised again, so that
+        // no lock is released by unwinding (nor poisoned; under loom, whose mutexes
+        // cannot be locked again once poisoned, that lets the models raise panics).
+        drop(in_job);
+        drop(turn);
         if let Err(payload) = mine {
             panic::resume_unwind(payload);
         }
@@ -307,7 +378,7 @@ impl Pool {
     /// The loop of the worker that works as `thread`: waits for a job it has not taken
     /// yet, works on it, reports.
     fn serve(&self, thread: usize) {
-        #[cfg(test)]
+        #[cfg(all(test, not(loom)))]
         tests::IN_WORKER.with(|w| w.set(true));
         IN_JOB.with(|j| j.set(true));
         let mut seen = 0u64;
@@ -349,7 +420,7 @@ impl Pool {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) mod tests {
     use super::*;
     use std::alloc::{GlobalAlloc, Layout, System};
@@ -753,5 +824,367 @@ pub(crate) mod tests {
                 "a worker allocated"
             );
         }
+    }
+}
+
+/// The pool's rendezvous model-checked with loom: each model runs a small pool on loom's
+/// primitives, and loom runs it under every interleaving of its threads (for the larger
+/// models, every one with at most a few preemptions), failing on a deadlock, a lost
+/// wakeup (a thread left asleep for ever), an assertion, or an access to a job's memory
+/// that is not ordered before `Pool::run` returns. Run with
+/// `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p tempo-optim --lib
+/// --release pool::loom_tests -- --test-threads=1` (one model at a time is the faster on
+/// two cores; `LOOM_MAX_PREEMPTIONS` sets another bound for every model).
+///
+/// Not modelled: the process's pool, whose workers never exit (the models build pools
+/// of their own, like the Miri tests' `with_pool`); the spins' real durations (two looks
+/// here, which is enough to take both ways out of a spin); pools and jobs larger than
+/// these, and the larger models' interleavings beyond their preemption bound.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::thread::JoinHandle;
+    use Ordering::SeqCst;
+
+    /// Runs `model` under every interleaving loom explores with at most `preemptions`
+    /// preemptions each (`None`: any number), unless `LOOM_MAX_PREEMPTIONS` gives another
+    /// bound, and checks that it explored more than one (the count is printed:
+    /// `--nocapture` shows it). The bounds below keep the whole suite within a minute on
+    /// two cores; one more preemption costs each of the larger models five to ten times
+    /// as long.
+    fn check(name: &str, preemptions: Option<usize>, model: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = preemptions;
+        }
+        let bound = builder.preemption_bound;
+        // A counter of the process, outside the model: loom does not see it.
+        let executions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&executions);
+        builder.check(move || {
+            counter.fetch_add(1, SeqCst);
+            model();
+        });
+        let executions = executions.load(SeqCst);
+        println!("{name}: {executions} executions, preemption bound {bound:?}");
+        assert!(executions > 1, "{name}: one interleaving only");
+    }
+
+    /// A pool of `workers` worker threads, running.
+    fn start(workers: usize) -> (Arc<Pool>, Vec<JoinHandle<()>>) {
+        let pool = Arc::new(Pool::new());
+        let handles = (0..workers)
+            .map(|i| {
+                let pool = Arc::clone(&pool);
+                loom::thread::spawn(move || pool.serve(i + 1))
+            })
+            .collect();
+        (pool, handles)
+    }
+
+    /// Makes the workers return (what the tests' `ShutDown` does) and joins them: loom
+    /// fails the model if one of them never does.
+    fn shut_down(pool: &Pool, workers: Vec<JoinHandle<()>>) {
+        lock(&pool.state).exit = true;
+        pool.posted.notify_all();
+        for worker in workers {
+            assert!(worker.join().is_ok(), "a worker panicked");
+        }
+        assert_eq!(pool.running.load(SeqCst), 0);
+    }
+
+    /// A cell that one thread writes and another reads without synchronisation of its
+    /// own: loom fails the model unless the write happens before the read, or the other
+    /// way round.
+    struct Slot(UnsafeCell<usize>);
+
+    // SAFETY: in these models a `Slot` is written only by the one thread that a job
+    // hands it to (the thread that drew its index from `Parts::next`, the one that runs
+    // a `join` closure, or the thread of its number in `Panics`), and read by the
+    // thread that ran the job, after `Pool::run` has returned or unwound; that every
+    // write happens before that read is what loom checks, in every execution.
+    unsafe impl Sync for Slot {}
+
+    impl Slot {
+        fn new() -> Self {
+            Slot(UnsafeCell::new(0))
+        }
+
+        fn bump(&self) {
+            // SAFETY: see `impl Sync for Slot` (loom checks the claim).
+            self.0.with_mut(|v| unsafe { *v += 1 });
+        }
+
+        fn get(&self) -> usize {
+            // SAFETY: see `impl Sync for Slot` (loom checks the claim).
+            self.0.with(|v| unsafe { *v })
+        }
+    }
+
+    /// A job of parts handed out by a counter, each a [`Slot`] bumped by the thread that
+    /// drew it; it counts the calls of `work` on each thread and the threads inside it.
+    struct Parts {
+        next: AtomicUsize,
+        parts: Vec<Slot>,
+        calls: Vec<AtomicUsize>,
+        inside: AtomicUsize,
+    }
+
+    impl Parts {
+        /// `n` parts, for a pool of `threads` threads (the workers and the caller).
+        fn new(n: usize, threads: usize) -> Self {
+            Parts {
+                next: AtomicUsize::new(0),
+                parts: (0..n).map(|_| Slot::new()).collect(),
+                calls: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
+                inside: AtomicUsize::new(0),
+            }
+        }
+
+        /// What must hold once `Pool::run` has returned: no thread inside the job, the
+        /// caller's call made, no worker's made twice, every part run exactly once (and
+        /// written before now: loom checks that at each `get`).
+        fn check_done(&self) {
+            assert_eq!(self.inside.load(SeqCst), 0, "a thread is inside the job");
+            assert_eq!(self.calls[0].load(SeqCst), 1, "the caller's call");
+            for (t, calls) in self.calls.iter().enumerate().skip(1) {
+                assert!(calls.load(SeqCst) <= 1, "worker {t} took the job twice");
+            }
+            for (i, part) in self.parts.iter().enumerate() {
+                assert_eq!(part.get(), 1, "part {i}");
+            }
+        }
+    }
+
+    /// Runs `job` on `pool`, whose only caller this thread is, and checks it done, with
+    /// no worker left running.
+    fn run_alone(pool: &Pool, job: &Parts) {
+        pool.run(job);
+        job.check_done();
+        assert_eq!(pool.running.load(SeqCst), 0, "a worker is running");
+    }
+
+    impl Share for Parts {
+        fn work(&self, thread: usize) {
+            self.calls[thread].fetch_add(1, SeqCst);
+            self.inside.fetch_add(1, SeqCst);
+            while let Some(part) = self.parts.get(self.next.fetch_add(1, SeqCst)) {
+                part.bump();
+            }
+            self.inside.fetch_sub(1, SeqCst);
+        }
+
+        fn stop(&self) {}
+    }
+
+    #[test]
+    fn one_worker_runs_one_job_and_exits() {
+        check("one_worker_runs_one_job_and_exits", None, || {
+            let (pool, workers) = start(1);
+            let job = Parts::new(2, 2);
+            run_alone(&pool, &job);
+            shut_down(&pool, workers);
+        });
+    }
+
+    /// The worker must take each job at most once, and must not miss the second one by
+    /// taking the first one's epoch for it (or sleep through it).
+    #[test]
+    fn one_worker_runs_two_jobs_back_to_back() {
+        check("one_worker_runs_two_jobs_back_to_back", Some(5), || {
+            let (pool, workers) = start(1);
+            let first = Parts::new(1, 2);
+            run_alone(&pool, &first);
+            let second = Parts::new(1, 2);
+            run_alone(&pool, &second);
+            // Still: the worker did not come back to the first job.
+            first.check_done();
+            shut_down(&pool, workers);
+        });
+    }
+
+    #[test]
+    fn two_workers_run_one_job_and_exit() {
+        check("two_workers_run_one_job_and_exit", Some(3), || {
+            let (pool, workers) = start(2);
+            let job = Parts::new(2, 3);
+            run_alone(&pool, &job);
+            shut_down(&pool, workers);
+        });
+    }
+
+    /// Exit while the worker has not started yet, spins, or sleeps.
+    #[test]
+    fn an_idle_worker_exits() {
+        check("an_idle_worker_exits", None, || {
+            let (pool, workers) = start(1);
+            shut_down(&pool, workers);
+        });
+    }
+
+    #[test]
+    fn join_runs_each_closure_once() {
+        check("join_runs_each_closure_once", None, || {
+            let (pool, workers) = start(1);
+            let (a, b) = (Slot::new(), Slot::new());
+            join_on(Some(&pool), || a.bump(), || b.bump());
+            assert_eq!((a.get(), b.get()), (1, 1));
+            shut_down(&pool, workers);
+        });
+    }
+
+    /// A job that runs a job of its own on every thread that enters it.
+    struct Nested<'a> {
+        pool: &'a Pool,
+        threads: usize,
+        inner_done: AtomicUsize,
+    }
+
+    impl Share for Nested<'_> {
+        fn work(&self, _thread: usize) {
+            let inner = Parts::new(1, self.threads);
+            self.pool.run(&inner);
+            // It ran whole on this thread, as the caller's part.
+            inner.check_done();
+            assert!(inner.calls[1..].iter().all(|c| c.load(SeqCst) == 0));
+            self.inner_done.fetch_add(1, SeqCst);
+        }
+
+        fn stop(&self) {}
+    }
+
+    /// A job posted from within a job (on the worker or on the caller) runs on the
+    /// thread that posted it: waiting for the others would wait for itself. This needs
+    /// `IN_JOB` to be per thread (loom's `thread_local!`).
+    #[test]
+    fn a_job_run_from_within_a_job_stays_on_its_thread() {
+        check(
+            "a_job_run_from_within_a_job_stays_on_its_thread",
+            None,
+            || {
+                let (pool, workers) = start(1);
+                let job = Nested {
+                    pool: &pool,
+                    threads: 2,
+                    inner_done: AtomicUsize::new(0),
+                };
+                pool.run(&job);
+                assert!((1..=2).contains(&job.inner_done.load(SeqCst)));
+                shut_down(&pool, workers);
+            },
+        );
+    }
+
+    /// Two callers on two threads: one job at a time (`Pool::turn`), each done when its
+    /// `run` returns.
+    #[test]
+    fn two_callers_take_turns() {
+        check("two_callers_take_turns", Some(3), || {
+            let (pool, workers) = start(1);
+            let other = {
+                let pool = Arc::clone(&pool);
+                loom::thread::spawn(move || {
+                    let job = Parts::new(1, 2);
+                    pool.run(&job);
+                    job.check_done();
+                })
+            };
+            let job = Parts::new(1, 2);
+            pool.run(&job);
+            job.check_done();
+            assert!(other.join().is_ok(), "the other caller failed");
+            shut_down(&pool, workers);
+        });
+    }
+
+    /// The message of the panics the models below raise on purpose.
+    const PLANNED: &str = "a planned panic of a loom model";
+
+    /// Keeps the default panic hook quiet about [`PLANNED`] panics (a model raises one
+    /// in each of its thousands of executions); every other panic is reported as usual.
+    fn quiet_planned_panics() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let report = panic::take_hook();
+            panic::set_hook(Box::new(move |info| {
+                if info.payload().downcast_ref::<&str>() != Some(&PLANNED) {
+                    report(info);
+                }
+            }));
+        });
+    }
+
+    /// A job in which the caller (`on_caller`) or the workers panic: the others write
+    /// a [`Slot`] each, so that loom checks their writes against the caller's reads.
+    struct Panics {
+        on_caller: bool,
+        wrote: Vec<Slot>,
+        calls: Vec<AtomicUsize>,
+    }
+
+    impl Share for Panics {
+        fn work(&self, thread: usize) {
+            self.calls[thread].fetch_add(1, SeqCst);
+            self.wrote[thread].bump();
+            if (thread == 0) == self.on_caller {
+                panic::panic_any(PLANNED);
+            }
+        }
+
+        fn stop(&self) {}
+    }
+
+    /// Runs a [`Panics`] job on a pool of one worker, checks what `run` raised and that
+    /// nothing of the job ran after it, then that the pool still runs a job.
+    fn check_panic(on_caller: bool) {
+        quiet_planned_panics();
+        let (pool, workers) = start(1);
+        let job = Panics {
+            on_caller,
+            wrote: vec![Slot::new(), Slot::new()],
+            calls: vec![AtomicUsize::new(0), AtomicUsize::new(0)],
+        };
+        let raised = panic::catch_unwind(AssertUnwindSafe(|| pool.run(&job)));
+        let worker_came = job.calls[1].load(SeqCst);
+        assert!(worker_came <= 1, "the worker took the job twice");
+        // The caller's panic always comes back, a worker's when it took the job.
+        match raised {
+            Ok(()) => assert!(!on_caller && worker_came == 0, "a panic was lost"),
+            Err(payload) => {
+                assert_eq!(payload.downcast_ref::<&str>(), Some(&PLANNED));
+                assert!(on_caller || worker_came == 1);
+            }
+        }
+        // Every write of the job happened before `run` returned (or unwound).
+        assert_eq!(job.wrote[0].get(), 1);
+        assert_eq!(job.wrote[1].get(), worker_came);
+        assert_eq!(pool.running.load(SeqCst), 0, "a worker is running");
+        let next = Parts::new(1, 2);
+        run_alone(&pool, &next);
+        shut_down(&pool, workers);
+    }
+
+    /// A worker's panic is raised on the caller once the job is done, and the pool goes
+    /// on working.
+    #[test]
+    fn a_worker_panic_reaches_the_caller_after_the_job() {
+        check(
+            "a_worker_panic_reaches_the_caller_after_the_job",
+            Some(5),
+            || check_panic(false),
+        );
+    }
+
+    /// A panic of the caller's part is raised again only once no worker is inside the
+    /// job (whose memory goes away with the unwinding).
+    #[test]
+    fn a_caller_panic_waits_for_the_workers_inside_the_job() {
+        check(
+            "a_caller_panic_waits_for_the_workers_inside_the_job",
+            Some(5),
+            || check_panic(true),
+        );
     }
 }
