@@ -225,6 +225,15 @@ pub enum OptimError {
         /// What is wrong.
         message: String,
     },
+    /// [`set_num_threads`](crate::set_num_threads) was given 0 threads, or came after the
+    /// worker threads had started with another number.
+    #[error("set_num_threads: expected {expected}, found {requested}")]
+    NumThreads {
+        /// The number asked for.
+        requested: usize,
+        /// What would have been accepted, and why.
+        expected: String,
+    },
     /// An error reading or writing a param group through the scheduler seam.
     #[error(transparent)]
     ParamGroup(#[from] ParamGroupError),

@@ -20,9 +20,10 @@
 //! ## Threads
 //!
 //! tempo-optim starts `std::thread::available_parallelism() - 1` worker threads (none on
-//! one core), named `tempo-optim-0`, `tempo-optim-1`, ..., once per process: at the first
-//! step with 2^16 elements or more in all, the first bfloat16 product of Muon's
-//! Newton-Schulz iteration with 2^21 multiply-adds or more, or the first call of [`join`].
+//! one core; [`set_num_threads`] sets another number), named `tempo-optim-0`,
+//! `tempo-optim-1`, ..., once per process: at the first step with 2^16 elements or more
+//! in all, the first bfloat16 product of Muon's Newton-Schulz iteration with 2^21
+//! multiply-adds or more, or the first call of [`join`].
 //! They live until the process ends. Smaller steps run on the calling thread alone and
 //! never start or wake them.
 //!
@@ -39,9 +40,13 @@
 //! condition variable until the next shared step; so an idle process's workers sleep. The
 //! calling thread spins for up to 50 µs for the workers to finish, then sleeps likewise.
 //!
-//! tempo-optim has no setting of its own for the number of workers: it is read once from
+//! [`set_num_threads`] (PyTorch's `torch.set_num_threads`), called before the first
+//! shared step, sets the number of threads in all, the calling thread included: `n`
+//! starts `n - 1` workers, `1` none. Several processes on one machine (the ranks of a
+//! distributed run) can so share its cores. Without it the number is read once from
 //! `available_parallelism`, which on Linux follows the process's CPU affinity mask
 //! (`taskset`) and cgroup CPU quota, so running under `taskset -c 0` starts none.
+//! [`num_threads`] says which number holds.
 //!
 //! | PyTorch class | tempo type | config |
 //! |---|---|---|
@@ -154,7 +159,7 @@ pub use muon::{Muon, MuonConfig, MUON_ADJUST_LR_FNS};
 pub use nadam::{NAdam, NAdamConfig};
 pub use optimizer::Optimizer;
 pub use param_group::ParamGroup;
-pub use pool::join;
+pub use pool::{join, num_threads, set_num_threads};
 pub use radam::{RAdam, RAdamConfig};
 pub use rmsprop::{RMSprop, RMSpropConfig};
 pub use rprop::{Rprop, RpropConfig};

@@ -26,6 +26,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::PoisonError;
 use std::time::Duration;
 
+use crate::OptimError;
+
 use sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
 
 /// The synchronisation the pool is built on: the standard library's, or loom's mock of
@@ -157,24 +159,93 @@ fn spin_until(_limit: Duration, done: impl Fn() -> bool) -> bool {
     done() || done()
 }
 
+/// The number of threads asked for with [`set_num_threads`] (`None`: the default), and
+/// the number the process's pool started with (`None`: not started). The pool starts
+/// under this lock, so a request either comes before the start and is followed, or after
+/// it and is checked against it.
+struct Threads {
+    requested: Option<usize>,
+    started: Option<usize>,
+}
+
+static THREADS: std::sync::Mutex<Threads> = std::sync::Mutex::new(Threads {
+    requested: None,
+    started: None,
+});
+
+/// The default number of threads: every CPU this process may run on.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Sets the number of threads that tempo-optim's shared steps run on, the calling thread
+/// included, as PyTorch's `torch.set_num_threads`: `threads - 1` worker threads start at
+/// the first shared step (see the crate documentation), instead of one fewer than the
+/// CPUs the process may run on. `1` starts none: every step runs on the calling thread.
+///
+/// Call it before the first shared step, for instance when several processes share one
+/// machine (the ranks of a distributed run), each with its part of the cores. Afterwards
+/// the workers are running: asking for the number they started with is `Ok`, any other
+/// is an `Err` that names it. `0` is an `Err`. More threads than CPUs is allowed, as in
+/// PyTorch. No number changes a step's result, only how it is shared.
+///
+/// ```
+/// tempo_optim::set_num_threads(1).unwrap();
+/// assert_eq!(tempo_optim::num_threads(), 1);
+/// assert!(tempo_optim::set_num_threads(0).is_err());
+/// ```
+pub fn set_num_threads(threads: usize) -> Result<(), OptimError> {
+    let err = |expected: String| OptimError::NumThreads {
+        requested: threads,
+        expected,
+    };
+    if threads == 0 {
+        return Err(err("at least 1".into()));
+    }
+    let mut t = THREADS.lock().unwrap_or_else(PoisonError::into_inner);
+    match t.started {
+        Some(started) if started != threads => Err(err(format!(
+            "{started}: the threads started with {started} in all at the first shared step \
+             (call set_num_threads before it)"
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            t.requested = Some(threads);
+            Ok(())
+        }
+    }
+}
+
+/// The number of threads tempo-optim's shared steps run on, the calling thread included:
+/// the number they started with if they have, else the number they will start with
+/// ([`set_num_threads`]'s, or the CPUs this process may run on). As PyTorch's
+/// `torch.get_num_threads`.
+pub fn num_threads() -> usize {
+    let t = THREADS.lock().unwrap_or_else(PoisonError::into_inner);
+    t.started.or(t.requested).unwrap_or_else(default_threads)
+}
+
 /// The process's pool and the number of threads a job runs on (the workers and the
-/// caller), started on first use; `None` on one core or when no worker thread could be
-/// started.
+/// caller), started on first use with [`num_threads`] threads; `None` with one thread
+/// or when no worker thread could be started.
 #[cfg(not(all(test, loom)))]
 pub(crate) fn pool() -> Option<(&'static Pool, usize)> {
     use std::sync::OnceLock;
     static POOL: Pool = Pool::new();
     static WORKERS: OnceLock<usize> = OnceLock::new();
     let workers = *WORKERS.get_or_init(|| {
-        let wanted = std::thread::available_parallelism().map_or(1, usize::from) - 1;
-        (0..wanted)
+        let mut t = THREADS.lock().unwrap_or_else(PoisonError::into_inner);
+        let wanted = t.requested.unwrap_or_else(default_threads) - 1;
+        let workers = (0..wanted)
             .take_while(|&i| {
                 std::thread::Builder::new()
                     .name(format!("tempo-optim-{i}"))
                     .spawn(move || POOL.serve(i + 1))
                     .is_ok()
             })
-            .count()
+            .count();
+        t.started = Some(workers + 1);
+        workers
     });
     (workers > 0).then_some((&POOL, workers + 1))
 }
