@@ -104,6 +104,12 @@ pub(crate) struct TrainArgs {
     /// Train on every rank of an MPI run: `mpirun -np N tempo train --distributed`.
     #[arg(long)]
     pub(crate) distributed: bool,
+    /// Threads an optimizer step may run on, this one included, as PyTorch's
+    /// torch.set_num_threads (default: every CPU the process may run on). With
+    /// --distributed and ranks that mpirun does not bind to cores, give each rank its
+    /// share. No number changes a result.
+    #[arg(long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
     /// Sleep this long after each batch (to watch or interrupt a short run).
     #[arg(long, hide = true, value_name = "MS")]
     pub(crate) step_delay_ms: Option<u64>,
@@ -136,6 +142,9 @@ struct Run {
 
 /// Runs `tempo train`.
 pub(crate) fn run(args: TrainArgs) -> Result<Outcome> {
+    if let Some(threads) = args.threads {
+        tempo::optim::set_num_threads(threads).context("--threads")?;
+    }
     if args.distributed {
         return distributed::run(args);
     }

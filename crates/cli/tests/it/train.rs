@@ -198,6 +198,45 @@ fn bad_inputs_are_one_line_errors() {
     check_error(&out, "AdamX");
     let out = run_in(dir.path(), &["train", "--resume", "nowhere"]);
     check_error(&out, "nowhere");
+    let out = run_in(dir.path(), &["train", "--threads", "0", "--run-dir", "r"]);
+    check_error(
+        &out,
+        "--threads: set_num_threads: expected at least 1, found 0",
+    );
+}
+
+#[test]
+fn the_number_of_threads_changes_no_number() {
+    // Hidden layers large enough that every step is shared between threads (2^16
+    // elements or more in all): one thread and three give the same run, bit for bit.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("wide.toml"),
+        TINY_CONFIG
+            .replace("epochs = 3", "epochs = 1")
+            .replace("hidden = [16]", "hidden = [256, 256]"),
+    )
+    .unwrap();
+    let metrics = |threads: &str| {
+        let run_dir = format!("r{threads}");
+        check_ok(&run_in(
+            dir.path(),
+            &[
+                "train",
+                "--config",
+                "wide.toml",
+                "--threads",
+                threads,
+                "--run-dir",
+                &run_dir,
+                "-q",
+            ],
+        ));
+        std::fs::read_to_string(dir.path().join(run_dir).join("metrics.csv")).unwrap()
+    };
+    let (one, three) = (metrics("1"), metrics("3"));
+    assert!(one.lines().count() > 10, "{one}");
+    assert_eq!(one, three);
 }
 
 #[test]
