@@ -6,7 +6,7 @@ use tempo::sched::{build_scheduler, LRScheduler, SchedulerSpec};
 use tempo::tensor::{Float, Tensor};
 use tempo_testkit::Case;
 
-use crate::util::{array, compare, compare_final_state, flat, params};
+use crate::util::{array, compare, compare_final_state, flat, load_states, params};
 
 struct Run<T: Float> {
     params: Vec<Tensor<T>>,
@@ -76,13 +76,12 @@ fn resume<T: Float>(case: &Case, run: Run<T>) -> Result<Run<T>, String> {
     for (p, v) in next.params.iter().zip(saved.params) {
         *p.data_mut() = v;
     }
-    next.opt
-        .load_state_dict(&saved.optimizer)
-        .map_err(|e| format!("loading the optimizer state: {e}"))?;
-    if let (Some(s), Some(state)) = (next.sched.as_mut(), saved.scheduler.as_ref()) {
-        s.load_state_dict(state)
-            .map_err(|e| format!("loading the scheduler state: {e}"))?;
-    }
+    load_states(
+        next.opt.as_mut(),
+        next.sched.as_mut(),
+        &saved.optimizer,
+        saved.scheduler.as_ref(),
+    )?;
     Ok(next)
 }
 

@@ -9,7 +9,7 @@ use tempo::sched::{build_scheduler, LRScheduler, SchedulerSpec};
 use tempo::tensor::{Float, Tensor};
 use tempo_testkit::{close, Case, Tolerance};
 
-use crate::util::{array, compare};
+use crate::util::{array, compare, load_states};
 
 /// The model of a training case, built from its `model` and `init` fields.
 pub(crate) fn build_model<T: Float>(case: &Case) -> Result<Sequential<T>, String> {
@@ -118,13 +118,12 @@ fn resume<T: Float>(case: &Case, run: Run<T>) -> Result<Run<T>, String> {
     next.model
         .load_state_dict(&saved.model)
         .map_err(|e| format!("loading the model: {e}"))?;
-    next.opt
-        .load_state_dict(&saved.optimizer)
-        .map_err(|e| format!("loading the optimizer state: {e}"))?;
-    if let (Some(s), Some(state)) = (next.sched.as_mut(), saved.scheduler.as_ref()) {
-        s.load_state_dict(state)
-            .map_err(|e| format!("loading the scheduler state: {e}"))?;
-    }
+    load_states(
+        next.opt.as_mut(),
+        next.sched.as_mut(),
+        &saved.optimizer,
+        saved.scheduler.as_ref(),
+    )?;
     Ok(next)
 }
 
