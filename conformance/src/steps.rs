@@ -6,7 +6,7 @@ use tempo::sched::{build_scheduler, LRScheduler, SchedulerSpec};
 use tempo::tensor::{Float, Tensor};
 use tempo_testkit::Case;
 
-use crate::util::{array, compare, compare_final_state, flat, load_states, params};
+use crate::util::{array, compare, compare_final_state, flat, params};
 
 struct Run<T: Float> {
     params: Vec<Tensor<T>>,
@@ -73,15 +73,10 @@ fn resume<T: Float>(case: &Case, run: Run<T>) -> Result<Run<T>, String> {
         run.sched.as_ref().map(|s| s.state_dict()),
     )?;
     let mut next = fresh::<T>(case)?;
-    for (p, v) in next.params.iter().zip(saved.params) {
-        *p.data_mut() = v;
+    for (p, v) in next.params.iter().zip(&saved.model) {
+        *p.data_mut() = v.clone();
     }
-    load_states(
-        next.opt.as_mut(),
-        next.sched.as_mut(),
-        &saved.optimizer,
-        saved.scheduler.as_ref(),
-    )?;
+    saved.load_states(next.opt.as_mut(), next.sched.as_mut())?;
     Ok(next)
 }
 

@@ -10,8 +10,9 @@ use tempo::ckpt::{
     scheduler_state_from_object, write_pt, TrainingState,
 };
 use tempo::nn::{Module, StateDict};
-use tempo::optim::OptimizerStateDict;
+use tempo::optim::{Optimizer, OptimizerStateDict};
 use tempo::param_groups::Dict;
+use tempo::sched::LRScheduler;
 use tempo::tensor::{Float, TensorData};
 use tempo_testkit::{load_case, Case};
 
@@ -44,11 +45,30 @@ fn through_files(state: &TrainingState) -> Result<TrainingState, String> {
     result
 }
 
-/// What a resume carries across.
-pub(crate) struct Saved<T: Float> {
-    pub(crate) params: Vec<ArrayD<T>>,
+/// What a resume carries across: the model (bare parameters, or a model's state dict),
+/// the optimizer's state and the scheduler's.
+pub(crate) struct Saved<M> {
+    pub(crate) model: M,
     pub(crate) optimizer: OptimizerStateDict,
     pub(crate) scheduler: Option<Dict>,
+}
+
+impl<M> Saved<M> {
+    /// Loads the optimizer's state into `opt` and, when both are there, the scheduler's
+    /// into `sched`.
+    pub(crate) fn load_states<T: Float>(
+        &self,
+        opt: &mut dyn Optimizer<T>,
+        sched: Option<&mut Box<dyn LRScheduler>>,
+    ) -> Result<(), String> {
+        opt.load_state_dict(&self.optimizer)
+            .map_err(|e| format!("loading the optimizer state: {e}"))?;
+        if let (Some(s), Some(state)) = (sched, self.scheduler.as_ref()) {
+            s.load_state_dict(state)
+                .map_err(|e| format!("loading the scheduler state: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Carries parameters, optimizer and scheduler state across a resume, through files.
@@ -56,7 +76,7 @@ pub(crate) fn round_trip_state<T: Float>(
     params: Vec<ArrayD<T>>,
     optimizer: OptimizerStateDict,
     scheduler: Option<Dict>,
-) -> Result<Saved<T>, String> {
+) -> Result<Saved<Vec<ArrayD<T>>>, String> {
     let model = params
         .into_iter()
         .enumerate()
@@ -75,17 +95,10 @@ pub(crate) fn round_trip_state<T: Float>(
         .map(|(_, t)| T::from_tensor_data(t).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
     Ok(Saved {
-        params,
+        model: params,
         optimizer: back.optimizer.ok_or("the optimizer state was lost")?,
         scheduler: back.scheduler,
     })
-}
-
-/// What a training resume carries across.
-pub(crate) struct SavedTraining<T: Float> {
-    pub(crate) model: StateDict<T>,
-    pub(crate) optimizer: OptimizerStateDict,
-    pub(crate) scheduler: Option<Dict>,
 }
 
 /// Carries a training state across a resume, through files.
@@ -93,7 +106,7 @@ pub(crate) fn round_trip_training<T: Float>(
     model: StateDict<T>,
     optimizer: OptimizerStateDict,
     scheduler: Option<Dict>,
-) -> Result<SavedTraining<T>, String> {
+) -> Result<Saved<StateDict<T>>, String> {
     let state = TrainingState {
         model: model.to_tensor_data(),
         optimizer: Some(optimizer),
@@ -101,7 +114,7 @@ pub(crate) fn round_trip_training<T: Float>(
         ..TrainingState::default()
     };
     let back = through_files(&state)?;
-    Ok(SavedTraining {
+    Ok(Saved {
         model: StateDict::from_tensor_data(back.model).map_err(|e| e.to_string())?,
         optimizer: back.optimizer.ok_or("the optimizer state was lost")?,
         scheduler: back.scheduler,

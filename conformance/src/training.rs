@@ -9,7 +9,7 @@ use tempo::sched::{build_scheduler, LRScheduler, SchedulerSpec};
 use tempo::tensor::{Float, Tensor};
 use tempo_testkit::{close, Case, Tolerance};
 
-use crate::util::{array, compare, load_states};
+use crate::util::{array, compare};
 
 /// The model of a training case, built from its `model` and `init` fields.
 pub(crate) fn build_model<T: Float>(case: &Case) -> Result<Sequential<T>, String> {
@@ -118,12 +118,7 @@ fn resume<T: Float>(case: &Case, run: Run<T>) -> Result<Run<T>, String> {
     next.model
         .load_state_dict(&saved.model)
         .map_err(|e| format!("loading the model: {e}"))?;
-    load_states(
-        next.opt.as_mut(),
-        next.sched.as_mut(),
-        &saved.optimizer,
-        saved.scheduler.as_ref(),
-    )?;
+    saved.load_states(next.opt.as_mut(), next.sched.as_mut())?;
     Ok(next)
 }
 

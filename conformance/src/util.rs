@@ -2,9 +2,7 @@
 
 use ndarray::ArrayD;
 use serde_json::Value as Json;
-use tempo::optim::{Optimizer, OptimizerStateDict, StateValue};
-use tempo::param_groups::Dict;
-use tempo::sched::LRScheduler;
+use tempo::optim::{OptimizerStateDict, StateValue};
 use tempo::tensor::{Float, Tensor, TensorData};
 use tempo_testkit::{first_mismatch, Tolerance};
 
@@ -100,20 +98,4 @@ pub(crate) fn compare_final_state(
 #[allow(dead_code)]
 pub(crate) fn data_numbers(t: &TensorData) -> Vec<f64> {
     t.to_f64_vec()
-}
-
-/// Loads a resumed run's optimizer state and, when both are there, its scheduler state.
-pub(crate) fn load_states<T: Float>(
-    opt: &mut dyn Optimizer<T>,
-    sched: Option<&mut Box<dyn LRScheduler>>,
-    optimizer: &OptimizerStateDict,
-    scheduler: Option<&Dict>,
-) -> Result<(), String> {
-    opt.load_state_dict(optimizer)
-        .map_err(|e| format!("loading the optimizer state: {e}"))?;
-    if let (Some(s), Some(state)) = (sched, scheduler) {
-        s.load_state_dict(state)
-            .map_err(|e| format!("loading the scheduler state: {e}"))?;
-    }
-    Ok(())
 }
